@@ -1,0 +1,164 @@
+"""Pass `load`: environments/ on a SourceTree -> `Estate` (validated declaration layers).
+
+Input: a SourceTree holding environments/base/*.yaml and environments/<env>/{env.yaml,*.yaml}.
+Output: `Estate` with every file checked against the declaration schemas, or diagnostics.
+Invariants: every Layer's data is schema-valid for its role; files are read in sorted order.
+Codes: Y0xx (see compiler.source), D001-D004 (see compiler.declschema), L001 no environments,
+L002 env.yaml name does not match its directory, L003 overrides in base, L004 bad file name,
+L005 no base layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import declschema
+from .diagnostics import Diagnostic, Position, Severity
+from .model import EnvSettings, Layer
+from .source import Document, parse
+from .tree import SourceTree
+
+ROOT = "environments"
+BASE = "base"
+ENV_FILE = "env.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class DeclFile:
+    file: str
+    services: tuple[Layer, ...]
+    overrides: tuple[Layer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSource:
+    settings: EnvSettings
+    files: tuple[DeclFile, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Estate:
+    base: tuple[DeclFile, ...]
+    envs: dict[str, EnvSource]
+
+
+def _err(code: str, message: str, pos: Position, hint: str) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, pos, hint=hint)
+
+
+def _read(tree: SourceTree, path: str) -> tuple[list[Document], list[Diagnostic]]:
+    try:
+        data = tree.read(path)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return [], [_err("Y001", f"cannot read file: {reason}", Position(path),
+                         "check the file exists and is readable")]
+    return parse(path, data)
+
+
+def _is_yaml(path: str) -> bool:
+    return path.endswith((".yaml", ".yml"))
+
+
+def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool) -> tuple[DeclFile, list[Diagnostic]]:
+    docs, diags = _read(tree, path)
+    services: list[Layer] = []
+    overrides: list[Layer] = []
+    for doc in docs:
+        problems = declschema.validate("declarations", doc.value, path, doc.node)
+        if problems:
+            diags.extend(problems)
+            continue
+        if doc.value is None:
+            continue
+        if doc.value.get("overrides") and not allow_overrides:
+            diags.append(_err("L003", "overrides: is only allowed in an environment directory",
+                              Position(path, doc.node.start_mark.line + 1, 1),
+                              "declare base services under services:, and change them per "
+                              "environment under overrides: in environments/<env>/"))
+            continue
+        for key, bucket in (("services", services), ("overrides", overrides)):
+            seq = _child_seq(doc, key)
+            for item, item_node in zip(doc.value.get(key) or [], seq):
+                bucket.append(Layer(path, item_node, item))
+    return DeclFile(path, tuple(services), tuple(overrides)), diags
+
+
+def _child_seq(doc: Document, key: str) -> list[Any]:
+    for knode, vnode in getattr(doc.node, "value", []):
+        if getattr(knode, "value", None) == key:
+            return list(vnode.value) if isinstance(vnode.value, list) else []
+    return []
+
+
+def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, list[Diagnostic]]:
+    path = f"{ROOT}/{env}/{ENV_FILE}"
+    docs, diags = _read(tree, path)
+    if diags:
+        return None, diags
+    if len(docs) != 1 or not isinstance(docs[0].value, dict):
+        return None, [_err("D002", "env.yaml must hold one mapping", Position(path, 1, 1),
+                           "see docs/declarations.md for the env.yaml keys")]
+    doc = docs[0]
+    problems = declschema.validate("env", doc.value, path, doc.node)
+    if problems:
+        return None, problems
+    raw = doc.value
+    if raw["name"] != env:
+        pos = Position(path, doc.node.start_mark.line + 1, 1)
+        return None, [_err("L002", f"env.yaml name {raw['name']!r} does not match directory {env!r}",
+                           pos, f"set name: {env}")]
+    return EnvSettings(
+        name=env, namespace=raw["namespace"], trust_domain=raw.get("trustDomain", "cluster.local"),
+        cluster_domain=raw.get("clusterDomain", "cluster.local"),
+        networks=tuple(raw.get("networks", ())), policy_profile=raw.get("policyProfile", "standard"),
+        production=bool(raw.get("production", False)), proxy=raw.get("proxy", {}),
+        vm=raw.get("vm", {}), raw=raw, source=Layer(path, doc.node, raw)), []
+
+
+def list_envs(tree: SourceTree) -> list[str]:
+    names = {p.split("/")[1] for p in tree.list(ROOT) if p.count("/") >= 2}
+    return sorted(n for n in names if n != BASE and tree.is_dir(f"{ROOT}/{n}")
+                  and _has(tree, f"{ROOT}/{n}/{ENV_FILE}"))
+
+
+def _has(tree: SourceTree, path: str) -> bool:
+    return path in tree.list(path.rsplit("/", 1)[0])
+
+
+def load(tree: SourceTree, only: list[str] | None = None) -> tuple[Estate | None, list[Diagnostic]]:
+    diags: list[Diagnostic] = []
+    envs = list_envs(tree)
+    if not envs:
+        return None, [_err("L001", "no environments found", Position(ROOT),
+                           "create environments/<env>/env.yaml (see docs/declarations.md)")]
+    for name in only or []:
+        if name not in envs:
+            return None, [_err("L001", f"unknown environment {name!r}{declschema.did_you_mean(name, envs)}",
+                               Position(ROOT), f"known environments: {', '.join(envs)}")]
+    base = _load_dir(tree, f"{ROOT}/{BASE}", False, diags, skip=())
+    sources: dict[str, EnvSource] = {}
+    for env in only or envs:
+        settings, problems = load_env_settings(tree, env)
+        diags.extend(problems)
+        files = _load_dir(tree, f"{ROOT}/{env}", True, diags, skip=(f"{ROOT}/{env}/{ENV_FILE}",))
+        if settings is not None:
+            sources[env] = EnvSource(settings, files)
+    return Estate(base, sources), diags
+
+
+def _load_dir(tree: SourceTree, directory: str, overlay: bool, diags: list[Diagnostic],
+              skip: tuple[str, ...]) -> tuple[DeclFile, ...]:
+    out: list[DeclFile] = []
+    for path in tree.list(directory) if tree.is_dir(directory) else []:
+        if path in skip:
+            continue
+        if not _is_yaml(path):
+            diags.append(Diagnostic("L004", Severity.WARNING, "not a .yaml file; ignored",
+                                    Position(path), hint="rename it to .yaml or move it out"))
+            continue
+        decl, problems = load_decl_file(tree, path, overlay)
+        diags.extend(problems)
+        out.append(decl)
+    return tuple(out)

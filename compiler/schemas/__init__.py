@@ -1,0 +1,1 @@
+"""JSON Schemas of meshc's declaration files (package data)."""

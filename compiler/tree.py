@@ -1,0 +1,60 @@
+"""Where declarations are read from: a small filesystem interface, so passes never touch the disk.
+
+`DiskTree` reads a repository on disk; `MemoryTree` holds files in a dict (tests, git blobs).
+Paths are POSIX, relative to the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Protocol
+
+
+class SourceTree(Protocol):
+    def list(self, directory: str) -> list[str]:
+        """Relative paths of the regular files below `directory` (recursive), sorted."""
+
+    def read(self, path: str) -> bytes:
+        """File bytes; raises OSError when unreadable."""
+
+    def is_dir(self, path: str) -> bool: ...
+
+
+class DiskTree:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def list(self, directory: str) -> list[str]:
+        base = self.root / directory
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            out.extend(f"{rel}/{name}" for name in filenames if not name.startswith("."))
+        return sorted(out)
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def is_dir(self, path: str) -> bool:
+        return (self.root / path).is_dir()
+
+
+class MemoryTree:
+    def __init__(self, files: Mapping[str, bytes | str]) -> None:
+        self.files = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
+
+    def list(self, directory: str) -> list[str]:
+        prefix = directory.rstrip("/") + "/"
+        return sorted(p for p in self.files if p.startswith(prefix))
+
+    def read(self, path: str) -> bytes:
+        try:
+            return self.files[path]
+        except KeyError:
+            raise FileNotFoundError(path) from None
+
+    def is_dir(self, path: str) -> bool:
+        prefix = path.rstrip("/") + "/"
+        return any(p.startswith(prefix) for p in self.files)
