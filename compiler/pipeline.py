@@ -91,4 +91,5 @@ def bundle_for(env_result: EnvResult) -> emit.Bundle:
         files[path] = data
         source = str(svc.decl.position).removeprefix("./")
         entries.extend(emit.index_entry(a, path, sha, source) for a, sha in shas)
-    return emit.finish(env_result.settings.name, files, entries)
+    return emit.finish(env_result.settings.name, files, entries,
+                       {"production": env_result.settings.production})

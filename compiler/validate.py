@@ -68,7 +68,7 @@ def _check(chk: Checker) -> None:
         chk.add(d.code, path, d.message, d.hint)
     if chk.errors:
         return
-    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _selectors):
+    for fn in (_hosts, _addresses, _ports, _endpoints, _durations):
         fn(chk)
     check_tls(chk, _ports_by_number(chk.data))
 
@@ -230,15 +230,6 @@ def _walk(value: Any, path: DataPath) -> Iterator[tuple[DataPath, str, Any]]:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _walk(v, path + (i,))
-
-
-def _selectors(chk: Checker) -> None:
-    if chk.data.get("clientSelector"):
-        export = chk.data.get("exportTo", [])
-        ns = chk.data.get("namespace", chk.env.namespace)
-        if any(e not in (".", ns) for e in export) or len(export) > 1:
-            chk.add("V026", ("exportTo",), "a DestinationRule with clientSelector can only be "
-                    "exported to its own namespace", 'remove exportTo or set exportTo: ["."]')
 
 
 def _check_we_names(chk: Checker, svc: Service, seen: dict[tuple[str, str], str]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./@%+=:-]*$")
+_PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./@%+=:-]*")
 _RESOLVER = yaml.resolver.Resolver()
 _ESCAPE = re.compile('[\\x00-\\x1f"\\\\\\x7f-\\x9f\\u2028\\u2029\\ufeff\\ud800-\\udfff]')
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\", "\0": "\\0"}
@@ -31,7 +31,7 @@ def _esc(m: re.Match[str]) -> str:
 def scalar_str(text: str) -> str:
     out = _cache.get(text)
     if out is None:
-        plain = (_PLAIN.match(text) is not None and not text.endswith(":")
+        plain = (_PLAIN.fullmatch(text) is not None and not text.endswith(":")
                  and ": " not in text and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
                  == "tag:yaml.org,2002:str")
         out = text if plain else '"' + _ESCAPE.sub(_esc, text) + '"'

@@ -1,0 +1,41 @@
+# meshc: `make build` sets everything up and compiles every environment; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+MESHC  := $(VENV)/bin/meshc
+BASE   ?= origin/main
+
+.PHONY: setup build check test bench diff goldens clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+build: setup
+	$(MESHC) build
+
+check: setup
+	$(MESHC) check
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run.py --services 1000 --envs 3
+
+diff: setup
+	$(MESHC) diff --base $(BASE)
+
+goldens: setup
+	MESHC_UPDATE_GOLDENS=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf out .meshc-cache

@@ -1,0 +1,49 @@
+"""Shared fixtures. Golden files are rewritten when MESHC_UPDATE_GOLDENS=1 (or `make goldens`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CRDS = SHARED / "schemas" / "istio-crds.yaml"
+UPDATE = os.environ.get("MESHC_UPDATE_GOLDENS") == "1"
+
+
+def check_golden(path: Path, actual: bytes) -> None:
+    """Compare with a golden file; rewrite it instead when MESHC_UPDATE_GOLDENS=1."""
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual)
+        return
+    assert path.exists(), f"missing golden {path}; run `make goldens` and review the result"
+    expected = path.read_bytes()
+    assert actual.decode() == expected.decode(), f"{path} differs; if intended, run `make goldens`"
+
+
+def check_golden_dir(directory: Path, files: dict[str, bytes]) -> None:
+    """A whole directory of goldens: same file set, same bytes."""
+    if UPDATE and directory.exists():
+        for old in sorted(directory.rglob("*"), reverse=True):
+            if old.is_file():
+                old.unlink()
+    for rel, data in files.items():
+        check_golden(directory / rel, data)
+    if not UPDATE:
+        present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+        assert present == set(files), f"golden files differ in {directory}: {sorted(present ^ set(files))}"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def crds_path() -> Path:
+    if not CRDS.exists():
+        pytest.fail(f"the Istio CRDs are expected at {CRDS} (shared/ beside the repository)")
+    return CRDS
