@@ -38,16 +38,18 @@ def main() -> None:
 @click.option("--env", "envs", multiple=True, metavar="NAME", help="Environment to build (repeatable; default all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: out/ or meshc.yaml's out).")
+@click.option("--skip-checks", is_flag=True, help="Do not run the check layers before writing.")
 @ROOT_OPT
-def build(envs: tuple[str, ...], out: Path | None, root: Path) -> None:
+def build(envs: tuple[str, ...], out: Path | None, skip_checks: bool, root: Path) -> None:
     """Compile environments and write one bundle per environment.
 
     \b
     Example:
       meshc build --env staging --env prod --out out/
-    Writes out/<env>/ atomically; on any error nothing is written and the exit code is 2.
+    Runs every check layer first (like `meshc check`); writes out/<env>/ atomically.
+    On any error nothing is written and the exit code is 2.
     """
-    outcome = api.build(root, envs, out)
+    outcome = api.build(root, envs, out, checks=not skip_checks)
     _print_diags(outcome.diagnostics)
     if not outcome.ok:
         sys.exit(2)
@@ -76,3 +78,65 @@ def render(env: str, root: Path) -> None:
         if path.endswith(".yaml") and path != "kustomization.yaml":
             out.write(b"# " + path.encode() + b"\n")
             out.write(data if data.startswith(b"---") else b"---\n" + data)
+
+
+FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]),
+                          default="text", show_default=True, help="Output format.")
+FAIL_OPT = click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
+                        show_default=True, help="Lowest severity that makes the exit code 1.")
+
+
+def _finish(diags: Sequence[Diagnostic], waived: Sequence[Diagnostic], fmt: str, fail_on: str,
+            input_error: bool) -> None:
+    from . import report
+    from .diagnostics import Severity
+
+    click.echo(report.render(fmt, diags, waived), nl=False)
+    if input_error:
+        sys.exit(2)
+    if any(d.severity >= Severity.parse(fail_on) for d in diags):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--env", "envs", multiple=True, metavar="NAME", help="Environment to check (repeatable; default all).")
+@click.option("--layer", "layers", multiple=True, type=click.Choice(["schema", "istio", "cue", "envoy"]),
+              help="Run only these layers (repeatable; default all).")
+@click.option("--crds", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Istio CRD file (default: crds: in meshc.yaml).")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, hidden=True)
+@FORMAT_OPT
+@FAIL_OPT
+@ROOT_OPT
+def check(envs: tuple[str, ...], layers: tuple[str, ...], crds: Path | None, today: object,
+          fmt: str, fail_on: str, root: Path) -> None:
+    """Run every check: CRD schema + CEL, Istio rules and analyzers, CUE policies, Envoy API.
+
+    \b
+    Example:
+      meshc check --env prod --format github
+      meshc check --layer schema --layer istio --fail-on warning
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 input error.
+    """
+    day = today.date() if today is not None else None  # type: ignore[attr-defined]
+    outcome = api.check(root, envs, layers, crds, day)
+    _finish(outcome.diagnostics, outcome.waived, fmt, fail_on, outcome.input_error)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--crds", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Istio CRD file (default: crds: in meshc.yaml; none = skip the schema layer).")
+@FORMAT_OPT
+@FAIL_OPT
+@ROOT_OPT
+def lint(paths: tuple[str, ...], crds: Path | None, fmt: str, fail_on: str, root: Path) -> None:
+    """Check existing Istio YAML (files, directories, or - for stdin).
+
+    \b
+    Example:
+      meshc lint legacy-manifests/ --format json
+      kubectl get se,we,dr -A -o yaml | meshc lint -
+    """
+    outcome = api.lint(root, paths, crds)
+    _finish(outcome.diagnostics, (), fmt, fail_on, outcome.input_error)

@@ -66,10 +66,59 @@ def locate_decl(decl: ServiceDecl, path: DataPath) -> Position:
     return best
 
 
-def locate_artifact(artifact: Artifact, decl: ServiceDecl, path: DataPath) -> Position:
-    """Position of the declaration behind `path` in an emitted object (longest mapped prefix)."""
-    for cut in range(len(path), -1, -1):
-        mapped = artifact.origin.get(tuple(path[:cut]))
-        if mapped is not None:
-            return locate_decl(decl, mapped)
-    return decl.position
+_SE_DIRECT = {"hosts", "addresses", "ports", "endpoints", "location", "resolution", "exportTo"}
+
+
+def decl_path_for(kind: str, part: int, path: DataPath) -> DataPath:
+    """The declaration path behind `path` in an emitted object of `kind` (best effort, a prefix)."""
+    if len(path) >= 2 and path[0] == "metadata":
+        return ("endpoints", part, "name") if kind == "WorkloadEntry" else ("name",)
+    if not path or path[0] != "spec":
+        return ()
+    rest = path[1:]
+    if kind == "ServiceEntry":
+        if rest and rest[0] in _SE_DIRECT:
+            return rest
+        return ("selector",) if rest and rest[0] == "workloadSelector" else ()
+    if kind == "WorkloadEntry":
+        return ("endpoints", part) + rest
+    if kind == "DestinationRule":
+        return _dr_path(part, rest)
+    return ()
+
+
+def _dr_path(part: int, rest: DataPath) -> DataPath:
+    if not rest:
+        return ()
+    head = rest[0]
+    if head == "host":
+        return ("hosts", part)
+    if head == "workloadSelector":
+        return ("clientSelector",)
+    if head == "exportTo":
+        return ("exportTo",)
+    if head == "trafficPolicy":
+        return _policy_path(("trafficPolicy",), rest[1:], top=True)
+    if head == "subsets" and len(rest) >= 2:
+        tail = rest[2:]
+        if tail and tail[0] == "trafficPolicy":
+            return _policy_path(("subsets", rest[1], "trafficPolicy"), tail[1:], top=False)
+        return ("subsets", rest[1]) + tail
+    return ()
+
+
+def _policy_path(base: DataPath, rest: DataPath, top: bool) -> DataPath:
+    if not rest:
+        return base
+    if rest[0] == "tls" and top:
+        return ("tls",) + rest[1:]
+    if rest[0] == "portLevelSettings":
+        tail = rest[1:]
+        if len(tail) >= 2 and tail[1] == "port":
+            return base + ("portLevel",) + (tail[0], "port")
+        return base + ("portLevel",) + tail
+    return base + rest
+
+
+def locate_finding(art: Artifact, decl: ServiceDecl, path: DataPath) -> Position:
+    return locate_decl(decl, decl_path_for(art.identity.kind, art.part, path))

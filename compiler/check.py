@@ -1,0 +1,130 @@
+"""Pass `check`: artifacts of each environment -> diagnostics, in layers.
+
+Input: a CompileResult (typed artifacts with provenance) and the layers to run.
+Output: Diagnostics placed at the declaration behind each finding (never at generated YAML).
+Layers (docs/checks.md): `schema` (the Istio CRDs' openAPIV3Schema + CEL rules + list-map keys,
+compiler.crd), `istio` (istiod webhook rules and cross-object analyzers, compiler.rules),
+`cue` (organisation policies, compiler.check_cue), `envoy` (Envoy API validation of the emitted
+bootstrap, compiler.check_envoy). A layer that cannot run is an input error (C0xx), never a pass.
+Codes: C002 CRD file unusable, C003 policy engine unusable, plus each layer's own codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .diagnostics import Diagnostic, Finding, Position, Severity, format_path
+from .model import Artifact, Identity
+from .pipeline import CompileResult, EnvResult
+from .provenance import locate_finding
+
+LAYERS = ("schema", "istio", "cue", "envoy")
+
+
+class CheckInputError(Exception):
+    """A layer cannot run (missing CRDs, broken policy, no engine): exit code 2."""
+
+    def __init__(self, diags: list[Diagnostic]) -> None:
+        super().__init__("; ".join(d.message for d in diags))
+        self.diags = diags
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    layers: tuple[str, ...] = LAYERS
+    crds: Path | None = None
+    policies: Path | None = None
+    repo_root: Path = Path(".")
+    envoy_binary: bool = False
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+class Placer:
+    """Finding -> Diagnostic, with the artifact lookups of one environment cached."""
+
+    def __init__(self, env: EnvResult) -> None:
+        self.env = env
+        self.by_id: dict[Identity, Artifact] = {a.identity: a for a in env.artifacts}
+        self.decls = {s.name: s.decl for s in env.services}
+
+    def __call__(self, art: Artifact, finding: Finding) -> Diagnostic:
+        decl = self.decls.get(art.service)
+        pos = locate_finding(art, decl, finding.path) if decl is not None else None
+        return Diagnostic(finding.code, finding.severity, finding.message, pos,
+                          format_path(finding.path), finding.hint, self.env.settings.name,
+                          str(art.identity), finding.istio_code)
+
+    def by_identity(self, ident: tuple[str, str, str]) -> Artifact | None:
+        return self.by_id.get(Identity(*ident))
+
+
+def run_checks(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+    """All requested layers over every compiled environment; raises CheckInputError."""
+    import time
+
+    out: list[Diagnostic] = []
+    runners: dict[str, Callable[[CompileResult, CheckOptions], list[Diagnostic]]] = {
+        "schema": _schema_layer, "istio": _istio_layer, "cue": _cue_layer, "envoy": _envoy_layer}
+    for layer in opts.layers:
+        start = time.perf_counter()
+        out.extend(runners[layer](result, opts))
+        opts.timings[layer] = time.perf_counter() - start
+    return out
+
+
+def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+    from .crd import CrdError, CrdSet
+
+    if opts.crds is None:
+        raise CheckInputError([Diagnostic(
+            "C002", Severity.ERROR, "no Istio CRD file configured for the schema layer",
+            Position("meshc.yaml"), hint="set crds: in meshc.yaml (e.g. the output of "
+            "`kubectl get crd -o yaml`), pass --crds PATH, or skip with --layer")])
+    try:
+        crds = CrdSet.load(opts.crds)
+    except CrdError as exc:
+        raise CheckInputError([Diagnostic("C002", Severity.ERROR, str(exc), Position(str(opts.crds)),
+                                          hint="point crds: at a valid CRD file")]) from None
+    out: list[Diagnostic] = []
+    for env in result.envs.values():
+        placer = Placer(env)
+        for art in env.artifacts:
+            out.extend(placer(art, f) for f in crds.validate(art.body))
+    return out
+
+
+def _istio_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+    from .rules import analyze, check_object
+
+    out: list[Diagnostic] = []
+    for env in result.envs.values():
+        placer = Placer(env)
+        for art in env.artifacts:
+            out.extend(placer(art, f) for f in check_object(art.body))
+        for ident, finding in analyze([a.body for a in env.artifacts]):
+            art = placer.by_identity(ident)
+            if art is not None:
+                out.append(placer(art, finding))
+    return out
+
+
+def _cue_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+    from .check_cue import run_cue
+
+    return run_cue(result, opts)
+
+
+def _envoy_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+    from .check_envoy import run_envoy
+
+    return run_envoy(result, opts)
+
+
+def threshold_reached(diags: Iterable[Diagnostic], fail_on: Severity) -> bool:
+    return any(d.severity >= fail_on for d in diags)
+
+
+def parse_layers(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(v for v in LAYERS if v in set(values)) if values else LAYERS

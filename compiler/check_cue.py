@@ -1,0 +1,115 @@
+"""The `cue` layer of pass `check`: organisation policies (policies/*.cue) over each environment.
+
+Input: compiled environments. Output: diagnostics at the declaration line behind each violation.
+Each environment becomes one document {env, services, objects} (docs/policies.md); all
+environments are vetted in one engine call. Policy files are chosen by the environment's
+policyProfile: policies/*.cue for all, policies/<profile>/*.cue in addition.
+Codes: P001 policy violation (the policy's message; related position: the constraint in the
+.cue file), C003 engine unusable or policy file broken (input error).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .diagnostics import Diagnostic, Finding, Position, Severity, format_path
+from .model import Identity
+from .provenance import locate_decl
+
+if TYPE_CHECKING:
+    from .check import CheckOptions
+    from .pipeline import CompileResult, EnvResult
+
+
+def document(env: "EnvResult") -> dict[str, Any]:
+    return {
+        "env": {"name": env.settings.name, "namespace": env.settings.namespace,
+                "trustDomain": env.settings.trust_domain, "clusterDomain": env.settings.cluster_domain,
+                "networks": list(env.settings.networks), "policyProfile": env.settings.policy_profile,
+                "production": env.settings.production},
+        "services": {s.name: _service_doc(s) for s in env.services},
+        "objects": {str(a.identity): a.body for a in env.artifacts},
+    }
+
+
+def _service_doc(svc: Any) -> dict[str, Any]:
+    data = dict(svc.decl.data)
+    data.setdefault("namespace", svc.namespace)
+    data.setdefault("location", svc.location)
+    data.setdefault("resolution", svc.resolution)
+    data.setdefault("endpointsAs", svc.endpoints_as)
+    data["ports"] = [{"number": p.number, "protocol": p.protocol, "name": p.name,
+                      **({"targetPort": p.target_port} if p.target_port else {})} for p in svc.ports]
+    for key in ("owner", "description"):
+        data.setdefault(key, "")
+    for key in ("hosts", "addresses", "endpoints", "subsets", "exportTo"):
+        data.setdefault(key, [])
+    return data
+
+
+def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
+    from .check import CheckInputError
+    from .cue import CueEngine, CueEngineError, policy_files_for
+
+    if opts.policies is None or not opts.policies.is_dir():
+        return []
+    try:
+        engine = CueEngine.start(opts.repo_root)
+    except CueEngineError as exc:
+        raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
+    try:
+        out: list[Diagnostic] = []
+        by_profile: dict[str, list[str]] = {}
+        for name, env in result.envs.items():
+            by_profile.setdefault(env.settings.policy_profile, []).append(name)
+        for profile, names in sorted(by_profile.items()):
+            files = policy_files_for(opts.policies, profile)
+            if not files:
+                continue
+            docs = {n: document(result.envs[n]) for n in names}
+            found = engine.vet(files, docs)
+            for n in names:
+                out.extend(_place(result.envs[n], v, opts.repo_root) for v in found.get(n, []))
+        return out
+    except CueEngineError as exc:
+        raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
+    finally:
+        engine.close()
+
+
+def _engine_diag(exc: Exception, policies: Path) -> Diagnostic:
+    return Diagnostic("C003", Severity.ERROR, f"CUE policies cannot be evaluated: {exc}",
+                      Position(str(policies)), hint="run `make setup` (installs the CUE engine), "
+                      "or fix the policy file named above")
+
+
+def _place(env: "EnvResult", v: Any, root: Path) -> Diagnostic:
+    rule = Position(_rel(v.policy_file, root), v.policy_line, v.policy_col)
+    path = tuple(v.path)
+    pos: Position | None = None
+    obj = ""
+    if len(path) >= 2 and path[0] == "services":
+        svc = next((s for s in env.services if s.name == path[1]), None)
+        if svc is not None:
+            pos, obj = locate_decl(svc.decl, path[2:]), f"service {svc.name}"
+    elif len(path) >= 2 and path[0] == "objects":
+        from .check import Placer
+        parts = str(path[1]).split("/")
+        art = Placer(env).by_identity((parts[0], parts[1], parts[2])) if len(parts) == 3 else None
+        if art is not None:
+            return Placer(env)(art, Finding("P001", Severity.ERROR, v.message, path[2:]))
+    elif path and path[0] == "env" and env.settings.source is not None:
+        pos = env.settings.source.position
+    return Diagnostic("P001", Severity.ERROR, v.message, pos or rule, format_path(path[2:]),
+                      f"policy {rule}", env.settings.name, obj, related=(rule,))
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+__all__ = ["document", "run_cue", "Identity"]
