@@ -6,7 +6,8 @@ Layers (docs/checks.md): `schema` (the Istio CRDs' openAPIV3Schema + CEL rules +
 compiler.crd), `istio` (istiod webhook rules and cross-object analyzers, compiler.rules),
 `cue` (organisation policies, compiler.check_cue), `envoy` (Envoy API validation of the emitted
 bootstrap, compiler.check_envoy). A layer that cannot run is an input error (C0xx), never a pass.
-Codes: C002 CRD file unusable, C003 policy engine unusable, plus each layer's own codes.
+Codes: C002 CRD file unusable, C003 policy engine unusable, C004 no CRD file configured
+(warning: the schema layer did not run), plus each layer's own codes.
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]
     from .crd import CrdError, CrdSet
 
     if opts.crds is None:
-        raise CheckInputError([Diagnostic(
-            "C002", Severity.ERROR, "no Istio CRD file configured for the schema layer",
+        return [Diagnostic(
+            "C004", Severity.WARNING, "schema layer skipped: no Istio CRD file configured",
             Position("meshc.yaml"), hint="set crds: in meshc.yaml (e.g. the output of "
-            "`kubectl get crd -o yaml`), pass --crds PATH, or skip with --layer")])
+            "`kubectl get crd -o yaml`) or pass --crds PATH")]
     try:
         crds = CrdSet.load(opts.crds)
     except CrdError as exc:

@@ -49,11 +49,11 @@ def _service_doc(svc: Any) -> dict[str, Any]:
 
 
 def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
+    if opts.policies is None or not opts.policies.is_dir():
+        return []
     from .check import CheckInputError
     from .cue import CueEngine, CueEngineError, policy_files_for
 
-    if opts.policies is None or not opts.policies.is_dir():
-        return []
     try:
         engine = CueEngine.start(opts.repo_root)
     except CueEngineError as exc:

@@ -93,6 +93,7 @@ def _convert(node: dict[str, Any], structural: bool) -> dict[str, Any]:
         _nullable(out)
     if structural and _is_closed_object(node):
         out["additionalProperties"] = False
+        out.setdefault("properties", {})  # so unknown fields are reported by name
     return out
 
 
@@ -150,6 +151,8 @@ def explain(error: Any, schema: dict[str, Any]) -> list[Finding]:
     if kind_name in ("OneOfMultipleValid", "OneOfNotValid"):
         owner = _resolve(schema, error.schema_path[:-1])
         return [_finding(path, _one_of_message(owner.get("oneOf", []), error.instance, kind_name))]
+    if kind_name == "Enum" and error.instance is None:
+        return []  # the type error at the same path already says "got null"
     explainer = _EXPLAINERS.get(kind_name)
     message = explainer(error.kind, error.instance) if explainer else error.message
     hint = _null_hint(error.instance) if kind_name == "Type" else ""
@@ -205,7 +208,8 @@ def _null_hint(instance: Any) -> str:
 
 def _type_message(kind: Any, instance: Any) -> str:
     wanted = " or ".join(t for t in kind.types if t != "null")
-    return f"must be {wanted}, got {_json_type(instance)} {_describe(instance)}"
+    got = _json_type(instance)
+    return f"must be {wanted}, got {got}" + ("" if instance is None else f" {_describe(instance)}")
 
 
 def _enum_message(kind: Any, instance: Any) -> str:

@@ -14,6 +14,8 @@ Invariants:
   unless ``optionalOldSelf`` is set, in which case ``oldSelf`` is an empty optional.
 * Rules at a node are skipped when JSON Schema reported a (non unknown-field) error at or
   below that node, like the API server, which does not run CEL on malformed values.
+* Rule outcomes depend only on the projected value, so ``RuleMemo`` reuses them for equal
+  values (fingerprinted with orjson; values that cannot be fingerprinted are not memoised).
 
 Codes: S002 rule evaluated to false; S003 rule could not be compiled or evaluated (ERROR,
 never a silent pass); S004 duplicate key in a ``list-type: map`` or duplicate item in a
@@ -25,17 +27,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterator
+from typing import Any, Collection, Hashable, Iterator
 
-from compiler.crd_cel import (
-    Bindings, CelCompiler, CelEvalError, CelProgram, CompileFailure, references_old_self,
-    self_projection,
-)
+import orjson
+
+from compiler.crd_cel import Bindings, CelCompiler, CelEvalError, CelProgram, CompileFailure
+from compiler.crd_cel_ext import references_old_self, self_projection
 from compiler.diagnostics import DataPath, Finding, Severity
 
 RULE_FAILED = "S002"
 RULE_BROKEN = "S003"
 LIST_DUPLICATE = "S004"
+_MEMO_LIMIT = 65536
+_FINGERPRINT_OPTIONS = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 _FIELD_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
 
 
@@ -128,31 +134,70 @@ def parse_field_path(text: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- checking
 
 
-def check(root: SiteNode, manifest: Any, blocked: Collection[DataPath]) -> list[Finding]:
+class RuleMemo:
+    """Rule outcomes (findings with paths relative to the node) per (node, observed value)."""
+
+    def __init__(self, limit: int = _MEMO_LIMIT) -> None:
+        self._limit = limit
+        self._store: dict[tuple[int, Hashable], tuple[Finding, ...]] = {}
+
+    def outcome(self, node: SiteNode, value: Any) -> tuple[Finding, ...]:
+        observed = _project(value, node.projection)
+        key = _fingerprint(observed)
+        if key is None:
+            return tuple(_run_rules(node, observed))
+        slot = (id(node), key)
+        cached = self._store.get(slot)
+        if cached is None:
+            cached = tuple(_run_rules(node, observed))
+            if len(self._store) >= self._limit:
+                self._store.clear()
+            self._store[slot] = cached
+        return cached
+
+
+def _fingerprint(value: Any) -> Hashable | None:
+    if value is None or isinstance(value, (str, int, float)):
+        return (type(value), value)
+    try:
+        return orjson.dumps(value, option=_FINGERPRINT_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+
+
+def check(root: SiteNode, manifest: Any, blocked: Collection[DataPath],
+          memo: RuleMemo) -> list[Finding]:
     """Findings of all rules and list keys; ``blocked`` holds paths whose rules must not run."""
     findings: list[Finding] = []
-    for node, value, path in _visit(root, manifest, ()):
+    stack: list[tuple[SiteNode, Any, DataPath]] = [(root, manifest, ())]
+    while stack:
+        node, value, path = stack.pop()
+        if value is None:  # null values are not validated by rules
+            continue
         if node.list_type and isinstance(value, list):
             findings.extend(_list_duplicates(node, value, path))
         if node.rules and path not in blocked:
-            findings.extend(_run_rules(node, value, path))
+            findings.extend(
+                Finding(f.code, f.severity, f.message, path + f.path, hint=f.hint)
+                for f in memo.outcome(node, value)
+            )
+        _push_children(stack, node, value, path)
     return findings
 
 
-def _visit(node: SiteNode, value: Any, path: DataPath) -> Iterator[tuple[SiteNode, Any, DataPath]]:
-    if value is None:
-        return
-    yield node, value, path
+def _push_children(stack: list[tuple[SiteNode, Any, DataPath]], node: SiteNode, value: Any,
+                   path: DataPath) -> None:
     if isinstance(value, dict):
-        for name, child in node.properties.items():
-            if name in value:
-                yield from _visit(child, value[name], path + (name,))
+        properties = node.properties
+        if properties:
+            for name, item in value.items():
+                child = properties.get(name)
+                if child is not None:
+                    stack.append((child, item, path + (name,)))
         if node.values is not None:
-            for key, item in value.items():
-                yield from _visit(node.values, item, path + (key,))
+            stack.extend((node.values, item, path + (key,)) for key, item in value.items())
     elif isinstance(value, list) and node.items is not None:
-        for index, item in enumerate(value):
-            yield from _visit(node.items, item, path + (index,))
+        stack.extend((node.items, item, path + (i,)) for i, item in enumerate(value))
 
 
 def _project(value: Any, fields: frozenset[str] | None) -> Any:
@@ -161,30 +206,31 @@ def _project(value: Any, fields: frozenset[str] | None) -> Any:
     return {name: value[name] for name in fields if name in value}
 
 
-def _run_rules(node: SiteNode, value: Any, path: DataPath) -> Iterator[Finding]:
-    bindings = Bindings(_project(value, node.projection), node.wants_old_self)
+def _run_rules(node: SiteNode, value: Any) -> Iterator[Finding]:
+    """Findings of the node's rules for ``value``, with paths relative to the node."""
+    bindings = Bindings(value, node.wants_old_self)
     for rule in node.rules:
         if rule.transition and not rule.optional_old_self:
             continue
         program = rule.program
         if isinstance(program, CompileFailure):
-            yield _broken(rule, path, f"cannot be compiled: {program.reason}")
+            yield _broken(rule, f"cannot be compiled: {program.reason}")
             continue
         try:
             result = program.run(bindings)
         except CelEvalError as exc:
-            yield _broken(rule, path, f"could not be evaluated: {exc}")
+            yield _broken(rule, f"could not be evaluated: {exc}")
             continue
         if result is False:
             yield Finding(RULE_FAILED, Severity.ERROR, _failure_message(rule, bindings),
-                          path + rule.field_path)
+                          rule.field_path)
         elif result is not True:
-            yield _broken(rule, path, f"returned {type(result).__name__} {result!r}, not a bool")
+            yield _broken(rule, f"returned {type(result).__name__} {result!r}, not a bool")
 
 
-def _broken(rule: Rule, path: DataPath, reason: str) -> Finding:
-    return Finding(RULE_BROKEN, Severity.ERROR, f"validation rule `{rule.source}` {reason}", path,
-                   hint="the object is rejected by the API server when a rule errors")
+def _broken(rule: Rule, reason: str) -> Finding:
+    return Finding(RULE_BROKEN, Severity.ERROR, f"validation rule `{rule.source}` {reason}", (),
+                   hint="the API server rejects an object when one of its rules errors")
 
 
 def _failure_message(rule: Rule, bindings: Bindings) -> str:
@@ -201,26 +247,40 @@ def _failure_message(rule: Rule, bindings: Bindings) -> str:
 
 
 def _list_duplicates(node: SiteNode, items: list[Any], path: DataPath) -> Iterator[Finding]:
-    seen: dict[str, int] = {}
+    seen: dict[Hashable, int] = {}
     for index, item in enumerate(items):
         if node.list_type == "map":
             if not isinstance(item, dict):
-                continue
-            identity = tuple(item.get(key) for key in node.list_keys)
-            label = ", ".join(f"{k}={_show(v)}" for k, v in zip(node.list_keys, identity))
+                continue  # reported by the schema check
+            identity: Any = tuple(item.get(key) for key in node.list_keys)
         else:
-            identity, label = item, _show(item)
-        token = json.dumps(identity, sort_keys=True, default=str)
-        if token in seen:
-            yield Finding(
-                LIST_DUPLICATE, Severity.ERROR,
-                f"duplicate entry {label} (first at index {seen[token]})", path + (index,),
-                hint="entries of this list must be unique" + (
-                    f" by {', '.join(node.list_keys)}" if node.list_keys else ""),
-            )
-        else:
+            identity = item
+        token = _identity_token(identity)
+        if token not in seen:
             seen[token] = index
+            continue
+        yield Finding(
+            LIST_DUPLICATE, Severity.ERROR,
+            f"duplicate entry {_describe_entry(node, identity)} (first at index {seen[token]})",
+            path + (index,),
+            hint="entries of this list must be unique"
+            + (f" by {', '.join(node.list_keys)}" if node.list_keys else ""),
+        )
+
+
+def _identity_token(identity: Any) -> Hashable:
+    """Hashable stand-in that keeps 1, 1.0 and True apart, as JSON values are."""
+    return _show(identity)
+
+
+def _describe_entry(node: SiteNode, identity: Any) -> str:
+    if node.list_type == "map":
+        return ", ".join(f"{k}={_show(v)}" for k, v in zip(node.list_keys, identity))
+    return _show(identity)
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    try:
+        return orjson.dumps(value, option=_FINGERPRINT_OPTIONS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, sort_keys=True, default=repr, ensure_ascii=False)

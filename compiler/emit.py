@@ -77,16 +77,24 @@ def index_entry(art: Artifact, file: str, sha: str, source: str) -> dict[str, st
             "service": art.service, "source": source}
 
 
+ENVOY_FILE = "envoy/bootstrap.json"
+
+
+def json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
 def finish(env: str, files: dict[str, bytes], entries: Iterable[dict[str, str]],
-           extra: Mapping[str, Any] | None = None) -> Bundle:
-    """Add kustomization.yaml and index.json to the manifest files of one environment."""
+           extra: Mapping[str, Any] | None = None, other: Mapping[str, bytes] | None = None) -> Bundle:
+    """Add kustomization.yaml and index.json to the manifest files of one environment; `other`
+    files (envoy/, iptables/) are part of the bundle but not Kubernetes resources."""
     manifests = sorted(files)
     kust = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
             "resources": manifests}
     index = {"meshcBundle": 1, "environment": env,
              "objects": sorted(entries, key=lambda e: (e["kind"], e["namespace"], e["name"])),
              **(extra or {})}
-    out = dict(files)
+    out = {**files, **(other or {})}
     out["kustomization.yaml"] = dump(kust).encode()
     out["index.json"] = orjson.dumps(index, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     return Bundle(env, dict(sorted(out.items())))

@@ -47,8 +47,8 @@ class ProxySettings:
     outbound_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
 
 
-def _clusters(manifests: Sequence[dict], settings: ProxySettings
-              ) -> tuple[list[BuiltCluster], Any]:
+def _clusters(manifests: Sequence[dict[str, Any]], settings: ProxySettings
+              ) -> tuple[list[BuiltCluster], list[BuiltListener]]:
     services = load_services(manifests, settings.trust_domain)
     rules = load_destination_rules(manifests)
     chosen: dict[str, BuiltCluster] = {}
@@ -85,8 +85,8 @@ def _listener_sources(listeners: list[BuiltListener]) -> dict[Path, ObjectId]:
     return out
 
 
-def build_bootstrap(manifests: Sequence[dict], settings: ProxySettings
-                    ) -> tuple[dict, dict[tuple, tuple[str, str, str]]]:
+def build_bootstrap(manifests: Sequence[dict[str, Any]], settings: ProxySettings
+                    ) -> tuple[dict[str, Any], dict[Path, ObjectId]]:
     """The static Bootstrap for a sidecar-like proxy, and where each part came from."""
     clusters, listeners = _clusters(manifests, settings)
     bootstrap = {"static_resources": {

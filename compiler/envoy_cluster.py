@@ -188,7 +188,7 @@ def special_clusters(settings: ProxySettings, with_sds: bool) -> list[BuiltClust
             "name": BLACKHOLE_CLUSTER, "type": "STATIC", "connect_timeout": timeout}),
     ]
     if with_sds:
-        h2 = {"explicit_http_config": {"http2_protocol_options": {}}}
+        h2: Json = {"explicit_http_config": {"http2_protocol_options": {}}}
         out.append(BuiltCluster(SDS_CLUSTER, {
             "name": SDS_CLUSTER, "type": "STATIC", "connect_timeout": timeout,
             "load_assignment": {"cluster_name": SDS_CLUSTER, "endpoints": [

@@ -100,7 +100,7 @@ def _split_by_priority(groups: list[_Group], client: str, setting: Mapping[str, 
     ranks = {p: rank for rank, p in enumerate(sorted({g.priority for g in out}))}
     for group in out:
         group.priority = ranks[group.priority]
-    return sorted(out, key=lambda g: (g.priority, g.locality))
+    return sorted(out, key=lambda g: (g.locality, g.priority))
 
 
 def _distribute(groups: list[_Group], client: str, rules: Sequence[Mapping[str, Any]]) -> list[_Group]:

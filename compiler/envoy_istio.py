@@ -176,11 +176,11 @@ def _usable(endpoint: Endpoint, resolution: str, selected: bool) -> bool:
 
 def _se_workloads(se: Mapping[str, Any], wes: dict[str, list[_Workload]]) -> list[_Workload]:
     spec = _spec(se)
-    selector = (spec.get("workloadSelector") or {}).get("labels")
-    if isinstance(selector, Mapping):
-        return [
+    if isinstance(spec.get("workloadSelector"), Mapping):
+        selector = spec["workloadSelector"].get("labels") or {}
+        return [  # an empty selector selects nothing
             w for w in wes.get(_namespace(se), [])
-            if all(w.endpoint.labels.get(k) == v for k, v in selector.items())
+            if selector and all(w.endpoint.labels.get(k) == v for k, v in selector.items())
         ]
     origin = ident(se)
     return [
@@ -201,7 +201,7 @@ def _services_of(se: Mapping[str, Any], wes: dict[str, list[_Workload]],
                  trust_domain: str) -> list[Service]:
     spec = _spec(se)
     resolution = str(spec.get("resolution") or "NONE")
-    selected = isinstance((spec.get("workloadSelector") or {}).get("labels"), Mapping)
+    selected = isinstance(spec.get("workloadSelector"), Mapping)
     workloads = [w for w in _se_workloads(se, wes) if _usable(w.endpoint, resolution, selected)]
     accounts = list(spec.get("subjectAltNames") or [])
     for w in workloads:
@@ -212,7 +212,8 @@ def _services_of(se: Mapping[str, Any], wes: dict[str, list[_Workload]],
     out = []
     for host in spec.get("hosts") or []:
         endpoints = tuple(w.endpoint for w in workloads)
-        if resolution in DNS_MODES and not endpoints and not selected and not host.startswith("*"):
+        declared = spec.get("endpoints") or selected
+        if resolution in DNS_MODES and not declared and not host.startswith("*"):
             endpoints = (Endpoint(host, {}, {}, "", 1, "disabled", ident(se)),)
         out.append(Service(
             host=str(host), namespace=_namespace(se),

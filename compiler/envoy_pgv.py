@@ -22,6 +22,7 @@ are produced (the strict proto parse still runs).
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Iterator
 
 from google.protobuf import descriptor_pool, message_factory
@@ -51,7 +52,8 @@ class _FieldView:
 
     @property
     def label(self) -> int:
-        return FieldDescriptor.LABEL_REPEATED if self._field.is_repeated else FieldDescriptor.LABEL_OPTIONAL
+        repeated: bool = self._field.is_repeated
+        return 3 if repeated else 1  # FieldDescriptor.LABEL_REPEATED / LABEL_OPTIONAL
 
 
 class _OneofView:
@@ -101,7 +103,10 @@ def available() -> bool:
 
 def _errors(message: Message) -> list[str]:
     try:
-        return list(_pgv._validate_all(message))  # type: ignore[union-attr]
+        with warnings.catch_warnings():
+            # the package rewrites rule options in place for well-known regexes (FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return list(_pgv._validate_all(message))
     except Exception:  # noqa: BLE001 - a library bug must not hide the other checks
         return []
 

@@ -37,7 +37,7 @@ class Policy:
 
 def _port_entry(policy: Mapping[str, Any], port: int) -> Mapping[str, Any] | None:
     for entry in policy.get("portLevelSettings") or []:
-        if int((entry.get("port") or {}).get("number") or 0) == port:
+        if isinstance(entry, Mapping) and int((entry.get("port") or {}).get("number") or 0) == port:
             return entry
     return None
 

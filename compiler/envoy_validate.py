@@ -16,11 +16,13 @@ Invariants: the input is not mutated; findings come in bootstrap order.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
 from typing import Any, Iterator
 
+import orjson
 from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -63,14 +65,20 @@ def _clean(error: str) -> str:
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
-    return message_factory.GetMessageClass(descriptor)
+    cls: type[Message] = message_factory.GetMessageClass(descriptor)
+    return cls
 
 
 def _parse(data: Any, cls: type[Message]) -> Message:
-    return json_format.ParseDict(data, cls(), ignore_unknown_fields=False)
+    """Strict ParseDict on a copy: json_format re-inserts ``@type`` keys, reordering its input."""
+    try:
+        copied = orjson.loads(orjson.dumps(data))
+    except TypeError:
+        copied = copy.deepcopy(data)
+    return json_format.ParseDict(copied, cls(), ignore_unknown_fields=False)
 
 
-def _resolve_any(value: dict, path: Path) -> tuple[Descriptor | None, tuple[Path, str] | None]:
+def _resolve_any(value: dict[str, Any], path: Path) -> tuple[Descriptor | None, tuple[Path, str] | None]:
     type_url = value.get("@type")
     name = str(type_url or "").rpartition("/")[2]
     try:
@@ -132,7 +140,7 @@ def _locate(value: Any, descriptor: Descriptor, path: Path, error: str) -> tuple
     return path, error
 
 
-def _parse_item(data: Any, cls: type[Message], path: Path) -> tuple[Message | None, list]:
+def _parse_item(data: Any, cls: type[Message], path: Path) -> tuple[Message | None, list[tuple[Path, Finding]]]:
     try:
         return _parse(data, cls), []
     except (json_format.ParseError, TypeError, AttributeError) as error:
@@ -140,7 +148,7 @@ def _parse_item(data: Any, cls: type[Message], path: Path) -> tuple[Message | No
         return None, [_finding("E001", where, message)]
 
 
-def _split(bootstrap: dict) -> Iterator[tuple[Path, Any, type[Message]]]:
+def _split(bootstrap: dict[str, Any]) -> Iterator[tuple[Path, Any, type[Message]]]:
     """Each cluster and listener on its own, then the rest of the bootstrap."""
     static = bootstrap.get("static_resources")
     rest = dict(bootstrap)
@@ -155,11 +163,11 @@ def _split(bootstrap: dict) -> Iterator[tuple[Path, Any, type[Message]]]:
     yield (), rest, bootstrap_pb2.Bootstrap
 
 
-def validate_bootstrap(bootstrap: dict) -> list[tuple[tuple, Finding]]:
+def validate_bootstrap(bootstrap: dict[str, Any]) -> list[tuple[Path, Finding]]:
     """Strict proto parse (E001), then PGV rules (E002) of everything that parsed."""
     if not isinstance(bootstrap, dict):
         return [_finding("E001", (), "the bootstrap must be a JSON object")]
-    out: list[tuple[tuple, Finding]] = []
+    out: list[tuple[Path, Finding]] = []
     parsed: list[tuple[Path, Message]] = []
     for path, data, cls in _split(bootstrap):
         message, problems = _parse_item(data, cls, path)

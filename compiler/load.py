@@ -10,12 +10,13 @@ L005 no base layer.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from . import declschema
 from .diagnostics import Diagnostic, Position, Severity
-from .model import EnvSettings, Layer
+from .model import EnvSettings, Layer, NodeSource
 from .source import Document, parse
 from .tree import SourceTree
 
@@ -61,28 +62,51 @@ def _is_yaml(path: str) -> bool:
     return path.endswith((".yaml", ".yml"))
 
 
-def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool) -> tuple[DeclFile, list[Diagnostic]]:
-    docs, diags = _read(tree, path)
-    services: list[Layer] = []
-    overrides: list[Layer] = []
-    for doc in docs:
+ParseCache = dict[str, Any]  # sha256 of a file's bytes -> its items (see _items); only clean files
+
+
+def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool,
+                   cache: ParseCache | None = None) -> tuple[DeclFile, list[Diagnostic]]:
+    try:
+        raw = tree.read(path)
+    except OSError as exc:
+        return DeclFile(path, (), ()), [_err("Y001", f"cannot read file: {exc.strerror or type(exc).__name__}",
+                                              Position(path), "check the file exists and is readable")]
+    key = hashlib.sha256(raw).hexdigest() + ("o" if allow_overrides else "b")
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        return _decl_file(path, hit, NodeSource(path, raw)), []
+    docs, diags = parse(path, raw)
+    items: list[tuple[str, int, int, int, int, Any]] = []
+    for d, doc in enumerate(docs):
         problems = declschema.validate("declarations", doc.value, path, doc.node)
-        if problems:
-            diags.extend(problems)
-            continue
-        if doc.value is None:
-            continue
-        if doc.value.get("overrides") and not allow_overrides:
-            diags.append(_err("L003", "overrides: is only allowed in an environment directory",
-                              Position(path, doc.node.start_mark.line + 1, 1),
-                              "declare base services under services:, and change them per "
-                              "environment under overrides: in environments/<env>/"))
-            continue
-        for key, bucket in (("services", services), ("overrides", overrides)):
-            seq = _child_seq(doc, key)
-            for item, item_node in zip(doc.value.get(key) or [], seq):
-                bucket.append(Layer(path, item_node, item))
-    return DeclFile(path, tuple(services), tuple(overrides)), diags
+        if not problems and doc.value.get("overrides") and not allow_overrides:
+            problems = [_err("L003", "overrides: is only allowed in an environment directory",
+                             Position(path, doc.node.start_mark.line + 1, 1),
+                             "declare base services under services:, and change them per "
+                             "environment under overrides: in environments/<env>/")]
+        diags.extend(problems)
+        if not problems:
+            items.extend(_items(d, doc))
+    if cache is not None and not diags:
+        cache[key] = items
+    return _decl_file(path, items, NodeSource(path, raw, [doc.node for doc in docs])), diags
+
+
+def _items(d: int, doc: Document) -> list[tuple[str, int, int, int, int, Any]]:
+    """(section, document, item index, line, col, data) of every service entry in a document."""
+    out = []
+    for key in ("services", "overrides"):
+        for i, (node, value) in enumerate(zip(_child_seq(doc, key), doc.value.get(key) or [])):
+            out.append((key, d, i, node.start_mark.line + 1, node.start_mark.column + 1, value))
+    return out
+
+
+def _decl_file(path: str, items: list[tuple[str, int, int, int, int, Any]], source: NodeSource) -> DeclFile:
+    layers = {"services": [], "overrides": []}  # type: dict[str, list[Layer]]
+    for key, d, i, line, col, value in items:
+        layers[key].append(Layer(path, value, line, col, source, (d, key, i)))
+    return DeclFile(path, tuple(layers["services"]), tuple(layers["overrides"]))
 
 
 def _child_seq(doc: Document, key: str) -> list[Any]:
@@ -114,7 +138,8 @@ def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, l
         cluster_domain=raw.get("clusterDomain", "cluster.local"),
         networks=tuple(raw.get("networks", ())), policy_profile=raw.get("policyProfile", "standard"),
         production=bool(raw.get("production", False)), proxy=raw.get("proxy", {}),
-        vm=raw.get("vm", {}), raw=raw, source=Layer(path, doc.node, raw)), []
+        vm=raw.get("vm", {}), raw=raw,
+        source=Layer(path, raw, 1, 1, NodeSource(path, b"", [doc.node]), (0,))), []
 
 
 def list_envs(tree: SourceTree) -> list[str]:
@@ -127,7 +152,8 @@ def _has(tree: SourceTree, path: str) -> bool:
     return path in tree.list(path.rsplit("/", 1)[0])
 
 
-def load(tree: SourceTree, only: list[str] | None = None) -> tuple[Estate | None, list[Diagnostic]]:
+def load(tree: SourceTree, only: list[str] | None = None,
+         cache: ParseCache | None = None) -> tuple[Estate | None, list[Diagnostic]]:
     diags: list[Diagnostic] = []
     envs = list_envs(tree)
     if not envs:
@@ -137,19 +163,19 @@ def load(tree: SourceTree, only: list[str] | None = None) -> tuple[Estate | None
         if name not in envs:
             return None, [_err("L001", f"unknown environment {name!r}{declschema.did_you_mean(name, envs)}",
                                Position(ROOT), f"known environments: {', '.join(envs)}")]
-    base = _load_dir(tree, f"{ROOT}/{BASE}", False, diags, skip=())
+    base = _load_dir(tree, f"{ROOT}/{BASE}", False, diags, (), cache)
     sources: dict[str, EnvSource] = {}
     for env in only or envs:
         settings, problems = load_env_settings(tree, env)
         diags.extend(problems)
-        files = _load_dir(tree, f"{ROOT}/{env}", True, diags, skip=(f"{ROOT}/{env}/{ENV_FILE}",))
+        files = _load_dir(tree, f"{ROOT}/{env}", True, diags, (f"{ROOT}/{env}/{ENV_FILE}",), cache)
         if settings is not None:
             sources[env] = EnvSource(settings, files)
     return Estate(base, sources), diags
 
 
 def _load_dir(tree: SourceTree, directory: str, overlay: bool, diags: list[Diagnostic],
-              skip: tuple[str, ...]) -> tuple[DeclFile, ...]:
+              skip: tuple[str, ...], cache: ParseCache | None) -> tuple[DeclFile, ...]:
     out: list[DeclFile] = []
     for path in tree.list(directory) if tree.is_dir(directory) else []:
         if path in skip:
@@ -158,7 +184,7 @@ def _load_dir(tree: SourceTree, directory: str, overlay: bool, diags: list[Diagn
             diags.append(Diagnostic("L004", Severity.WARNING, "not a .yaml file; ignored",
                                     Position(path), hint="rename it to .yaml or move it out"))
             continue
-        decl, problems = load_decl_file(tree, path, overlay)
+        decl, problems = load_decl_file(tree, path, overlay, cache)
         diags.extend(problems)
         out.append(decl)
     return tuple(out)

@@ -17,18 +17,49 @@ from yaml.nodes import Node
 from .diagnostics import Position
 
 
+class NodeSource:
+    """The YAML nodes of one file, parsed on first use: positions are needed only for diagnostics,
+    so a build that reads declarations from the parse cache never composes nodes."""
+
+    def __init__(self, file: str, text: bytes, nodes: list[Node] | None = None) -> None:
+        self.file, self.text, self.nodes = file, text, nodes
+
+    def node(self, index: tuple[Any, ...]) -> Node:
+        if self.nodes is None:
+            import yaml
+
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            self.nodes = [n for n in yaml.compose_all(self.text.decode("utf-8"), Loader=loader)
+                          if n is not None]
+        node: Any = self.nodes[index[0]]
+        for elem in index[1:]:
+            if isinstance(elem, str):
+                node = next(v for k, v in node.value if k.value == elem)
+            else:
+                node = node.value[elem]
+        return node  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
 class Layer:
-    """One declaration of a service (base entry or an environment's entry) and where it was written."""
+    """One declaration of a service (base entry or an environment's entry) and where it was written.
+    `index` locates its node in `source`: (document,) or (document, section, item)."""
 
     file: str
-    node: Node = field(compare=False, repr=False)
     data: Mapping[str, Any] = field(compare=False, repr=False)
+    line: int = 0
+    col: int = 0
+    source: NodeSource | None = field(default=None, compare=False, repr=False)
+    index: tuple[Any, ...] = field(default=(0,), compare=False, repr=False)
 
     @property
     def position(self) -> Position:
-        mark = self.node.start_mark
-        return Position(self.file, mark.line + 1, mark.column + 1)
+        return Position(self.file, self.line, self.col)
+
+    @property
+    def node(self) -> Node:
+        assert self.source is not None
+        return self.source.node(self.index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The pipeline: the pass order, written down once.
 
-    load -> merge -> validate -> expand -> emit
+    load -> merge -> validate -> expand -> proxy (Envoy bootstrap, iptables rules) -> emit
          (check runs over the expanded artifacts: see compiler.check)
 
 `compile_estate` runs the passes for the chosen environments and returns every diagnostic at
@@ -30,6 +30,7 @@ class EnvResult:
     services: list[Service] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
     bundle: emit.Bundle | None = None
+    envoy: tuple[dict, dict] | None = None  # (bootstrap, sources) once issue-5 artifacts are built
 
 
 @dataclass
@@ -70,11 +71,25 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
             arts, errs = expander.expand(svc)
             env_result.artifacts.extend(arts)
             result.diagnostics.extend(errs)
+        env_result.envoy = proxy_config(env_result)
         result.envs[name] = env_result
     if result.ok:
         for env_result in result.envs.values():
             env_result.bundle = bundle_for(env_result)
     return result
+
+
+def proxy_config(env_result: EnvResult) -> tuple[dict, dict]:
+    """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects."""
+    from .envoy import ProxySettings, build_bootstrap
+
+    s = env_result.settings
+    proxy = s.proxy
+    settings = ProxySettings(
+        trust_domain=s.trust_domain, dns_refresh_rate=proxy.get("dnsRefreshRate", "60s"),
+        connect_timeout=proxy.get("connectTimeout", "10s"), locality=proxy.get("locality", ""),
+        outbound_policy=proxy.get("outboundTrafficPolicy", "ALLOW_ANY"))
+    return build_bootstrap([a.body for a in env_result.artifacts], settings)
 
 
 def bundle_for(env_result: EnvResult) -> emit.Bundle:
@@ -91,5 +106,8 @@ def bundle_for(env_result: EnvResult) -> emit.Bundle:
         files[path] = data
         source = str(svc.decl.position).removeprefix("./")
         entries.extend(emit.index_entry(a, path, sha, source) for a, sha in shas)
+    extra_files: dict[str, bytes] = {}
+    if env_result.envoy is not None:
+        extra_files[emit.ENVOY_FILE] = emit.json_bytes(env_result.envoy[0])
     return emit.finish(env_result.settings.name, files, entries,
-                       {"production": env_result.settings.production})
+                       {"production": env_result.settings.production}, extra_files)

@@ -28,12 +28,21 @@ def _esc(m: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+_WORDS = {"y", "yes", "n", "no", "true", "false", "on", "off", "null"}
+
+
+def _reads_as_str(text: str) -> bool:
+    """Whether YAML's implicit resolution keeps this plain scalar a string."""
+    if text[0].isalpha() and text.lower() not in _WORDS:
+        return True  # numbers, timestamps, .inf/.nan, ~ and << never start with a letter
+    return bool(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
+
+
 def scalar_str(text: str) -> str:
     out = _cache.get(text)
     if out is None:
         plain = (_PLAIN.fullmatch(text) is not None and not text.endswith(":")
-                 and ": " not in text and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
-                 == "tag:yaml.org,2002:str")
+                 and _reads_as_str(text))
         out = text if plain else '"' + _ESCAPE.sub(_esc, text) + '"'
         if len(_cache) < 200_000:
             _cache[text] = out
