@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from . import __version__
+from .cache import BuildCache, inputs_key, last_build, record_build
+from .templating import BUILTIN_TEMPLATES, template_fingerprint
 from .check import CheckInputError, CheckOptions, parse_layers, run_checks
 from .waivers import apply_waivers, load_waivers
 
@@ -24,6 +28,7 @@ class BuildOutcome:
     result: CompileResult
     diagnostics: list[Diagnostic] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    up_to_date: bool = False
 
     @property
     def ok(self) -> bool:
@@ -35,14 +40,42 @@ def _templates(project: Project) -> list[Path]:
     return [path] if path is not None else []
 
 
-def compile_repo(root: Path, envs: Sequence[str] = ()) -> tuple[Project, CompileResult]:
+def code_fingerprint() -> bytes:
+    """meshc's own code and built-in templates: a cache from other code is never reused."""
+    h = hashlib.sha256(__version__.encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")) + sorted(BUILTIN_TEMPLATES.glob("*.j2")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.digest()
+
+
+def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True
+                 ) -> tuple[Project, CompileResult]:
     project, diags = load_project(root)
     if has_errors(diags):
         result = CompileResult()
         result.diagnostics.extend(diags)
         return project, result
-    result = compile_estate(DiskTree(root), envs or None, _templates(project))
+    templates = _templates(project)
+    cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates)) if use_cache else None
+    result = compile_estate(DiskTree(root), envs or None, templates, cache)
+    if cache is not None:
+        result.cache = cache
     return project, result
+
+
+def _input_files(project: Project) -> list[str]:
+    root = project.root
+    paths = [p for p in DiskTree(root).list("environments")] if (root / "environments").is_dir() else []
+    for extra in (project.templates, project.policies):
+        d = project.resolve(extra)
+        if d is not None and d.is_dir():
+            paths.extend(p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+                         for p in sorted(d.rglob("*")) if p.is_file())
+    for single in (project.crds, project.waivers, Path("meshc.yaml")):
+        f = project.resolve(single)
+        if f is not None and f.is_file():
+            paths.append(str(f))
+    return paths
 
 
 @dataclass
@@ -90,39 +123,33 @@ def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
 
 
 def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,
-          checks: bool = True) -> BuildOutcome:
-    project, result = compile_repo(root, envs)
+          checks: bool = True, use_cache: bool = True) -> BuildOutcome:
+    project, problems = load_project(root)
+    out_root = out if out is not None else project.resolve(project.out) or root / "out"
+    key = inputs_key(root, _input_files(project), code_fingerprint() + repr(
+        (sorted(envs), checks, str(out_root.resolve()))).encode())
+    if use_cache and not problems and _up_to_date(last_build(root, out_root), key, out_root):
+        return BuildOutcome(CompileResult(), up_to_date=True)
+    project, result = compile_repo(root, envs, use_cache)
     outcome = BuildOutcome(result, list(result.diagnostics))
     if outcome.ok and checks:
         checked = check_compiled(project, result, check_options(project))
         outcome.diagnostics = checked.diagnostics
-    if not outcome.ok:
-        return outcome
-    out_root = out if out is not None else project.resolve(project.out) or root / "out"
-    for env in sorted(result.envs):
-        bundle = result.envs[env].bundle
-        assert bundle is not None
-        outcome.written.append(write_bundle(out_root, bundle))
+    cache = result.cache
+    if outcome.ok:
+        for env in sorted(result.envs):
+            bundle = result.envs[env].bundle
+            assert bundle is not None
+            outcome.written.append(write_bundle(out_root, bundle, cache.written if cache else None))
+    if cache is not None:
+        cache.save()
+        if outcome.ok:
+            record_build(root, out_root, key + ":" + ",".join(sorted(result.envs)))
     return outcome
 
 
-def lint(root: Path, paths: Sequence[str], crds: Path | None = None) -> CheckOutcome:
-    from .crd import CrdError, CrdSet
-    from .diagnostics import Position, Severity
-    from .lint import lint_docs, read_inputs
-
-    project, _ = load_project(root)
-    inputs = read_inputs(paths)
-    outcome = CheckOutcome(list(inputs.errors), input_error=bool(inputs.errors))
-    crd_path = crds or project.resolve(project.crds)
-    crd_set = None
-    if crd_path is not None:
-        try:
-            crd_set = CrdSet.load(crd_path)
-        except CrdError as exc:
-            outcome.diagnostics.append(Diagnostic("C002", Severity.ERROR, str(exc), Position(str(crd_path)),
-                                                  hint="pass --crds with a valid CRD file"))
-            outcome.input_error = True
-            return outcome
-    outcome.diagnostics.extend(lint_docs(inputs.docs, crd_set))
-    return outcome
+def _up_to_date(recorded: str | None, key: str, out_root: Path) -> bool:
+    if not recorded or not recorded.startswith(key + ":"):
+        return False
+    envs = recorded[len(key) + 1:].split(",")
+    return all((out_root / env / "index.json").is_file() for env in envs if env)

@@ -1,4 +1,4 @@
-"""Validate emitted manifests against CustomResourceDefinitions, as the Kubernetes API server would.
+"""Validate emitted manifests against CustomResourceDefinitions as the Kubernetes API server does.
 
 Input:  a YAML file of ``apiextensions.k8s.io/v1`` CustomResourceDefinitions (several documents,
         or the ``v1 List`` printed by ``kubectl get crd -o yaml``), then manifests as plain dicts.
@@ -153,8 +153,10 @@ def _crd_documents(path: pathlib.Path) -> Iterator[_Document]:
         data = doc.data
         if data is None:
             continue
-        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
-            for item in data["items"]:
+        is_list = isinstance(data, dict) and data.get("kind") == "List"
+        items = data.get("items") if is_list else None
+        if isinstance(items, list):
+            for item in items:
                 yield _require_crd(path, _Document(item, doc.line))
         else:
             yield _require_crd(path, doc)
@@ -187,7 +189,8 @@ def _yaml_documents(path: pathlib.Path) -> list[_Document]:
 def _require_crd(path: pathlib.Path, doc: _Document) -> _Document:
     data = doc.data
     if not isinstance(data, dict) or data.get("kind") != "CustomResourceDefinition":
-        what = data.get("kind", "a mapping without kind") if isinstance(data, dict) else type(data).__name__
+        what = (data.get("kind", "a mapping without kind") if isinstance(data, dict)
+                else type(data).__name__)
         raise CrdError(f"{path}:{doc.line}: document is {what!s}, not a CustomResourceDefinition; "
                        "the CRD file must contain only CRDs (or a `kubectl get crd -o yaml` List)")
     if data.get("apiVersion") != _CRD_API_VERSION:
@@ -197,7 +200,8 @@ def _require_crd(path: pathlib.Path, doc: _Document) -> _Document:
     return doc
 
 
-def _served_schemas(path: pathlib.Path, doc: _Document) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def _served_schemas(path: pathlib.Path,
+                    doc: _Document) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(group/version, kind, openAPIV3Schema) for each served version of one CRD."""
     spec = doc.data.get("spec")
     group = _get(path, doc, spec, "group")

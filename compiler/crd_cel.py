@@ -93,7 +93,8 @@ class CompileFailure:
 class _RustProgram:
     engine = "cel"
 
-    def __init__(self, module: Any, program: Any, functions: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, module: Any, program: Any,
+                 functions: dict[str, Callable[..., Any]]) -> None:
         self._module = module
         self._program = program
         self._functions = functions
@@ -184,7 +185,8 @@ class CelCompiler:
         if program is None:
             program, py_reason = self._compile_celpy(rewritten)
             if program is None:
-                return CompileFailure(source, clean_reason(f"{rust_reason} (cel-python: {py_reason})"))
+                reason = f"{rust_reason} (cel-python: {py_reason})"
+                return CompileFailure(source, clean_reason(reason))
         return program
 
     def _compile_rust(self, source: str) -> tuple[CelProgram | None, str]:
@@ -214,11 +216,10 @@ class CelCompiler:
         if self._celpy is None:
             module = importlib.import_module("celpy")
             types = module.celtypes
-            functions = {
-                GO_DURATION_FN: _celpy_adapter(module, self._functions[GO_DURATION_FN], types.DurationType),
-                SUBSTRING_FN: _celpy_adapter(module, cel_substring, types.StringType),
-                MATCHES_FN: _celpy_adapter(module, self._functions[MATCHES_FN], types.BoolType),
-            }
+            wraps = {GO_DURATION_FN: types.DurationType, SUBSTRING_FN: types.StringType,
+                     MATCHES_FN: types.BoolType}
+            functions = {name: _celpy_adapter(module, self._functions[name], wrap)
+                         for name, wrap in wraps.items()}
             self._celpy = (module, module.Environment(), functions)
         return self._celpy
 
@@ -233,7 +234,8 @@ def _celpy_called_functions(tree: Any) -> set[str]:
     return names
 
 
-def _celpy_adapter(module: Any, func: Callable[..., Any], wrap: Callable[[Any], Any]) -> Callable[..., Any]:
+def _celpy_adapter(module: Any, func: Callable[..., Any],
+                   wrap: Callable[[Any], Any]) -> Callable[..., Any]:
     types = module.celtypes
 
     def adapted(*args: Any) -> Any:

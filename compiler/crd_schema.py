@@ -173,7 +173,7 @@ def _resolve(schema: Any, schema_path: Iterable[Any]) -> dict[str, Any]:
 def _unknown_field(path: tuple[Any, ...], name: str, allowed: list[str]) -> Finding:
     close = difflib.get_close_matches(name, allowed, n=1)
     suggestion = f' (did you mean "{close[0]}"?)' if close else ""
-    hint = f"allowed fields here: {', '.join(allowed)}" if allowed else "no fields are allowed here"
+    hint = f"allowed fields here: {', '.join(allowed)}" if allowed else "no field is allowed here"
     return _finding(path + (name,), f'unknown field "{name}"{suggestion}', hint)
 
 

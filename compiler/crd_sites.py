@@ -42,7 +42,9 @@ _MEMO_LIMIT = 65536
 _FINGERPRINT_OPTIONS = (
     orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
-_FIELD_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
+_FIELD_PATH_STEP = re.compile(
+    r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]"
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def _attach_rules(node: SiteNode, specs: list[dict[str, Any]], compiler: CelComp
     ]
     projections = [self_projection(source) for source in sources]
     node.rules = rules
-    node.projection = None if any(p is None for p in projections) else frozenset().union(*projections)
+    whole = any(p is None for p in projections)
+    node.projection = None if whole else frozenset().union(*projections)  # type: ignore[arg-type]
     node.wants_old_self = any(r.optional_old_self for r in rules)
 
 

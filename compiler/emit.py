@@ -100,18 +100,30 @@ def finish(env: str, files: dict[str, bytes], entries: Iterable[dict[str, str]],
     return Bundle(env, dict(sorted(out.items())))
 
 
-def write_bundle(out_root: Path, bundle: Bundle) -> Path:
-    """Write out_root/<env>/ atomically (write beside, then swap by rename)."""
+def write_bundle(out_root: Path, bundle: Bundle,
+                 written: dict[str, dict[str, str]] | None = None) -> Path:
+    """Write out_root/<env>/ atomically (write beside, then swap by rename).
+
+    `written` remembers the sha256 of every file of the bundle last written there; a file whose
+    bytes did not change is hard-linked from the previous bundle instead of written again."""
     out_root.mkdir(parents=True, exist_ok=True)
     final = out_root / bundle.env
     tmp = out_root / f".{bundle.env}.new-{os.getpid()}"
     old = out_root / f".{bundle.env}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    key = str(final.resolve())
+    before = (written or {}).get(key, {})
+    after: dict[str, str] = {}
     try:
+        made: set[Path] = set()
         for rel, data in bundle.files.items():
             path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            after[rel] = sha = hashlib.sha256(data).hexdigest()
+            if not (before.get(rel) == sha and _link(final / rel, path)):
+                path.write_bytes(data)
         if final.exists():
             final.rename(old)
         tmp.rename(final)
@@ -121,7 +133,17 @@ def write_bundle(out_root: Path, bundle: Bundle) -> Path:
             old.rename(final)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    if written is not None:
+        written[key] = after
     return final
+
+
+def _link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        return False
 
 
 def read_bundle(directory: Path) -> Bundle:

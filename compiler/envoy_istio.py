@@ -148,15 +148,20 @@ class _Workload:
     account: str
 
 
-def _workload_entries(manifests: Sequence[Mapping[str, Any]]) -> dict[str, list[_Workload]]:
-    """WorkloadEntries by namespace; metadata labels win over spec labels."""
-    out: dict[str, list[_Workload]] = {}
+_LabelIndex = dict[tuple[str, str, str], list[_Workload]]
+
+
+def _workload_entries(manifests: Sequence[Mapping[str, Any]]) -> _LabelIndex:
+    """WorkloadEntries indexed by (namespace, label key, label value), in manifest order;
+    metadata labels win over spec labels. Selecting by one label of a selector through the index
+    keeps selection linear in the estate's size."""
+    out: _LabelIndex = {}
     for we in _of_kind(manifests, "WorkloadEntry"):
         spec = _spec(we)
         labels = {**(spec.get("labels") or {}), **((we.get("metadata") or {}).get("labels") or {})}
-        endpoint = _endpoint(spec, labels, ident(we))
-        out.setdefault(_namespace(we), []).append(
-            _Workload(endpoint, str(spec.get("serviceAccount") or "")))
+        workload = _Workload(_endpoint(spec, labels, ident(we)), str(spec.get("serviceAccount") or ""))
+        for key, value in labels.items():
+            out.setdefault((_namespace(we), str(key), str(value)), []).append(workload)
     return out
 
 
@@ -174,14 +179,15 @@ def _usable(endpoint: Endpoint, resolution: str, selected: bool) -> bool:
     return True
 
 
-def _se_workloads(se: Mapping[str, Any], wes: dict[str, list[_Workload]]) -> list[_Workload]:
+def _se_workloads(se: Mapping[str, Any], wes: _LabelIndex) -> list[_Workload]:
     spec = _spec(se)
     if isinstance(spec.get("workloadSelector"), Mapping):
         selector = spec["workloadSelector"].get("labels") or {}
-        return [  # an empty selector selects nothing
-            w for w in wes.get(_namespace(se), [])
-            if selector and all(w.endpoint.labels.get(k) == v for k, v in selector.items())
-        ]
+        if not selector:
+            return []  # an empty selector selects nothing
+        first = next(iter(selector.items()))
+        candidates = wes.get((_namespace(se), str(first[0]), str(first[1])), [])
+        return [w for w in candidates if all(w.endpoint.labels.get(k) == v for k, v in selector.items())]
     origin = ident(se)
     return [
         _Workload(_endpoint(ep, ep.get("labels") or {}, origin), str(ep.get("serviceAccount") or ""))
@@ -197,7 +203,7 @@ def _ports(spec: Mapping[str, Any]) -> tuple[SvcPort, ...]:
     )
 
 
-def _services_of(se: Mapping[str, Any], wes: dict[str, list[_Workload]],
+def _services_of(se: Mapping[str, Any], wes: _LabelIndex,
                  trust_domain: str) -> list[Service]:
     spec = _spec(se)
     resolution = str(spec.get("resolution") or "NONE")
@@ -270,6 +276,30 @@ def load_destination_rules(manifests: Sequence[Mapping[str, Any]]) -> dict[str, 
     return out
 
 
+_INDEX: dict[int, tuple[Any, dict[str, tuple[dict[str, DestRule], list[DestRule]]]]] = {}
+
+
+def _rule_index(rules: Mapping[str, list[DestRule]], namespace: str
+                ) -> tuple[dict[str, DestRule], list[DestRule]]:
+    """(exact host -> first rule, wildcard rules) of one namespace, built once per rules map."""
+    held = _INDEX.get(id(rules))
+    if held is None or held[0] is not rules:
+        _INDEX.clear()
+        held = (rules, {})
+        _INDEX[id(rules)] = held
+    per_ns = held[1]
+    if namespace not in per_ns:
+        exact: dict[str, DestRule] = {}
+        wild: list[DestRule] = []
+        for r in rules.get(namespace, []):
+            if r.host.startswith("*"):
+                wild.append(r)
+            else:
+                exact.setdefault(r.host, r)
+        per_ns[namespace] = (exact, wild)
+    return per_ns[namespace]
+
+
 def _host_score(rule_host: str, host: str) -> int:
     """How specifically a DR host matches a service host: -1 none, else longer is better."""
     if rule_host == host:
@@ -284,9 +314,13 @@ def _host_score(rule_host: str, host: str) -> int:
 
 def find_rule(rules: Mapping[str, list[DestRule]], service: Service,
               root_namespace: str = "istio-system") -> DestRule | None:
-    """The DR for a service: the service's own namespace first, then the root namespace."""
+    """The DR for a service: the service's own namespace first, then the root namespace.
+    An exact host match is the most specific one, found by lookup; only wildcard rules are scored."""
     for namespace in (service.namespace, root_namespace):
-        scored = [(_host_score(r.host, service.host), r) for r in rules.get(namespace, [])]
+        exact, wild = _rule_index(rules, namespace)
+        if service.host in exact:
+            return exact[service.host]
+        scored = [(_host_score(r.host, service.host), r) for r in wild]
         scored = [item for item in scored if item[0] >= 0]
         if scored:
             return max(scored, key=lambda item: item[0])[1]

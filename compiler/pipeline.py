@@ -1,27 +1,35 @@
 """The pipeline: the pass order, written down once.
 
-    load -> merge -> validate -> expand -> proxy (Envoy bootstrap, iptables rules) -> emit
+    load -> merge -> validate -> expand -> emit(render) -> proxy (Envoy bootstrap) -> bundle
          (check runs over the expanded artifacts: see compiler.check)
 
 `compile_estate` runs the passes for the chosen environments and returns every diagnostic at
-once; it gates between stages (nothing is expanded when loading or merging failed) and never
+once. It gates between stages (nothing is expanded when loading or merging failed) and never
 writes: writing is `emit.write_bundle`'s job, called by the API only when there is no error.
+validate -> expand -> render is one unit of work per (environment, service): units are cached by
+content hash (compiler.cache) and run on every core (compiler.workers); the result is the same
+bytes as a serial clean build, whatever was cached or parallel.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import orjson
+
 from . import emit
+from .cache import BuildCache
 from .diagnostics import Diagnostic, has_errors
 from .expand import Expander
 from .load import Estate, load
 from .merge import merge_estate
-from .model import Artifact, EnvSettings, Service
+from .model import Artifact, EnvSettings, Service, ServiceDecl
 from .templating import make_environment
 from .tree import SourceTree
+from .workers import run_all
 
 
 @dataclass
@@ -30,53 +38,134 @@ class EnvResult:
     services: list[Service] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
     bundle: emit.Bundle | None = None
-    envoy: tuple[dict, dict] | None = None  # (bootstrap, sources) once issue-5 artifacts are built
+    envoy: tuple[dict, dict] | None = None  # (bootstrap, sources)
 
 
 @dataclass
 class CompileResult:
     envs: dict[str, EnvResult] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    cache: BuildCache | None = None
 
     @property
     def ok(self) -> bool:
         return not has_errors(self.diagnostics)
 
 
-def front(tree: SourceTree, envs: Sequence[str] | None) -> tuple[Estate | None, dict, list[Diagnostic]]:
+@dataclass(frozen=True)
+class UnitOut:
+    """validate + expand + render of one service in one environment."""
+
+    valid: bool
+    artifacts: list[Artifact]
+    diagnostics: list[Diagnostic]
+    file: str = ""
+    data: bytes = b""
+    entries: tuple[dict[str, str], ...] = ()
+
+
+def front(tree: SourceTree, envs: Sequence[str] | None,
+          cache: BuildCache | None = None) -> tuple[Estate | None, dict, list[Diagnostic]]:
     """load + merge."""
-    estate, diags = load(tree, list(envs) if envs else None)
+    estate, diags = load(tree, list(envs) if envs else None, cache.parse if cache else None)
     if estate is None or has_errors(diags):
         return estate, {}, diags
     merged, more = merge_estate(estate)
     return estate, merged, diags + more
 
 
-def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
-                   templates: Sequence[Path] = ()) -> CompileResult:
-    from .validate import validate_env
+def _env_fingerprint(settings: EnvSettings) -> bytes:
+    return orjson.dumps([settings.name, settings.namespace, dict(settings.raw)],
+                        option=orjson.OPT_SORT_KEYS, default=repr)
 
+
+def unit_key(env_fp: bytes, decl: ServiceDecl) -> str:
+    h = hashlib.sha256(env_fp)
+    try:
+        h.update(orjson.dumps(decl.data, option=orjson.OPT_SORT_KEYS, default=repr))
+    except orjson.JSONEncodeError:
+        h.update(repr(decl.data).encode())
+    for layer in decl.layers:
+        h.update(f"\0{layer.file}:{layer.line}:{layer.col}".encode())
+    return h.hexdigest()
+
+
+def compile_unit(settings: EnvSettings, decl: ServiceDecl, expander: Expander) -> UnitOut:
+    from .validate import validate_service
+
+    svc, diags = validate_service(settings, decl)
+    if svc is None:
+        return UnitOut(False, [], diags)
+    arts, errors = expander.expand(svc)
+    if errors:
+        return UnitOut(True, [], diags + errors)
+    path = emit.service_file(svc.namespace, svc.name)
+    data, shas = emit.render_service(arts)
+    source = str(decl.position).removeprefix("./")
+    entries = tuple(emit.index_entry(a, path, sha, source) for a, sha in shas)
+    return UnitOut(True, arts, diags, path, data, entries)
+
+
+def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
+                   templates: Sequence[Path] = (), cache: BuildCache | None = None,
+                   workers: int | None = None) -> CompileResult:
     result = CompileResult()
-    estate, merged, diags = front(tree, envs)
+    estate, merged, diags = front(tree, envs, cache)
     result.diagnostics.extend(diags)
     if estate is None or has_errors(diags):
         return result
     jenv = make_environment(templates)
-    for name, source in estate.envs.items():
-        services, problems = validate_env(source.settings, merged[name])
-        result.diagnostics.extend(problems)
-        env_result = EnvResult(source.settings, services)
-        expander = Expander(jenv, source.settings)
-        for svc in services:
-            arts, errs = expander.expand(svc)
-            env_result.artifacts.extend(arts)
-            result.diagnostics.extend(errs)
-        env_result.envoy = proxy_config(env_result)
-        result.envs[name] = env_result
+    settings = {name: source.settings for name, source in estate.envs.items()}
+    expanders = {name: Expander(jenv, s) for name, s in settings.items()}
+    outs = _run_units(settings, merged, expanders, cache, workers)
+    for name in estate.envs:
+        result.envs[name] = _assemble(settings[name], merged[name], outs[name], result.diagnostics)
     if result.ok:
         for env_result in result.envs.values():
-            env_result.bundle = bundle_for(env_result)
+            env_result.envoy = proxy_config(env_result)
+            env_result.bundle = bundle_for(env_result, outs[env_result.settings.name])
     return result
+
+
+def _run_units(settings: dict[str, EnvSettings], merged: dict[str, list[ServiceDecl]],
+               expanders: dict[str, Expander], cache: BuildCache | None,
+               workers: int | None) -> dict[str, list[UnitOut]]:
+    keys: dict[tuple[str, int], str] = {}
+    todo: list[tuple[str, int]] = []
+    outs: dict[str, list[UnitOut | None]] = {}
+    for env, decls in merged.items():
+        fp = _env_fingerprint(settings[env])
+        known = cache.units.get(env, {}) if cache else {}
+        outs[env] = [None] * len(decls)
+        for i, decl in enumerate(decls):
+            keys[(env, i)] = key = unit_key(fp, decl)
+            hit = known.get(key)
+            if hit is None:
+                todo.append((env, i))
+            else:
+                outs[env][i] = hit
+    done = run_all(lambda u: compile_unit(settings[u[0]], merged[u[0]][u[1]], expanders[u[0]]),
+                   todo, workers)
+    for unit, out in zip(todo, done):
+        outs[unit[0]][unit[1]] = out
+    if cache is not None:
+        cache.units = {env: {keys[(env, i)]: out for i, out in enumerate(lst)}
+                       for env, lst in outs.items()}
+    return {env: [o for o in lst if o is not None] for env, lst in outs.items()}
+
+
+def _assemble(settings: EnvSettings, decls: list[ServiceDecl], outs: list[UnitOut],
+              diags: list[Diagnostic]) -> EnvResult:
+    from .validate import build_service, cross_check
+
+    env_result = EnvResult(settings)
+    for decl, out in zip(decls, outs):
+        diags.extend(out.diagnostics)
+        if out.valid:
+            env_result.services.append(build_service(settings, decl))
+            env_result.artifacts.extend(out.artifacts)
+    diags.extend(cross_check(settings, env_result.services))
+    return env_result
 
 
 def proxy_config(env_result: EnvResult) -> tuple[dict, dict]:
@@ -92,22 +181,14 @@ def proxy_config(env_result: EnvResult) -> tuple[dict, dict]:
     return build_bootstrap([a.body for a in env_result.artifacts], settings)
 
 
-def bundle_for(env_result: EnvResult) -> emit.Bundle:
-    by_service: dict[str, list[Artifact]] = {}
-    for art in env_result.artifacts:
-        by_service.setdefault(art.service, []).append(art)
-    services = {s.name: s for s in env_result.services}
-    files: dict[str, bytes] = {}
-    entries: list[dict[str, str]] = []
-    for name, arts in by_service.items():
-        svc = services[name]
-        path = emit.service_file(svc.namespace, name)
-        data, shas = emit.render_service(arts)
-        files[path] = data
-        source = str(svc.decl.position).removeprefix("./")
-        entries.extend(emit.index_entry(a, path, sha, source) for a, sha in shas)
+def bundle_for(env_result: EnvResult, outs: list[UnitOut]) -> emit.Bundle:
+    files = {out.file: out.data for out in outs if out.file}
+    entries = [e for out in outs for e in out.entries]
     extra_files: dict[str, bytes] = {}
     if env_result.envoy is not None:
         extra_files[emit.ENVOY_FILE] = emit.json_bytes(env_result.envoy[0])
     return emit.finish(env_result.settings.name, files, entries,
                        {"production": env_result.settings.production}, extra_files)
+
+
+__all__ = ["CompileResult", "EnvResult", "UnitOut", "compile_estate", "front"]

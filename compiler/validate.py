@@ -45,20 +45,33 @@ class Checker:
         return any(d.severity is Severity.ERROR for d in self.diags)
 
 
+def validate_service(env: EnvSettings, decl: ServiceDecl) -> tuple[Service | None, list[Diagnostic]]:
+    """One service on its own (cacheable: depends only on the declaration and the environment)."""
+    chk = Checker(env, decl)
+    _check(chk)
+    return (None if chk.errors else build_service(env, decl)), chk.diags
+
+
+def cross_check(env: EnvSettings, services: list[Service]) -> list[Diagnostic]:
+    """Rules across services: two services must not produce the same WorkloadEntry."""
+    seen: dict[tuple[str, str], str] = {}
+    out: list[Diagnostic] = []
+    for svc in services:
+        chk = Checker(env, svc.decl)
+        _check_we_names(chk, svc, seen)
+        out.extend(chk.diags)
+    return out
+
+
 def validate_env(env: EnvSettings, decls: list[ServiceDecl]) -> tuple[list[Service], list[Diagnostic]]:
     services: list[Service] = []
     diags: list[Diagnostic] = []
-    we_names: dict[tuple[str, str], str] = {}
     for decl in decls:
-        chk = Checker(env, decl)
-        _check(chk)
-        if not chk.errors:
-            svc = build_service(env, decl)
-            _check_we_names(chk, svc, we_names)
-            if not chk.errors:
-                services.append(svc)
-        diags.extend(chk.diags)
-    return services, diags
+        svc, problems = validate_service(env, decl)
+        diags.extend(problems)
+        if svc is not None:
+            services.append(svc)
+    return services, diags + cross_check(env, services)
 
 
 def _check(chk: Checker) -> None:

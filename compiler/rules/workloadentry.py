@@ -1,0 +1,24 @@
+"""WorkloadEntry rules of istiod's validating webhook (`ValidateWorkloadEntry`, istio-facts.md 4.3).
+
+Input: a WorkloadEntry manifest.
+Output: findings with paths under `spec`.
+Invariants: the spec is checked as `validateWorkloadEntry(we, nil, allowFQDN=true)`: hostnames are
+accepted (the selecting ServiceEntry decides whether they are usable) and port names cannot be
+cross-checked against a ServiceEntry here.
+Codes emitted: I201-I205 (see `endpoints`) and the shared I020/I021/I040/I041.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..diagnostics import Finding
+from .codes import Rule
+from .endpoints import check_workload_entry
+from .fields import as_map
+
+RULES: tuple[Rule, ...] = ()  # the WorkloadEntry message rules live in `endpoints`
+
+
+def check_workload_entry_object(manifest: Mapping[str, Any]) -> list[Finding]:
+    return check_workload_entry(as_map(manifest.get("spec")), ("spec",), None)

@@ -1,0 +1,74 @@
+"""Run independent units of work on every core: fork-based, results in input order.
+
+The parent has already loaded and merged everything; forked children inherit it (no re-loading,
+no pickling of inputs), compute their share of the units and send pickled results back through
+a pipe. Output does not depend on how the units were split: results are reassembled by index.
+Falls back to a plain loop for small inputs or where fork is unavailable.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MIN_PARALLEL = 400
+
+
+def worker_count() -> int:
+    env = os.environ.get("MESHC_WORKERS")
+    if env and env.isdigit():
+        return max(1, int(env))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
+    n = worker_count() if workers is None else workers
+    if n <= 1 or len(items) < MIN_PARALLEL or not hasattr(os, "fork"):
+        return [fn(item) for item in items]
+    chunks = [list(range(k, len(items), n)) for k in range(n)]
+    pids: list[tuple[int, int]] = []
+    for chunk in chunks[1:]:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            os.close(read)
+            _child(fn, items, chunk, write)
+        os.close(write)
+        pids.append((pid, read))
+    results: list[R | None] = [None] * len(items)
+    for i in chunks[0]:
+        results[i] = fn(items[i])
+    for (pid, read), chunk in zip(pids, chunks[1:]):
+        payload = _read_all(read)
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not payload:
+            raise RuntimeError(f"a meshc worker failed (status {status})")
+        for i, value in zip(chunk, pickle.loads(payload)):
+            results[i] = value
+    return results  # type: ignore[return-value]
+
+
+def _child(fn: Callable[[T], R], items: Sequence[T], chunk: list[int], write: int) -> None:
+    code = 0
+    try:
+        data = pickle.dumps([fn(items[i]) for i in chunk], protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(write, "wb") as fh:
+            fh.write(struct.pack("<Q", len(data)))
+            fh.write(data)
+    except BaseException:  # noqa: BLE001 - reported as a failed worker by the parent
+        code = 1
+    os._exit(code)
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return b""
+        (size,) = struct.unpack("<Q", head)
+        return fh.read(size)
