@@ -153,3 +153,25 @@ def _up_to_date(recorded: str | None, key: str, out_root: Path) -> bool:
         return False
     envs = recorded[len(key) + 1:].split(",")
     return all((out_root / env / "index.json").is_file() for env in envs if env)
+
+
+def lint(root: Path, paths: Sequence[str], crds: Path | None = None) -> CheckOutcome:
+    from .crd import CrdError, CrdSet
+    from .diagnostics import Position, Severity
+    from .lint import lint_docs, read_inputs
+
+    project, _ = load_project(root)
+    inputs = read_inputs(paths)
+    outcome = CheckOutcome(list(inputs.errors), input_error=bool(inputs.errors))
+    crd_path = crds or project.resolve(project.crds)
+    crd_set = None
+    if crd_path is not None:
+        try:
+            crd_set = CrdSet.load(crd_path)
+        except CrdError as exc:
+            outcome.diagnostics.append(Diagnostic("C002", Severity.ERROR, str(exc), Position(str(crd_path)),
+                                                  hint="pass --crds with a valid CRD file"))
+            outcome.input_error = True
+            return outcome
+    outcome.diagnostics.extend(lint_docs(inputs.docs, crd_set))
+    return outcome

@@ -24,7 +24,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _SAFE_SCALAR_TAGS = {
     _STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
 }
 _MAX_EXPANSION = 20  # constructed nodes per distinct node before aliases count as a bomb
 _SCALARS = yaml.constructor.SafeConstructor()

@@ -1,0 +1,149 @@
+"""`meshc check` and `meshc lint`: findings from every layer land on the declaration a human wrote."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compiler import api, pipeline
+from compiler.check import CheckOptions, run_checks
+from compiler.pipeline import compile_estate
+from compiler.tree import MemoryTree
+
+from .conftest import CRDS, REPO
+
+ENV = "name: dev\nnamespace: egress\n"
+VM = """services:
+  - name: db
+    owner: team
+    hosts: [db.example.com]
+    addresses: [10.9.0.1]
+    location: internal
+    resolution: static
+    endpointsAs: workloadEntries
+    selector: {app: SELECTOR}
+    ports:
+      - {number: 5432, protocol: TCP}
+    endpoints:
+      - {address: 10.9.1.1, labels: {role: primary}, serviceAccount: db}
+    subsets:
+      - {name: primary, labels: {role: primary}}
+      - {name: replica, labels: {role: replica}}
+"""
+
+
+def _checked(text: str, layers: tuple[str, ...]) -> list:
+    result = compile_estate(MemoryTree({"environments/dev/env.yaml": ENV, "environments/base/a.yaml": text}))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    return run_checks(result, CheckOptions(layers=layers, crds=CRDS))
+
+
+def test_example_estate_is_clean() -> None:
+    outcome = api.check(REPO, layers=("schema", "istio", "envoy"))
+    assert not outcome.input_error
+    errors = [f"{d.position} {d.code} {d.message}" for d in outcome.diagnostics if d.severity.label == "error"]
+    assert errors == []
+
+
+def test_crd_violation_points_at_the_declaration() -> None:
+    diags = _checked(VM.replace("SELECTOR", "x" * 70), ("schema",))
+    hits = [d for d in diags if d.code.startswith("S")]
+    assert hits, diags
+    assert all(d.position is not None and d.position.file == "environments/base/a.yaml" for d in hits)
+    assert {d.position.line for d in hits} == {9}
+    assert all(d.object == "ServiceEntry/egress/db" for d in hits)
+
+
+def test_analyzer_finding_points_at_the_subset() -> None:
+    diags = _checked(VM.replace("SELECTOR", "db"), ("istio",))
+    a406 = [d for d in diags if d.code == "A406"]
+    assert len(a406) == 1 and a406[0].position.line == 16 and a406[0].istio_code == "IST0173"
+
+
+def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = pipeline.proxy_config
+
+    def broken(env_result):  # type: ignore[no-untyped-def]
+        bootstrap, sources = real(env_result)
+        for cluster in bootstrap["static_resources"]["clusters"]:
+            if cluster["name"].endswith("|db.example.com"):
+                cluster["lb_policy"] = "ROUND_ROBINN"
+        return bootstrap, sources
+
+    monkeypatch.setattr(pipeline, "proxy_config", broken)
+    diags = _checked(VM.replace("SELECTOR", "db"), ("envoy",))
+    e001 = [d for d in diags if d.code == "E001"]
+    assert e001 and all(d.position is not None and d.position.file == "environments/base/a.yaml" for d in e001)
+    assert "lb_policy" in e001[0].path
+
+
+def _repo(tmp_path: Path, waivers: str) -> Path:
+    root = tmp_path / "repo"
+    (root / "environments/dev").mkdir(parents=True)
+    (root / "environments/base").mkdir(parents=True)
+    (root / "environments/dev/env.yaml").write_text(ENV)
+    (root / "environments/base/a.yaml").write_text(VM.replace("SELECTOR", "db"))
+    (root / "meshc.yaml").write_text(f"crds: {CRDS}\nwaivers: waivers.yaml\n")
+    (root / "waivers.yaml").write_text(waivers)
+    return root
+
+
+def test_waivers_are_listed_and_expired_or_unused_ones_are_findings(tmp_path: Path) -> None:
+    root = _repo(tmp_path, """waivers:
+  - {code: A406, object: DestinationRule/egress/db, owner: team, reason: replica coming, expires: 2030-01-01}
+  - {code: A406, env: prod, owner: team, reason: unused, expires: 2030-01-01}
+  - {code: I111, owner: team, reason: old, expires: 2020-01-01}
+""")
+    outcome = api.check(root, layers=("istio",), today=dt.date(2026, 11, 25))
+    codes = sorted(d.code for d in outcome.diagnostics)
+    assert "A406" not in codes and [d.code for d in outcome.waived] == ["A406"]
+    assert "W001" in codes and "W002" in codes
+
+
+def _cli(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "compiler", *args, "-C", str(root)], input=stdin,
+                          capture_output=True, text=True)
+
+
+def test_check_exit_codes_and_formats(tmp_path: Path) -> None:
+    root = _repo(tmp_path, "waivers: []\n")
+    run = _cli(root, "check", "--layer", "istio", "--format", "json")
+    assert run.returncode == 1, run.stderr
+    doc = json.loads(run.stdout)
+    finding = next(f for f in doc["findings"] if f["code"] == "A406")
+    assert set(finding) >= {"code", "severity", "message", "kind", "namespace", "name", "path", "file",
+                            "line", "istio_code"}
+    assert (finding["file"], finding["line"], finding["kind"]) == ("environments/base/a.yaml", 16, "DestinationRule")
+    sarif = json.loads(_cli(root, "check", "--layer", "istio", "--format", "sarif").stdout)
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"]
+    gh = _cli(root, "check", "--layer", "istio", "--format", "github").stdout
+    assert "::error file=environments/base/a.yaml,line=16" in gh
+    (root / "meshc.yaml").write_text("crds: /nonexistent/crds.yaml\n")
+    bad = _cli(root, "check", "--layer", "schema")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr + bad.stdout
+
+
+def test_lint_reads_stdin_and_points_at_lines(tmp_path: Path) -> None:
+    manifest = """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: x, namespace: ns}
+spec:
+  hosts: [x.example.com]
+  resolution: NONE
+  endpoints:
+  - address: 1.1.1.1
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+"""
+    run = _cli(tmp_path, "lint", "--crds", str(CRDS), "--format", "json", "-", stdin=manifest)
+    assert run.returncode == 1, run.stderr
+    found = {(f["code"], f["line"]) for f in json.loads(run.stdout)["findings"]}
+    assert ("I112", 8) in found and ("S002", 5) in found
+    clean = _cli(tmp_path, "lint", "--crds", str(CRDS), "-", stdin=manifest.replace(
+        "  endpoints:\n  - address: 1.1.1.1\n", "  addresses: [1.1.1.1]\n"))
+    assert clean.returncode == 0, clean.stdout
