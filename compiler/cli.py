@@ -10,6 +10,7 @@ from typing import Sequence
 import click
 
 from . import api
+from .diff_cli import diff_command
 from .diagnostics import Diagnostic, has_errors, render_text
 
 ROOT_OPT = click.option("-C", "--root", type=click.Path(file_okay=False, path_type=Path), default=".",
@@ -145,3 +146,6 @@ def lint(paths: tuple[str, ...], crds: Path | None, fmt: str, fail_on: str, root
     """
     outcome = api.lint(root, paths, crds)
     _finish(outcome.diagnostics, (), fmt, fail_on, outcome.input_error)
+
+
+main.add_command(diff_command)

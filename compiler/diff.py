@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from deepdiff import DeepDiff
 
 from .diff_filters import apply_ignore, load_ignore, mask_changeset
 from .diff_model import (ChangeKind, ChangeSet, EnvChanges, FieldChange, ObjectDiff, ObjectId,
                          ObjectSnapshot, Path as DataPath)
-from .diff_objects import Entry, artifact_objects, load_bodies, manifest_entries, normalise, read_index
+from .diff_objects import (Entry, Key, artifact_objects, entry, load_bodies, manifest_listing, normalise,
+                           read_index, with_declared_sources)
 from .diff_rename import NAME_PATH, pair_renames
 from .diff_risk import find_risks
 from .diff_sides import DiffError, EnvData, Side, load_mask_rules, resolve_side
@@ -73,47 +74,52 @@ def compare(base: Side, head: Side) -> ChangeSet:
     return ChangeSet(base.info, head.info, envs, notes=tuple(notes))
 
 
-def _collect(data: EnvData | None) -> tuple[dict[ObjectId, Entry], dict[ObjectId, dict[str, Any]]]:
-    if data is None:
-        return {}, {}
-    try:
-        entries = manifest_entries(read_index(data.view))
-        bodies: dict[ObjectId, dict[str, Any]] = {}
-        for oid, (entry, body) in artifact_objects(data.view).items():
-            entries[oid], bodies[oid] = entry, body
-    except (OSError, ValueError, KeyError) as exc:
-        raise DiffError(f"cannot read the bundle of environment {data.view.env}: {exc}") from None
-    return entries, bodies
+class _Listing:
+    """The objects of one side of one environment: digests for all, entries and bodies on demand."""
 
+    def __init__(self, data: EnvData | None) -> None:
+        self.data = data
+        self.raw: dict[Key, Mapping[str, Any]] = {}
+        self.pre: dict[Key, tuple[Entry, dict[str, Any]]] = {}
+        if data is not None:
+            try:
+                self.raw = manifest_listing(data.index if data.index is not None else read_index(data.view))
+                self.pre = with_declared_sources(artifact_objects(data.view), self.raw)
+            except (OSError, ValueError, KeyError) as exc:
+                raise DiffError(f"cannot read the bundle of environment {data.view.env}: {exc}") from None
+        self.digests = {k: str(v.get("sha256", "")) for k, v in self.raw.items()}
+        self.digests.update((k, e.digest) for k, (e, _) in self.pre.items())
 
-def _bodies(data: EnvData | None, entries: Mapping[ObjectId, Entry], ids: Iterable[ObjectId],
-            preloaded: Mapping[ObjectId, dict[str, Any]]) -> dict[ObjectId, dict[str, Any]]:
-    ids = list(ids)
-    need = [entries[i] for i in ids if i not in preloaded]
-    loaded = load_bodies(data.view, need) if need and data is not None else {}
-    lost = [i for i in ids if i not in preloaded and i not in loaded]
-    if lost:
-        raise DiffError(f"index.json lists {lost[0]} in {entries[lost[0]].file}, but that file does not hold it")
-    return {i: preloaded[i] if i in preloaded else loaded[i] for i in ids}
+    def entry(self, key: Key) -> Entry:
+        return self.pre[key][0] if key in self.pre else entry(key, self.raw[key])
+
+    def bodies(self, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+        need = [self.entry(k) for k in keys if k not in self.pre]
+        loaded = load_bodies(self.data.view, need) if need and self.data is not None else {}
+        out: dict[Key, dict[str, Any]] = {}
+        for key in keys:
+            body = self.pre[key][1] if key in self.pre else loaded.get(ObjectId(*key))
+            if body is None:
+                raise DiffError(f"index.json of {self.data.view.env if self.data else '?'} lists "
+                                f"{ObjectId(*key)} in {self.entry(key).file}, but that file does not hold it")
+            out[key] = body
+        return out
 
 
 def diff_env(env: str, base: EnvData | None, head: EnvData | None) -> tuple[EnvChanges, list[str]]:
-    b_entries, b_pre = _collect(base)
-    h_entries, h_pre = _collect(head)
-    common = b_entries.keys() & h_entries.keys()
-    differ = sorted(i for i in common if not b_entries[i].digest or b_entries[i].digest != h_entries[i].digest)
-    gone = sorted(b_entries.keys() - h_entries.keys())
-    new = sorted(h_entries.keys() - b_entries.keys())
-    b_bodies = _bodies(base, b_entries, differ + gone, b_pre)
-    h_bodies = _bodies(head, h_entries, differ + new, h_pre)
+    b, h = _Listing(base), _Listing(head)
+    differ = sorted(k for k in b.digests.keys() & h.digests.keys() if not b.digests[k] or b.digests[k] != h.digests[k])
+    gone = sorted(b.digests.keys() - h.digests.keys())
+    new = sorted(h.digests.keys() - b.digests.keys())
+    b_bodies, h_bodies = b.bodies(differ + gone), h.bodies(differ + new)
     modified = []
-    for oid in differ:
-        before, after = normalise(oid.kind, b_bodies[oid]), normalise(oid.kind, h_bodies[oid])
+    for key in differ:
+        before, after = normalise(key[0], b_bodies[key]), normalise(key[0], h_bodies[key])
         found = field_changes(before, after)
         if found:
-            modified.append(ObjectDiff(oid, h_entries[oid].source, b_entries[oid].source, found, before, after))
-    removed, added, pairs, notes = pair_renames([_snapshot(b_entries[i], b_bodies[i]) for i in gone],
-                                                [_snapshot(h_entries[i], h_bodies[i]) for i in new])
+            modified.append(ObjectDiff(ObjectId(*key), h.entry(key).source, b.entry(key).source, found, before, after))
+    removed, added, pairs, notes = pair_renames([_snapshot(b.entry(k), b_bodies[k]) for k in gone],
+                                                [_snapshot(h.entry(k), h_bodies[k]) for k in new])
     renamed = [ObjectDiff(p.new.id, p.new.source, p.old.source,
                           field_changes(p.old.norm, p.new.norm, skip={NAME_PATH}),
                           p.old.norm, p.new.norm, old=p.old.id, similarity=p.similarity) for p in pairs]
@@ -123,18 +129,47 @@ def diff_env(env: str, base: EnvData | None, head: EnvData | None) -> tuple[EnvC
                       tuple(renamed)), notes
 
 
-def _snapshot(entry: Entry, body: dict[str, Any]) -> ObjectSnapshot:
-    return ObjectSnapshot(entry.id, entry.source, body, normalise(entry.id.kind, body), entry.service)
+def _snapshot(item: Entry, body: dict[str, Any]) -> ObjectSnapshot:
+    return ObjectSnapshot(item.id, item.source, body, normalise(item.id.kind, body), item.service)
 
 
 def _path_key(path: DataPath) -> tuple[tuple[int, Any], ...]:
     return tuple((0, s) if isinstance(s, int) else (1, str(s)) for s in path)
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types throughout (True is not 1, 1 is not 1.0)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) and not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return bool(a == b)
+
+
+def prune(before: Any, after: Any) -> tuple[Any, Any]:
+    """Both mappings without the keys whose values are the same (recursively): deepdiff's result
+    and paths are unchanged, but it never walks the parts that did not change."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return before, after
+    b_out: dict[Any, Any] = {}
+    a_out: dict[Any, Any] = {}
+    for key, value in before.items():
+        if key not in after:
+            b_out[key] = value
+        elif not (value == after[key] and same(value, after[key])):
+            b_out[key], a_out[key] = prune(value, after[key])
+    a_out.update((k, v) for k, v in after.items() if k not in before)
+    return b_out, a_out
+
+
 def field_changes(before: Any, after: Any, skip: frozenset[DataPath] | set[DataPath] = frozenset()
                   ) -> tuple[FieldChange, ...]:
     """Semantic changes between two normalised bodies, sorted by path."""
-    tree = DeepDiff(before, after, view="tree", threshold_to_diff_deeper=0)
+    tree = DeepDiff(*prune(before, after), view="tree", threshold_to_diff_deeper=0)
     out: list[FieldChange] = []
     for category, levels in tree.items():
         kind = _CATEGORIES.get(category, "changed")

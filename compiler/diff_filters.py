@@ -7,9 +7,10 @@ with a path suppresses the field changes whose path matches; a rule without one 
 whole objects (added, removed, renamed: by old or new name; modified: every field change).
 Every suppressed change is recorded in `ChangeSet.ignored` with the rule (file:line).
 
-Masking: a value is masked when a key on its path looks sensitive (words token, password,
-passwd, secret, key, keys, privatekey, apikey; camelCase, snake_case and kebab-case are split)
-or when a meshc.yaml ``diff.mask`` rule matches (kind glob, path glob over the printed path,
+Masking: a value is masked when a key on its path looks sensitive (its last word, after
+splitting camelCase, snake_case, kebab-case and dots, is token, tokens, password, passwd, secret,
+secrets, key or keys; or the whole key is privatekey or apikey)
+or when a built-in rule (Secret data, stringData) or a meshc.yaml ``diff.mask`` rule matches (kind glob, path glob over the printed path,
 matching the value or any ancestor). A masked value becomes `Masked(length, digest)`: digest =
 first 8 hex digits of HMAC-SHA256(salt, value); salt = $MESHC_DIFF_SALT or "meshc.diff/v1".
 Masking covers added and removed bodies, field changes, renamed objects and risk messages.
@@ -35,8 +36,9 @@ from .project import load_project
 
 DEFAULT_IGNORE = ".meshc-diffignore"
 DEFAULT_SALT = "meshc.diff/v1"
+BUILTIN_MASKS = ({"kind": "Secret", "path": "data"}, {"kind": "Secret", "path": "stringData"})
 _RULE_KEYS = ("env", "kind", "namespace", "name", "path", "reason")
-_WORDS = {"token", "password", "passwd", "secret", "key", "keys", "privatekey", "apikey"}
+_WORDS = {"token", "tokens", "password", "passwd", "secret", "secrets", "key", "keys", "privatekey", "apikey"}
 
 
 def glob(pattern: str) -> re.Pattern[str]:
@@ -111,9 +113,9 @@ def _ignore_env(env: EnvChanges, rules: Sequence[IgnoreRule], ignored: list[Igno
 
     def filter_diff(what: str, diff: ObjectDiff) -> ObjectDiff | None:
         ids = (diff.id, diff.old) if diff.old else (diff.id,)
-        if what == "renamed" and _whole_rule(rules, env.env, *ids):
-            rule = _whole_rule(rules, env.env, *ids)
-            ignored.append(IgnoredChange(env.env, diff.id, what, "", rule.label if rule else ""))
+        whole = _whole_rule(rules, env.env, *ids) if what == "renamed" else None
+        if whole is not None:
+            ignored.append(IgnoredChange(env.env, diff.id, what, "", whole.label))
             return None
         kept = []
         for change in diff.changes:
@@ -134,26 +136,47 @@ def _ignore_env(env: EnvChanges, rules: Sequence[IgnoreRule], ignored: list[Igno
                    modified=tuple(modified), renamed=tuple(renamed))
 
 
-def _words(key: str) -> set[str]:
+def sensitive_key(key: str) -> bool:
+    """True when the last word of `key` (camelCase, snake_case, kebab-case, dotted) is sensitive,
+    or the whole key is: privateKey, api-key, client_secret, token, session_ticket_keys; not
+    sds_secret_config or secretName (references to a secret, not its value)."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key)
-    words = {w.lower() for w in re.split(r"[^A-Za-z0-9]+|\s", spaced) if w}
-    return words | {re.sub(r"[^a-z0-9]", "", key.lower())}
+    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
+    whole = re.sub(r"[^a-z0-9]", "", key.lower())
+    return bool(words) and (words[-1] in _WORDS or whole in _WORDS)
 
 
 class Masker:
     """Masks sensitive values; remembers the masked strings to scrub them from free text."""
 
     def __init__(self, rules: Sequence[Mapping[str, Any]], salt: str) -> None:
+        rules = [*BUILTIN_MASKS, *rules]
         self.rules = [(glob(str(r.get("kind", "*"))), glob(str(r["path"]))) for r in rules]
         self.key = (salt or DEFAULT_SALT).encode()
         self.secrets: set[str] = set()
+        self._seen: dict[str, bool] = {}
+        self._rule_seen: dict[tuple[str, DataPath], bool] = {}
+        self._by_kind: dict[str, list[re.Pattern[str]]] = {}
 
     def _key_hit(self, seg: object) -> bool:
-        return isinstance(seg, str) and not isinstance(seg, ItemKey) and bool(_words(seg) & _WORDS)
+        if not isinstance(seg, str) or isinstance(seg, ItemKey):
+            return False
+        hit = self._seen.get(seg)
+        if hit is None:
+            hit = self._seen[seg] = sensitive_key(seg)
+        return hit
 
     def _rule_hit(self, kind: str, path: DataPath) -> bool:
-        text = format_path(path)
-        return any(k.fullmatch(kind) and p.fullmatch(text) for k, p in self.rules)
+        patterns = self._by_kind.get(kind)
+        if patterns is None:
+            patterns = self._by_kind[kind] = [p for k, p in self.rules if k.fullmatch(kind)]
+        if not patterns:
+            return False
+        hit = self._rule_seen.get((kind, path))
+        if hit is None:
+            text = format_path(path)
+            hit = self._rule_seen[(kind, path)] = any(p.fullmatch(text) for p in patterns)
+        return hit
 
     def hit_any(self, kind: str, path: DataPath) -> bool:
         return any(self._key_hit(s) for s in path) or any(
@@ -189,12 +212,13 @@ class Masker:
 
 
 def mask_changeset(cs: ChangeSet, rules: Sequence[Mapping[str, Any]], salt: str) -> ChangeSet:
+    """Masked bodies and field changes; the normalised bodies kept for risk detection are
+    dropped, so nothing unmasked is left for a renderer to print."""
     m = Masker(rules, salt)
     snap: Callable[[ObjectSnapshot], ObjectSnapshot] = lambda s: replace(
-        s, body=m.body(s.id.kind, s.body), norm=m.body(s.id.kind, s.norm))
+        s, body=m.body(s.id.kind, s.body), norm={})
     diff: Callable[[ObjectDiff], ObjectDiff] = lambda d: replace(
-        d, changes=tuple(m.change(d.id.kind, c) for c in d.changes),
-        before=m.body(d.id.kind, d.before), after=m.body(d.id.kind, d.after))
+        d, changes=tuple(m.change(d.id.kind, c) for c in d.changes), before={}, after={})
     envs = {name: replace(e, added=tuple(map(snap, e.added)), removed=tuple(map(snap, e.removed)),
                           modified=tuple(map(diff, e.modified)), renamed=tuple(map(diff, e.renamed)))
             for name, e in cs.envs.items()}

@@ -63,7 +63,7 @@ class Masked:
     digest: str
 
     def __str__(self) -> str:
-        return f"<masked: len {self.length}, sha256:{self.digest}>"
+        return f"<masked: len {self.length}, hmac-sha256:{self.digest}>"
 
 
 @dataclass(frozen=True, slots=True)

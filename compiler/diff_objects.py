@@ -11,13 +11,15 @@ Invariants:
   the key, or repeat it, stays an ordered list (nothing is ever dropped);
 * Envoy clusters/listeners (by name, from static_resources) and iptables chains (by
   table/chain, rules as an ordered list) get kinds EnvoyCluster, EnvoyListener, IptablesChain
-  and the bundle file as namespace.
+  and the bundle file as namespace; a cluster's source is the declaration of the DestinationRule
+  named in its Istio metadata when there is one, else the bundle file.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Protocol
 
 import orjson
@@ -36,6 +38,11 @@ _RULES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         (("spec", "trafficPolicy", "portLevelSettings"), "port.number"),
         (("spec", "subsets", "*", "trafficPolicy", "portLevelSettings"), "port.number")),
     "WorkloadEntry": (),
+    "EnvoyCluster": (
+        (("load_assignment", "endpoints", "*", "lb_endpoints"), "endpoint.address.socket_address.address"),),
+    "EnvoyListener": (
+        (("filter_chains", "*", "filters", "*", "typed_config", "route_config", "virtual_hosts"), "name"),
+        (("default_filter_chain", "filters", "*", "typed_config", "route_config", "virtual_hosts"), "name")),
 }
 
 
@@ -63,13 +70,17 @@ def read_index(view: BundleView) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def manifest_entries(index: Mapping[str, Any]) -> dict[ObjectId, Entry]:
-    out: dict[ObjectId, Entry] = {}
-    for obj in index.get("objects", []):
-        oid = ObjectId(str(obj["kind"]), str(obj.get("namespace", "")), str(obj["name"]))
-        out[oid] = Entry(oid, str(obj.get("sha256", "")), str(obj.get("source", "")),
-                         str(obj.get("file", "")), str(obj.get("service", "")))
-    return out
+Key = tuple[str, str, str]   # (kind, namespace, name): cheap to build for every listed object
+
+
+def manifest_listing(index: Mapping[str, Any]) -> dict[Key, Mapping[str, Any]]:
+    """The index's objects by (kind, namespace, name); `entry` makes an `Entry` of one when needed."""
+    return {(str(o["kind"]), str(o.get("namespace", "")), str(o["name"])): o for o in index.get("objects", [])}
+
+
+def entry(key: Key, raw: Mapping[str, Any]) -> Entry:
+    return Entry(ObjectId(*key), str(raw.get("sha256", "")), str(raw.get("source", "")),
+                 str(raw.get("file", "")), str(raw.get("service", "")))
 
 
 def load_bodies(view: BundleView, entries: Iterable[Entry]) -> dict[ObjectId, dict[str, Any]]:
@@ -92,31 +103,51 @@ def digest_of(body: Any) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def artifact_objects(view: BundleView) -> dict[ObjectId, tuple[Entry, dict[str, Any]]]:
+def artifact_objects(view: BundleView) -> dict[Key, tuple[Entry, dict[str, Any]]]:
     """Envoy clusters/listeners and iptables chains found in the bundle (none when absent)."""
-    out: dict[ObjectId, tuple[Entry, dict[str, Any]]] = {}
+    out: dict[Key, tuple[Entry, dict[str, Any]]] = {}
     for rel in view.list("envoy"):
         if rel.endswith((".json", ".yaml", ".yml")):
-            out.update(envoy_objects(rel, view.read(rel)))
+            out.update((_key(e.id), (e, b)) for e, b in envoy_objects(rel, view.read(rel)))
     for rel in view.list("iptables"):
         if rel.endswith(".rules"):
-            out.update(iptables_objects(rel, view.read(rel)))
+            out.update((_key(e.id), (e, b)) for e, b in iptables_objects(rel, view.read(rel)))
     return out
 
 
-def envoy_objects(rel: str, data: bytes) -> dict[ObjectId, tuple[Entry, dict[str, Any]]]:
+_ISTIO_CONFIG = re.compile(r"/apis/networking\.istio\.io/[^/]+/namespaces/([^/]+)/destination-rule/([^/]+)")
+
+
+def with_declared_sources(artifacts: dict[Key, tuple[Entry, dict[str, Any]]],
+                          listing: Mapping[Key, Mapping[str, Any]]) -> dict[Key, tuple[Entry, dict[str, Any]]]:
+    """Envoy clusters shaped by a DestinationRule (metadata.filter_metadata.istio.config) take
+    that DestinationRule's declaration as their source; everything else keeps its file."""
+    out = dict(artifacts)
+    for key, (item, body) in artifacts.items():
+        istio = ((body.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
+        found = _ISTIO_CONFIG.fullmatch(str(istio.get("config", "")))
+        raw = listing.get(("DestinationRule", found.group(1), found.group(2))) if found else None
+        if raw is not None and raw.get("source"):
+            out[key] = (replace(item, source=str(raw["source"])), body)
+    return out
+
+
+def _key(oid: ObjectId) -> Key:
+    return (oid.kind, oid.namespace, oid.name)
+
+
+def envoy_objects(rel: str, data: bytes) -> list[tuple[Entry, dict[str, Any]]]:
     doc = orjson.loads(data) if rel.endswith(".json") else yaml.load(data, Loader=_Loader)
     static = (doc or {}).get("static_resources") or {} if isinstance(doc, dict) else {}
-    out: dict[ObjectId, tuple[Entry, dict[str, Any]]] = {}
+    out: list[tuple[Entry, dict[str, Any]]] = []
     for key, kind in (("clusters", "EnvoyCluster"), ("listeners", "EnvoyListener")):
         for item in static.get(key) or []:
             if isinstance(item, dict) and "name" in item:
-                oid = ObjectId(kind, rel, str(item["name"]))
-                out[oid] = (Entry(oid, digest_of(item), rel, rel), item)
+                out.append((Entry(ObjectId(kind, rel, str(item["name"])), digest_of(item), rel, rel), item))
     return out
 
 
-def iptables_objects(rel: str, data: bytes) -> dict[ObjectId, tuple[Entry, dict[str, Any]]]:
+def iptables_objects(rel: str, data: bytes) -> list[tuple[Entry, dict[str, Any]]]:
     """iptables-restore text -> one object per (table, chain): policy and rules in order."""
     chains: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
@@ -138,9 +169,8 @@ def iptables_objects(rel: str, data: bytes) -> dict[ObjectId, tuple[Entry, dict[
             chains.setdefault(key, {"table": table, "chain": name, "policy": "-", "rules": []})
             chains[key]["rules"].append(line)
             lines.setdefault(key, number)
-    return {ObjectId("IptablesChain", rel, key): (
-        Entry(ObjectId("IptablesChain", rel, key), digest_of(body), f"{rel}:{lines[key]}", rel), body)
-        for key, body in chains.items()}
+    return [(Entry(ObjectId("IptablesChain", rel, key), digest_of(body), f"{rel}:{lines[key]}", rel), body)
+            for key, body in chains.items()]
 
 
 def _matches(pattern: tuple[str, ...], path: Path) -> bool:

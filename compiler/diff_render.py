@@ -24,16 +24,17 @@ SYMBOL = {"added": "+", "removed": "-", "modified": "~", "renamed": ">"}
 Item = ObjectSnapshot | ObjectDiff
 
 
-def plain(value: Any) -> Any:
-    """Printable data: keyed lists back to lists, `Masked` to its text, other keys to str."""
+def plain(value: Any, structured: bool = False) -> Any:
+    """Printable data: keyed lists back to lists, other keys to str, `Masked` to its text
+    (or, when `structured`, to ``{"$masked": {"length": N, "hmacSha256": "xxxxxxxx"}}``)."""
     if isinstance(value, Masked):
-        return str(value)
+        return {"$masked": {"length": value.length, "hmacSha256": value.digest}} if structured else str(value)
     if isinstance(value, dict):
         if value and all(isinstance(k, ItemKey) for k in value):
-            return [plain(v) for v in value.values()]
-        return {str(k): plain(v) for k, v in value.items()}
+            return [plain(v, structured) for v in value.values()]
+        return {str(k): plain(v, structured) for k, v in value.items()}
     if isinstance(value, list):
-        return [plain(v) for v in value]
+        return [plain(v, structured) for v in value]
     return value
 
 
@@ -42,7 +43,10 @@ def _block(sign: str, value: Any) -> list[str]:
 
 
 def change_lines(change: FieldChange) -> list[str]:
-    lines = [f"@@ {change.where} @@" if change.kind == "changed" else f"@@ {change.where} ({change.kind}) @@"]
+    masked = isinstance(change.before, Masked) or isinstance(change.after, Masked)
+    note: list[str] = [change.kind] if change.kind != "changed" else []
+    note += ["masked value"] if masked else []
+    lines = [f"@@ {change.where}" + (f" ({', '.join(note)})" if note else "") + " @@"]
     if change.kind != "added":
         lines += _block("-", change.before)
     if change.kind != "removed":
@@ -127,15 +131,15 @@ def _item_json(what: str, item: Item) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": item.id.kind, "namespace": item.id.namespace, "name": item.id.name,
                            "source": item.source or None}
     if isinstance(item, ObjectSnapshot):
-        out["body"] = plain(item.body)
+        out["body"] = plain(item.body, True)
         return out
     if item.old is not None:
         out["from"] = {"kind": item.old.kind, "namespace": item.old.namespace, "name": item.old.name,
                        "source": item.base_source or None}
         out["similarity"] = item.similarity
     out["changes"] = [{"path": c.where, "change": c.kind,
-                       **({"before": plain(c.before)} if c.kind != "added" else {}),
-                       **({"after": plain(c.after)} if c.kind != "removed" else {})} for c in item.changes]
+                       **({"before": plain(c.before, True)} if c.kind != "added" else {}),
+                       **({"after": plain(c.after, True)} if c.kind != "removed" else {})} for c in item.changes]
     return out
 
 

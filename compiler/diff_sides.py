@@ -77,6 +77,7 @@ class EnvData:
     view: BundleView
     production: bool = False
     source: str = ""
+    index: Mapping[str, Any] | None = field(default=None, repr=False)   # when already parsed
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def compile_side(root: Path, info: SideInfo, role: str, envs: Sequence[str]) -> 
     masks = load_mask_rules(root)
     if not chosen:
         return Side(info, {}, masks)
-    _, result = compile_repo(root, chosen)
+    # a tree unpacked from git is compiled without any build cache it might carry
+    _, result = compile_repo(root, chosen, use_cache=info.kind != "git")
     if has_errors(result.diagnostics):
         raise DiffError(f"the {role} side ({info.label}) does not compile", result.diagnostics)
     out: dict[str, EnvData] = {}
@@ -130,7 +132,7 @@ def bundle_side(path: Path, info: SideInfo, role: str, envs: Sequence[str]) -> S
     if (path / "index.json").is_file():
         dirs = [path]
     else:
-        dirs = sorted(p.parent for p in path.glob("*/index.json"))
+        dirs = sorted(p.parent for p in path.glob("*/index.json") if not p.parent.name.startswith("."))
     if not dirs:
         raise DiffError(f"the {role} side {info.spec!r} is a directory holding neither environments/ "
                         "nor a bundle (index.json or <env>/index.json)")
@@ -143,7 +145,7 @@ def bundle_side(path: Path, info: SideInfo, role: str, envs: Sequence[str]) -> S
         name = str(index.get("environment") or directory.name)
         if not envs or name in envs:
             out[name] = EnvData(DirView(name, directory), bool(index.get("production", False)),
-                                str(index.get("environmentSource", "")))
+                                str(index.get("environmentSource", "")), index)
     return Side(info, out)
 
 

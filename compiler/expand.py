@@ -147,7 +147,8 @@ def dr_views(svc: Service) -> list[dict[str, Any] | None]:
         return [None] * len(svc.hosts)
     views: list[dict[str, Any] | None] = []
     for i, host in enumerate(svc.hosts):
-        name = svc.name if i == 0 else f"{svc.name}-{_UNSAFE.sub('-', host.lower()).strip('-')}"[:253]
+        # one host: the service's name; several: one per host, named after it (order-independent)
+        name = svc.name if len(svc.hosts) == 1 else f"{svc.name}-{_UNSAFE.sub('-', host.lower()).strip('-')}"[:253]
         views.append({"name": name, "namespace": svc.namespace, "labels": _labels(svc),
                       "host": host, "traffic_policy": policy, "subsets": subsets,
                       "workload_selector": dict(svc.client_selector),

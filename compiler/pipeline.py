@@ -187,8 +187,10 @@ def bundle_for(env_result: EnvResult, outs: list[UnitOut]) -> emit.Bundle:
     extra_files: dict[str, bytes] = {}
     if env_result.envoy is not None:
         extra_files[emit.ENVOY_FILE] = emit.json_bytes(env_result.envoy[0])
-    return emit.finish(env_result.settings.name, files, entries,
-                       {"production": env_result.settings.production}, extra_files)
+    source = env_result.settings.source
+    extra = {"production": env_result.settings.production,
+             "environmentSource": source.file if source is not None else ""}
+    return emit.finish(env_result.settings.name, files, entries, extra, extra_files)
 
 
 __all__ = ["CompileResult", "EnvResult", "UnitOut", "compile_estate", "front"]
