@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -86,15 +86,20 @@ class CheckOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def check_options(project: Project, layers: Sequence[str] = (), crds: Path | None = None) -> CheckOptions:
+def check_options(project: Project, layers: Sequence[str] = (), crds: Path | None = None,
+                  envoy_binary: bool = False) -> CheckOptions:
     return CheckOptions(layers=parse_layers(layers), crds=crds or project.resolve(project.crds),
-                        policies=project.resolve(project.policies), repo_root=project.root)
+                        policies=project.resolve(project.policies), repo_root=project.root,
+                        envoy_binary=envoy_binary)
 
 
 def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
                    today: dt.date | None = None) -> CheckOutcome:
     """The check pass over a compile result, then waivers. Input errors set `input_error`."""
     outcome = CheckOutcome(list(result.diagnostics), timings=opts.timings)
+    if result.cache is not None and opts.cache is None:
+        opts = replace(opts, cache=result.cache.checks)
+        outcome.timings = opts.timings
     if has_errors(result.diagnostics):
         outcome.input_error = True
         return outcome
@@ -117,9 +122,13 @@ def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
 
 
 def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
-          crds: Path | None = None, today: dt.date | None = None) -> CheckOutcome:
+          crds: Path | None = None, today: dt.date | None = None,
+          envoy_binary: bool = False) -> CheckOutcome:
     project, result = compile_repo(root, envs)
-    return check_compiled(project, result, check_options(project, layers, crds), today)
+    outcome = check_compiled(project, result, check_options(project, layers, crds, envoy_binary), today)
+    if result.cache is not None:
+        result.cache.save()
+    return outcome
 
 
 def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,

@@ -12,9 +12,12 @@ Codes: C002 CRD file unusable, C003 policy engine unusable, C004 no CRD file con
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import orjson
 
 from .diagnostics import Diagnostic, Finding, Position, Severity, format_path
 from .model import Artifact, Identity
@@ -22,6 +25,7 @@ from .pipeline import CompileResult, EnvResult
 from .provenance import locate_finding
 
 LAYERS = ("schema", "istio", "cue", "envoy")
+T = TypeVar("T")
 
 
 class CheckInputError(Exception):
@@ -40,6 +44,20 @@ class CheckOptions:
     repo_root: Path = Path(".")
     envoy_binary: bool = False
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    cache: dict[tuple[str, str], Any] | None = field(default=None, compare=False)
+
+    def memo(self, layer: str, payload: bytes, compute: Callable[[], T]) -> T:
+        """Findings of `layer` for content `payload`, computed once per content hash."""
+        if self.cache is None:
+            return compute()
+        key = (layer, hashlib.sha256(payload).hexdigest())
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]  # type: ignore[no-any-return]
+
+
+def body_bytes(body: Any) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
 class Placer:
@@ -88,11 +106,13 @@ def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]
     except CrdError as exc:
         raise CheckInputError([Diagnostic("C002", Severity.ERROR, str(exc), Position(str(opts.crds)),
                                           hint="point crds: at a valid CRD file")]) from None
+    layer = "schema:" + hashlib.sha256(opts.crds.read_bytes()).hexdigest()
     out: list[Diagnostic] = []
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            out.extend(placer(art, f) for f in crds.validate(art.body))
+            found = opts.memo(layer, body_bytes(art.body), lambda a=art: crds.validate(a.body))
+            out.extend(placer(art, f) for f in found)
     return out
 
 
@@ -103,7 +123,8 @@ def _istio_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            out.extend(placer(art, f) for f in check_object(art.body))
+            found = opts.memo("istio", body_bytes(art.body), lambda a=art: check_object(a.body))
+            out.extend(placer(art, f) for f in found)
         for ident, finding in analyze([a.body for a in env.artifacts]):
             art = placer.by_identity(ident)
             if art is not None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def run_envoy(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
+    from .check import body_bytes
     from .envoy import validate_bootstrap
 
     out: list[Diagnostic] = []
@@ -24,7 +25,8 @@ def run_envoy(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]
         if env.envoy is None:
             continue
         bootstrap, sources = env.envoy
-        for path, finding in validate_bootstrap(bootstrap):
+        found = opts.memo("envoy", body_bytes(bootstrap), lambda b=bootstrap: validate_bootstrap(b))
+        for path, finding in found:
             out.append(_place(env, sources, tuple(path), finding))
         if opts.envoy_binary:
             out.extend(_binary(env))

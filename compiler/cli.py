@@ -110,12 +110,13 @@ def _finish(diags: Sequence[Diagnostic], waived: Sequence[Diagnostic], fmt: str,
               help="Run only these layers (repeatable; default all).")
 @click.option("--crds", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Istio CRD file (default: crds: in meshc.yaml).")
+@click.option("--envoy-validate", is_flag=True, help="Also run `envoy --mode validate` (needs envoy on PATH).")
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, hidden=True)
 @FORMAT_OPT
 @FAIL_OPT
 @ROOT_OPT
-def check(envs: tuple[str, ...], layers: tuple[str, ...], crds: Path | None, today: object,
-          fmt: str, fail_on: str, root: Path) -> None:
+def check(envs: tuple[str, ...], layers: tuple[str, ...], crds: Path | None, envoy_validate: bool,
+          today: object, fmt: str, fail_on: str, root: Path) -> None:
     """Run every check: CRD schema + CEL, Istio rules and analyzers, CUE policies, Envoy API.
 
     \b
@@ -125,7 +126,7 @@ def check(envs: tuple[str, ...], layers: tuple[str, ...], crds: Path | None, tod
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 input error.
     """
     day = today.date() if today is not None else None  # type: ignore[attr-defined]
-    outcome = api.check(root, envs, layers, crds, day)
+    outcome = api.check(root, envs, layers, crds, day, envoy_validate)
     _finish(outcome.diagnostics, outcome.waived, fmt, fail_on, outcome.input_error)
 
 
