@@ -1,6 +1,6 @@
 """The pipeline: the pass order, written down once.
 
-    load -> merge -> validate -> expand -> emit(render) -> proxy (Envoy bootstrap) -> bundle
+    load -> merge -> validate -> expand -> emit(render) -> proxy (Envoy bootstrap, VM iptables) -> bundle
          (check runs over the expanded artifacts: see compiler.check)
 
 `compile_estate` runs the passes for the chosen environments and returns every diagnostic at
@@ -121,9 +121,16 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
     for name in estate.envs:
         result.envs[name] = _assemble(settings[name], merged[name], outs[name], result.diagnostics)
     if result.ok:
+        from .vmcapture import vm_rules
+
         for env_result in result.envs.values():
             env_result.envoy = proxy_config(env_result)
-            env_result.bundle = bundle_for(env_result, outs[env_result.settings.name])
+            vm_files, problems = vm_rules(env_result.settings, env_result.services)
+            result.diagnostics.extend(problems)
+            env_result.bundle = bundle_for(env_result, outs[env_result.settings.name], vm_files)
+        if not result.ok:
+            for env_result in result.envs.values():
+                env_result.bundle = None
     return result
 
 
@@ -181,10 +188,11 @@ def proxy_config(env_result: EnvResult) -> tuple[dict, dict]:
     return build_bootstrap([a.body for a in env_result.artifacts], settings)
 
 
-def bundle_for(env_result: EnvResult, outs: list[UnitOut]) -> emit.Bundle:
+def bundle_for(env_result: EnvResult, outs: list[UnitOut],
+               vm_files: dict[str, bytes] | None = None) -> emit.Bundle:
     files = {out.file: out.data for out in outs if out.file}
     entries = [e for out in outs for e in out.entries]
-    extra_files: dict[str, bytes] = {}
+    extra_files: dict[str, bytes] = dict(vm_files or {})
     if env_result.envoy is not None:
         extra_files[emit.ENVOY_FILE] = emit.json_bytes(env_result.envoy[0])
     source = env_result.settings.source

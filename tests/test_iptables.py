@@ -1,0 +1,521 @@
+"""The iptables artifact (compiler.iptables): rule order against istio-facts.md 6.3, variants,
+validation, rendering; then, in network namespaces (marker `netns`), iptables-restore --test on
+rendered files, real TCP/UDP traffic through the rules, and idempotent installation.
+
+The netns tests need root, `ip` (iproute2) and iptables; they skip with the reason otherwise.
+Each one builds its own namespaces (10.250.0.0/24) and removes them afterwards; the host's
+network stack is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler.diagnostics import Severity
+from compiler.iptables import (
+    APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, rules_filename, validate_spec,
+)
+from compiler.iptables_model import BUILTIN_CHAINS
+
+from .conftest import REPO
+from .netns_helpers import SVC_IP, VM_IP, Backend, Lab, backend_unavailable, netns_unavailable, parse_save
+
+
+def section(text: str, table: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(f"*{table}")
+    return lines[start + 1:lines.index("COMMIT", start)]
+
+
+def chain_lines(lines: list[str], chain: str) -> list[str]:
+    return [ln for ln in lines if ln.startswith(f"-A {chain} ")]
+
+
+VM = CaptureSpec("vm-a")
+
+# istio-facts.md 6.3 for the istioctl VM defaults (-b '*' -d 22,15090,15021,15020 -i '*', DNS
+# capture to any server), in Istio's generation order, ISTIO_ renamed to MESHC_.
+ISTIO_ORDER = """\
+-A MESHC_INBOUND -p tcp --dport 15008 -j RETURN
+-A MESHC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A MESHC_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A PREROUTING -p tcp -j MESHC_INBOUND
+-A MESHC_INBOUND -p tcp --dport 22 -j RETURN
+-A MESHC_INBOUND -p tcp --dport 15090 -j RETURN
+-A MESHC_INBOUND -p tcp --dport 15021 -j RETURN
+-A MESHC_INBOUND -p tcp --dport 15020 -j RETURN
+-A MESHC_INBOUND -p tcp -j MESHC_IN_REDIRECT
+-A OUTPUT -j MESHC_OUTPUT
+-A MESHC_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
+-A MESHC_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j MESHC_IN_REDIRECT
+-A MESHC_OUTPUT -o lo -p tcp ! --dport 53 -m owner ! --uid-owner 1337 -j RETURN
+-A MESHC_OUTPUT -m owner --uid-owner 1337 -j RETURN
+-A MESHC_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j MESHC_IN_REDIRECT
+-A MESHC_OUTPUT -o lo -p tcp ! --dport 53 -m owner ! --gid-owner 1337 -j RETURN
+-A MESHC_OUTPUT -m owner --gid-owner 1337 -j RETURN
+-A MESHC_OUTPUT -j MESHC_OUTPUT_DNS
+-A MESHC_OUTPUT_DNS -p tcp --dport 53 -j REDIRECT --to-ports 15053
+-A MESHC_OUTPUT_DNS -p udp --dport 53 -j REDIRECT --to-ports 15053
+-A MESHC_OUTPUT -d 127.0.0.1/32 -j RETURN
+-A MESHC_OUTPUT -j MESHC_REDIRECT
+""".splitlines()
+
+NAT_CHAINS = ["MESHC_INBOUND", "MESHC_REDIRECT", "MESHC_IN_REDIRECT", "MESHC_OUTPUT", "MESHC_OUTPUT_DNS"]
+
+
+# --- unit: rule order and variants -------------------------------------------------------------
+
+def test_default_vm_nat_table_is_istio_order_chain_by_chain() -> None:
+    nat = section(render(build_ruleset(VM)), "nat")
+    declared = [f":{c} - [0:0]" for c in NAT_CHAINS]
+    by_chain = [ln for c in [*NAT_CHAINS, "PREROUTING", "OUTPUT"] for ln in chain_lines(ISTIO_ORDER, c)]
+    assert nat == declared + by_chain
+    for chain in [*NAT_CHAINS, "PREROUTING", "OUTPUT"]:  # per chain, Istio's order exactly
+        assert chain_lines(nat, chain) == chain_lines(ISTIO_ORDER, chain)
+
+
+def test_default_vm_raw_table_sets_dns_conntrack_zones() -> None:
+    assert section(render(build_ruleset(VM)), "raw") == [
+        ":MESHC_OUTPUT_DNS - [0:0]",
+        ":MESHC_INBOUND - [0:0]",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -m owner --uid-owner 1337 -j CT --zone 1",
+        "-A MESHC_OUTPUT_DNS -p udp --sport 15053 -m owner --uid-owner 1337 -j CT --zone 2",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -m owner --gid-owner 1337 -j CT --zone 1",
+        "-A MESHC_OUTPUT_DNS -p udp --sport 15053 -m owner --gid-owner 1337 -j CT --zone 2",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -j CT --zone 2",
+        "-A MESHC_INBOUND -p udp --sport 53 -j CT --zone 1",
+        "-A OUTPUT -j MESHC_OUTPUT_DNS",
+        "-A PREROUTING -j MESHC_INBOUND",
+    ]
+
+
+def test_file_layout_header_and_determinism() -> None:
+    text = render(build_ruleset(VM))
+    assert text == render(build_ruleset(CaptureSpec("vm-a")))
+    assert text.endswith("COMMIT\n") and "\r" not in text
+    lines = text.splitlines()
+    assert lines[:2] == [
+        "# meshc: iptables-restore rules (IPv4) for workload vm-a",
+        "# install with meshc-iptables-apply (docs/iptables.md): idempotent, keeps other tools' rules",
+    ]
+    assert [ln for ln in lines if ln.startswith("*")] == ["*raw", "*nat"]
+    assert not re.search(r"\d{4}-\d\d-\d\d|v\d+\.\d+", text)
+    assert rules_filename(VM) == "vm-a.rules"
+
+
+def test_without_dns_capture_owner_rules_are_plain_and_no_raw_table() -> None:
+    text = render(build_ruleset(CaptureSpec("vm-a", dns_capture=False)))
+    assert "*raw" not in text and "MESHC_OUTPUT_DNS" not in text
+    assert chain_lines(section(text, "nat"), "MESHC_OUTPUT") == [
+        "-A MESHC_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN",
+        "-A MESHC_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j MESHC_IN_REDIRECT",
+        "-A MESHC_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN",
+        "-A MESHC_OUTPUT -m owner --uid-owner 1337 -j RETURN",
+        "-A MESHC_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j MESHC_IN_REDIRECT",
+        "-A MESHC_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN",
+        "-A MESHC_OUTPUT -m owner --gid-owner 1337 -j RETURN",
+        "-A MESHC_OUTPUT -d 127.0.0.1/32 -j RETURN",
+        "-A MESHC_OUTPUT -j MESHC_REDIRECT",
+    ]
+
+
+def test_dns_servers_limit_redirect_and_zones_to_those_servers() -> None:
+    text = render(build_ruleset(CaptureSpec("vm-a", dns_servers=("10.0.0.53", "10.0.0.54"))))
+    assert chain_lines(section(text, "nat"), "MESHC_OUTPUT_DNS") == [
+        "-A MESHC_OUTPUT_DNS -p tcp --dport 53 -d 10.0.0.53/32 -j REDIRECT --to-ports 15053",
+        "-A MESHC_OUTPUT_DNS -p tcp --dport 53 -d 10.0.0.54/32 -j REDIRECT --to-ports 15053",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -d 10.0.0.53/32 -j REDIRECT --to-ports 15053",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -d 10.0.0.54/32 -j REDIRECT --to-ports 15053",
+    ]
+    raw = section(text, "raw")
+    assert chain_lines(raw, "MESHC_OUTPUT_DNS")[4:] == [
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -d 10.0.0.53/32 -j CT --zone 2",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -d 10.0.0.54/32 -j CT --zone 2",
+    ]
+    assert chain_lines(raw, "MESHC_INBOUND") == [
+        "-A MESHC_INBOUND -p udp --sport 53 -s 10.0.0.53/32 -j CT --zone 1",
+        "-A MESHC_INBOUND -p udp --sport 53 -s 10.0.0.54/32 -j CT --zone 1",
+    ]
+
+
+def test_inbound_port_list_captures_only_those_ports() -> None:
+    nat = section(render(build_ruleset(CaptureSpec("vm-a", inbound_ports=(8080, 9090)))), "nat")
+    assert chain_lines(nat, "MESHC_INBOUND") == [
+        "-A MESHC_INBOUND -p tcp --dport 15008 -j RETURN",
+        "-A MESHC_INBOUND -p tcp --dport 8080 -j MESHC_IN_REDIRECT",
+        "-A MESHC_INBOUND -p tcp --dport 9090 -j MESHC_IN_REDIRECT",
+    ]
+
+
+def test_outbound_includes_and_excludes_in_istio_positions() -> None:
+    spec = CaptureSpec("vm-a", dns_capture=False, exclude_outbound_ports=(25,), include_outbound_ports=(3306,),
+                       exclude_outbound_cidrs=("10.0.0.0/8", "192.168.1.1"), include_outbound_cidrs=("10.1.0.0/16",))
+    out = chain_lines(section(render(build_ruleset(spec)), "nat"), "MESHC_OUTPUT")
+    assert out[:3] == [
+        "-A MESHC_OUTPUT -p tcp --dport 25 -j RETURN",
+        "-A MESHC_OUTPUT -p udp --dport 25 -j RETURN",
+        "-A MESHC_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN",
+    ]
+    assert out[-5:] == [
+        "-A MESHC_OUTPUT -d 127.0.0.1/32 -j RETURN",
+        "-A MESHC_OUTPUT -d 10.0.0.0/8 -j RETURN",
+        "-A MESHC_OUTPUT -d 192.168.1.1/32 -j RETURN",
+        "-A MESHC_OUTPUT -p tcp --dport 3306 -j MESHC_REDIRECT",
+        "-A MESHC_OUTPUT -d 10.1.0.0/16 -j MESHC_REDIRECT",
+    ]
+
+
+def test_no_outbound_capture_keeps_owner_rules_but_no_redirect_jump() -> None:
+    out = chain_lines(section(render(build_ruleset(CaptureSpec("vm-a", include_outbound_cidrs=()))), "nat"),
+                      "MESHC_OUTPUT")
+    assert out[-1] == "-A MESHC_OUTPUT -d 127.0.0.1/32 -j RETURN"
+    assert not any(ln.endswith("-j MESHC_REDIRECT") for ln in out)
+
+
+def test_loopback_in_include_cidrs_drops_the_app_loopback_return() -> None:
+    spec = CaptureSpec("vm-a", dns_capture=False, include_outbound_cidrs=("127.1.2.3/32",))
+    out = chain_lines(section(render(build_ruleset(spec)), "nat"), "MESHC_OUTPUT")
+    assert not any("! --uid-owner" in ln or "! --gid-owner" in ln for ln in out)
+    assert out[-1] == "-A MESHC_OUTPUT -d 127.1.2.3/32 -j MESHC_REDIRECT"
+
+
+def test_allow_list_filter_table() -> None:
+    spec = CaptureSpec("vm-a", dns_servers=("10.0.0.53",), egress_allow_list=(
+        Destination("10.250.0.2", 8080), Destination("10.9.0.0/16", 5353, "udp")))
+    assert section(render(build_ruleset(spec)), "filter") == [
+        ":MESHC_EGRESS - [0:0]",
+        "-A MESHC_EGRESS -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        "-A MESHC_EGRESS -o lo -m conntrack ! --ctstate DNAT -j RETURN",
+        "-A MESHC_EGRESS -m owner --uid-owner 1337 -j RETURN",
+        "-A MESHC_EGRESS -m owner --gid-owner 1337 -j RETURN",
+        "-A MESHC_EGRESS -p udp -m conntrack --ctorigdst 10.0.0.53/32 --ctorigdstport 53 -j RETURN",
+        "-A MESHC_EGRESS -p tcp -m conntrack --ctorigdst 10.0.0.53/32 --ctorigdstport 53 -j RETURN",
+        "-A MESHC_EGRESS -p tcp -m conntrack --ctorigdst 10.250.0.2/32 --ctorigdstport 8080 -j RETURN",
+        "-A MESHC_EGRESS -p udp -m conntrack --ctorigdst 10.9.0.0/16 --ctorigdstport 5353 -j RETURN",
+        "-A MESHC_EGRESS -p tcp -j REJECT --reject-with tcp-reset",
+        "-A MESHC_EGRESS -j REJECT --reject-with icmp-port-unreachable",
+        "-A OUTPUT -j MESHC_EGRESS",
+    ]
+
+
+def test_custom_proxy_ids_and_duplicates() -> None:
+    spec = CaptureSpec("vm-a", proxy_uid=999, proxy_gid=998, exclude_inbound_ports=(22, 22),
+                       egress_allow_list=(Destination("10.0.0.1", 80), Destination("10.0.0.1", 80)))
+    text = render(build_ruleset(spec))
+    assert "1337" not in text and "--uid-owner 999" in text and "--gid-owner 998" in text
+    assert text.count("--dport 22 ") == 1 and text.count("--ctorigdstport 80 ") == 1
+    assert [f.code for f in validate_spec(spec)] == ["T009", "T009"]
+
+
+# --- unit: validation --------------------------------------------------------------------------
+
+BAD = [
+    (CaptureSpec("VM_A"), ["T001"]),
+    (CaptureSpec("vm-a", inbound_ports=(0, 70000)), ["T002", "T002"]),
+    (CaptureSpec("vm-a", exclude_outbound_ports=(-1,), include_outbound_ports=(True,)), ["T002", "T002"]),
+    (CaptureSpec("vm-a", include_outbound_cidrs=("10.0.0.0/33",), exclude_outbound_cidrs=("example.com",)),
+     ["T003", "T003"]),
+    (CaptureSpec("vm-a", dns_servers=("10.0.0.0/24",)), ["T003"]),
+    (CaptureSpec("vm-a", exclude_outbound_cidrs=("*",)), ["T004"]),
+    (CaptureSpec("vm-a", include_outbound_cidrs=("*", "10.0.0.0/8")), ["T004"]),
+    (CaptureSpec("vm-a", egress_allow_list=(Destination("*", 80),)), ["T004"]),
+    (CaptureSpec("vm-a", exclude_outbound_cidrs=("fd00::/8",), dns_servers=("::1",)), ["T005", "T005"]),
+    (CaptureSpec("vm-a", egress_allow_list=(Destination("10.0.0.1", 80, "sctp"), Destination("10.0.0.1", 0))),
+     ["T006", "T002"]),
+    (CaptureSpec("vm-a", proxy_uid=-1, proxy_gid=2 ** 32), ["T007", "T007"]),
+    (CaptureSpec("vm-a", proxy_uid=0), ["T008"]),
+    (CaptureSpec("vm-a", include_outbound_cidrs=("10.1.2.3/16",)), ["T010"]),
+    (CaptureSpec("vm-a", inbound_ports=(22,), exclude_inbound_ports=(22,)), ["T011"]),
+    (CaptureSpec("vm-a", include_outbound_ports=(25,), exclude_outbound_ports=(25,)), ["T011"]),
+    (CaptureSpec("vm-a", inbound_ports=(15006,)), ["T012"]),
+    (CaptureSpec("vm-a", egress_allow_list=()), ["T013"]),
+    (CaptureSpec("vm-a", dns_capture=False, dns_servers=("10.0.0.53",)), ["T014"]),
+]
+
+
+@pytest.mark.parametrize(("spec", "codes"), BAD, ids=[f"{c[0]}-{i}" for i, (_, c) in enumerate(BAD)])
+def test_validate_spec_reports(spec: CaptureSpec, codes: list[str]) -> None:
+    findings = validate_spec(spec)
+    assert [f.code for f in findings] == codes
+    assert all(f.path and f.message for f in findings)
+    errors = any(f.severity >= Severity.ERROR for f in findings)
+    if errors:
+        with pytest.raises(ValueError, match=codes[0]):
+            build_ruleset(spec)
+    else:
+        build_ruleset(spec)
+
+
+def test_validate_spec_accepts_defaults_and_finding_paths() -> None:
+    assert validate_spec(VM) == []
+    (finding,) = validate_spec(CaptureSpec("vm-a", egress_allow_list=(Destination("10.0.0.1", 80, "icmp"),)))
+    assert (finding.code, finding.severity) == ("T006", Severity.ERROR)
+    assert finding.path == ("egress_allow_list", 0, "protocol")
+
+
+# --- unit: invariants over many specs ------------------------------------------------------------
+
+PORTS = st.lists(st.integers(1, 65535), max_size=4).map(tuple)
+CIDRS = st.lists(st.ip_addresses(v=4).map(str) | st.sampled_from(["10.0.0.0/8", "192.168.0.0/16"]), max_size=3)
+SPECS = st.builds(
+    CaptureSpec, workload=st.sampled_from(["vm-a", "db.prod"]), inbound_ports=PORTS, exclude_inbound_ports=PORTS,
+    include_outbound_cidrs=st.just(("*",)) | CIDRS.map(tuple), exclude_outbound_cidrs=CIDRS.map(tuple),
+    include_outbound_ports=PORTS, exclude_outbound_ports=PORTS, dns_capture=st.booleans(),
+    dns_servers=st.lists(st.ip_addresses(v=4).map(str), max_size=2).map(tuple),
+    proxy_uid=st.integers(1, 65535), proxy_gid=st.integers(1, 65535),
+    egress_allow_list=st.none() | st.lists(st.builds(Destination, cidr=st.ip_addresses(v=4).map(str),
+                                                     port=st.integers(1, 65535),
+                                                     protocol=st.sampled_from(["tcp", "udp"])), max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(SPECS)
+def test_every_valid_spec_renders_a_well_formed_file(spec: CaptureSpec) -> None:
+    if any(f.severity >= Severity.ERROR for f in validate_spec(spec)):
+        return
+    text = render(build_ruleset(spec))
+    assert text == render(build_ruleset(spec))
+    for table in ("raw", "nat", "filter"):
+        if f"*{table}" not in text:
+            continue
+        lines = section(text, table)
+        declared = {ln[1:].split()[0] for ln in lines if ln.startswith(":")}
+        assert all(name.startswith("MESHC_") for name in declared)
+        rules = [ln for ln in lines if ln.startswith("-A ")]
+        assert len(rules) == len(set(rules)), "a rule appears twice"
+        for builtin in BUILTIN_CHAINS:  # at most one jump from each built-in chain, always into MESHC_
+            jumps = chain_lines(lines, builtin)
+            assert len(jumps) <= 1 and all(re.search(r"-j MESHC_\w+$", j) for j in jumps)
+        targets = {m for ln in rules for m in re.findall(r"-j (MESHC_\w+)", ln)}
+        assert targets <= declared
+
+
+def test_docs_show_the_apply_script_verbatim() -> None:
+    assert APPLY_SCRIPT in (REPO / "docs" / "iptables.md").read_text()
+
+
+# --- netns: iptables-restore, traffic, idempotency ----------------------------------------------
+
+BACKENDS = ["nft", "legacy"]
+
+
+def require_backend(name: str) -> None:
+    reason = backend_unavailable(name)
+    if reason is None:
+        return
+    if netns_unavailable() or "not installed" in reason:
+        pytest.skip(reason)
+    other = "legacy" if name == "nft" else "nft"
+    if backend_unavailable(other) is None:
+        pytest.skip(f"{reason} (the {other} backend is tested)")
+    pytest.fail(reason)
+
+
+@pytest.fixture(params=BACKENDS)
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    require_backend(request.param)
+    lab = Lab(Backend(request.param))
+    try:
+        yield lab.start()
+    finally:
+        lab.close()
+
+
+RESTORE_SPECS = {
+    "vm-default": VM,
+    "no-dns": CaptureSpec("vm-a", dns_capture=False),
+    "dns-servers": CaptureSpec("vm-a", dns_servers=("10.250.0.53", "10.250.0.54")),
+    "inbound-list": CaptureSpec("vm-a", inbound_ports=(8080, 9090)),
+    "outbound-tuning": CaptureSpec("vm-a", exclude_outbound_ports=(25, 587), include_outbound_ports=(3306,),
+                                   exclude_outbound_cidrs=("10.0.0.0/8",), include_outbound_cidrs=("10.1.0.0/16",)),
+    "loopback-include": CaptureSpec("vm-a", include_outbound_cidrs=("127.1.2.3/32",)),
+    "allow-list": CaptureSpec("vm-a", dns_servers=("10.250.0.53",), egress_allow_list=(
+        Destination(SVC_IP, 8080), Destination("10.9.0.0/16", 5353, "udp"))),
+    "allow-list-empty-no-capture": CaptureSpec("vm-a", include_outbound_cidrs=(), egress_allow_list=()),
+    "other-ids": CaptureSpec("vm-a", proxy_uid=999, proxy_gid=998),
+}
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("name", sorted(RESTORE_SPECS))
+def test_iptables_restore_accepts_rendered_file(lab: Lab, name: str) -> None:
+    lab.restore(render(build_ruleset(RESTORE_SPECS[name])), "--test")
+
+
+def svc_servers(lab: Lab) -> None:
+    lab.serve(lab.svc, "svc", "tcp:8080", "tcp:9090", "udp:53", "udp:5353")
+
+
+def proxy(lab: Lab) -> None:
+    """Stand-ins for Envoy (15001 out, 15006 in) and the agent's DNS proxy, as uid/gid 1337. Like
+    the real agent, the DNS stand-in listens on localhost, so its answers leave from the address
+    the redirect chose and conntrack maps them back to the server the client asked."""
+    lab.serve(lab.vm, "proxy", "tcp:15001", "tcp:15006", "udp:127.0.0.1:15053", uid=1337)
+
+
+@pytest.mark.netns
+def test_outbound_is_captured_except_for_the_proxy_uid_and_gid(lab: Lab) -> None:
+    lab.apply(render(build_ruleset(VM)))
+    svc_servers(lab)
+    proxy(lab)
+    assert lab.call(lab.vm, SVC_IP, 8080) == f"proxy port=15001 orig={SVC_IP}:8080"
+    assert lab.call(lab.vm, SVC_IP, 8080, uid=1000, gid=1000) == f"proxy port=15001 orig={SVC_IP}:8080"
+    assert lab.call(lab.vm, SVC_IP, 8080, uid=1337, gid=1337) == f"svc port=8080 orig={SVC_IP}:8080"
+    assert lab.call(lab.vm, SVC_IP, 8080, uid=1000, gid=1337) == f"svc port=8080 orig={SVC_IP}:8080"
+    assert lab.call(lab.vm, SVC_IP, 8080, uid=1337, gid=1000) == f"svc port=8080 orig={SVC_IP}:8080"
+
+
+@pytest.mark.netns
+def test_outbound_exclusions_bypass_capture(lab: Lab) -> None:
+    lab.apply(render(build_ruleset(CaptureSpec("vm-a", exclude_outbound_ports=(9090,)))))
+    svc_servers(lab)
+    proxy(lab)
+    assert lab.call(lab.vm, SVC_IP, 9090) == f"svc port=9090 orig={SVC_IP}:9090"
+    assert lab.call(lab.vm, SVC_IP, 8080).startswith("proxy port=15001")
+
+
+@pytest.mark.netns
+def test_inbound_capture_leaves_excluded_ports_alone(lab: Lab) -> None:
+    lab.apply(render(build_ruleset(VM)))
+    lab.serve(lab.vm, "app", "tcp:22", "tcp:8080", "tcp:15008")
+    proxy(lab)
+    assert lab.call(lab.svc, VM_IP, 22) == f"app port=22 orig={VM_IP}:22"
+    assert lab.call(lab.svc, VM_IP, 15008) == f"app port=15008 orig={VM_IP}:15008"
+    assert lab.call(lab.svc, VM_IP, 8080) == f"proxy port=15006 orig={VM_IP}:8080"
+
+
+@pytest.mark.netns
+def test_dns_is_redirected_to_the_agent_but_not_for_the_agent(lab: Lab) -> None:
+    lab.apply(render(build_ruleset(VM)))
+    svc_servers(lab)
+    proxy(lab)
+    assert lab.call(lab.vm, SVC_IP, 53, proto="udp") == "proxy port=15053"
+    assert lab.call(lab.vm, SVC_IP, 53, proto="udp", uid=1337, gid=1337) == "svc port=53"
+    assert lab.call(lab.vm, SVC_IP, 5353, proto="udp") == "svc port=5353"
+
+
+ALLOW = (Destination(SVC_IP, 8080), Destination(SVC_IP, 5353, "udp"))
+
+
+@pytest.mark.netns
+def test_allow_list_with_capture_judges_the_original_destination(lab: Lab) -> None:
+    lab.apply(render(build_ruleset(CaptureSpec("vm-a", egress_allow_list=ALLOW))))
+    svc_servers(lab)
+    proxy(lab)
+    assert lab.call(lab.vm, SVC_IP, 8080) == f"proxy port=15001 orig={SVC_IP}:8080"
+    assert lab.call(lab.vm, SVC_IP, 9090) == "REFUSED"
+    assert lab.call(lab.vm, SVC_IP, 9090, uid=1337, gid=1337) == f"svc port=9090 orig={SVC_IP}:9090"
+    assert lab.call(lab.vm, SVC_IP, 53, proto="udp") == "proxy port=15053"
+    assert lab.call(lab.vm, SVC_IP, 5353, proto="udp") == "svc port=5353"
+
+
+@pytest.mark.netns
+def test_allow_list_without_capture_refuses_undeclared_destinations(lab: Lab) -> None:
+    spec = CaptureSpec("vm-a", include_outbound_cidrs=(), dns_capture=False, egress_allow_list=ALLOW[:1])
+    lab.apply(render(build_ruleset(spec)))
+    svc_servers(lab)
+    lab.serve(lab.vm, "local", "tcp:7000")
+    assert lab.call(lab.vm, SVC_IP, 8080) == f"svc port=8080 orig={SVC_IP}:8080"
+    assert lab.call(lab.vm, SVC_IP, 9090) == "REFUSED"
+    assert lab.call(lab.vm, SVC_IP, 5353, proto="udp") == "EPERM"  # UDP: the send itself fails
+    assert lab.call(lab.vm, SVC_IP, 53, proto="udp") == "svc port=53"
+    assert lab.call(lab.vm, "127.0.0.1", 7000) == "local port=7000 orig=127.0.0.1:7000"
+    assert lab.call(lab.vm, VM_IP, 7000) == f"local port=7000 orig={VM_IP}:7000"
+
+
+FOREIGN = """*nat
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER -i docker0 -j RETURN
+COMMIT
+*filter
+-A OUTPUT -p tcp --dport 9999 -j ACCEPT
+COMMIT
+"""
+
+# What an older meshc might have left: other jump forms (-I, matches, from PREROUTING), a chain
+# the new file no longer has (MESHC_LEGACY), a table it no longer uses (mangle), and - because it
+# was installed with plain `iptables-restore --noflush` twice - every jump twice.
+OLDER = """*nat
+:MESHC_OUTPUT - [0:0]
+:MESHC_REDIRECT - [0:0]
+:MESHC_LEGACY - [0:0]
+-A MESHC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A MESHC_LEGACY -p tcp --dport 8080 -j MESHC_REDIRECT
+-A MESHC_OUTPUT -j MESHC_LEGACY
+-I OUTPUT 1 -p tcp -j MESHC_OUTPUT
+-A PREROUTING -p tcp -j MESHC_LEGACY
+COMMIT
+*mangle
+:MESHC_MARK - [0:0]
+-A MESHC_MARK -j MARK --set-mark 7
+-A OUTPUT -j MESHC_MARK
+COMMIT
+"""
+
+
+def meaningful(save: str) -> dict[str, dict[str, tuple[str, list[str]]]]:
+    """Parsed iptables-save without empty built-in chains and empty tables (which nft creates
+    on first use and never removes)."""
+    tables = {t: {c: v for c, v in chains.items() if not (c in BUILTIN_CHAINS and v == ("ACCEPT", []))}
+              for t, chains in parse_save(save).items()}
+    return {t: chains for t, chains in tables.items() if chains}
+
+
+def meshc_jumps(save: str) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for table, chains in parse_save(save).items():
+        for chain in BUILTIN_CHAINS & set(chains):
+            n = sum(1 for r in chains[chain][1] if " -j MESHC_" in r or " -g MESHC_" in r)
+            if n:
+                counts[(table, chain)] = n
+    return counts
+
+
+@pytest.mark.netns
+def test_applying_twice_gives_identical_iptables_save(lab: Lab) -> None:
+    spec = CaptureSpec("vm-a", egress_allow_list=ALLOW)
+    lab.restore(FOREIGN, "--noflush")
+    lab.apply(render(build_ruleset(spec)))
+    once = lab.save()
+    lab.apply(render(build_ruleset(spec)))
+    assert lab.save() == once
+    assert meshc_jumps(once) == {("raw", "OUTPUT"): 1, ("raw", "PREROUTING"): 1, ("nat", "OUTPUT"): 1,
+                                 ("nat", "PREROUTING"): 1, ("filter", "OUTPUT"): 1}
+
+
+@pytest.mark.netns
+def test_plain_noflush_restore_would_duplicate_jumps(lab: Lab) -> None:
+    """Why APPLY_SCRIPT exists: the meshc chains are flushed by their declarations, the jumps are not."""
+    text = render(build_ruleset(VM))
+    lab.restore(text, "--noflush")
+    lab.restore(text, "--noflush")
+    state = parse_save(lab.save())
+    assert meshc_jumps(lab.save())[("nat", "OUTPUT")] == 2
+    assert len(state["nat"]["MESHC_OUTPUT"][1]) == len(chain_lines(section(text, "nat"), "MESHC_OUTPUT"))
+
+
+@pytest.mark.netns
+def test_apply_over_an_older_meshc_file_equals_a_fresh_install(lab: Lab) -> None:
+    new = render(build_ruleset(CaptureSpec("vm-a", dns_capture=False)))
+    lab.restore(FOREIGN, "--noflush")
+    foreign = meaningful(lab.save())
+    lab.apply(new)
+    fresh = meaningful(lab.save())
+    lab.apply("")  # an empty file removes everything meshc installed
+    assert meaningful(lab.save()) == foreign
+    lab.restore(OLDER, "--noflush")
+    lab.restore(OLDER, "--noflush")
+    assert meshc_jumps(lab.save())[("nat", "OUTPUT")] == 2
+    lab.apply(render(build_ruleset(CaptureSpec("vm-a", egress_allow_list=ALLOW))))  # DNS + filter too
+    lab.apply(new)
+    assert meaningful(lab.save()) == fresh
+    assert meshc_jumps(lab.save()) == {("nat", "OUTPUT"): 1, ("nat", "PREROUTING"): 1}
+    assert "MESHC_LEGACY" not in lab.save() and "MESHC_MARK" not in lab.save()
