@@ -12,46 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
+
+from compiler.netaddr import duration_nanos
 
 MAX_UINT32 = 4294967295
 UNIX_PREFIX = "unix://"
 ISTIO_FILTER_KEY = "istio"
 TLS_MATCH_KEY = "envoy.transport_socket_match"
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_NANOS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-
-
-def duration_nanos(text: str) -> int | None:
-    """Go duration ('1h', '1m30s', '2.5s', '-1s') -> nanoseconds; None when not a duration."""
-    body = text.strip()
-    sign = -1 if body.startswith("-") else 1
-    body = body.lstrip("+-")
-    if body == "0":
-        return 0
-    pos, total = 0, Decimal(0)
-    for match in _DURATION_PART.finditer(body):
-        if match.start() != pos:
-            return None
-        try:
-            total += Decimal(match.group(1)) * _UNIT_NANOS[match.group(2)]
-        except InvalidOperation:
-            return None
-        pos = match.end()
-    if pos == 0 or pos != len(body):
-        return None
-    return sign * int(total)
 
 
 def envoy_duration(value: Any) -> Any:

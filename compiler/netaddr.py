@@ -1,14 +1,23 @@
-"""Address and name forms Istio accepts (istio-facts.md section 4.1), as small pure predicates."""
+"""Value forms Istio accepts (istio-facts.md section 4.1): addresses, names, Go durations."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal, InvalidOperation
 
 _LABEL = re.compile(r"^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
-_UNIT_NS = {"h": 3_600_000_000_000, "m": 60_000_000_000, "s": 1_000_000_000, "ms": 1_000_000,
-            "us": 1_000, "ns": 1}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NANOS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 
 
 def is_ip(text: str) -> bool:
@@ -48,15 +57,25 @@ def is_unix(address: str) -> bool:
     return address.startswith("unix://")
 
 
-def duration_ns(text: str) -> int | None:
-    """Go-style duration -> nanoseconds, or None when malformed."""
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
+def duration_nanos(text: str) -> int | None:
+    """Go duration ('1h', '1m30s', '2.5s', '-1s') -> nanoseconds; None when not a duration."""
+    body = text.strip()
+    sign = -1 if body.startswith("-") else 1
+    body = body.lstrip("+-")
+    if body == "0":
+        return 0
+    pos, total = 0, Decimal(0)
+    for match in _DURATION_PART.finditer(body):
+        if match.start() != pos:
             return None
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    return int(round(total)) if pos == len(text) and text else None
+        try:
+            total += Decimal(match.group(1)) * _UNIT_NANOS[match.group(2)]
+        except InvalidOperation:
+            return None
+        pos = match.end()
+    if pos == 0 or pos != len(body):
+        return None
+    return sign * int(total)
 
 
 def is_private(address: str) -> bool:

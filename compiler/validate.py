@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 from .declschema import did_you_mean, validate as schema_validate
 from .diagnostics import DataPath, Diagnostic, Severity, format_path
 from .model import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls
-from .netaddr import duration_ns, is_cidr, is_fqdn, is_ip, is_unix
+from .netaddr import duration_nanos, is_cidr, is_fqdn, is_ip, is_unix
 from .provenance import locate_decl
 from .validate_tls import check_tls
 
@@ -229,7 +229,7 @@ def _durations(chk: Checker) -> None:
     for scope, policy in _policies(chk.data):
         for path, key, value in _walk(policy, scope):
             if key in _DURATIONS and isinstance(value, str):
-                ns = duration_ns(value)
+                ns = duration_nanos(value)
                 if ns is None or ns < 1_000_000 or ns % 1_000_000:
                     chk.add("V019", path, f"duration {value!r} must be at least 1ms and a whole "
                             "number of milliseconds", "write e.g. 250ms, 5s or 1m")

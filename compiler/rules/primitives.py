@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from ..diagnostics import DataPath, Finding
-from ..envoy_values import duration_nanos
+from ..netaddr import duration_nanos
 from ..envoy_values import is_ip as is_ip  # re-exported: netip.ParseAddr semantics
 from .codes import Rule, webhook_error
 from .fields import as_int, as_map, as_str
