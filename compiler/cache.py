@@ -6,6 +6,7 @@
   environment's settings, the templates and meshc's version -> that service's compiled output
   (objects, file bytes, index entries, diagnostics);
 * checks: (layer fingerprint, object sha256) -> findings, so unchanged objects are not re-checked;
+* envoy: content hash of one service's Envoy inputs -> its clusters;
 * builds.json: output directory -> key of every input of the last build written there, so a
   rebuild with nothing changed stops after hashing the inputs.
 A cache from another meshc version or other templates is discarded as a whole.
@@ -34,6 +35,7 @@ class BuildCache:
     units: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[tuple[str, str], Any] = field(default_factory=dict)
     written: dict[str, dict[str, str]] = field(default_factory=dict)
+    envoy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -49,7 +51,7 @@ class BuildCache:
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
             return cache
         if isinstance(data, dict) and data.get("stamp") == stamp:
-            for key in ("parse", "units", "checks", "written"):
+            for key in ("parse", "units", "checks", "written", "envoy"):
                 setattr(cache, key, data.get(key, {}))
         return cache
 
@@ -57,7 +59,7 @@ class BuildCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
         data = {"stamp": self.stamp, "parse": self.parse, "units": self.units,
-                "checks": self.checks, "written": self.written}
+                "checks": self.checks, "written": self.written, "envoy": self.envoy}
         with open(tmp, "wb") as fh:
             pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(self.path)

@@ -24,8 +24,11 @@ validate`` when an ``envoy`` binary is on PATH).
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from compiler.envoy_cluster import BuiltCluster, service_clusters, special_clusters
 from compiler.envoy_istio import ObjectId, find_rule, load_destination_rules, load_services
@@ -47,13 +50,31 @@ class ProxySettings:
     outbound_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
 
 
-def _clusters(manifests: Sequence[dict[str, Any]], settings: ProxySettings
+Memo = dict[str, list[BuiltCluster]]
+
+
+def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Mapping[str, Any] | None,
+                      used: Memo | None) -> list[BuiltCluster]:
+    """service_clusters, looked up by the content hash of its inputs when a memo is given."""
+    if memo is None and used is None:
+        return service_clusters(service, rule, settings)
+    key = hashlib.sha256(pickle.dumps((service, rule, settings), protocol=5)).hexdigest()
+    built = (memo or {}).get(key)
+    if built is None:
+        built = service_clusters(service, rule, settings)
+    if used is not None:
+        used[key] = built
+    return list(built)
+
+
+def _clusters(manifests: Sequence[dict[str, Any]], settings: ProxySettings,
+              memo: Mapping[str, Any] | None = None, used: Memo | None = None
               ) -> tuple[list[BuiltCluster], list[BuiltListener]]:
     services = load_services(manifests, settings.trust_domain)
     rules = load_destination_rules(manifests)
     chosen: dict[str, BuiltCluster] = {}
     for service in services:  # oldest first: first cluster of a name wins
-        for built in service_clusters(service, find_rule(rules, service), settings):
+        for built in _service_clusters(service, find_rule(rules, service), settings, memo, used):
             chosen.setdefault(built.name, built)
     with_sds = any(c.uses_sds for c in chosen.values())
     for built in special_clusters(settings, with_sds):
@@ -85,10 +106,13 @@ def _listener_sources(listeners: list[BuiltListener]) -> dict[Path, ObjectId]:
     return out
 
 
-def build_bootstrap(manifests: Sequence[dict[str, Any]], settings: ProxySettings
+def build_bootstrap(manifests: Sequence[dict[str, Any]], settings: ProxySettings,
+                    memo: Mapping[str, Any] | None = None, used: Memo | None = None
                     ) -> tuple[dict[str, Any], dict[Path, ObjectId]]:
-    """The static Bootstrap for a sidecar-like proxy, and where each part came from."""
-    clusters, listeners = _clusters(manifests, settings)
+    """The static Bootstrap for a sidecar-like proxy, and where each part came from.
+    `memo` (content hash of a service's inputs -> its clusters) skips unchanged services; every
+    entry this build used is put in `used`, the memo for the next build."""
+    clusters, listeners = _clusters(manifests, settings, memo, used)
     bootstrap = {"static_resources": {
         "listeners": [built.body for built in listeners],
         "clusters": [built.body for built in clusters],

@@ -123,8 +123,15 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
     if result.ok:
         from .vmcapture import vm_rules
 
-        for env_result in result.envs.values():
-            env_result.envoy = proxy_config(env_result)
+        envs = list(result.envs.values())
+        memo = cache.envoy if cache is not None else None
+        big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
+        configs = run_all(lambda e: proxy_config(e, memo), envs, workers,
+                          min_items=2 if big else len(envs) + 1)
+        if cache is not None:
+            cache.envoy = {k: v for _, _, used in configs for k, v in used.items()}
+        for env_result, (bootstrap, sources, _) in zip(envs, configs):
+            env_result.envoy = (bootstrap, sources)
             vm_files, problems = vm_rules(env_result.settings, env_result.services)
             result.diagnostics.extend(problems)
             env_result.bundle = bundle_for(env_result, outs[env_result.settings.name], vm_files)
@@ -175,8 +182,9 @@ def _assemble(settings: EnvSettings, decls: list[ServiceDecl], outs: list[UnitOu
     return env_result
 
 
-def proxy_config(env_result: EnvResult) -> tuple[dict, dict]:
-    """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects."""
+def proxy_config(env_result: EnvResult, memo: dict | None = None) -> tuple[dict, dict, dict]:
+    """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects,
+    its sources table, and the per-service cluster memo entries it used (for the cache)."""
     from .envoy import ProxySettings, build_bootstrap
 
     s = env_result.settings
@@ -185,7 +193,10 @@ def proxy_config(env_result: EnvResult) -> tuple[dict, dict]:
         trust_domain=s.trust_domain, dns_refresh_rate=proxy.get("dnsRefreshRate", "60s"),
         connect_timeout=proxy.get("connectTimeout", "10s"), locality=proxy.get("locality", ""),
         outbound_policy=proxy.get("outboundTrafficPolicy", "ALLOW_ANY"))
-    return build_bootstrap([a.body for a in env_result.artifacts], settings)
+    used: dict = {}
+    bootstrap, sources = build_bootstrap([a.body for a in env_result.artifacts], settings,
+                                         memo, used if memo is not None else None)
+    return bootstrap, sources, used
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],

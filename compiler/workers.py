@@ -26,9 +26,11 @@ def worker_count() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
-    n = worker_count() if workers is None else workers
-    if n <= 1 or len(items) < MIN_PARALLEL or not hasattr(os, "fork"):
+def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None,
+            min_items: int = MIN_PARALLEL) -> list[R]:
+    """fn over items, on every core when there are at least `min_items` of them."""
+    n = min(worker_count() if workers is None else workers, len(items))
+    if n <= 1 or len(items) < min_items or not hasattr(os, "fork"):
         return [fn(item) for item in items]
     chunks = [list(range(k, len(items), n)) for k in range(n)]
     pids: list[tuple[int, int]] = []

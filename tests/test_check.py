@@ -68,12 +68,12 @@ def test_analyzer_finding_points_at_the_subset() -> None:
 def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
     real = pipeline.proxy_config
 
-    def broken(env_result):  # type: ignore[no-untyped-def]
-        bootstrap, sources = real(env_result)
+    def broken(env_result, memo=None):  # type: ignore[no-untyped-def]
+        bootstrap, sources, used = real(env_result, memo)
         for cluster in bootstrap["static_resources"]["clusters"]:
             if cluster["name"].endswith("|db.example.com"):
                 cluster["lb_policy"] = "ROUND_ROBINN"
-        return bootstrap, sources
+        return bootstrap, sources, used
 
     monkeypatch.setattr(pipeline, "proxy_config", broken)
     diags = _checked(VM.replace("SELECTOR", "db"), ("envoy",))
