@@ -11,7 +11,8 @@ from typing import Sequence
 from . import __version__
 from .cache import BuildCache, inputs_key, last_build, record_build
 from .templating import BUILTIN_TEMPLATES, template_fingerprint
-from .check import CheckInputError, CheckOptions, parse_layers, run_checks
+from .check import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
+from .load import list_envs
 from .waivers import apply_waivers, load_waivers
 
 from .diagnostics import Diagnostic, has_errors
@@ -116,8 +117,9 @@ def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
             outcome.diagnostics.extend(problems)
             outcome.input_error = True
             return outcome
+        complete = set(opts.layers) == set(LAYERS) and set(result.envs) == set(list_envs(DiskTree(project.root)))
         outcome.diagnostics, outcome.waived = apply_waivers(
-            outcome.diagnostics, waivers, today or dt.date.today())
+            outcome.diagnostics, waivers, today or dt.date.today(), complete)
     return outcome
 
 

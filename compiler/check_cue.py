@@ -2,7 +2,8 @@
 
 Input: compiled environments. Output: diagnostics at the declaration line behind each violation.
 Each environment becomes one document {env, services, objects} (docs/policies.md); all
-environments are vetted in one engine call. Policy files are chosen by the environment's
+environments are vetted in one engine call, and an environment whose policies and document are
+unchanged since the last check is answered from the cache without starting the engine. Policy files are chosen by the environment's
 policyProfile: policies/*.cue for all, policies/<profile>/*.cue in addition.
 Codes: P001 policy violation (the policy's message; related position: the constraint in the
 .cue file), C003 engine unusable or policy file broken (input error).
@@ -10,11 +11,11 @@ Codes: P001 policy violation (the policy's message; related position: the constr
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic, Finding, Position, Severity, format_path
-from .model import Identity
 from .provenance import locate_decl
 
 if TYPE_CHECKING:
@@ -49,29 +50,48 @@ def _service_doc(svc: Any) -> dict[str, Any]:
 
 
 def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
+    """One engine call for every environment whose (policies, document) pair is not cached;
+    when all are cached the engine is not even started."""
     if opts.policies is None or not opts.policies.is_dir():
         return []
-    from .check import CheckInputError
-    from .cue import CueEngine, CueEngineError, policy_files_for
+    from .check import body_bytes
+    from .cue import policy_files_for
 
+    found: dict[str, list[Any]] = {}
+    groups: dict[tuple[Path, ...], dict[str, dict[str, Any]]] = {}
+    keys: dict[str, tuple[str, str]] = {}
+    for name, env in sorted(result.envs.items()):
+        files = tuple(policy_files_for(opts.policies, env.settings.policy_profile))
+        if not files:
+            continue
+        doc = document(env)
+        payload = b"".join(f.read_bytes() for f in files) + b"\0" + body_bytes(doc)
+        keys[name] = key = ("cue", hashlib.sha256(payload).hexdigest())
+        if opts.cache is not None and key in opts.cache:
+            found[name] = opts.cache[key]
+        else:
+            groups.setdefault(files, {})[name] = doc
+    if groups:
+        fresh = _vet(list(groups.items()), opts)
+        for name, violations in fresh.items():
+            found[name] = violations
+            if opts.cache is not None:
+                opts.cache[keys[name]] = violations
+    return [_place(result.envs[n], v, opts.repo_root) for n in sorted(found) for v in found[n]]
+
+
+def _vet(groups: list[tuple[tuple[Path, ...], dict[str, dict[str, Any]]]],
+         opts: "CheckOptions") -> dict[str, list[Any]]:
+    from .check import CheckInputError
+    from .cue import CueEngine, CueEngineError
+
+    assert opts.policies is not None
     try:
         engine = CueEngine.start(opts.repo_root)
     except CueEngineError as exc:
         raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
     try:
-        out: list[Diagnostic] = []
-        by_profile: dict[str, list[str]] = {}
-        for name, env in result.envs.items():
-            by_profile.setdefault(env.settings.policy_profile, []).append(name)
-        for profile, names in sorted(by_profile.items()):
-            files = policy_files_for(opts.policies, profile)
-            if not files:
-                continue
-            docs = {n: document(result.envs[n]) for n in names}
-            found = engine.vet(files, docs)
-            for n in names:
-                out.extend(_place(result.envs[n], v, opts.repo_root) for v in found.get(n, []))
-        return out
+        return engine.vet_groups(groups)
     except CueEngineError as exc:
         raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
     finally:
@@ -111,5 +131,3 @@ def _rel(path: str, root: Path) -> str:
     except ValueError:
         return path
 
-
-__all__ = ["document", "run_cue", "Identity"]

@@ -77,9 +77,10 @@ def load_waivers(path: Path, rel: str) -> tuple[list[Waiver], list[Diagnostic]]:
     return out, problems
 
 
-def apply_waivers(diags: Sequence[Diagnostic], waivers: Sequence[Waiver],
-                  today: dt.date) -> tuple[list[Diagnostic], list[Diagnostic]]:
-    """(remaining + waiver findings, waived)."""
+def apply_waivers(diags: Sequence[Diagnostic], waivers: Sequence[Waiver], today: dt.date,
+                  complete: bool = True) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """(remaining + waiver findings, waived). Unused waivers are reported only by a `complete`
+    check (every layer, every environment): a partial check cannot know they are unused."""
     kept: list[Diagnostic] = []
     waived: list[Diagnostic] = []
     used: set[int] = set()
@@ -95,7 +96,7 @@ def apply_waivers(diags: Sequence[Diagnostic], waivers: Sequence[Waiver],
         if w.expires < today:
             kept.append(Diagnostic("W001", Severity.ERROR, f"waiver for {w.code} expired on {w.expires}",
                                    w.position, hint="fix the finding, or renew the waiver with a reason"))
-        elif i not in used:
+        elif i not in used and complete:
             kept.append(Diagnostic("W002", Severity.WARNING, f"waiver for {w.code} matches no finding",
                                    w.position, hint="remove the waiver"))
     return kept, waived

@@ -17,24 +17,27 @@ from compiler.pipeline import compile_estate
 from compiler.tree import MemoryTree
 
 ENV = "name: dev\nnamespace: egress\n"
-FIELDS = ["OWNER", "DESCRIPTION", "SNI", "SAN", "LABELV", "CRED", "EXPORT", "NETWORK", "SA", "SUBZONE"]
+FIELDS = ["OWNER", "DESCRIPTION", "SNI", "SAN", "LABELV", "CRED", "EXPORT", "NETWORK", "SA", "SUBZONE",
+          "HOST", "CLIENTV", "SELV", "PORTNAME", "EPNAME", "ADDRESS", "REGION"]
 TEMPLATE = """services:
   - name: api
     owner: OWNER
     description: DESCRIPTION
-    hosts: [api.example.com]
+    hosts: [HOST]
     location: internal
     resolution: static
     endpointsAs: ENDPOINTS_AS
+    selector: {app: SELV}
     ports:
-      - {number: 80, protocol: HTTP, name: http, targetPort: 443}
+      - {number: 80, protocol: HTTP, name: PORTNAME, targetPort: 443}
     endpoints:
-      - address: 10.0.0.1
+      - address: ADDRESS
+        name: EPNAME
         labels: {role: LABELV}
-        locality: {region: r, zone: z, subzone: SUBZONE}
+        locality: {region: REGION, zone: z, subzone: SUBZONE}
         network: NETWORK
         serviceAccount: sa1
-    clientSelector: {app: client}
+    clientSelector: {app: CLIENTV}
     exportTo: [EXPORT]
     tls: {mode: simple, sni: SNI, subjectAltNames: [SAN], credentialName: CRED}
     subsets:
@@ -56,8 +59,9 @@ def _yaml_string(value: str) -> str:
 
 def _compile(field: str, value: str, endpoints_as: str) -> Any:
     text = TEMPLATE.replace("ENDPOINTS_AS", endpoints_as)
-    for name in FIELDS:
-        text = text.replace(name, _yaml_string(value) if name == field else "ok")
+    harmless = {"HOST": "api.example.com", "ADDRESS": "10.0.0.1", "PORTNAME": "http", "EPNAME": "ep"}
+    for name in sorted(FIELDS, key=len, reverse=True):
+        text = text.replace(name, _yaml_string(value) if name == field else harmless.get(name, "ok"))
     return compile_estate(MemoryTree({"environments/dev/env.yaml": ENV, "environments/base/a.yaml": text}))
 
 
