@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import __version__
 from .cache import BuildCache, inputs_key, last_build, record_build
@@ -49,8 +49,8 @@ def code_fingerprint() -> bytes:
     return h.digest()
 
 
-def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True
-                 ) -> tuple[Project, CompileResult]:
+def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
+                 progress: Callable[[str], None] | None = None) -> tuple[Project, CompileResult]:
     project, diags = load_project(root)
     if has_errors(diags):
         result = CompileResult()
@@ -58,7 +58,8 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True
         return project, result
     templates = _templates(project)
     cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates)) if use_cache else None
-    result = compile_estate(DiskTree(root), envs or None, templates, cache)
+    result = compile_estate(DiskTree(root), envs or None, templates, cache,
+                            progress=progress or (lambda _m: None))
     if cache is not None:
         result.cache = cache
     return project, result
@@ -134,20 +135,25 @@ def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
 
 
 def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,
-          checks: bool = True, use_cache: bool = True) -> BuildOutcome:
+          checks: bool = True, use_cache: bool = True,
+          progress: Callable[[str], None] | None = None) -> BuildOutcome:
     project, problems = load_project(root)
     out_root = out if out is not None else project.resolve(project.out) or root / "out"
     key = inputs_key(root, _input_files(project), code_fingerprint() + repr(
         (sorted(envs), checks, str(out_root.resolve()))).encode())
     if use_cache and not problems and _up_to_date(last_build(root, out_root), key, out_root):
         return BuildOutcome(CompileResult(), up_to_date=True)
-    project, result = compile_repo(root, envs, use_cache)
+    project, result = compile_repo(root, envs, use_cache, progress)
     outcome = BuildOutcome(result, list(result.diagnostics))
     if outcome.ok and checks:
+        if progress:
+            progress("checking")
         checked = check_compiled(project, result, check_options(project))
         outcome.diagnostics = checked.diagnostics
     cache = result.cache
     if outcome.ok:
+        if progress:
+            progress("writing bundles")
         for env in sorted(result.envs):
             bundle = result.envs[env].bundle
             assert bundle is not None

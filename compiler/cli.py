@@ -17,6 +17,23 @@ ROOT_OPT = click.option("-C", "--root", type=click.Path(file_okay=False, path_ty
                         show_default=True, help="Repository holding environments/.")
 
 
+class Progress:
+    """Phase messages on stderr, only when stderr is a terminal (never in pipes or CI logs)."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, message: str) -> None:
+        if self.live:
+            click.echo(f"\r\033[Kmeshc: {message}...", err=True, nl=False)
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", err=True, nl=False)
+
+
 def _print_diags(diags: Sequence[Diagnostic]) -> None:
     text = render_text(diags)
     if text:
@@ -55,10 +72,14 @@ def build(envs: tuple[str, ...], out: Path | None, skip_checks: bool, root: Path
     Runs every check layer first (like `meshc check`); writes out/<env>/ atomically.
     On any error nothing is written and the exit code is 2.
     """
-    outcome = api.build(root, envs, out, checks=not skip_checks)
+    progress = Progress()
+    outcome = api.build(root, envs, out, checks=not skip_checks, progress=progress)
+    progress.done()
     _print_diags(outcome.diagnostics)
     if not outcome.ok:
         sys.exit(2)
+    if outcome.up_to_date:
+        click.echo("meshc: bundles are up to date (no input changed)", err=True)
     for path in outcome.written:
         click.echo(f"wrote {path}", err=True)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import orjson
 
@@ -106,10 +106,16 @@ def compile_unit(settings: EnvSettings, decl: ServiceDecl, expander: Expander) -
     return UnitOut(True, arts, diags, path, data, entries)
 
 
+def _quiet(message: str) -> None:
+    """Default progress sink: say nothing."""
+
+
 def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
                    templates: Sequence[Path] = (), cache: BuildCache | None = None,
-                   workers: int | None = None) -> CompileResult:
+                   workers: int | None = None,
+                   progress: Callable[[str], None] = _quiet) -> CompileResult:
     result = CompileResult()
+    progress("loading declarations")
     estate, merged, diags = front(tree, envs, cache)
     result.diagnostics.extend(diags)
     if estate is None or has_errors(diags):
@@ -117,12 +123,14 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
     jenv = make_environment(templates)
     settings = {name: source.settings for name, source in estate.envs.items()}
     expanders = {name: Expander(jenv, s) for name, s in settings.items()}
+    progress(f"compiling {sum(len(d) for d in merged.values())} services in {len(merged)} environment(s)")
     outs = _run_units(settings, merged, expanders, cache, workers)
     for name in estate.envs:
         result.envs[name] = _assemble(settings[name], merged[name], outs[name], result.diagnostics)
     if result.ok:
         from .vmcapture import vm_rules
 
+        progress("building Envoy and iptables configuration")
         envs = list(result.envs.values())
         memo = cache.envoy if cache is not None else None
         big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
