@@ -25,7 +25,8 @@ def run_envoy(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]
         if env.envoy is None:
             continue
         bootstrap, sources = env.envoy
-        found = opts.memo("envoy", body_bytes(bootstrap), lambda b=bootstrap: validate_bootstrap(b))
+        found = opts.memo("envoy", body_bytes(bootstrap),
+                          lambda b=bootstrap: validate_bootstrap(b, opts.cache if opts.cache is not None else {}))
         for path, finding in found:
             out.append(_place(env, sources, tuple(path), finding))
         if opts.envoy_binary:

@@ -17,6 +17,7 @@ Invariants: the input is not mutated; findings come in bootstrap order.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 import shutil
 import subprocess
@@ -163,19 +164,31 @@ def _split(bootstrap: dict[str, Any]) -> Iterator[tuple[Path, Any, type[Message]
     yield (), rest, bootstrap_pb2.Bootstrap
 
 
-def validate_bootstrap(bootstrap: dict[str, Any]) -> list[tuple[Path, Finding]]:
-    """Strict proto parse (E001), then PGV rules (E002) of everything that parsed."""
+def _validate_item(path: Path, data: Any, cls: type[Message]) -> list[tuple[Path, Finding]]:
+    message, problems = _parse_item(data, cls, path)
+    if message is not None:
+        problems += [_finding("E002", where, text) for where, text in pgv_violations(message, path)]
+    return problems
+
+
+def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[Any, Any] | None = None
+                       ) -> list[tuple[Path, Finding]]:
+    """Strict proto parse (E001), then PGV rules (E002) of everything that parsed.
+
+    Each cluster and listener is validated on its own; with a `memo`, an item whose content was
+    seen before (in another environment, or an earlier run) is answered from it."""
     if not isinstance(bootstrap, dict):
         return [_finding("E001", (), "the bootstrap must be a JSON object")]
     out: list[tuple[Path, Finding]] = []
-    parsed: list[tuple[Path, Message]] = []
     for path, data, cls in _split(bootstrap):
-        message, problems = _parse_item(data, cls, path)
-        out.extend(problems)
-        if message is not None:
-            parsed.append((path, message))
-    for path, message in parsed:
-        out.extend(_finding("E002", where, text) for where, text in pgv_violations(message, path))
+        if memo is None:
+            out.extend(_validate_item(path, data, cls))
+            continue
+        key = ("envoy-item", cls.DESCRIPTOR.full_name,
+               hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest())
+        if key not in memo:  # stored relative to the item, re-based below
+            memo[key] = [(p[len(path):], f) for p, f in _validate_item(path, data, cls)]
+        out.extend((path + rel, f) for rel, f in memo[key])
     return out
 
 
