@@ -2,7 +2,7 @@
 
 Input: compiled environments. Output: diagnostics at the declaration line behind each violation.
 Each environment becomes one document {env, services, objects} (docs/policies.md); all
-environments are vetted in one engine call, and an environment whose policies and document are
+environments are vetted in one engine call per core (environments split over the engines), and an environment whose policies and document are
 unchanged since the last check is answered from the cache without starting the engine. Policy files are chosen by the environment's
 policyProfile: policies/*.cue for all, policies/<profile>/*.cue in addition.
 Codes: P001 policy violation (the policy's message; related position: the constraint in the
@@ -82,6 +82,30 @@ def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
 
 def _vet(groups: list[tuple[tuple[Path, ...], dict[str, dict[str, Any]]]],
          opts: "CheckOptions") -> dict[str, list[Any]]:
+    """Vet the groups; with several environments, split them over one engine per core."""
+    from .workers import worker_count
+
+    envs = [(files, name, doc) for files, docs in groups for name, doc in docs.items()]
+    lanes = max(1, min(worker_count(), len(envs)))
+    shares: list[list[tuple[tuple[Path, ...], dict[str, dict[str, Any]]]]] = []
+    for lane in range(lanes):
+        share: dict[tuple[Path, ...], dict[str, dict[str, Any]]] = {}
+        for files, name, doc in envs[lane::lanes]:
+            share.setdefault(files, {})[name] = doc
+        shares.append(list(share.items()))
+    if lanes == 1:
+        return _vet_share(shares[0], opts)
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[str, list[Any]] = {}
+    with ThreadPoolExecutor(max_workers=lanes) as pool:  # each lane drives its own engine process
+        for part in pool.map(lambda sh: _vet_share(sh, opts), shares):
+            out.update(part)
+    return out
+
+
+def _vet_share(groups: list[tuple[tuple[Path, ...], dict[str, dict[str, Any]]]],
+               opts: "CheckOptions") -> dict[str, list[Any]]:
     from .check import CheckInputError
     from .cue import CueEngine, CueEngineError
 
