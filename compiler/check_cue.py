@@ -2,7 +2,8 @@
 
 Input: compiled environments. Output: diagnostics at the declaration line behind each violation.
 Each environment becomes one document {env, services, objects} (docs/policies.md); all
-environments are vetted in one engine call per core (environments split over the engines), and an environment whose policies and document are
+environments are split over one engine process per core, one environment per engine call
+(the WASM engine's memory is bounded, so one call per environment keeps large estates in it), and an environment whose policies and document are
 unchanged since the last check is answered from the cache without starting the engine. Policy files are chosen by the environment's
 policyProfile: policies/*.cue for all, policies/<profile>/*.cue in addition.
 Codes: P001 policy violation (the policy's message; related position: the constraint in the
@@ -115,7 +116,11 @@ def _vet_share(groups: list[tuple[tuple[Path, ...], dict[str, dict[str, Any]]]],
     except CueEngineError as exc:
         raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
     try:
-        return engine.vet_groups(groups)
+        out: dict[str, list[Any]] = {}
+        for files, docs in groups:  # one environment per engine call: WASM memory is bounded
+            for name, doc in docs.items():
+                out.update(engine.vet_groups([(files, {name: doc})]))
+        return out
     except CueEngineError as exc:
         raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
     finally:
