@@ -126,8 +126,8 @@ def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
 
 def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
           crds: Path | None = None, today: dt.date | None = None,
-          envoy_binary: bool = False) -> CheckOutcome:
-    project, result = compile_repo(root, envs)
+          envoy_binary: bool = False, use_cache: bool = True) -> CheckOutcome:
+    project, result = compile_repo(root, envs, use_cache)
     outcome = check_compiled(project, result, check_options(project, layers, crds, envoy_binary), today)
     if result.cache is not None:
         result.cache.save()

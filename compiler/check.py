@@ -101,17 +101,32 @@ def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]
             "C004", Severity.WARNING, "schema layer skipped: no Istio CRD file configured",
             Position("meshc.yaml"), hint="set crds: in meshc.yaml (e.g. the output of "
             "`kubectl get crd -o yaml`) or pass --crds PATH")]
+    crd_file = opts.crds
+
+    def unusable(message: str) -> CheckInputError:
+        return CheckInputError([Diagnostic("C002", Severity.ERROR, message, Position(str(crd_file)),
+                                           hint="point crds: at a valid CRD file")])
+
     try:
-        crds = CrdSet.load(opts.crds)
-    except CrdError as exc:
-        raise CheckInputError([Diagnostic("C002", Severity.ERROR, str(exc), Position(str(opts.crds)),
-                                          hint="point crds: at a valid CRD file")]) from None
-    layer = "schema:" + hashlib.sha256(opts.crds.read_bytes()).hexdigest()
+        layer = "schema:" + hashlib.sha256(crd_file.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise unusable(f"cannot read the CRD file: {exc.strerror or exc}") from None
+    loaded: list[CrdSet] = []
+
+    def crds() -> CrdSet:
+        """Loaded (CEL rules compiled) on the first object the cache does not answer."""
+        if not loaded:
+            try:
+                loaded.append(CrdSet.load(crd_file))
+            except CrdError as exc:
+                raise unusable(str(exc)) from None
+        return loaded[0]
+
     out: list[Diagnostic] = []
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            found = opts.memo(layer, body_bytes(art.body), lambda a=art: crds.validate(a.body))
+            found = opts.memo(layer, body_bytes(art.body), lambda a=art: crds().validate(a.body))
             out.extend(placer(art, f) for f in found)
     return out
 

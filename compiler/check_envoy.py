@@ -7,7 +7,7 @@ declaration behind the Istio object each problem came from. Codes: E001-E003 (do
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .diagnostics import DataPath, Diagnostic, Finding, format_path
 
@@ -16,22 +16,65 @@ if TYPE_CHECKING:
     from .pipeline import CompileResult, EnvResult
 
 
+FORK_ARTIFACTS = 3000  # below this many objects, forking costs more than it saves
+
+
 def run_envoy(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
+    return start_envoy(result, opts)()
+
+
+class _Overlay(dict):  # type: ignore[type-arg]
+    """A memo that reads through to `base` and keeps only what is new (to send back to the parent)."""
+
+    def __init__(self, base: dict | None) -> None:
+        super().__init__()
+        self.base = base if base is not None else {}
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self.base
+
+    def __getitem__(self, key: object) -> object:
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else self.base[key]
+
+
+def _validate_env(env: "EnvResult", opts: "CheckOptions") -> tuple[list, dict]:
+    """Findings of one environment's bootstrap, and the memo entries this call computed."""
+    import hashlib
+
     from .check import body_bytes
     from .envoy import validate_bootstrap
 
-    out: list[Diagnostic] = []
-    for env in result.envs.values():
-        if env.envoy is None:
-            continue
-        bootstrap, sources = env.envoy
-        found = opts.memo("envoy", body_bytes(bootstrap),
-                          lambda b=bootstrap: validate_bootstrap(b, opts.cache if opts.cache is not None else {}))
-        for path, finding in found:
-            out.append(_place(env, sources, tuple(path), finding))
-        if opts.envoy_binary:
-            out.extend(_binary(env))
-    return out
+    assert env.envoy is not None
+    bootstrap = env.envoy[0]
+    memo = _Overlay(opts.cache)
+    key = ("envoy", hashlib.sha256(body_bytes(bootstrap)).hexdigest())  # as CheckOptions.memo
+    if key not in memo:
+        memo[key] = validate_bootstrap(bootstrap, memo)
+    return memo[key], dict(dict.items(memo))
+
+
+def start_envoy(result: "CompileResult", opts: "CheckOptions") -> Callable[[], list[Diagnostic]]:
+    """Start validating every environment's bootstrap (in forked workers when the estate is large,
+    one environment per worker); the returned call waits and places the findings."""
+    from .workers import start_all
+
+    envs = [env for env in result.envs.values() if env.envoy is not None]
+    big = sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
+    pending = start_all(lambda env: _validate_env(env, opts), envs, min_items=2 if big else len(envs) + 1)
+
+    def finish() -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        for env, (found, learned) in zip(envs, pending.wait()):
+            if opts.cache is not None:
+                opts.cache.update(learned)
+            bootstrap, sources = env.envoy  # type: ignore[misc]
+            for path, finding in found:
+                out.append(_place(env, sources, tuple(path), finding))
+            if opts.envoy_binary:
+                out.extend(_binary(env))
+        return out
+
+    return finish
 
 
 def _place(env: "EnvResult", sources: dict, path: DataPath, finding: Finding) -> Diagnostic:

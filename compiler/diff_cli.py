@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from .diagnostics import render_text as render_diagnostics
-from .diff import DiffError, DiffRequest, run
 from .diff_markdown import DEFAULT_BUDGET, MIN_BUDGET, render_markdown
 from .diff_render import render_json, render_text
 
@@ -48,6 +47,8 @@ def diff_command(base: str, head: str | None, envs: tuple[str, ...], fmt: str, e
     Objects are matched by kind/namespace/name per environment; risk flags come first;
     sensitive values are masked (docs/diff.md).
     """
+    from .diff import DiffError, DiffRequest, run  # deepdiff: imported only when diffing
+
     try:
         changes = run(DiffRequest(base, head, root, envs, os.environ.get(SALT_ENV, "")))
     except DiffError as exc:

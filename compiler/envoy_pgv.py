@@ -4,7 +4,11 @@ Input: a parsed Envoy message and its path inside the bootstrap. Output: ``(path
 pairs, one per violated ``validate.rules`` annotation, placed at the field that broke it.
 
 How: the ``protoc-gen-validate`` PyPI package (1.3.x, ``protoc_gen_validate.validator``) compiles
-a checker per message type just in time. Two limits are worked around here:
+a checker per message type just in time. Three limits are worked around here:
+* it keeps at most 128 compiled checkers (``functools.lru_cache()``), fewer than the message types
+  of one bootstrap, so checkers were compiled again and again; `_install_shim` makes the cache
+  unbounded (one checker per message type for the life of the process), and makes the Jinja2
+  templates it renders checkers from parse once per source instead of once per field;
 * it reads ``FieldDescriptor.label``, which protobuf 7 removed; `_install_shim` hands it
   descriptor views that add ``label`` (derived from ``is_repeated``) and forward everything else;
 * it does not look inside ``google.protobuf.Any`` (typed_config, typed extension options), so
@@ -21,10 +25,12 @@ are produced (the strict proto parse still runs).
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from typing import Any, Iterator
 
+import jinja2
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -86,15 +92,33 @@ class _DescriptorView:
 
 def _install_shim() -> None:
     global _shim_installed
-    if _shim_installed or _pgv is None or hasattr(FieldDescriptor, "label"):
-        _shim_installed = True
+    if _shim_installed or _pgv is None:
+        return
+    _shim_installed = True
+    # The package keeps one compiled checker per message type in an lru_cache of 128 entries;
+    # an Envoy bootstrap walks more types than that, so checkers were recompiled (a Jinja2 render
+    # and an exec each) for almost every message. One checker per type, kept for the process:
+    for name in ("_validate_all_inner", "_validate_inner"):
+        compiled = getattr(_pgv, name, None)
+        if compiled is not None and hasattr(compiled, "__wrapped__"):
+            setattr(_pgv, name, functools.lru_cache(maxsize=None)(compiled.__wrapped__))
+    # ... and compiling one checker builds a Jinja2 Template from the same constant source once
+    # per field: parse each source once.
+    if getattr(_pgv, "Template", None) is jinja2.Template:
+        _pgv.Template = _template
+    if hasattr(FieldDescriptor, "label"):
         return
 
     def init(self: Any, proto_message: Message) -> None:
         self.DESCRIPTOR = _DescriptorView(proto_message.DESCRIPTOR)
 
     _pgv.ValidatingMessage.__init__ = init
-    _shim_installed = True
+
+
+@functools.lru_cache(maxsize=None)
+def _template(source: str) -> jinja2.Template:
+    """jinja2.Template(source), parsed once per distinct source (templates are reentrant)."""
+    return jinja2.Template(source)
 
 
 def available() -> bool:

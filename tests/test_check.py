@@ -82,6 +82,36 @@ def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pyte
     assert "lb_policy" in e001[0].path
 
 
+def test_envoy_layer_in_forked_workers_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large estates validate each environment's bootstrap in a forked worker: same findings, and
+    the per-item results the workers computed reach the parent's cache."""
+    from compiler import check_envoy
+
+    real = pipeline.proxy_config
+
+    def broken(env_result, memo=None):  # type: ignore[no-untyped-def]
+        bootstrap, sources, used = real(env_result, memo)
+        for cluster in bootstrap["static_resources"]["clusters"]:
+            if cluster["name"].endswith("|db.example.com"):
+                cluster["lb_policy"] = "ROUND_ROBINN"
+                cluster["connect_timeout"] = "-1s"
+        return bootstrap, sources, used
+
+    monkeypatch.setattr(pipeline, "proxy_config", broken)
+    files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
+             "environments/base/a.yaml": VM.replace("SELECTOR", "db")}
+    result = compile_estate(MemoryTree(files))
+    assert result.ok
+    serial_cache: dict = {}
+    serial = run_checks(result, CheckOptions(layers=("envoy",), cache=serial_cache))
+    monkeypatch.setattr(check_envoy, "FORK_ARTIFACTS", 0)
+    forked_cache: dict = {}
+    forked = run_checks(result, CheckOptions(layers=("envoy",), cache=forked_cache))
+    assert [str(d) for d in forked] == [str(d) for d in serial]
+    assert {d.env for d in forked} == {"dev", "prod"} and any(d.code == "E001" for d in forked)
+    assert forked_cache == serial_cache and len(forked_cache) > 2
+
+
 def _repo(tmp_path: Path, waivers: str) -> Path:
     root = tmp_path / "repo"
     (root / "environments/dev").mkdir(parents=True)
