@@ -40,10 +40,15 @@ def _peak_gib(steps: Steps) -> float | None:
     return peak / GIB if step.get("status") == "ok" and peak else None
 
 
-def _growth(steps: Steps) -> float | None:
-    per = sorted((s["services"], s["seconds_per_service"]) for s in steps.values()
-                 if s.get("status") == "ok" and s.get("seconds_per_service"))
-    return per[-1][1] / per[0][1] if len(per) >= 2 else None
+def _growth(kind: str) -> Callable[[Steps], float | None]:
+    """Seconds per service of the largest ÷ the smallest estate, over the `kind` steps ("build"
+    or "build-nocheck", and their "<kind>-<size>" growth runs)."""
+    def compute(steps: Steps) -> float | None:
+        per = sorted((s["services"], s["seconds_per_service"]) for name, s in steps.items()
+                     if (name == kind or (name.startswith(kind + "-") and name[len(kind) + 1:].isdigit()))
+                     and s.get("status") == "ok" and s.get("seconds_per_service"))
+        return per[-1][1] / per[0][1] if len(per) >= 2 else None
+    return compute
 
 
 RATIOS = (
@@ -55,7 +60,10 @@ RATIOS = (
     Ratio("diff_over_build", "diff ÷ full build", 2.5, _over("diff", "build")),
     Ratio("meshc_over_kapitan", "meshc full build ÷ kapitan compile", 0.3, _over("build", "kapitan")),
     Ratio("build_peak_rss_gib", "peak memory of the full build (GiB)", 1.5, _peak_gib),
-    Ratio("growth", "time per service, largest ÷ smallest growth estate", 1.2, _growth),
+    Ratio("growth", "growth: time per service, largest ÷ smallest estate (full build)", 1.2,
+          _growth("build")),
+    Ratio("growth_nocheck", "(info) growth of build --skip-checks, largest ÷ smallest", None,
+          _growth("build-nocheck")),
     Ratio("nocheck_over_floor", "(info) build --skip-checks ÷ floor", None, _over("build-nocheck", "floor")),
     Ratio("nocheck_over_kapitan", "(info) build --skip-checks ÷ kapitan", None,
           _over("build-nocheck", "kapitan")),

@@ -43,7 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=",".join(STEPS), help=f"comma list of: {', '.join(STEPS)}")
     ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
     ap.add_argument("--growth", action="store_true", help="also time clean builds of larger estates")
-    ap.add_argument("--growth-sizes", default="10000,50000")
+    ap.add_argument("--growth-sizes", default="10000,50000",
+                    help="sizes; one equal to --services reuses that run's build steps")
+    ap.add_argument("--growth-nocheck", action="store_true",
+                    help="with --growth, also time `build --skip-checks` at each size")
     ap.add_argument("--mutate-percent", type=float, default=1.0, help="services changed on the diff head")
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per command")
     args = ap.parse_args(argv)
@@ -105,7 +108,7 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Bench, StepResult]:
     """Generate (or reuse) the estate and its diff head; timed for information only."""
     tag = f"{args.services}x{args.envs}-s{args.seed}"
     b = Bench(work / f"estate-{tag}", work / f"estate-{tag}-head", work, meshc_binary(),
-              args.repeat, args.warmup, args.timeout)
+              args.repeat, args.warmup, args.timeout, args.services)
 
     def body(res: StepResult) -> None:
         start = time.perf_counter()
@@ -130,7 +133,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             results.extend(STEPS[name](b))
         if args.growth:
             sizes = [int(x) for x in args.growth_sizes.split(",") if x]
-            results.extend(suite.growth(b, sizes, args.envs, args.seed))
+            suite.note_growth(b, results, sizes)
+            results.extend(suite.growth(b, sizes, args.envs, args.seed, args.growth_nocheck))
     info["load_after"] = _load()
     info["code_after"] = code_state()
     steps = {r.name: r.summary() for r in results}

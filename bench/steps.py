@@ -73,6 +73,7 @@ class Bench:
     repeat: int = 3
     warmup: int = 1
     timeout: float = 7200.0
+    services: int = 0  # of the main estate
 
     def meshc_cmd(self, *args: str) -> list[str]:
         return [self.meshc, *args]

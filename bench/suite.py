@@ -153,18 +153,37 @@ def template_dirs() -> list[Path]:
     return ([Path(configured)] if configured else []) + [generate.REPO / "templates"]
 
 
-def growth(b: Bench, sizes: list[int], envs: int, seed: int) -> list[StepResult]:
-    """Clean full builds of larger estates (one run each, no warm-up): time per service."""
+def growth(b: Bench, sizes: list[int], envs: int, seed: int, nocheck: bool = False) -> list[StepResult]:
+    """Clean builds of larger estates (one run each, no warm-up): time per service. A size equal
+    to the main estate's is not run again: `note_growth` marks the main steps instead."""
     results = []
+    variants = [("build", (), "meshc build, clean")]
+    if nocheck:
+        variants.append(("build-nocheck", ("--skip-checks",), "meshc build --skip-checks, clean"))
     for size in sizes:
+        if size == b.services:
+            continue
         estate = b.work / f"estate-{size}x{envs}-s{seed}"
-
-        def body(res: StepResult, estate: Path = estate, size: int = size) -> None:
-            generate.ensure_generated(estate, size, envs, seed)
-            if timed(b, res, b.meshc_cmd("build", "-C", str(estate)), before=lambda _: clean(estate),
-                     repeat=1, warmup=0):
-                res.extra["services"] = size
-                res.extra["seconds_per_service"] = res.walls[0] / size
-            shutil.rmtree(estate / "out", ignore_errors=True)
-        results.append(guarded(f"build-{size}", f"meshc build, clean, {size:,} services", body))
+        for step, flags, label in variants:
+            def body(res: StepResult, estate: Path = estate, size: int = size,
+                     flags: tuple[str, ...] = flags) -> None:
+                generate.ensure_generated(estate, size, envs, seed)
+                if timed(b, res, b.meshc_cmd("build", *flags, "-C", str(estate)),
+                         before=lambda _: clean(estate), repeat=1, warmup=0):
+                    res.extra["services"] = size
+                    res.extra["seconds_per_service"] = res.walls[0] / size
+                shutil.rmtree(estate / "out", ignore_errors=True)
+            results.append(guarded(f"{step}-{size}", f"{label}, {size:,} services", body))
     return results
+
+
+def note_growth(b: Bench, results: list[StepResult], sizes: list[int]) -> None:
+    """The main estate's own build steps count as the growth point of its size."""
+    if b.services not in sizes:
+        return
+    for res in results:
+        if res.name in ("build", "build-nocheck") and res.status == "ok" and res.walls:
+            res.extra["services"] = b.services
+            res.extra["seconds_per_service"] = res.median() / b.services
+
+

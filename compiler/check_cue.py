@@ -28,14 +28,15 @@ if TYPE_CHECKING:
     from .pipeline import CompileResult, EnvResult
 
 
-def document(env: "EnvResult") -> dict[str, Any]:
+def document(env: "EnvResult", objects: bool = True) -> dict[str, Any]:
+    """The environment's document; `objects` False leaves the emitted objects out (`{}`)."""
     return {
         "env": {"name": env.settings.name, "namespace": env.settings.namespace,
                 "trustDomain": env.settings.trust_domain, "clusterDomain": env.settings.cluster_domain,
                 "networks": list(env.settings.networks), "policyProfile": env.settings.policy_profile,
                 "production": env.settings.production},
         "services": {s.name: _service_doc(s) for s in env.services},
-        "objects": {str(a.identity): a.body for a in env.artifacts},
+        "objects": {str(a.identity): a.body for a in env.artifacts} if objects else {},
     }
 
 
@@ -65,27 +66,30 @@ def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
 
     When the policy files only ever look at one service at a time (compiler.cue_scope), an
     environment becomes one document without services (constraints on `env`) plus one document
-    per service, each cached on its own; otherwise it stays one document."""
+    per service, each cached on its own; otherwise it stays one document. When no policy
+    constrains `objects` beyond their shape (compiler.cue_scope), the emitted objects are left
+    out of the documents."""
     if opts.policies is None or not opts.policies.is_dir():
         return []
     from .check import body_bytes
     from .cue import policy_files_for
-    from .cue_scope import per_service
+    from .cue_scope import per_service, reads_objects
 
     found: dict[str, list[Any]] = {}
     todo: list[Unit] = []
     keys: dict[str, tuple[str, str]] = {}
     parts: dict[str, list[str]] = {}  # environment -> its document keys, in order
-    scoped: dict[tuple[Path, ...], tuple[bytes, bool]] = {}
+    scoped: dict[tuple[Path, ...], tuple[bytes, bool, bool]] = {}
     for name, env in sorted(result.envs.items()):
         files = tuple(policy_files_for(opts.policies, env.settings.policy_profile))
         if not files:
             continue
         if files not in scoped:
             texts = [f.read_bytes() for f in files]
-            scoped[files] = (b"".join(texts), per_service(t.decode("utf-8", "replace") for t in texts))
-        policy_bytes, split = scoped[files]
-        docs = _split(env) if split else {name: document(env)}
+            decoded = [t.decode("utf-8", "replace") for t in texts]
+            scoped[files] = (b"".join(texts), per_service(decoded), reads_objects(decoded))
+        policy_bytes, split, with_objects = scoped[files]
+        docs = _split(env, with_objects) if split else {name: document(env, with_objects)}
         parts[name] = list(docs)
         for key, doc in docs.items():
             data = body_bytes(doc)
@@ -110,14 +114,14 @@ def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
     return out
 
 
-def _split(env: "EnvResult") -> dict[str, dict[str, Any]]:
+def _split(env: "EnvResult", with_objects: bool = True) -> dict[str, dict[str, Any]]:
     """The environment's document cut per service: key `<env>` holds `env` alone, key
     `<env>/<n>` the n-th service with its objects (services and objects as `document` gives)."""
-    whole = document(env)
+    whole = document(env, objects=False)
     name = env.settings.name
     docs: dict[str, dict[str, Any]] = {name: {"env": whole["env"], "services": {}, "objects": {}}}
     objects: dict[str, dict[str, Any]] = {}
-    for art in env.artifacts:
+    for art in env.artifacts if with_objects else ():
         objects.setdefault(art.service, {})[str(art.identity)] = art.body
     for i, (svc_name, svc_doc) in enumerate(whole["services"].items()):
         docs[f"{name}/{i}"] = {"env": whole["env"], "services": {svc_name: svc_doc},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
@@ -57,6 +58,7 @@ def is_unix(address: str) -> bool:
     return address.startswith("unix://")
 
 
+@functools.lru_cache(maxsize=4096)  # a few distinct strings, parsed for every cluster
 def duration_nanos(text: str) -> int | None:
     """Go duration ('1h', '1m30s', '2.5s', '-1s') -> nanoseconds; None when not a duration."""
     body = text.strip()

@@ -11,7 +11,7 @@ import pytest
 
 from compiler import api, cue_scope
 from compiler.cue import CueEngine
-from compiler.cue_scope import per_service
+from compiler.cue_scope import per_service, reads_objects
 
 from .conftest import REPO
 
@@ -168,3 +168,48 @@ def test_a_cross_service_policy_sees_the_whole_environment(tmp_path: Path,
     assert sorted(recorder.keys) == ["dev", "prod"]
     assert not outcome.input_error
     assert [d.env for d in outcome.diagnostics if d.code == "P001"] == ["dev", "prod"], _findings(outcome)
+
+
+@pytest.mark.parametrize("text, reads", [
+    ("objects: [string]: {...} // the shape\n", False),
+    ("objects: [_]: {...}\nservices: [_]: {}\n", False),
+    ("// objects: [string]: metadata: name: \"x\"\nservices: [_]: {}\n", False),
+    ("objects: [string]: metadata: namespace: \"egress\"\n", True),
+    ("objects: [string]: {...}\nobjects: [string]: spec: hosts: [...string]\n", True),
+    ("_n: len(objects)\n", True),
+    ("nested: {objects: [string]: {...}}\n", True),
+])
+def test_objects_are_sent_only_when_a_policy_constrains_them(text: str, reads: bool) -> None:
+    assert reads_objects([text]) is reads
+
+
+def test_shipped_policies_do_not_read_objects() -> None:
+    assert not reads_objects([p.read_text() for p in sorted((REPO / "policies").rglob("*.cue"))])
+
+
+@pytest.mark.cue
+def test_object_policies_get_the_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+    original = CueEngine.vet_groups
+
+    def vet_groups(engine: CueEngine, groups: Any) -> Any:
+        sent.extend(doc for _, docs in groups for doc in docs.values())
+        return original(engine, groups)
+
+    monkeypatch.setattr(CueEngine, "vet_groups", vet_groups)
+    root = _repo(tmp_path, [_svc("api"), _svc("fine")])
+    clean = api.check(root, layers=("cue",), use_cache=False)
+    assert not clean.input_error and not [d for d in clean.diagnostics if d.code == "P001"]
+    assert sent and all(doc["objects"] == {} for doc in sent)  # no policy reads them
+    sent.clear()
+    (root / "policies/objects.cue").write_text(
+        "// rule ns-elsewhere: objects live in namespace mesh-external.\n"
+        "objects: [string]: metadata: namespace: \"mesh-external\"\n")
+    found = api.check(root, layers=("cue",), use_cache=False)
+    hits = [d for d in found.diagnostics if d.code == "P001"]
+    assert any(doc["objects"] for doc in sent)
+    assert hits and {d.env for d in hits} == {"dev", "prod"}
+    assert all(d.position is not None and d.position.file == "environments/base/all.yaml" for d in hits)
+    flagged = sorted((d.env, d.object) for d in hits)
+    assert flagged == sorted((env, f"ServiceEntry/egress/{name}") for env in ("dev", "prod")
+                             for name in ("api", "fine")), flagged
