@@ -28,8 +28,10 @@ check: setup
 test: setup
 	$(PY) -m pytest -q
 
+BENCH_ARGS ?= --services 1000 --envs 3
+
 bench: setup
-	$(PY) bench/run.py --services 1000 --envs 3
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 diff: setup
 	$(MESHC) diff --base $(BASE)

@@ -45,8 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--growth", action="store_true", help="also time clean builds of larger estates")
     ap.add_argument("--growth-sizes", default="10000,50000",
                     help="sizes; one equal to --services reuses that run's build steps")
-    ap.add_argument("--growth-nocheck", action="store_true",
-                    help="with --growth, also time `build --skip-checks` at each size")
+    ap.add_argument("--growth-steps", default="build",
+                    help="with --growth: build (full), build-nocheck (--skip-checks), or both, comma-separated")
     ap.add_argument("--mutate-percent", type=float, default=1.0, help="services changed on the diff head")
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per command")
     args = ap.parse_args(argv)
@@ -127,14 +127,22 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     b, gen = prepare(args, work)
     info = meta(args, b)
     results = [gen]
+    partial = work / f"results-{args.services}x{args.envs}-s{args.seed}.partial.json"
+
+    def keep() -> None:  # what is measured so far survives a crash or an interrupted run
+        partial.write_text(json.dumps({"meta": info, "steps": {r.name: r.summary() for r in results}}, indent=2))
+
     if gen.status == "ok":
         for name in [n for n in STEPS if n in args.only.split(",")]:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             results.extend(STEPS[name](b))
+            keep()
         if args.growth:
             sizes = [int(x) for x in args.growth_sizes.split(",") if x]
             suite.note_growth(b, results, sizes)
-            results.extend(suite.growth(b, sizes, args.envs, args.seed, args.growth_nocheck))
+            print("[bench] growth ...", file=sys.stderr, flush=True)
+            results.extend(suite.growth(b, sizes, args.envs, args.seed, tuple(args.growth_steps.split(","))))
+            keep()
     info["load_after"] = _load()
     info["code_after"] = code_state()
     steps = {r.name: r.summary() for r in results}

@@ -153,13 +153,14 @@ def template_dirs() -> list[Path]:
     return ([Path(configured)] if configured else []) + [generate.REPO / "templates"]
 
 
-def growth(b: Bench, sizes: list[int], envs: int, seed: int, nocheck: bool = False) -> list[StepResult]:
+def growth(b: Bench, sizes: list[int], envs: int, seed: int, kinds: tuple[str, ...] = ("build",)
+           ) -> list[StepResult]:
     """Clean builds of larger estates (one run each, no warm-up): time per service. A size equal
     to the main estate's is not run again: `note_growth` marks the main steps instead."""
     results = []
-    variants = [("build", (), "meshc build, clean")]
-    if nocheck:
-        variants.append(("build-nocheck", ("--skip-checks",), "meshc build --skip-checks, clean"))
+    variants = [v for v in (("build", (), "meshc build, clean"),
+                            ("build-nocheck", ("--skip-checks",), "meshc build --skip-checks, clean"))
+                if v[0] in kinds]
     for size in sizes:
         if size == b.services:
             continue
@@ -184,6 +185,6 @@ def note_growth(b: Bench, results: list[StepResult], sizes: list[int]) -> None:
     for res in results:
         if res.name in ("build", "build-nocheck") and res.status == "ok" and res.walls:
             res.extra["services"] = b.services
-            res.extra["seconds_per_service"] = res.median() / b.services
+            res.extra["seconds_per_service"] = res.median / b.services
 
 
