@@ -41,6 +41,7 @@ def per_service(texts: Iterable[str]) -> bool:
 
 
 def _declares_only(text: str) -> bool:
+    text = _strip_comments(text)
     depth = 0
     i, n = 0, len(text)
     line_start = True  # only whitespace since the last newline
@@ -53,12 +54,6 @@ def _declares_only(text: str) -> bool:
         if c in " \t\r":
             i += 1
             continue
-        if text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if c == "#" and i + 1 < n and text[i + 1] in "\"'#":
-            raise _Unsupported("raw string")
         if c in "\"'":
             i = _skip_string(text, i)
             line_start = False

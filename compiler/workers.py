@@ -33,15 +33,7 @@ def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None
     if n <= 1 or len(items) < min_items or not hasattr(os, "fork"):
         return [fn(item) for item in items]
     chunks = [list(range(k, len(items), n)) for k in range(n)]
-    pids: list[tuple[int, int]] = []
-    for chunk in chunks[1:]:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            os.close(read)
-            _child(fn, items, chunk, write)
-        os.close(write)
-        pids.append((pid, read))
+    pids = [_spawn(fn, items, chunk) for chunk in chunks[1:]]
     results: list[R | None] = [None] * len(items)
     for i in chunks[0]:
         results[i] = fn(items[i])
@@ -93,17 +85,19 @@ def start_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = No
     n = min(worker_count() if workers is None else workers, len(items))
     if n < 1 or len(items) < min_items or not hasattr(os, "fork"):
         return Pending(fn, items, [])
-    children: list[tuple[int, int, list[int]]] = []
-    for k in range(n):
-        chunk = list(range(k, len(items), n))
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            os.close(read)
-            _child(fn, items, chunk, write)
-        os.close(write)
-        children.append((pid, read, chunk))
-    return Pending(fn, items, children)
+    chunks = [list(range(k, len(items), n)) for k in range(n)]
+    return Pending(fn, items, [(*_spawn(fn, items, chunk), chunk) for chunk in chunks])
+
+
+def _spawn(fn: Callable[[T], R], items: Sequence[T], chunk: list[int]) -> tuple[int, int]:
+    """Fork a child computing fn over items[chunk]; (its pid, the pipe its results come on)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read)
+        _child(fn, items, chunk, write)
+    os.close(write)
+    return pid, read
 
 
 def _child(fn: Callable[[T], R], items: Sequence[T], chunk: list[int], write: int) -> None:

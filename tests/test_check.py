@@ -65,17 +65,22 @@ def test_analyzer_finding_points_at_the_subset() -> None:
     assert len(a406) == 1 and a406[0].position.line == 16 and a406[0].istio_code == "IST0173"
 
 
-def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
+def _break_db_clusters(monkeypatch: pytest.MonkeyPatch, **fields: str) -> None:
+    """Make the emitted bootstrap wrong on purpose: `fields` set on every db.example.com cluster."""
     real = pipeline.proxy_config
 
     def broken(env_result, memo=None):  # type: ignore[no-untyped-def]
         bootstrap, sources, used = real(env_result, memo)
         for cluster in bootstrap["static_resources"]["clusters"]:
             if cluster["name"].endswith("|db.example.com"):
-                cluster["lb_policy"] = "ROUND_ROBINN"
+                cluster.update(fields)
         return bootstrap, sources, used
 
     monkeypatch.setattr(pipeline, "proxy_config", broken)
+
+
+def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN")
     diags = _checked(VM.replace("SELECTOR", "db"), ("envoy",))
     e001 = [d for d in diags if d.code == "E001"]
     assert e001 and all(d.position is not None and d.position.file == "environments/base/a.yaml" for d in e001)
@@ -87,17 +92,7 @@ def test_envoy_layer_in_forked_workers_equals_serial(monkeypatch: pytest.MonkeyP
     the per-item results the workers computed reach the parent's cache."""
     from compiler import check_envoy
 
-    real = pipeline.proxy_config
-
-    def broken(env_result, memo=None):  # type: ignore[no-untyped-def]
-        bootstrap, sources, used = real(env_result, memo)
-        for cluster in bootstrap["static_resources"]["clusters"]:
-            if cluster["name"].endswith("|db.example.com"):
-                cluster["lb_policy"] = "ROUND_ROBINN"
-                cluster["connect_timeout"] = "-1s"
-        return bootstrap, sources, used
-
-    monkeypatch.setattr(pipeline, "proxy_config", broken)
+    _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN", connect_timeout="-1s")
     files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
              "environments/base/a.yaml": VM.replace("SELECTOR", "db")}
     result = compile_estate(MemoryTree(files))
