@@ -7,7 +7,7 @@ declaration behind the Istio object each problem came from. Codes: E001-E003 (do
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .diagnostics import DataPath, Diagnostic, Finding, format_path
 
@@ -20,7 +20,23 @@ FORK_ARTIFACTS = 3000  # below this many objects, forking costs more than it sav
 
 
 def run_envoy(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
-    return start_envoy(result, opts)()
+    """Every environment's bootstrap validated (one forked worker per environment when the estate
+    is large), the findings placed at their declarations."""
+    from .workers import run_all
+
+    envs = [env for env in result.envs.values() if env.envoy is not None]
+    big = sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
+    out: list[Diagnostic] = []
+    checked = run_all(lambda env: _validate_env(env, opts), envs, min_items=2 if big else len(envs) + 1)
+    for env, (found, learned) in zip(envs, checked):
+        if opts.cache is not None:
+            opts.cache.update(learned)
+        sources = env.envoy[1]  # type: ignore[index]
+        for path, finding in found:
+            out.append(_place(env, sources, tuple(path), finding))
+        if opts.envoy_binary:
+            out.extend(_binary(env))
+    return out
 
 
 class _Overlay(dict):  # type: ignore[type-arg]
@@ -51,30 +67,6 @@ def _validate_env(env: "EnvResult", opts: "CheckOptions") -> tuple[list, dict]:
     if key not in memo:
         memo[key] = validate_bootstrap(bootstrap, memo)
     return memo[key], dict(dict.items(memo))
-
-
-def start_envoy(result: "CompileResult", opts: "CheckOptions") -> Callable[[], list[Diagnostic]]:
-    """Start validating every environment's bootstrap (in forked workers when the estate is large,
-    one environment per worker); the returned call waits and places the findings."""
-    from .workers import start_all
-
-    envs = [env for env in result.envs.values() if env.envoy is not None]
-    big = sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
-    pending = start_all(lambda env: _validate_env(env, opts), envs, min_items=2 if big else len(envs) + 1)
-
-    def finish() -> list[Diagnostic]:
-        out: list[Diagnostic] = []
-        for env, (found, learned) in zip(envs, pending.wait()):
-            if opts.cache is not None:
-                opts.cache.update(learned)
-            bootstrap, sources = env.envoy  # type: ignore[misc]
-            for path, finding in found:
-                out.append(_place(env, sources, tuple(path), finding))
-            if opts.envoy_binary:
-                out.extend(_binary(env))
-        return out
-
-    return finish
 
 
 def _place(env: "EnvResult", sources: dict, path: DataPath, finding: Finding) -> Diagnostic:

@@ -47,48 +47,6 @@ def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None
     return results  # type: ignore[return-value]
 
 
-class Pending:
-    """Units of work running in forked children; `wait()` returns their results in input order."""
-
-    def __init__(self, fn: Callable[[T], R], items: Sequence[T], children: list[tuple[int, int, list[int]]]
-                 ) -> None:
-        self._fn, self._items, self._children = fn, items, children
-        self._results: list[R] | None = None
-
-    def wait(self) -> list[R]:
-        if self._results is not None:
-            return self._results
-        if not self._children:  # too small to fork: computed now, in this process
-            self._results = [self._fn(item) for item in self._items]
-            return self._results
-        results: list[R | None] = [None] * len(self._items)
-        failed = []
-        for pid, read, chunk in self._children:
-            payload = _read_all(read)
-            _, status = os.waitpid(pid, 0)
-            if status != 0 or not payload:
-                failed.append(status)
-                continue
-            for i, value in zip(chunk, pickle.loads(payload)):
-                results[i] = value
-        self._children = []
-        if failed:
-            raise RuntimeError(f"a meshc worker failed (status {failed[0]})")
-        self._results = results  # type: ignore[assignment]
-        return self._results  # type: ignore[return-value]
-
-
-def start_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None,
-              min_items: int = 2) -> Pending:
-    """Like `run_all`, but every share runs in a forked child and the caller goes on with other
-    work until `wait()`. Call it before starting any thread (fork copies only the calling one)."""
-    n = min(worker_count() if workers is None else workers, len(items))
-    if n < 1 or len(items) < min_items or not hasattr(os, "fork"):
-        return Pending(fn, items, [])
-    chunks = [list(range(k, len(items), n)) for k in range(n)]
-    return Pending(fn, items, [(*_spawn(fn, items, chunk), chunk) for chunk in chunks])
-
-
 def _spawn(fn: Callable[[T], R], items: Sequence[T], chunk: list[int]) -> tuple[int, int]:
     """Fork a child computing fn over items[chunk]; (its pid, the pipe its results come on)."""
     read, write = os.pipe()
