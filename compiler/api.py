@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .cache import BuildCache, inputs_key, last_build, record_build
+from .cache import CACHE_DIR, BuildCache, inputs_key, last_build, record_build
 from .templating import BUILTIN_TEMPLATES, template_fingerprint
 from .check import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
 from .load import list_envs
@@ -17,7 +19,7 @@ from .waivers import apply_waivers, load_waivers
 
 from .diagnostics import Diagnostic, has_errors
 from .emit import write_bundle
-from .pipeline import CompileResult, compile_estate
+from .pipeline import CompileResult, ProxyOptions, compile_estate
 
 
 from .project import Project, load_project
@@ -50,7 +52,8 @@ def code_fingerprint() -> bytes:
 
 
 def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
-                 progress: Callable[[str], None] | None = None) -> tuple[Project, CompileResult]:
+                 progress: Callable[[str], None] | None = None,
+                 proxy: ProxyOptions = ProxyOptions()) -> tuple[Project, CompileResult]:
     project, diags = load_project(root)
     if has_errors(diags):
         result = CompileResult()
@@ -59,7 +62,7 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
     templates = _templates(project)
     cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates)) if use_cache else None
     result = compile_estate(DiskTree(root), envs or None, templates, cache,
-                            progress=progress or (lambda _m: None))
+                            progress=progress or (lambda _m: None), proxy=proxy)
     if cache is not None:
         result.cache = cache
     return project, result
@@ -127,7 +130,8 @@ def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
 def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
           crds: Path | None = None, today: dt.date | None = None,
           envoy_binary: bool = False, use_cache: bool = True) -> CheckOutcome:
-    project, result = compile_repo(root, envs, use_cache)
+    proxy = ProxyOptions(check_envoy="envoy" in parse_layers(layers))
+    project, result = compile_repo(root, envs, use_cache, proxy=proxy)
     outcome = check_compiled(project, result, check_options(project, layers, crds, envoy_binary), today)
     if result.cache is not None:
         result.cache.save()
@@ -143,7 +147,27 @@ def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,
         (sorted(envs), checks, str(out_root.resolve()))).encode())
     if use_cache and not problems and _up_to_date(last_build(root, out_root), key, out_root):
         return BuildOutcome(CompileResult(), up_to_date=True)
-    project, result = compile_repo(root, envs, use_cache, progress)
+    spool = Path(tempfile.mkdtemp(prefix=".meshc-spool-", dir=_spool_parent(root, use_cache)))
+    try:
+        return _build(root, envs, out_root, key, checks, use_cache, progress,
+                      ProxyOptions(spool=spool, check_envoy=checks))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _spool_parent(root: Path, use_cache: bool) -> Path | None:
+    """Where large bundle files wait to be linked into place: the cache directory (usually on
+    the output's filesystem), else the system's temporary directory."""
+    if not use_cache:
+        return None
+    path = root / CACHE_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bool, use_cache: bool,
+           progress: Callable[[str], None] | None, proxy: ProxyOptions) -> BuildOutcome:
+    project, result = compile_repo(root, envs, use_cache, progress, proxy)
     outcome = BuildOutcome(result, list(result.diagnostics))
     if outcome.ok and checks:
         if progress:

@@ -25,13 +25,14 @@ def run_envoy(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]
     from .workers import run_all
 
     envs = [env for env in result.envs.values() if env.envoy is not None]
-    big = sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
+    pending = any(env.envoy.findings is None for env in envs)  # type: ignore[union-attr]
+    big = pending and sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
     out: list[Diagnostic] = []
     checked = run_all(lambda env: _validate_env(env, opts), envs, min_items=2 if big else len(envs) + 1)
     for env, (found, learned) in zip(envs, checked):
         if opts.cache is not None:
             opts.cache.update(learned)
-        sources = env.envoy[1]  # type: ignore[index]
+        sources = env.envoy.sources  # type: ignore[union-attr]
         for path, finding in found:
             out.append(_place(env, sources, tuple(path), finding))
         if opts.envoy_binary:
@@ -54,16 +55,25 @@ class _Overlay(dict):  # type: ignore[type-arg]
 
 
 def _validate_env(env: "EnvResult", opts: "CheckOptions") -> tuple[list, dict]:
-    """Findings of one environment's bootstrap, and the memo entries this call computed."""
-    import hashlib
+    """Findings of one environment's bootstrap, and the check-cache entries this call computed
+    (none when the proxy worker that built the bootstrap already checked it)."""
+    envoy = env.envoy
+    assert envoy is not None
+    if envoy.findings is not None:
+        return envoy.findings, {}
+    key = ("envoy", envoy.sha256)  # as CheckOptions.memo; the file's bytes have sorted keys
+    if opts.cache is not None and key in opts.cache:
+        return opts.cache[key], {}
+    return validate_config(envoy.bootstrap(), envoy.sha256, opts.cache)
 
-    from .check import body_bytes
+
+def validate_config(bootstrap: dict, sha256: str, cache: dict | None) -> tuple[list, dict]:
+    """The envoy layer on one bootstrap (`sha256`: of its bundle file): findings (path, Finding),
+    and the check-cache entries computed (read through `cache`, which is not modified)."""
     from .envoy import validate_bootstrap
 
-    assert env.envoy is not None
-    bootstrap = env.envoy[0]
-    memo = _Overlay(opts.cache)
-    key = ("envoy", hashlib.sha256(body_bytes(bootstrap)).hexdigest())  # as CheckOptions.memo
+    memo = _Overlay(cache)
+    key = ("envoy", sha256)
     if key not in memo:
         memo[key] = validate_bootstrap(bootstrap, memo)
     return memo[key], dict(dict.items(memo))
@@ -91,14 +101,12 @@ def _binary(env: "EnvResult") -> list[Diagnostic]:
     import tempfile
     from pathlib import Path
 
-    import orjson
-
     from .envoy import envoy_validate_binary
 
     if shutil.which("envoy") is None or env.envoy is None:
         return []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bootstrap.json"
-        path.write_bytes(orjson.dumps(env.envoy[0]))
+        path.write_bytes(env.envoy.data())
         return [Diagnostic(f.code, f.severity, f.message, None, "", f.hint, env.settings.name,
                            "envoy bootstrap") for f in envoy_validate_binary(str(path))]

@@ -50,7 +50,7 @@ class ProxySettings:
     outbound_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
 
 
-Memo = dict[str, list[BuiltCluster]]
+Memo = dict[str, bytes]  # pickled list[BuiltCluster]: compact to hold, quick to cache
 
 
 def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Mapping[str, Any] | None,
@@ -59,12 +59,15 @@ def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Ma
     if memo is None and used is None:
         return service_clusters(service, rule, settings)
     key = hashlib.sha256(pickle.dumps((service, rule, settings), protocol=5)).hexdigest()
-    built = (memo or {}).get(key)
-    if built is None:
+    blob = (memo or {}).get(key)
+    if blob is None:
         built = service_clusters(service, rule, settings)
+        blob = pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        built = pickle.loads(blob)
     if used is not None:
-        used[key] = built
-    return list(built)
+        used[key] = blob
+    return built
 
 
 def _clusters(manifests: Sequence[dict[str, Any]], settings: ProxySettings,

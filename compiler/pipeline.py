@@ -14,7 +14,7 @@ bytes as a serial clean build, whatever was cached or parallel.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,13 +32,33 @@ from .tree import SourceTree
 from .workers import run_all
 
 
+@dataclass(frozen=True)
+class EnvoyConfig:
+    """An environment's Envoy bootstrap as its bundle file (bytes, or spooled to disk by the worker
+    that built it: at 10,000 services it is ~130 MB of JSON and ~300 MB as dicts), where each part
+    came from (path prefix -> Istio object), and, when the worker that built it also ran the envoy
+    check layer on it, that layer's findings and the check-cache entries it computed."""
+
+    file: bytes | emit.Spooled
+    sha256: str
+    sources: dict
+    findings: list | None = None
+    learned: dict | None = None
+
+    def data(self) -> bytes:
+        return emit.content(self.file)
+
+    def bootstrap(self) -> dict:
+        return orjson.loads(self.data())
+
+
 @dataclass
 class EnvResult:
     settings: EnvSettings
     services: list[Service] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
     bundle: emit.Bundle | None = None
-    envoy: tuple[dict, dict] | None = None  # (bootstrap, sources)
+    envoy: EnvoyConfig | None = None
 
 
 @dataclass
@@ -110,10 +130,22 @@ def _quiet(message: str) -> None:
     """Default progress sink: say nothing."""
 
 
+@dataclass(frozen=True)
+class ProxyOptions:
+    """How the proxy pass hands over each environment's Envoy bootstrap: `spool` (a directory on
+    the output's filesystem) has the worker write it to disk instead of sending it back; with
+    `check_envoy` the worker also runs the envoy check layer on the dict it already holds (the
+    layer then reads the findings instead of decoding the bootstrap again)."""
+
+    spool: Path | None = None
+    check_envoy: bool = False
+
+
 def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
                    templates: Sequence[Path] = (), cache: BuildCache | None = None,
                    workers: int | None = None,
-                   progress: Callable[[str], None] = _quiet) -> CompileResult:
+                   progress: Callable[[str], None] = _quiet,
+                   proxy: ProxyOptions = ProxyOptions()) -> CompileResult:
     result = CompileResult()
     progress("loading declarations")
     estate, merged, diags = front(tree, envs, cache)
@@ -134,12 +166,17 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
         envs = list(result.envs.values())
         memo = cache.envoy if cache is not None else None
         big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
-        configs = run_all(lambda e: proxy_config(e, memo), envs, workers,
+        checks = cache.checks if cache is not None else None
+        configs = run_all(lambda e: proxy_config(e, memo, proxy, checks), envs, workers,
                           min_items=2 if big else len(envs) + 1)
         if cache is not None:
-            cache.envoy = {k: v for _, _, used in configs for k, v in used.items()}
-        for env_result, (bootstrap, sources, _) in zip(envs, configs):
-            env_result.envoy = (bootstrap, sources)
+            cache.envoy = {k: v for _, used in configs for k, v in used.items()}
+        for env_result, (envoy, _) in zip(envs, configs):
+            if envoy.learned:
+                if cache is not None:
+                    cache.checks.update(envoy.learned)
+                envoy = replace(envoy, learned=None)
+            env_result.envoy = envoy
             vm_files, problems = vm_rules(env_result.settings, env_result.services)
             result.diagnostics.extend(problems)
             env_result.bundle = bundle_for(env_result, outs[env_result.settings.name], vm_files)
@@ -190,9 +227,12 @@ def _assemble(settings: EnvSettings, decls: list[ServiceDecl], outs: list[UnitOu
     return env_result
 
 
-def proxy_config(env_result: EnvResult, memo: dict | None = None) -> tuple[dict, dict, dict]:
+def proxy_config(env_result: EnvResult, memo: dict | None = None,
+                 options: ProxyOptions = ProxyOptions(),
+                 checks: dict | None = None) -> tuple[EnvoyConfig, dict]:
     """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects,
-    its sources table, and the per-service cluster memo entries it used (for the cache)."""
+    with its sources table, and the per-service cluster memo entries it used (for the cache).
+    `checks` is the check cache the envoy layer reads (with `options.check_envoy`)."""
     from .envoy import ProxySettings, build_bootstrap
 
     s = env_result.settings
@@ -204,7 +244,16 @@ def proxy_config(env_result: EnvResult, memo: dict | None = None) -> tuple[dict,
     used: dict = {}
     bootstrap, sources = build_bootstrap([a.body for a in env_result.artifacts], settings,
                                          memo, used if memo is not None else None)
-    return bootstrap, sources, used
+    data = emit.json_bytes(bootstrap)
+    sha = hashlib.sha256(data).hexdigest()
+    file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data)
+    del data  # on disk when spooled: not held while the dict is validated
+    findings = learned = None
+    if options.check_envoy:
+        from .check_envoy import validate_config
+
+        findings, learned = validate_config(bootstrap, sha, checks)
+    return EnvoyConfig(file, sha, sources, findings, learned), used
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],
@@ -213,11 +262,11 @@ def bundle_for(env_result: EnvResult, outs: list[UnitOut],
     entries = [e for out in outs for e in out.entries]
     extra_files: dict[str, bytes] = dict(vm_files or {})
     if env_result.envoy is not None:
-        extra_files[emit.ENVOY_FILE] = emit.json_bytes(env_result.envoy[0])
+        extra_files[emit.ENVOY_FILE] = env_result.envoy.file
     source = env_result.settings.source
     extra = {"production": env_result.settings.production,
              "environmentSource": source.file if source is not None else ""}
     return emit.finish(env_result.settings.name, files, entries, extra, extra_files)
 
 
-__all__ = ["CompileResult", "EnvResult", "UnitOut", "compile_estate", "front"]
+__all__ = ["CompileResult", "EnvResult", "EnvoyConfig", "ProxyOptions", "UnitOut", "compile_estate", "front"]

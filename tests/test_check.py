@@ -67,16 +67,18 @@ def test_analyzer_finding_points_at_the_subset() -> None:
 
 def _break_db_clusters(monkeypatch: pytest.MonkeyPatch, **fields: str) -> None:
     """Make the emitted bootstrap wrong on purpose: `fields` set on every db.example.com cluster."""
-    real = pipeline.proxy_config
+    from compiler import envoy
 
-    def broken(env_result, memo=None):  # type: ignore[no-untyped-def]
-        bootstrap, sources, used = real(env_result, memo)
+    real = envoy.build_bootstrap
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        bootstrap, sources = real(*args, **kwargs)
         for cluster in bootstrap["static_resources"]["clusters"]:
             if cluster["name"].endswith("|db.example.com"):
                 cluster.update(fields)
-        return bootstrap, sources, used
+        return bootstrap, sources
 
-    monkeypatch.setattr(pipeline, "proxy_config", broken)
+    monkeypatch.setattr(envoy, "build_bootstrap", broken)
 
 
 def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,6 +107,53 @@ def test_envoy_layer_in_forked_workers_equals_serial(monkeypatch: pytest.MonkeyP
     assert [str(d) for d in forked] == [str(d) for d in serial]
     assert {d.env for d in forked} == {"dev", "prod"} and any(d.code == "E001" for d in forked)
     assert forked_cache == serial_cache and len(forked_cache) > 2
+
+
+def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """With ProxyOptions(check_envoy=True) the worker that built a bootstrap validates it and the
+    layer only places the findings: the same diagnostics and cache entries, no second validation;
+    with a spool directory the bootstrap reaches the bundle as a file of the same bytes."""
+    from compiler import emit, envoy
+    from compiler.cache import BuildCache
+
+    _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN", connect_timeout="-1s")
+    files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
+             "environments/base/a.yaml": VM.replace("SELECTOR", "db")}
+    plain = compile_estate(MemoryTree(files))
+    plain_cache: dict = {}
+    expected = run_checks(plain, CheckOptions(layers=("envoy",), cache=plain_cache))
+    assert any(d.code == "E001" for d in expected) and {d.env for d in expected} == {"dev", "prod"}
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    cache = BuildCache(tmp_path, "stamp")
+    fused = compile_estate(MemoryTree(files), cache=cache,
+                           proxy=pipeline.ProxyOptions(spool=spool, check_envoy=True))
+    calls: list[int] = []
+    real = envoy.validate_bootstrap
+    monkeypatch.setattr(envoy, "validate_bootstrap", lambda *a: calls.append(1) or real(*a))
+    got = run_checks(fused, CheckOptions(layers=("envoy",), cache=cache.checks))
+    assert calls == [] and [str(d) for d in got] == [str(d) for d in expected]
+    assert cache.checks == plain_cache
+    for name, env in fused.envs.items():
+        spooled = env.bundle.files[emit.ENVOY_FILE]  # type: ignore[union-attr]
+        assert isinstance(spooled, emit.Spooled) and Path(spooled.path).parent == spool
+        assert spooled.read() == plain.envs[name].bundle.files[emit.ENVOY_FILE]  # type: ignore[union-attr]
+        out = emit.write_bundle(tmp_path / "out", env.bundle)  # type: ignore[arg-type]
+        assert emit.read_bundle(out).files == plain.envs[name].bundle.files  # type: ignore[union-attr]
+
+
+def test_build_leaves_no_spool_behind(tmp_path: Path) -> None:
+    root = _repo(tmp_path, "waivers: []\n")
+    decl = root / "environments/base/a.yaml"
+    decl.write_text(decl.read_text().replace("      - {name: replica, labels: {role: replica}}\n", ""))
+    outcome = api.build(root, out=tmp_path / "out")
+    assert outcome.ok, [str(d) for d in outcome.diagnostics]
+    decl.write_text(decl.read_text().replace("number: 5432", "number: 99999"))
+    assert not api.build(root, out=tmp_path / "out").ok
+    assert not list((root / ".meshc-cache").glob(".meshc-spool-*"))
+    assert (tmp_path / "out/dev/envoy/bootstrap.json").is_file()
 
 
 def _repo(tmp_path: Path, waivers: str) -> Path:

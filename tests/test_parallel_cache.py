@@ -74,3 +74,27 @@ def test_parallel_and_cached_builds_equal_serial_clean(estate: Path, tmp_path: P
         assert cached == clean and cached != serial
     finally:
         first.write_text(text)
+
+
+def test_cache_round_trips_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache file is a sequence of small pickles: everything comes back, across chunk
+    boundaries and environments; another fingerprint, or a cut-off file, gives an empty cache."""
+    from compiler import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "CHUNK", 7)
+    shared = {"kind": "ServiceEntry"}
+    saved = cache_mod.BuildCache.open(tmp_path, b"fp")
+    saved.parse = {f"sha{i}": [("services", 0, i, 1, 1, {"name": f"svc{i}"})] for i in range(30)}
+    saved.units = {env: {f"k{i}": (env, i, shared) for i in range(17)} for env in ("dev", "prod")}
+    saved.checks = {("schema", f"h{i}"): [] for i in range(8)}
+    saved.envoy = {"c": b"blob"}
+    saved.save()
+    back = cache_mod.BuildCache.open(tmp_path, b"fp")
+    assert (back.parse, back.units, back.checks, back.written, back.envoy) == (
+        saved.parse, saved.units, saved.checks, {}, saved.envoy)
+    assert back.units["dev"]["k3"][2] is back.units["dev"]["k4"][2]  # shared within a chunk
+    assert cache_mod.BuildCache.open(tmp_path, b"other").units == {}
+    data = saved.path.read_bytes()
+    saved.path.write_bytes(data[: len(data) // 2])
+    cut = cache_mod.BuildCache.open(tmp_path, b"fp")
+    assert cut.parse == {} and cut.units == {}
