@@ -44,10 +44,11 @@ class Spooled:
         return Path(self.path).read_bytes()
 
 
-def spool(directory: Path, name: str, data: bytes) -> Spooled:
+def spool(directory: Path, name: str, data: bytes, sha256: str) -> Spooled:
+    """`data` written to directory/name; `sha256` is its digest, which the caller already has."""
     path = directory / name
     path.write_bytes(data)
-    return Spooled(str(path), hashlib.sha256(data).hexdigest())
+    return Spooled(str(path), sha256)
 
 
 def content(data: "bytes | Spooled") -> bytes:

@@ -14,7 +14,7 @@ bytes as a serial clean build, whatever was cached or parallel.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,13 +37,12 @@ class EnvoyConfig:
     """An environment's Envoy bootstrap as its bundle file (bytes, or spooled to disk by the worker
     that built it: at 10,000 services it is ~130 MB of JSON and ~300 MB as dicts), where each part
     came from (path prefix -> Istio object), and, when the worker that built it also ran the envoy
-    check layer on it, that layer's findings and the check-cache entries it computed."""
+    check layer on it, that layer's findings."""
 
     file: bytes | emit.Spooled
     sha256: str
     sources: dict
     findings: list | None = None
-    learned: dict | None = None
 
     def data(self) -> bytes:
         return emit.content(self.file)
@@ -170,12 +169,10 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
         configs = run_all(lambda e: proxy_config(e, memo, proxy, checks), envs, workers,
                           min_items=2 if big else len(envs) + 1)
         if cache is not None:
-            cache.envoy = {k: v for _, used in configs for k, v in used.items()}
-        for env_result, (envoy, _) in zip(envs, configs):
-            if envoy.learned:
-                if cache is not None:
-                    cache.checks.update(envoy.learned)
-                envoy = replace(envoy, learned=None)
+            cache.envoy = {k: v for _, used, _ in configs for k, v in used.items()}
+        for env_result, (envoy, _, learned) in zip(envs, configs):
+            if cache is not None:
+                cache.checks.update(learned)
             env_result.envoy = envoy
             vm_files, problems = vm_rules(env_result.settings, env_result.services)
             result.diagnostics.extend(problems)
@@ -229,10 +226,11 @@ def _assemble(settings: EnvSettings, decls: list[ServiceDecl], outs: list[UnitOu
 
 def proxy_config(env_result: EnvResult, memo: dict | None = None,
                  options: ProxyOptions = ProxyOptions(),
-                 checks: dict | None = None) -> tuple[EnvoyConfig, dict]:
+                 checks: dict | None = None) -> tuple[EnvoyConfig, dict, dict]:
     """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects,
-    with its sources table, and the per-service cluster memo entries it used (for the cache).
-    `checks` is the check cache the envoy layer reads (with `options.check_envoy`)."""
+    with its sources table; the per-service cluster memo entries it used; and, with
+    `options.check_envoy`, the check-cache entries the envoy layer computed reading `checks`
+    (all for the cache)."""
     from .envoy import ProxySettings, build_bootstrap
 
     s = env_result.settings
@@ -246,14 +244,14 @@ def proxy_config(env_result: EnvResult, memo: dict | None = None,
                                          memo, used if memo is not None else None)
     data = emit.json_bytes(bootstrap)
     sha = hashlib.sha256(data).hexdigest()
-    file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data)
+    file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data, sha)
     del data  # on disk when spooled: not held while the dict is validated
-    findings = learned = None
+    findings, learned = None, {}
     if options.check_envoy:
         from .check_envoy import validate_config
 
         findings, learned = validate_config(bootstrap, sha, checks)
-    return EnvoyConfig(file, sha, sources, findings, learned), used
+    return EnvoyConfig(file, sha, sources, findings), used, learned
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],

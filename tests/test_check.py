@@ -144,7 +144,14 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
         assert emit.read_bundle(out).files == plain.envs[name].bundle.files  # type: ignore[union-attr]
 
 
-def test_build_leaves_no_spool_behind(tmp_path: Path) -> None:
+def test_build_leaves_no_spool_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bootstrap is spooled under .meshc-cache/ during a build; after a good build and after a
+    failed one the spool is gone and the bundle is in place."""
+    from compiler import emit
+
+    spooled: list[Path] = []
+    real = emit.spool
+    monkeypatch.setattr(emit, "spool", lambda *a: spooled.append(Path(a[0])) or real(*a))
     root = _repo(tmp_path, "waivers: []\n")
     decl = root / "environments/base/a.yaml"
     decl.write_text(decl.read_text().replace("      - {name: replica, labels: {role: replica}}\n", ""))
@@ -152,6 +159,8 @@ def test_build_leaves_no_spool_behind(tmp_path: Path) -> None:
     assert outcome.ok, [str(d) for d in outcome.diagnostics]
     decl.write_text(decl.read_text().replace("number: 5432", "number: 99999"))
     assert not api.build(root, out=tmp_path / "out").ok
+    assert len(spooled) == 1 and spooled[0].parent == root / ".meshc-cache"  # the spool directory
+    assert not any(p.exists() for p in spooled)
     assert not list((root / ".meshc-cache").glob(".meshc-spool-*"))
     assert (tmp_path / "out/dev/envoy/bootstrap.json").is_file()
 
