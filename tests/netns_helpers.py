@@ -2,7 +2,7 @@
 here, never on the host.
 
 `Lab` builds two namespaces joined by a veth pair ("vm" 10.250.0.1/24, "svc" 10.250.0.2/24),
-applies rules in "vm" with `compiler.iptables.APPLY_SCRIPT`, and runs small Python TCP/UDP
+applies rules in "vm" with `meshc.iptables.APPLY_SCRIPT`, and runs small Python TCP/UDP
 servers and clients inside them (`ip netns exec`), each bounded by timeouts. Servers answer one
 line: ``<name> port=<local port> orig=<SO_ORIGINAL_DST>``, so a test sees who accepted a
 connection and where the client meant to go. `Lab.close` kills the processes it started (by
@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.iptables import APPLY_SCRIPT
+from meshc.iptables import APPLY_SCRIPT
 
 VM_IP, SVC_IP = "10.250.0.1", "10.250.0.2"
 TIMEOUT = 15

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.pipeline import compile_estate
-from compiler.tree import DiskTree
+from meshc.pipeline import compile_estate
+from meshc.tree import DiskTree
 
 from .conftest import REPO, check_golden_dir
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler import api, pipeline
-from compiler.check import CheckOptions, run_checks
-from compiler.pipeline import compile_estate
-from compiler.tree import MemoryTree
+from meshc import api, pipeline
+from meshc.check import CheckOptions, run_checks
+from meshc.pipeline import compile_estate
+from meshc.tree import MemoryTree
 
 from .conftest import CRDS, REPO
 
@@ -67,7 +67,7 @@ def test_analyzer_finding_points_at_the_subset() -> None:
 
 def _break_db_clusters(monkeypatch: pytest.MonkeyPatch, **fields: str) -> None:
     """Make the emitted bootstrap wrong on purpose: `fields` set on every db.example.com cluster."""
-    from compiler import envoy
+    from meshc import envoy
 
     real = envoy.build_bootstrap
 
@@ -92,7 +92,7 @@ def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pyte
 def test_envoy_layer_in_forked_workers_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large estates validate each environment's bootstrap in a forked worker: same findings, and
     the per-item results the workers computed reach the parent's cache."""
-    from compiler import check_envoy
+    from meshc import check_envoy
 
     _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN", connect_timeout="-1s")
     files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
@@ -114,8 +114,8 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
     """With ProxyOptions(check_envoy=True) the worker that built a bootstrap validates it and the
     layer only places the findings: the same diagnostics and cache entries, no second validation;
     with a spool directory the bootstrap reaches the bundle as a file of the same bytes."""
-    from compiler import emit, envoy
-    from compiler.cache import BuildCache
+    from meshc import emit, envoy
+    from meshc.cache import BuildCache
 
     _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN", connect_timeout="-1s")
     files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
@@ -147,7 +147,7 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
 def test_build_leaves_no_spool_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bootstrap is spooled under .meshc-cache/ during a build; after a good build and after a
     failed one the spool is gone and the bundle is in place."""
-    from compiler import emit
+    from meshc import emit
 
     spooled: list[Path] = []
     real = emit.spool
@@ -191,7 +191,7 @@ def test_waivers_are_listed_and_expired_or_unused_ones_are_findings(tmp_path: Pa
 
 
 def _cli(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "compiler", *args, "-C", str(root)], input=stdin,
+    return subprocess.run([sys.executable, "-m", "meshc", *args, "-C", str(root)], input=stdin,
                           capture_output=True, text=True)
 
 
@@ -253,7 +253,6 @@ def test_cue_policy_violation_points_at_the_declaration(tmp_path: Path) -> None:
       - "*"
 """)
     shutil.copytree(REPO / "policies", root / "policies")
-    (root / "node_modules").symlink_to(REPO / "node_modules")
     outcome = api.check(root, layers=("cue",))
     assert not outcome.input_error, [str(d) for d in outcome.diagnostics]
     hits = [d for d in outcome.diagnostics if d.code == "P001"]

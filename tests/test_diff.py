@@ -31,15 +31,15 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import api
-from compiler.diff import DiffRequest, field_changes, run, same
-from compiler.diff_cli import diff_command
-from compiler.diff_markdown import MARKER, render_markdown
-from compiler.diff_model import ChangeSet, ObjectId
-from compiler.diff_objects import normalise
-from compiler.diff_render import render_json, render_text
-from compiler.emit import finish, write_bundle
-from compiler.yamlout import dump
+from meshc import api
+from meshc.diff import DiffRequest, field_changes, run, same
+from meshc.diff_cli import diff_command
+from meshc.diff_markdown import MARKER, render_markdown
+from meshc.diff_model import ChangeSet, ObjectId
+from meshc.diff_objects import normalise
+from meshc.diff_render import render_json, render_text
+from meshc.emit import finish, write_bundle
+from meshc.yamlout import dump
 
 from .conftest import REPO, check_golden
 

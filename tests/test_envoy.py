@@ -1,4 +1,4 @@
-"""Tests for the Envoy pass (`compiler.envoy`): Istio objects -> static Envoy bootstrap.
+"""Tests for the Envoy pass (`meshc.envoy`): Istio objects -> static Envoy bootstrap.
 
 Golden files: every folder ``tests/fixtures/envoy/<case>/`` holds ``input.yaml`` (Istio manifests)
 and ``bootstrap.json`` (the expected bootstrap, keys sorted, 2-space indent). After an intended
@@ -25,9 +25,9 @@ import orjson
 import pytest
 import yaml
 
-from compiler import envoy_pgv
-from compiler.envoy import ProxySettings, build_bootstrap, envoy_validate_binary, validate_bootstrap
-from compiler.envoy_values import envoy_duration, whole_seconds
+from meshc import envoy_pgv
+from meshc.envoy import ProxySettings, build_bootstrap, envoy_validate_binary, validate_bootstrap
+from meshc.envoy_values import envoy_duration, whole_seconds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envoy"
 UPDATE = os.environ.get("MESHC_UPDATE_GOLDENS") == "1"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler.diagnostics import Severity
-from compiler.pipeline import compile_estate
-from compiler.tree import MemoryTree
+from meshc.diagnostics import Severity
+from meshc.pipeline import compile_estate
+from meshc.tree import MemoryTree
 
 ENV = "name: dev\nnamespace: egress\n"
 GOOD = """services:
@@ -128,7 +128,7 @@ def _disk_repo(tmp_path: Path, files: dict[str, str | bytes]) -> Path:
 
 
 def _meshc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "compiler", *args, "-C", str(repo)],
+    return subprocess.run([sys.executable, "-m", "meshc", *args, "-C", str(repo)],
                           capture_output=True, text=True)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler import api
-from compiler.emit import read_bundle
+from meshc import api
+from meshc.emit import read_bundle
 
 from .conftest import REPO, check_golden_dir
 

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from compiler.pipeline import compile_estate
-from compiler.tree import MemoryTree
+from meshc.pipeline import compile_estate
+from meshc.tree import MemoryTree
 
 ENV = "name: dev\nnamespace: egress\n"
 FIELDS = ["OWNER", "DESCRIPTION", "SNI", "SAN", "LABELV", "CRED", "EXPORT", "NETWORK", "SA", "SUBZONE",

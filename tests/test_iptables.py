@@ -1,4 +1,4 @@
-"""The iptables artifact (compiler.iptables): rule order against istio-facts.md 6.3, variants,
+"""The iptables artifact (meshc.iptables): rule order against istio-facts.md 6.3, variants,
 validation, rendering; then, in network namespaces (marker `netns`), iptables-restore --test on
 rendered files, real TCP/UDP traffic through the rules, and idempotent installation.
 
@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.diagnostics import Severity
-from compiler.iptables import (
+from meshc.diagnostics import Severity
+from meshc.iptables import (
     APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, rules_filename, validate_spec,
 )
-from compiler.iptables_model import BUILTIN_CHAINS
+from meshc.iptables_model import BUILTIN_CHAINS
 
 from .conftest import REPO
 from .netns_helpers import SVC_IP, VM_IP, Backend, Lab, backend_unavailable, netns_unavailable, parse_save

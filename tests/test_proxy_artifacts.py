@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from compiler import api
-from compiler.emit import read_bundle
-from compiler.envoy import validate_bootstrap
+from meshc import api
+from meshc.emit import read_bundle
+from meshc.envoy import validate_bootstrap
 
 from .conftest import REPO
 from .netns_helpers import Backend, Lab, backend_unavailable, netns_unavailable

@@ -1,4 +1,4 @@
-"""Tests for compiler.rules: one triggering and one near-miss case per code, the lint suite, and properties.
+"""Tests for meshc.rules: one triggering and one near-miss case per code, the lint suite, and properties.
 
 Table rows are (code, severity, input, expected path). Inputs are built from small valid manifests
 with `se`, `we` and `dr`; `tp` puts a trafficPolicy into a DestinationRule. Analyzer rows give a list
@@ -16,8 +16,8 @@ import pytest
 import yaml
 from hypothesis import given, settings as hsettings, strategies as st
 
-from compiler.diagnostics import Severity
-from compiler.rules import ALL_RULES, AnalyzerSettings, analyze, check_object
+from meshc.diagnostics import Severity
+from meshc.rules import ALL_RULES, AnalyzerSettings, analyze, check_object
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "lint_cases"

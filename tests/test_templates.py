@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compiler.pipeline import compile_estate
-from compiler.templating import BUILTIN_TEMPLATES
-from compiler.tree import MemoryTree
+from meshc.pipeline import compile_estate
+from meshc.templating import BUILTIN_TEMPLATES
+from meshc.tree import MemoryTree
 
 FILES = {
     "environments/dev/env.yaml": "name: dev\nnamespace: egress\n",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from compiler.yamlout import dump, dump_all
+from meshc.yamlout import dump, dump_all
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(),
                     st.floats(allow_nan=False, allow_infinity=False))

@@ -1,4 +1,4 @@
-"""Writes compiler/schemas/*.schema.json, the declaration schemas (run: python tools/gen_declaration_schema.py)."""
+"""Writes compiler/meshc/schemas/*.schema.json, the declaration schemas (run: python tools/gen_declaration_schema.py)."""
 import json
 LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DUR = "^([0-9]+(\\.[0-9]+)?(h|m|s|ms|us|ns))+$"
@@ -145,7 +145,7 @@ env = {
 decl["$defs"] = {"service": service, "override": override}
 decl["properties"] = {"services": {"type": "array", "items": {"$ref": "#/$defs/service"}},
                       "overrides": {"type": "array", "items": {"$ref": "#/$defs/override"}}}
-with open("compiler/schemas/declarations.schema.json", "w") as fh:
+with open("compiler/meshc/schemas/declarations.schema.json", "w") as fh:
     json.dump(decl, fh, indent=2); fh.write("\n")
-with open("compiler/schemas/env.schema.json", "w") as fh:
+with open("compiler/meshc/schemas/env.schema.json", "w") as fh:
     json.dump(env, fh, indent=2); fh.write("\n")

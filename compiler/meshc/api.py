@@ -1,0 +1,220 @@
+"""One call per command. The CLI parses flags and prints; everything else happens here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from .cache import CACHE_DIR, BuildCache, inputs_key, last_build, record_build
+from .templating import BUILTIN_TEMPLATES, template_fingerprint
+from .check import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
+from .load import list_envs
+from .waivers import apply_waivers, load_waivers
+
+from .diagnostics import Diagnostic, has_errors
+from .emit import write_bundle
+from .pipeline import CompileResult, ProxyOptions, compile_estate
+
+
+from .project import Project, load_project
+from .tree import DiskTree
+
+
+@dataclass
+class BuildOutcome:
+    result: CompileResult
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    up_to_date: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+
+def _templates(project: Project) -> list[Path]:
+    path = project.resolve(project.templates)
+    return [path] if path is not None else []
+
+
+def code_fingerprint() -> bytes:
+    """meshc's own code, built-in templates and shipped schemas: a cache from other code is never reused."""
+    h = hashlib.sha256(__version__.encode())
+    here = Path(__file__).parent
+    for path in (sorted(here.rglob("*.py")) + sorted(BUILTIN_TEMPLATES.glob("*.j2"))
+                 + sorted((here / "data").glob("*.json"))):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.digest()
+
+
+def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
+                 progress: Callable[[str], None] | None = None,
+                 proxy: ProxyOptions = ProxyOptions()) -> tuple[Project, CompileResult]:
+    project, diags = load_project(root)
+    if has_errors(diags):
+        result = CompileResult()
+        result.diagnostics.extend(diags)
+        return project, result
+    templates = _templates(project)
+    cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates)) if use_cache else None
+    result = compile_estate(DiskTree(root), envs or None, templates, cache,
+                            progress=progress or (lambda _m: None), proxy=proxy)
+    if cache is not None:
+        result.cache = cache
+    return project, result
+
+
+def _input_files(project: Project) -> list[str]:
+    root = project.root
+    paths = [p for p in DiskTree(root).list("environments")] if (root / "environments").is_dir() else []
+    for extra in (project.templates, project.policies):
+        d = project.resolve(extra)
+        if d is not None and d.is_dir():
+            paths.extend(p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+                         for p in sorted(d.rglob("*")) if p.is_file())
+    for single in (project.crds, project.waivers, Path("meshc.yaml")):
+        f = project.resolve(single)
+        if f is not None and f.is_file():
+            paths.append(str(f))
+    return paths
+
+
+@dataclass
+class CheckOutcome:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    waived: list[Diagnostic] = field(default_factory=list)
+    input_error: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_options(project: Project, layers: Sequence[str] = (), crds: Path | None = None,
+                  envoy_binary: bool = False) -> CheckOptions:
+    crds_at = None if crds is not None else (project.where("crds") if project.crds is not None else None)
+    return CheckOptions(layers=parse_layers(layers), crds=crds or project.crd_file(), crds_at=crds_at,
+                        policies=project.resolve(project.policies), repo_root=project.root,
+                        envoy_binary=envoy_binary)
+
+
+def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
+                   today: dt.date | None = None) -> CheckOutcome:
+    """The check pass over a compile result, then waivers. Input errors set `input_error`."""
+    outcome = CheckOutcome(list(result.diagnostics), timings=opts.timings)
+    if result.cache is not None and opts.cache is None:
+        opts = replace(opts, cache=result.cache.checks)
+        outcome.timings = opts.timings
+    if has_errors(result.diagnostics):
+        outcome.input_error = True
+        return outcome
+    try:
+        outcome.diagnostics.extend(run_checks(result, opts))
+    except CheckInputError as exc:
+        outcome.diagnostics.extend(exc.diags)
+        outcome.input_error = True
+        return outcome
+    waiver_path = project.resolve(project.waivers)
+    if waiver_path is not None:
+        waivers, problems = load_waivers(waiver_path, str(project.waivers))
+        if problems:
+            outcome.diagnostics.extend(problems)
+            outcome.input_error = True
+            return outcome
+        complete = set(opts.layers) == set(LAYERS) and set(result.envs) == set(list_envs(DiskTree(project.root)))
+        outcome.diagnostics, outcome.waived = apply_waivers(
+            outcome.diagnostics, waivers, today or dt.date.today(), complete)
+    return outcome
+
+
+def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
+          crds: Path | None = None, today: dt.date | None = None,
+          envoy_binary: bool = False, use_cache: bool = True) -> CheckOutcome:
+    proxy = ProxyOptions(check_envoy="envoy" in parse_layers(layers))
+    project, result = compile_repo(root, envs, use_cache, proxy=proxy)
+    outcome = check_compiled(project, result, check_options(project, layers, crds, envoy_binary), today)
+    if result.cache is not None:
+        result.cache.save()
+    return outcome
+
+
+def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,
+          checks: bool = True, use_cache: bool = True,
+          progress: Callable[[str], None] | None = None) -> BuildOutcome:
+    project, problems = load_project(root)
+    out_root = out if out is not None else project.resolve(project.out) or root / "out"
+    key = inputs_key(root, _input_files(project), code_fingerprint() + repr(
+        (sorted(envs), checks, str(out_root.resolve()))).encode())
+    if use_cache and not problems and _up_to_date(last_build(root, out_root), key, out_root):
+        return BuildOutcome(CompileResult(), up_to_date=True)
+    spool = Path(tempfile.mkdtemp(prefix=".meshc-spool-", dir=_spool_parent(root, use_cache)))
+    try:
+        return _build(root, envs, out_root, key, checks, use_cache, progress,
+                      ProxyOptions(spool=spool, check_envoy=checks))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _spool_parent(root: Path, use_cache: bool) -> Path | None:
+    """Where large bundle files wait to be linked into place: the cache directory (usually on
+    the output's filesystem), else the system's temporary directory."""
+    if not use_cache:
+        return None
+    path = root / CACHE_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bool, use_cache: bool,
+           progress: Callable[[str], None] | None, proxy: ProxyOptions) -> BuildOutcome:
+    project, result = compile_repo(root, envs, use_cache, progress, proxy)
+    outcome = BuildOutcome(result, list(result.diagnostics))
+    if outcome.ok and checks:
+        if progress:
+            progress("checking")
+        checked = check_compiled(project, result, check_options(project))
+        outcome.diagnostics = checked.diagnostics
+    cache = result.cache
+    if outcome.ok:
+        if progress:
+            progress("writing bundles")
+        for env in sorted(result.envs):
+            bundle = result.envs[env].bundle
+            assert bundle is not None
+            outcome.written.append(write_bundle(out_root, bundle, cache.written if cache else None))
+    if cache is not None:
+        cache.save()
+        if outcome.ok:
+            record_build(root, out_root, key + ":" + ",".join(sorted(result.envs)))
+    return outcome
+
+
+def _up_to_date(recorded: str | None, key: str, out_root: Path) -> bool:
+    if not recorded or not recorded.startswith(key + ":"):
+        return False
+    envs = recorded[len(key) + 1:].split(",")
+    return all((out_root / env / "index.json").is_file() for env in envs if env)
+
+
+def lint(root: Path, paths: Sequence[str], crds: Path | None = None) -> CheckOutcome:
+    from .crd import CrdError, CrdSet
+    from .diagnostics import Position, Severity
+    from .lint import lint_docs, read_inputs
+
+    project, _ = load_project(root)
+    inputs = read_inputs(paths)
+    outcome = CheckOutcome(list(inputs.errors), input_error=bool(inputs.errors))
+    crd_path = crds or project.crd_file()
+    try:
+        crd_set = CrdSet.load(crd_path, eager=crds is not None or project.crds is not None)
+    except CrdError as exc:
+        outcome.diagnostics.append(Diagnostic("C002", Severity.ERROR, str(exc), Position(str(crd_path)),
+                                              hint="pass --crds with a valid CRD file, or leave it out to use "
+                                                   "the shipped schemas"))
+        outcome.input_error = True
+        return outcome
+    outcome.diagnostics.extend(lint_docs(inputs.docs, crd_set))
+    return outcome
