@@ -174,6 +174,33 @@ main.add_command(diff_command)
 
 
 @main.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=".", required=False)
+def init(directory: Path) -> None:
+    """Scaffold an estate repository in DIRECTORY (default: here) that builds at once.
+
+    Writes meshc.yaml, environments/ (base with one example service, dev and prod overlays),
+    policies/ with one example policy, waivers.yaml, .meshc-diffignore, .gitignore, editor
+    schemas in .meshc/schemas/ and the CI workflows in .github/workflows/. Refuses a folder
+    that holds anything but .git (exit 2, nothing written).
+
+    \b
+    Example:
+      mkdir egress-estate && cd egress-estate && git init
+      meshc init && meshc build
+    """
+    from .init import InitError, init_estate
+
+    try:
+        written = init_estate(directory)
+    except InitError as exc:
+        click.echo(f"meshc: error: {exc.message}\n    fix: {exc.hint}", err=True)
+        sys.exit(2)
+    for rel in written:
+        click.echo(f"wrote {directory / rel}")
+    click.echo("next: meshc build   (then meshc check, and meshc diff --base <ref> in a pull request)")
+
+
+@main.command()
 def version() -> None:
     """Print meshc's version and the Istio release of the CRD schemas it ships.
 
