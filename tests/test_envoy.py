@@ -8,7 +8,7 @@ change of output, regenerate them and review the diff like code:
 
 Every bootstrap built here must pass `validate_bootstrap` (Envoy's protos, strict) with no
 findings. Oracles: Envoy's own proto definitions and PGV rules (xds-protos), and the
-hand-derived translation in /work/shared/reference/istio-facts.md section 10.
+hand-derived translation in istio-facts.md (the team's Istio reference notes) section 10.
 """
 
 from __future__ import annotations

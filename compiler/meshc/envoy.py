@@ -11,7 +11,7 @@ WorkloadEntries for load-assignment endpoints; ServiceEntries for filter chains 
 hosts). Look up the longest prefix of a finding's path to place it.
 
 What is emitted mirrors what istiod sends a SIDECAR for outbound traffic (see
-/work/shared/reference/istio-facts.md sections 5.3-5.13); the differences a static bootstrap
+istio-facts.md (the team's Istio reference notes) sections 5.3-5.13); the differences a static bootstrap
 forces, and what is not modelled, are listed in docs/envoy.md.
 
 Invariants: deterministic (objects in namespace/name order, clusters and listeners sorted by
