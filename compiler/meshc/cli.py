@@ -73,6 +73,7 @@ def build(envs: tuple[str, ...], out: Path | None, skip_checks: bool, root: Path
     On any error nothing is written and the exit code is 2.
     """
     progress = Progress()
+    before = _bundled_services(root, out)
     outcome = api.build(root, envs, out, checks=not skip_checks, progress=progress)
     progress.done()
     _print_diags(outcome.diagnostics)
@@ -80,8 +81,43 @@ def build(envs: tuple[str, ...], out: Path | None, skip_checks: bool, root: Path
         sys.exit(2)
     if outcome.up_to_date:
         click.echo("meshc: bundles are up to date (no input changed)", err=True)
+    after = _bundled_services(root, out)
     for path in outcome.written:
-        click.echo(f"wrote {path}", err=True)
+        click.echo(f"wrote {path}{_service_delta(before.get(path.name), after.get(path.name))}", err=True)
+
+
+def _bundled_services(root: Path, out: Path | None) -> dict[str, set[str]]:
+    """Services per environment in the bundles under the output folder (from each index.json)."""
+    import orjson
+
+    from .project import load_project
+
+    project, _ = load_project(root)
+    out_root = out if out is not None else project.resolve(project.out)
+    found: dict[str, set[str]] = {}
+    if out_root is None or not out_root.is_dir():
+        return found
+    for index in sorted(out_root.glob("*/index.json")):
+        try:
+            objects = orjson.loads(index.read_bytes()).get("objects", [])
+            found[index.parent.name] = {str(o.get("service")) for o in objects if isinstance(o, dict)}
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
+
+
+def _service_delta(before: set[str] | None, after: set[str] | None) -> str:
+    """` (12 services, +1 -2 against the previous bundle)`, naming a few of the lost ones."""
+    if after is None:
+        return ""
+    count = f"{len(after)} service" + ("" if len(after) == 1 else "s")
+    if before is None:
+        return f" ({count}, new bundle)"
+    gained, lost = sorted(after - before), sorted(before - after)
+    text = f" ({count}, +{len(gained)} -{len(lost)} against the previous bundle"
+    if lost:
+        text += ": lost " + ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    return text + ")"
 
 
 @main.command()

@@ -12,7 +12,7 @@ to the working directory as ``./file:line:col`` so editors can jump to them.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 PathElem = str | int
@@ -98,11 +98,21 @@ def normalise(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
     return sorted(set(diags), key=Diagnostic.sort_key)
 
 
+def merge_envs(items: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """The same finding in several environments as one diagnostic listing them ("dev, prod"), for
+    people; machine formats keep one record per environment."""
+    groups: dict[Diagnostic, list[str]] = {}
+    for d in items:
+        groups.setdefault(replace(d, env=""), []).append(d.env)
+    merged = [replace(d, env=", ".join(sorted(set(envs)))) for d, envs in groups.items()]
+    return sorted(merged, key=Diagnostic.sort_key)
+
+
 def render_one(d: Diagnostic) -> str:
     where = f"{d.position}: " if d.position else ""
     ctx = []
     if d.env:
-        ctx.append(f"env {d.env}")
+        ctx.append(f"{'envs' if ', ' in d.env else 'env'} {d.env}")
     if d.object:
         ctx.append(d.object)
     if d.path:
@@ -121,7 +131,7 @@ def render_one(d: Diagnostic) -> str:
 
 
 def render_text(diags: Iterable[Diagnostic]) -> str:
-    items = normalise(diags)
+    items = merge_envs(normalise(diags))
     body = "\n".join(render_one(d) for d in items)
     counts = {s: sum(1 for d in items if d.severity == s) for s in Severity}
     summary = (

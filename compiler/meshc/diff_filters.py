@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import orjson
-import yaml
 
+from .diagnostics import Position
 from .diff_model import (ChangeSet, EnvChanges, FieldChange, IgnoredChange, ItemKey, Masked,
                          ObjectDiff, ObjectId, ObjectSnapshot, format_path)
 from .diff_model import Path as DataPath
 from .diff_sides import DiffError
 from .project import load_project
+from .source import locate, parse
 
 DEFAULT_IGNORE = ".meshc-diffignore"
 DEFAULT_SALT = "meshc.diff/v1"
@@ -69,19 +70,23 @@ def load_ignore(root: Path) -> tuple[IgnoreRule, ...]:
     if not path.is_file():
         return ()
     try:
-        node = yaml.compose(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DiffError(f"{name}: not valid YAML: {exc}") from None
-    if node is None:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DiffError(f"{name}: cannot read the ignore file ({exc.strerror or exc})") from None
+    docs, diags = parse(name, data)
+    if diags:
+        raise DiffError(f"{name}: not a valid ignore file", list(diags))
+    if not docs or docs[0].value is None:
         return ()
-    if not isinstance(node, yaml.SequenceNode):
+    doc = docs[0]
+    if not isinstance(doc.value, list):
         raise DiffError(f"{name}:1: expected a list of rules ({', '.join(_RULE_KEYS)})")
-    return tuple(_rule(name, item) for item in node.value)
+    return tuple(_rule(name, raw, locate(name, doc.node, (i,))[0] if doc.node is not None else None)
+                 for i, raw in enumerate(doc.value))
 
 
-def _rule(name: str, node: yaml.Node) -> IgnoreRule:
-    where = f"{name}:{node.start_mark.line + 1}"
-    raw = yaml.safe_load(yaml.serialize(node))
+def _rule(name: str, raw: Any, pos: Position | None) -> IgnoreRule:
+    where = f"{name}:{pos.line}" if pos is not None else name
     if not isinstance(raw, dict) or not raw:
         raise DiffError(f"{where}: a rule is a mapping with keys {', '.join(_RULE_KEYS)}")
     unknown = sorted(set(raw) - set(_RULE_KEYS))

@@ -5,7 +5,7 @@ DestinationRules (networking.istio.io/v1) per service, or diagnostics when a tem
 All decisions are made here, in Python, into small view mappings; templates (templates/*.json.j2)
 only lay them out, and their output is parsed back at once, so only typed artifacts leave.
 Codes: X001 template error (syntax, undefined value, raw value), X002 template output not JSON or
-not the expected object.
+not the expected object, X003 a template that cannot be compiled (syntax, unknown filter or test).
 """
 
 from __future__ import annotations
@@ -29,14 +29,18 @@ _TLS_KEYS = (("sni", "sni"), ("subject_alt_names", "subjectAltNames"),
 _UNSAFE = re.compile(r"[^a-z0-9]+")
 
 
+# etcd's default request limit (--max-request-bytes, 1.5 MiB); the API server stores each object in one.
+OBJECT_LIMIT = 1536 * 1024
+
+
 class Expander:
     """Renders the objects of one service through one Jinja2 environment."""
 
     def __init__(self, jenv: jinja2.Environment, env: EnvSettings) -> None:
         self.env = env
-        self.se_t = jenv.get_template("serviceentry.json.j2")
-        self.we_t = jenv.get_template("workloadentry.json.j2")
-        self.dr_t = jenv.get_template("destinationrule.json.j2")
+        self.se_t = _load(jenv, "serviceentry.json.j2")
+        self.we_t = _load(jenv, "workloadentry.json.j2")
+        self.dr_t = _load(jenv, "destinationrule.json.j2")
 
     def expand(self, svc: Service) -> tuple[list[Artifact], list[Diagnostic]]:
         out: list[Artifact] = []
@@ -50,6 +54,14 @@ class Expander:
                     out.append(self._render(self.dr_t, "dr", view, svc, i))
         except _RenderError as exc:
             return [], [exc.diag]
+        for art in out:
+            size = len(orjson.dumps(art.body))
+            if size > OBJECT_LIMIT:
+                return [], [Diagnostic(
+                    "V030", Severity.ERROR, f"{art.identity.kind} {art.identity.name} would be {size:,} bytes: "
+                    f"the Kubernetes API server (etcd) refuses objects over {OBJECT_LIMIT:,} bytes (1.5 MiB)",
+                    svc.decl.position, hint="split the service (fewer endpoints or ports per service), or use "
+                    "endpointsAs: workloadEntries", env=self.env.name, object=f"service {svc.name}")]
         return out, []
 
     def _render(self, template: jinja2.Template, var: str, view: Mapping[str, Any], svc: Service,
@@ -65,6 +77,30 @@ class Expander:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise _RenderError(_template_diag("X002", template, exc, svc, self.env)) from None
         return Artifact(ident, body, svc.name, part)
+
+
+class TemplateLoadError(Exception):
+    """A template that cannot be compiled (syntax, unknown filter or test, missing include)."""
+
+    def __init__(self, diag: Diagnostic) -> None:
+        super().__init__(diag.message)
+        self.diag = diag
+
+
+def _load(jenv: jinja2.Environment, name: str) -> jinja2.Template:
+    try:
+        return jenv.get_template(name)
+    except jinja2.TemplateSyntaxError as exc:  # also unknown filters and tests (TemplateAssertionError)
+        where = exc.filename or name
+        raise TemplateLoadError(Diagnostic(
+            "X003", Severity.ERROR, f"template {exc.name or name} cannot be compiled: {exc.message}",
+            Position(where, exc.lineno or 0, 1),
+            hint="fix the template: the filters are `json` only, the tests defined, none, mapping and "
+                 "sequence; values must be printed as {{ value | json }}")) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateLoadError(Diagnostic(
+            "X003", Severity.ERROR, f"template {name} cannot be loaded: {exc}", Position(name),
+            hint="check the templates: folder named in meshc.yaml")) from None
 
 
 class _RenderError(Exception):

@@ -42,7 +42,7 @@ def _f(code: str, sev: Severity, msg: str, path: DataPath, hint: str = "") -> Fi
 
 def validate_spec(spec: CaptureSpec) -> list[Finding]:
     out: list[Finding] = []
-    if len(spec.workload) > 253 or not _SUBDOMAIN.match(spec.workload):
+    if len(spec.workload) > 253 or not _SUBDOMAIN.fullmatch(spec.workload):
         out.append(_f("T001", E, f"workload name {spec.workload!r} is not a DNS-1123 subdomain",
                       ("workload",), "use lower-case letters, digits, '-' and '.'"))
     for field in ("inbound_ports", "exclude_inbound_ports", "include_outbound_ports", "exclude_outbound_ports"):

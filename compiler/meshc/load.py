@@ -5,7 +5,8 @@ Output: `Estate` with every file checked against the declaration schemas, or dia
 Invariants: every Layer's data is schema-valid for its role; files are read in sorted order.
 Codes: Y0xx (see meshc.source), D001-D004 (see meshc.declschema), L001 no environments,
 L002 env.yaml name does not match its directory, L003 overrides in base, L004 bad file name,
-L005 no base layer.
+L005 no base layer, L006 a folder under environments/ without env.yaml, L007 a declaration
+file that declares nothing (warning).
 """
 
 from __future__ import annotations
@@ -152,9 +153,34 @@ def _has(tree: SourceTree, path: str) -> bool:
     return path in tree.list(path.rsplit("/", 1)[0])
 
 
+def _folders_without_env_file(tree: SourceTree) -> list[Diagnostic]:
+    """Folders under environments/ that are not base and hold no env.yaml: never skipped silently."""
+    out = []
+    names = sorted({p.split("/")[1] for p in tree.list(ROOT) if p.count("/") >= 2})
+    for name in names:
+        folder = f"{ROOT}/{name}"
+        if name == BASE or not tree.is_dir(folder) or _has(tree, f"{folder}/{ENV_FILE}"):
+            continue
+        near = [p.rsplit("/", 1)[1] for p in tree.list(folder) if p.rsplit("/", 1)[1].lower() in _ENV_LOOKALIKES]
+        hint = (f"rename {folder}/{near[0]} to {ENV_FILE}" if near else
+                f"add {folder}/{ENV_FILE} (name, namespace, ...; see docs/declarations.md), or move the folder "
+                "out of environments/")
+        out.append(_err("L006", f"{folder}/ has no {ENV_FILE}: it is not an environment, and its files would "
+                        "be ignored", Position(folder), hint))
+    return out
+
+
+_ENV_LOOKALIKES = {"env.yml", "env.yaml.yaml", "environment.yaml", "environment.yml", "env.json", "env.yaml~",
+                   "env.yaml"}
+
+
 def load(tree: SourceTree, only: list[str] | None = None,
          cache: ParseCache | None = None) -> tuple[Estate | None, list[Diagnostic]]:
     diags: list[Diagnostic] = []
+    if tree.is_dir(ROOT):
+        strays = _folders_without_env_file(tree)
+        if strays:
+            return None, strays
     envs = list_envs(tree)
     if not envs:
         return None, [_err("L001", "no environments found", Position(ROOT),
@@ -186,5 +212,11 @@ def _load_dir(tree: SourceTree, directory: str, overlay: bool, diags: list[Diagn
             continue
         decl, problems = load_decl_file(tree, path, overlay, cache)
         diags.extend(problems)
+        if not problems and not decl.services and not decl.overrides:
+            what = "services: or overrides:" if overlay else "services:"
+            diags.append(Diagnostic(
+                "L007", Severity.WARNING, f"declares nothing (no entries under {what}); if it held services, "
+                "they are gone from every environment this layer reaches", Position(path, 1, 1),
+                hint="declare services in it, or delete the file if removing them was intended"))
         out.append(decl)
     return tuple(out)

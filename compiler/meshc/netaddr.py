@@ -51,7 +51,7 @@ def is_fqdn(host: str, wildcard: bool = False) -> bool:
             return False
     if labels[-1].isdigit():
         return False
-    return all(len(lb) <= 63 and _LABEL.match(lb) for lb in labels)
+    return all(len(lb) <= 63 and _LABEL.fullmatch(lb) for lb in labels)
 
 
 def is_unix(address: str) -> bool:

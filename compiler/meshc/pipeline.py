@@ -23,7 +23,7 @@ import orjson
 from . import emit
 from .cache import BuildCache
 from .diagnostics import Diagnostic, has_errors
-from .expand import Expander
+from .expand import Expander, TemplateLoadError
 from .load import Estate, load
 from .merge import merge_estate
 from .model import Artifact, EnvSettings, Service, ServiceDecl
@@ -153,7 +153,11 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
         return result
     jenv = make_environment(templates)
     settings = {name: source.settings for name, source in estate.envs.items()}
-    expanders = {name: Expander(jenv, s) for name, s in settings.items()}
+    try:
+        expanders = {name: Expander(jenv, s) for name, s in settings.items()}
+    except TemplateLoadError as exc:
+        result.diagnostics.append(exc.diag)
+        return result
     progress(f"compiling {sum(len(d) for d in merged.values())} services in {len(merged)} environment(s)")
     outs = _run_units(settings, merged, expanders, cache, workers)
     for name in estate.envs:

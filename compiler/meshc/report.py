@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from .diagnostics import Diagnostic, Severity, normalise, render_one
+from .diagnostics import Diagnostic, Severity, merge_envs, normalise, render_one
 
 
 def _object_parts(d: Diagnostic) -> tuple[str, str, str]:
@@ -43,6 +43,7 @@ def render(fmt: str, diags: Sequence[Diagnostic], waived: Sequence[Diagnostic] =
 
 def _text(items: list[Diagnostic], waived: list[Diagnostic]) -> str:
     lines: list[str] = []
+    items = merge_envs(items)
     for file, group in groupby(items, key=lambda d: d.position.file if d.position else ""):
         lines.append(f"== {file or '(no file)'}")
         lines.extend(render_one(d) for d in group)

@@ -26,6 +26,9 @@ _SAFE_SCALAR_TAGS = {
     _STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
 }
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
+_NUMBERS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _MAX_EXPANSION = 20  # constructed nodes per distinct node before aliases count as a bomb
 _SCALARS = yaml.constructor.SafeConstructor()
 
@@ -115,6 +118,9 @@ class _Builder:
                                    "(an alias bomb?)", "remove the anchors/aliases", node))
         if isinstance(node, ScalarNode):
             return self.scalar(node)
+        if isinstance(node, (SequenceNode, MappingNode)) and node.tag not in _COLLECTION_TAGS:
+            raise LoadError(_error("Y007", self.file, f"unsupported YAML tag {node.tag!r}",
+                                   "remove the tag: meshc reads plain YAML only", node))
         if isinstance(node, SequenceNode):
             return [self.build(item) for item in node.value]
         if isinstance(node, MappingNode):
@@ -127,6 +133,10 @@ class _Builder:
         if node.tag not in _SAFE_SCALAR_TAGS:
             raise LoadError(_error("Y007", self.file, f"unsupported YAML tag {node.tag!r}",
                                    "quote the value to make it a string", node))
+        if node.tag == _TIMESTAMP or (node.tag in _NUMBERS and ":" in node.value):
+            # Kubernetes reads YAML into JSON: no date type, no base-60 numbers. `2024-02-30`
+            # and `1:20` are the strings written, as kubectl would apply them.
+            return node.value
         return _SCALARS.construct_object(node)
 
     def mapping(self, node: MappingNode) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from .diagnostics import DataPath, Diagnostic, Severity, format_path
 from .model import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls
 from .netaddr import duration_nanos, is_cidr, is_fqdn, is_ip, is_unix
 from .provenance import locate_decl
+from .rules.primitives import label_key_error, label_value_error
 from .validate_tls import check_tls
 
 HTTP_FAMILY = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
@@ -81,9 +82,47 @@ def _check(chk: Checker) -> None:
         chk.add(d.code, path, d.message, d.hint)
     if chk.errors:
         return
-    for fn in (_hosts, _addresses, _ports, _endpoints, _durations):
+    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations):
         fn(chk)
     check_tls(chk, _ports_by_number(chk.data))
+
+
+_LABEL_MAPS = ("labels", "clientSelector")
+# The API server refuses an object whose annotations (keys + values) exceed 256 KiB
+# (k8s.io/apimachinery ValidateAnnotationsSize, TotalAnnotationSizeLimitB).
+ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _labels(chk: Checker) -> None:
+    """Every label map (endpoint and subset labels, clientSelector) as Kubernetes validates it."""
+    def walk(value: Any, path: DataPath) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                if key in _LABEL_MAPS and isinstance(sub, dict):
+                    for k, v in sub.items():
+                        problem = label_key_error(str(k)) or (
+                            label_value_error(v) if isinstance(v, str) else "label values must be strings")
+                        if problem:
+                            chk.add("V028", (*path, key, k), problem,
+                                    "label keys are [prefix/]name (name: at most 63 of letters, digits, '-', '_', "
+                                    "'.'); values at most 63 of the same, or empty")
+                else:
+                    walk(sub, (*path, key))
+        elif isinstance(value, list):
+            for i, sub in enumerate(value):
+                walk(sub, (*path, i))
+    walk(chk.data, ())
+
+
+def _annotations(chk: Checker) -> None:
+    """owner and description become annotations: keep them under the API server's limit."""
+    size = sum(len(k) + len(str(chk.data.get(f) or "").encode())
+               for f, k in (("owner", "meshc.dev/owner"), ("description", "meshc.dev/description")))
+    if size > ANNOTATIONS_LIMIT:
+        field = "description" if len(str(chk.data.get("description") or "")) else "owner"
+        chk.add("V029", (field,), f"{field} is {size:,} bytes with its annotation key: the Kubernetes API server "
+                f"refuses annotations over {ANNOTATIONS_LIMIT:,} bytes (256 KiB)",
+                "shorten it; link to a document for long text")
 
 
 def _parse_shown(shown: str) -> DataPath:
@@ -101,8 +140,13 @@ def _hosts(chk: Checker) -> None:
             chk.add("V002", path, f"host {host!r} is not allowed: only a leading '*.' wildcard is",
                     "use a concrete name or a wildcard such as *.example.com")
         elif not is_fqdn(host, wildcard=True):
-            chk.add("V002", path, f"host {host!r} is not a valid DNS name (IP literals are not hosts)",
-                    "put IP addresses under addresses:, and use a DNS name here")
+            if is_ip(host) or is_cidr(host):
+                chk.add("V002", path, f"host {host!r} is an IP address, not a DNS name",
+                        "put IP addresses under addresses:, and use a DNS name here")
+            else:
+                chk.add("V002", path, f"host {host!r} is not a valid DNS name (labels of letters, digits and "
+                        "'-', at most 63 characters each, separated by dots)",
+                        "write the host name alone: no scheme, port, path, spaces or control characters")
         elif "." not in host.rstrip("."):
             chk.add("V001", path, f"host {host!r} has no dot: a DestinationRule naming it would be "
                     "expanded to a cluster-local name and never apply",

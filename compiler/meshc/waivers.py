@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from .diagnostics import Diagnostic, Position, Severity
-from .source import parse
+from .source import Document, locate, parse
 
 _REQUIRED = ("code", "owner", "reason", "expires")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -52,29 +54,49 @@ def load_waivers(path: Path, rel: str) -> tuple[list[Waiver], list[Diagnostic]]:
     docs, diags = parse(rel, data)
     if diags:
         return [], diags
-    entries = (docs[0].value or {}).get("waivers", []) if docs and isinstance(docs[0].value, dict) else None
+    doc = docs[0] if docs else None
+    if doc is None or doc.value is None:
+        return [], []
+    entries = doc.value.get("waivers", []) if isinstance(doc.value, dict) else None
+    if entries is None:
+        entries = []
     if not isinstance(entries, list):
         return [], [Diagnostic("W000", Severity.ERROR, "waivers file must hold `waivers:` with a list",
-                               Position(rel, 1, 1), hint="see docs/checks.md#waivers")]
+                               _at(rel, doc, ("waivers",)), hint="see docs/checks.md#waivers")]
     out: list[Waiver] = []
     problems: list[Diagnostic] = []
-    seq = docs[0].node.value[0][1].value if docs[0].node.value else []
-    for item, node in zip(entries, seq):
-        pos = Position(rel, node.start_mark.line + 1, node.start_mark.column + 1)
-        missing = [k for k in _REQUIRED if not isinstance(item, dict) or not item.get(k)]
+    for i, item in enumerate(entries):
+        pos = _at(rel, doc, ("waivers", i))
+        missing = [k for k in _REQUIRED if not isinstance(item, dict) or item.get(k) in (None, "")]
         if missing:
             problems.append(Diagnostic("W000", Severity.ERROR, f"waiver lacks {', '.join(missing)}", pos,
                                        hint="every waiver needs code, owner, reason and expires"))
             continue
-        expires = item["expires"]
-        if not isinstance(expires, dt.date):
-            problems.append(Diagnostic("W000", Severity.ERROR, "expires must be a date (YYYY-MM-DD)",
-                                       pos, hint="write e.g. expires: 2027-01-31"))
+        expires, why = _date(item["expires"])
+        if expires is None:
+            problems.append(Diagnostic("W000", Severity.ERROR, f"expires: {item['expires']!r} is not a date ({why})",
+                                       _at(rel, doc, ("waivers", i, "expires")),
+                                       hint="write a real calendar date as YYYY-MM-DD, e.g. expires: 2027-01-31"))
             continue
         out.append(Waiver(str(item["code"]), str(item.get("env", "*")), str(item.get("object", "*")),
                           str(item.get("path", "*")), str(item["owner"]), str(item["reason"]),
                           expires, pos))
     return out, problems
+
+
+def _at(rel: str, doc: Document, path: tuple[str | int, ...]) -> Position:
+    return locate(rel, doc.node, path)[0] if doc.node is not None else Position(rel, 1, 1)
+
+
+def _date(value: object) -> tuple[dt.date | None, str]:
+    """A YYYY-MM-DD date, or None and why not (the reader keeps dates as the text written)."""
+    text = str(value)
+    if not _DATE.fullmatch(text):
+        return None, "the format is YYYY-MM-DD"
+    try:
+        return dt.date.fromisoformat(text), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def apply_waivers(diags: Sequence[Diagnostic], waivers: Sequence[Waiver], today: dt.date,

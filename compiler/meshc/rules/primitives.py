@@ -200,6 +200,16 @@ def label_key_error(key: str) -> str | None:
     return None
 
 
+def label_value_error(value: str) -> str | None:
+    """Kubernetes' IsValidLabelValue: at most 63 characters of the qualified-name alphabet."""
+    if len(value) > 63:
+        return f"invalid label value: {value[:70]!r}... (must be at most 63 characters)"
+    if _LABEL_VALUE.fullmatch(value) is None:
+        return (f"invalid label value: {value!r} (letters, digits, '-', '_' and '.', starting and ending "
+                "with a letter or digit)")
+    return None
+
+
 def check_labels(labels: Any, path: DataPath) -> list[Finding]:
     """`labels.Instance.Validate` over a map; each bad key or value is one finding."""
     out: list[Finding] = []
