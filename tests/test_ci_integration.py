@@ -269,6 +269,16 @@ def test_scaffold_workflows_match_this_repositorys_but_use_the_published_action(
     assert theirs == ours
 
 
+def test_docs_show_the_scaffold_workflow_and_every_input() -> None:
+    doc = (REPO / "docs" / "ci.md").read_text()
+    snippet = yaml.safe_load(re.search(r"```yaml\n(# \.github/workflows/meshc\.yml.*?)```", doc, re.DOTALL).group(1))
+    scaffold = load(SCAFFOLD / "meshc.yml")
+    for key in ("steps", "permissions"):
+        assert snippet["jobs"]["meshc"][key] == scaffold["jobs"]["meshc"][key], key
+    inputs = re.findall(r"^\| `([\w-]+)` \|", doc.split("## Inputs")[1].split("##")[0], re.MULTILINE)
+    assert inputs == list(load(ACTION)["inputs"])
+
+
 def test_sticky_comment_code_is_the_same_everywhere() -> None:
     def block(path: Path) -> str:
         text = (path.read_text())
