@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .cache import CACHE_DIR, BuildCache, inputs_key, last_build, record_build
+from . import __version__, faults, outdir
+from .cache import CACHE_DIR, BuildCache, inputs_key
 from .templating import BUILTIN_TEMPLATES, template_fingerprint
 from .check import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
 from .load import list_envs
 from .waivers import apply_waivers, load_waivers
 
-from .diagnostics import Diagnostic, has_errors
-from .emit import write_bundle
+from .diagnostics import Diagnostic, Severity, has_errors
+from .emit import write_bundle_files
 from .pipeline import CompileResult, ProxyOptions, compile_estate
 
 
@@ -144,18 +145,56 @@ def check(root: Path, envs: Sequence[str] = (), layers: Sequence[str] = (),
 def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,
           checks: bool = True, use_cache: bool = True,
           progress: Callable[[str], None] | None = None) -> BuildOutcome:
+    """Compile and write one bundle per environment into the output folder, one build at a time
+    per folder (`outdir`: lock, atomic swap, record of the last build, leftovers of killed builds)."""
     project, problems = load_project(root)
     out_root = out if out is not None else project.resolve(project.out) or root / "out"
     key = inputs_key(root, _input_files(project), code_fingerprint() + repr(
         (sorted(envs), checks, str(out_root.resolve()))).encode())
-    if use_cache and not problems and _up_to_date(last_build(root, out_root), key, out_root):
-        return BuildOutcome(CompileResult(), up_to_date=True)
-    spool = Path(tempfile.mkdtemp(prefix=".meshc-spool-", dir=_spool_parent(root, use_cache)))
     try:
-        return _build(root, envs, out_root, key, checks, use_cache, progress,
-                      ProxyOptions(spool=spool, check_envoy=checks))
+        with outdir.locked(out_root, progress):
+            outdir.clean_out(out_root)
+            if use_cache:
+                outdir.clean_cache(root)
+            outcome = _locked_build(root, envs, out_root, key, checks, use_cache, progress,
+                                    use_cache and not problems)
+    except outdir.Busy as exc:
+        return _failed("B002", f"another meshc build is writing {exc.folder}: {exc.holder}; "
+                               f"waited {exc.waited:.0f} s",
+                       f"let it finish and build again, or set {outdir.LOCK_TIMEOUT_ENV} (seconds) to wait "
+                       f"longer; two builds never write the same output folder at once")
+    except outdir.Unusable as exc:
+        return _failed("B001", f"cannot write the output folder {out_root}: {_why(exc.error)}",
+                       "make it (or meshc.yaml's out:, or --out) a folder meshc can create and write; "
+                       "nothing in it was changed")
+    faults.point("build.done")
+    return outcome
+
+
+def _locked_build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bool,
+                  use_cache: bool, progress: Callable[[str], None] | None,
+                  shortcut: bool) -> BuildOutcome:
+    notes: list[Diagnostic] = []
+    if shortcut:
+        current, changed = _up_to_date(root, key, out_root)
+        if current:
+            return BuildOutcome(CompileResult(), up_to_date=True)
+        if changed:
+            notes.append(Diagnostic("B005", Severity.INFO, f"no input changed, but {changed} since the "
+                                                           "last build: rebuilding"))
+    try:
+        spool = Path(tempfile.mkdtemp(prefix=f".meshc-spool-{os.getpid()}-", dir=_spool_parent(root, use_cache)))
+    except OSError as exc:
+        return _cache_failed(root, exc)
+    faults.point("spool.dir")
+    try:
+        outcome = _build(root, envs, out_root, key, checks, use_cache, progress,
+                         ProxyOptions(spool=spool, check_envoy=checks))
     finally:
+        faults.point("spool.remove")
         shutil.rmtree(spool, ignore_errors=True)
+    outcome.diagnostics[:0] = notes
+    return outcome
 
 
 def _spool_parent(root: Path, use_cache: bool) -> Path | None:
@@ -170,33 +209,91 @@ def _spool_parent(root: Path, use_cache: bool) -> Path | None:
 
 def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bool, use_cache: bool,
            progress: Callable[[str], None] | None, proxy: ProxyOptions) -> BuildOutcome:
+    """Compile, check, save the cache; then, with no error: delete the record of out_root, swap
+    each environment's bundle in, write the record. Killed anywhere, out/<env> is the whole old
+    or the whole new bundle and no record claims a bundle that is not there."""
     project, result = compile_repo(root, envs, use_cache, progress, proxy)
+    faults.point("build.compiled")
     outcome = BuildOutcome(result, list(result.diagnostics))
     if outcome.ok and checks:
         if progress:
             progress("checking")
         checked = check_compiled(project, result, check_options(project))
         outcome.diagnostics = checked.diagnostics
+    faults.point("build.checked")
     cache = result.cache
-    if outcome.ok:
-        if progress:
-            progress("writing bundles")
+    if cache is not None:
+        try:
+            cache.save()
+        except OSError as exc:
+            outcome.diagnostics.append(_cache_error(root, exc))
+            return outcome
+    if not outcome.ok:
+        return outcome
+    try:
+        outdir.invalidate(root, out_root)
+    except OSError as exc:
+        outcome.diagnostics.append(_cache_error(root, exc))
+        return outcome
+    if progress:
+        progress("writing bundles")
+    files: dict[str, dict[str, str]] = {}
+    try:
         for env in sorted(result.envs):
             bundle = result.envs[env].bundle
             assert bundle is not None
-            outcome.written.append(write_bundle(out_root, bundle, cache.written if cache else None))
-    if cache is not None:
-        cache.save()
-        if outcome.ok:
-            record_build(root, out_root, key + ":" + ",".join(sorted(result.envs)))
+            final, files[env] = write_bundle_files(out_root, bundle)
+            outcome.written.append(final)
+            faults.point("build.env.written", env)
+    except OSError as exc:
+        done = ", ".join(p.name for p in outcome.written)
+        outcome.diagnostics.append(Diagnostic(
+            "B001", Severity.ERROR, f"cannot write the output folder {out_root}: {_why(exc)}",
+            hint="make it (or meshc.yaml's out:, or --out) a folder meshc can write; "
+                 + (f"written before the failure: {done}; " if done else "")
+                 + "every other out/<env> is its previous bundle, unchanged"))
+        outcome.written.clear()
+        return outcome
+    if use_cache:
+        try:
+            outdir.write_record(root, out_root, outdir.Record(key, files))
+        except OSError as exc:
+            outcome.diagnostics.append(Diagnostic(
+                "B004", Severity.WARNING,
+                f"the bundles are written, but the build could not be recorded in {root / CACHE_DIR}: "
+                f"{_why(exc)}", hint="the next build rewrites them instead of finding them up to date"))
+        faults.point("build.recorded")
     return outcome
 
 
-def _up_to_date(recorded: str | None, key: str, out_root: Path) -> bool:
-    if not recorded or not recorded.startswith(key + ":"):
-        return False
-    envs = recorded[len(key) + 1:].split(",")
-    return all((out_root / env / "index.json").is_file() for env in envs if env)
+def _up_to_date(root: Path, key: str, out_root: Path) -> tuple[bool, str]:
+    """True when the last build recorded for out_root had these inputs and every bundle file it
+    wrote is on disk unchanged (same set of files, same sha256); else False and, when only the
+    files differ, what differs."""
+    record = outdir.read_record(root, out_root)
+    if record is None or record.key != key:
+        return False, ""
+    changed = outdir.verify(out_root, record.envs)
+    return changed is None, changed or ""
+
+
+def _why(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    return f"{what}: {exc.filename}" if exc.filename else what
+
+
+def _failed(code: str, message: str, hint: str) -> BuildOutcome:
+    return BuildOutcome(CompileResult(), [Diagnostic(code, Severity.ERROR, message, hint=hint)])
+
+
+def _cache_error(root: Path, exc: OSError) -> Diagnostic:
+    return Diagnostic("B003", Severity.ERROR, f"cannot write the cache folder {root / CACHE_DIR}: {_why(exc)}",
+                      hint=f"make {root / CACHE_DIR} a folder meshc can write (it is safe to delete); "
+                           "the bundles were not changed")
+
+
+def _cache_failed(root: Path, exc: OSError) -> BuildOutcome:
+    return BuildOutcome(CompileResult(), [_cache_error(root, exc)])
 
 
 def lint(root: Path, paths: Sequence[str], crds: Path | None = None) -> CheckOutcome:

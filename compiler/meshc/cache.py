@@ -7,23 +7,25 @@
   (objects, file bytes, index entries, diagnostics);
 * checks: (layer fingerprint, object sha256) -> findings, so unchanged objects are not re-checked;
 * envoy: content hash of one service's Envoy inputs -> its clusters;
-* builds.json: output directory -> key of every input of the last build written there, so a
-  rebuild with nothing changed stops after hashing the inputs.
-A cache from another meshc version or other templates is discarded as a whole.
+* builds/<hash of an output directory>.json: the record of the last build written there (key of
+  every input, sha256 of every bundle file), so a rebuild with nothing changed stops after
+  hashing the inputs and the bundle files (`outdir.py` writes, verifies and invalidates it).
+A cache from another meshc version or other templates is discarded as a whole. state.pickle is
+replaced by rename, never written in place; a temporary file left by a killed build
+(`state.tmp-<pid>`) is removed by the next build (`outdir.clean_cache`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import __version__
+from . import __version__, faults
 
 CACHE_DIR = ".meshc-cache"
 
@@ -35,7 +37,7 @@ class BuildCache:
     parse: dict[str, Any] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[tuple[str, str], Any] = field(default_factory=dict)
-    written: dict[str, dict[str, str]] = field(default_factory=dict)
+    written: dict[str, dict[str, str]] = field(default_factory=dict)  # unused since the record (outdir.py)
     envoy: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,8 +54,7 @@ class BuildCache:
                 if head != ("meshc-cache", FORMAT, stamp):
                     return cache
                 loaded = _read_parts(fh)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError,
-                TypeError, KeyError):
+        except Exception:  # noqa: BLE001 - unreadable, cut off or foreign: start empty
             return cache
         for key, value in loaded.items():
             setattr(cache, key, value)
@@ -65,13 +66,24 @@ class BuildCache:
         peak)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            for part in itertools.chain([("meshc-cache", FORMAT, self.stamp)], self._parts(), [None]):
-                pickle.dump(part, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(self.path)
+        faults.point("cache.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                for part in itertools.chain([("meshc-cache", FORMAT, self.stamp)], self._parts(), [None]):
+                    pickle.dump(part, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    faults.point("cache.chunk")
+            faults.point("cache.written")
+            tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        faults.point("cache.renamed")
         gitignore = self.path.parent / ".gitignore"
         if not gitignore.exists():
-            gitignore.write_text("*\n")
+            faults.point("cache.gitignore")
+            part = gitignore.with_name(f".gitignore.tmp-{os.getpid()}")
+            part.write_text("*\n")
+            part.replace(gitignore)
 
     def _parts(self) -> Iterator[tuple[str, str | None, list[tuple[Any, Any]]]]:
         """(section, environment or None, up to CHUNK of its items)."""
@@ -97,31 +109,6 @@ def _read_parts(fh: Any) -> dict[str, Any]:
         target = out[name] if env is None else out[name].setdefault(env, {})
         target.update(items)
     return out
-
-
-def _builds_path(root: Path) -> Path:
-    return root / CACHE_DIR / "builds.json"
-
-
-def last_build(root: Path, out_dir: Path) -> str | None:
-    """Key of the last build written to out_dir (a small file: read without the big cache)."""
-    try:
-        return dict(json.loads(_builds_path(root).read_text())).get(str(out_dir.resolve()))
-    except (OSError, ValueError):
-        return None
-
-
-def record_build(root: Path, out_dir: Path, key: str) -> None:
-    path = _builds_path(root)
-    try:
-        data = dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        data = {}
-    data[str(out_dir.resolve())] = key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, sort_keys=True, indent=1))
-    tmp.replace(path)
 
 
 def inputs_key(root: Path, paths: list[str], extra: bytes) -> str:

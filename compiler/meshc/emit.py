@@ -5,8 +5,9 @@ service (ServiceEntry, WorkloadEntries, DestinationRules, in that order); `kusto
 lists every manifest file; `index.json` maps each object identity to its file, the sha256 of its
 YAML document and the declaration it came from. Emit alone decides formatting: canonical key
 order, kubectl-style YAML, LF line ends. Same input, same bytes.
-Writing is atomic: a new bundle is written beside the old one and swapped in by rename, so a
-failed or interrupted build leaves the previous bundle untouched.
+Writing is atomic: a new bundle is written beside the old one and exchanged with it in one
+rename (`outdir.swap_in`), so out/<env> is at every instant the whole previous or the whole new
+bundle, whatever interrupts the build.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import orjson
 
+from . import faults
 from .model import Artifact
 from .yamlout import dump
 
@@ -47,7 +50,9 @@ class Spooled:
 def spool(directory: Path, name: str, data: bytes, sha256: str) -> Spooled:
     """`data` written to directory/name; `sha256` is its digest, which the caller already has."""
     path = directory / name
+    faults.point("spool.write")
     path.write_bytes(data)
+    faults.point("spool.written")
     return Spooled(str(path), sha256)
 
 
@@ -126,46 +131,83 @@ def finish(env: str, files: dict[str, bytes], entries: Iterable[dict[str, str]],
 
 def write_bundle(out_root: Path, bundle: Bundle,
                  written: dict[str, dict[str, str]] | None = None) -> Path:
-    """Write out_root/<env>/ atomically (write beside, then swap by rename).
+    """Write out_root/<env>/ atomically (`write_bundle_files`); `written`, when given, receives
+    the sha256 of every file under the key of the bundle's resolved path."""
+    final, shas = write_bundle_files(out_root, bundle)
+    if written is not None:
+        written[str(final.resolve())] = shas
+    return final
 
-    `written` remembers the sha256 of every file of the bundle last written there; a file whose
-    bytes did not change is hard-linked from the previous bundle instead of written again."""
+
+def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, str]]:
+    """Write out_root/<env>/ atomically: the new bundle is written beside the old one and swapped
+    in (`outdir.swap_in`); the final path and the sha256 of every file.
+
+    A file whose bytes did not change is hard-linked from the previous bundle instead of written
+    again, but only after its current content is compared with the new bytes (a bundle file
+    edited by hand is never carried over). Spooled files are linked from the spool."""
+    from .outdir import remove, swap_in
+
+    env = bundle.env
     out_root.mkdir(parents=True, exist_ok=True)
-    final = out_root / bundle.env
-    tmp = out_root / f".{bundle.env}.new-{os.getpid()}"
-    old = out_root / f".{bundle.env}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    key = str(final.resolve())
-    before = (written or {}).get(key, {})
+    final = out_root / env
+    tmp = out_root / f".{env}.new-{os.getpid()}"
+    old = out_root / f".{env}.old-{os.getpid()}"
+    faults.point("bundle.begin", env)
+    remove(tmp)
     after: dict[str, str] = {}
     try:
-        made: set[Path] = set()
+        faults.point("bundle.mkdir", env)
+        tmp.mkdir()
+        made: set[Path] = {tmp}
+        previous = final if final.is_dir() and not final.is_symlink() else None
         for rel, data in bundle.files.items():
             path = tmp / rel
             if path.parent not in made:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made.add(path.parent)
-            spooled = isinstance(data, Spooled)
-            after[rel] = sha = data.sha256 if spooled else hashlib.sha256(data).hexdigest()
-            if before.get(rel) == sha and _link(final / rel, path):
-                continue
-            if spooled:
+            if isinstance(data, Spooled):
+                after[rel] = data.sha256
+                faults.point("bundle.spool", env)
                 if not _link(Path(data.path), path):
                     shutil.copyfile(data.path, path)
-            else:
-                path.write_bytes(data)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
+                continue
+            after[rel] = hashlib.sha256(data).hexdigest()
+            if previous is not None and _reuse(previous / rel, path, data):
+                faults.point("bundle.link", env)
+                continue
+            faults.point("bundle.file", env)
+            path.write_bytes(data)
+            faults.point("bundle.file.written", env)
+        faults.point("bundle.files.done", env)
+        swap_in(tmp, final, old, env)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not final.exists():
-            old.rename(final)
+        try:
+            remove(tmp)
+        except OSError:
+            pass  # a leftover for the next build to remove
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if written is not None:
-        written[key] = after
-    return final
+    return final, after
+
+
+def _reuse(src: Path, dst: Path, data: bytes) -> bool:
+    """Hard-link src to dst when src holds exactly `data` now (checked on the linked file, so on
+    the very inode that goes into the new bundle)."""
+    try:
+        st = os.stat(src, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        return False
+    try:
+        with open(dst, "rb") as fh:
+            if fh.read(len(data) + 1) == data:
+                return True
+    except OSError:
+        pass
+    dst.unlink()
+    return False
 
 
 def _link(src: Path, dst: Path) -> bool:

@@ -4,12 +4,16 @@ The parent has already loaded and merged everything; forked children inherit it 
 no pickling of inputs), compute their share of the units and send pickled results back through
 a pipe. Output does not depend on how the units were split: results are reassembled by index.
 Falls back to a plain loop for small inputs or where fork is unavailable.
+Workers die with the build: on Linux each child asks for SIGKILL when its parent dies
+(prctl PR_SET_PDEATHSIG), and exits at once if the parent is already gone; a killed build leaves
+no worker behind (nor one holding the output folder's lock, which the fork inherited).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 from typing import Callable, Sequence, TypeVar
 
@@ -50,12 +54,40 @@ def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None
 def _spawn(fn: Callable[[T], R], items: Sequence[T], chunk: list[int]) -> tuple[int, int]:
     """Fork a child computing fn over items[chunk]; (its pid, the pipe its results come on)."""
     read, write = os.pipe()
+    parent = os.getpid()
+    prctl = _prctl()
     pid = os.fork()
     if pid == 0:  # child
+        _die_with(parent, prctl)
         os.close(read)
         _child(fn, items, chunk, write)
     os.close(write)
     return pid, read
+
+
+_PR_SET_PDEATHSIG = 1
+_PRCTL: object = None
+
+
+def _prctl() -> object:
+    """libc's prctl (None where there is none), loaded in the parent so children only call it."""
+    global _PRCTL
+    if _PRCTL is None:
+        try:
+            import ctypes
+
+            _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+        except (ImportError, OSError, AttributeError):
+            _PRCTL = False
+    return _PRCTL or None
+
+
+def _die_with(parent: int, prctl: object) -> None:
+    """In a forked child: be killed when the parent dies; leave now if it already has."""
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # type: ignore[operator]
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _child(fn: Callable[[T], R], items: Sequence[T], chunk: list[int], write: int) -> None:
