@@ -26,7 +26,7 @@ from .diff_render import SYMBOL, Item, count_rows, object_lines, object_title
 MARKER = "<!-- meshc-diff -->"
 DEFAULT_BUDGET = 65_536
 MIN_BUDGET = 4_096
-FULL_REPORT = "run `meshc diff --format text` or see the CI artifact meshc-diff.txt"
+FULL_REPORT = "run `meshc diff --format text` or see the text report in the CI artifact meshc-report"
 _RESERVE = 700   # room kept for the closing "left out" paragraph
 ISTIO_KINDS = {"ServiceEntry", "WorkloadEntry", "DestinationRule"}
 
