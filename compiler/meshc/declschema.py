@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
@@ -105,17 +106,35 @@ def _explain(err: Any, root: dict[str, Any], value: Any, file: str, node: Node |
         hint = "quote the value to make it a string" if want == "string" else f"write a {want}"
         return [Diagnostic("D002", Severity.ERROR, f"expected a {want}, found a {got}", pos, shown,
                            hint=hint)]
-    return [Diagnostic("D004", Severity.ERROR, _invalid_message(err, sub), pos, shown,
-                       hint=sub.get("description", "see docs/declarations.md"))]
+    message, hint = _invalid(err, sub)
+    return [Diagnostic("D004", Severity.ERROR, message, pos, shown, hint=hint)]
 
 
-def _invalid_message(err: Any, sub: dict[str, Any]) -> str:
+def _invalid(err: Any, sub: dict[str, Any]) -> tuple[str, str]:
+    """(what is wrong, what to write instead) for a value the schema refuses."""
     kind = type(err.kind).__name__.rsplit("_", 1)[-1]
+    described = str(sub.get("description") or "")
     if kind == "Enum" and "enum" in sub:
         choices = [str(c) for c in sub["enum"]]
-        return f"{err.message}{did_you_mean(str(err.instance), choices)}"
+        value = str(err.instance)
+        meshc_spelling = value.strip().lower().replace("_", "-")
+        if meshc_spelling in choices and meshc_spelling != value:
+            suggestion = f' (did you mean "{meshc_spelling}"? meshc spells Istio\'s {value} as {meshc_spelling})'
+        else:
+            suggestion = did_you_mean(value, choices)
+        return (f"{value!r} is not one of {', '.join(choices)}{suggestion}",
+                f"write one of: {', '.join(choices)}")
     if kind == "Pattern" and sub.get("pattern", "").startswith("^[a-z0-9]"):
         return (f"{err.instance!r} is not a valid name: use lowercase letters, digits and '-', "
-                "starting and ending with a letter or digit")
-    return str(err.message)
+                "starting and ending with a letter or digit",
+                "rename it, e.g. " + repr(_to_name(str(err.instance))))
+    if kind == "Pattern":
+        return (f"{err.instance!r} is not a valid value here", described or f"write a value matching {sub['pattern']}")
+    what = f" ({described.rstrip('.')})" if described else " (docs/declarations.md lists them)"
+    return str(err.message), f"write a value this key accepts{what}"
+
+
+def _to_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return name[:63].rstrip("-") or "my-service"
 

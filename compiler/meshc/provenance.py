@@ -57,13 +57,35 @@ def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[Positi
 
 
 def locate_decl(decl: ServiceDecl, path: DataPath) -> Position:
+    return _best(decl, path)[0]
+
+
+def _best(decl: ServiceDecl, path: DataPath) -> tuple[Position, int, list[Position]]:
+    """(position, layer index, positions of earlier layers that wrote the same full path)."""
     kpath = _key_path(decl.data, path)
-    best, best_depth = decl.position, -1
-    for layer in decl.layers:
+    best, best_depth, best_layer = decl.position, -1, -1
+    full: list[Position] = []
+    for i, layer in enumerate(decl.layers):
         pos, depth = _in_layer(layer, kpath)
         if depth >= best_depth:
-            best, best_depth = pos, depth
-    return best
+            best, best_depth, best_layer = pos, depth, i
+        if kpath and depth == len(kpath):
+            full.append(pos)
+    return best, best_layer, [p for p in full if p != best]
+
+
+def place_decl(decl: ServiceDecl, path: DataPath,
+               involves: Sequence[DataPath] = ()) -> tuple[Position, tuple[Position, ...]]:
+    """Where a finding about `path` (and the values it `involves`) belongs: at the most specific
+    layer (an overlay over base) that wrote any of them, with the other writers as related
+    positions; so a finding an overlay caused cites the overlay line, and the base line beside it."""
+    main = _best(decl, path)
+    candidates = [main] + [_best(decl, p) for p in involves]
+    chosen = max(candidates, key=lambda c: c[1])  # the first (main) wins ties
+    if chosen[1] == main[1]:
+        chosen = main
+    related = [c[0] for c in candidates if c is not chosen] + main[2]
+    return chosen[0], tuple(dict.fromkeys(p for p in related if p != chosen[0]))
 
 
 _SE_DIRECT = {"hosts", "addresses", "ports", "endpoints", "location", "resolution", "exportTo"}

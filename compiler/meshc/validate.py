@@ -17,7 +17,7 @@ from .declschema import did_you_mean, validate as schema_validate
 from .diagnostics import DataPath, Diagnostic, Severity, format_path
 from .model import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls
 from .netaddr import duration_nanos, is_cidr, is_fqdn, is_ip, is_unix
-from .provenance import locate_decl
+from .provenance import place_decl
 from .rules.primitives import label_key_error, label_value_error
 from .validate_tls import check_tls
 
@@ -36,10 +36,13 @@ class Checker:
         self.diags: list[Diagnostic] = []
 
     def add(self, code: str, path: DataPath, message: str, hint: str,
-            severity: Severity = Severity.ERROR) -> None:
+            severity: Severity = Severity.ERROR, involves: tuple[DataPath, ...] = ()) -> None:
+        """A finding at `path`; `involves` names other values it depends on: the finding is placed
+        at whichever of them the most specific layer (an overlay) wrote, the others related."""
+        position, related = place_decl(self.decl, path, involves)
         self.diags.append(Diagnostic(
-            code, severity, message, locate_decl(self.decl, path), format_path(path), hint,
-            self.env.name, f"service {self.decl.name}"))
+            code, severity, message, position, format_path(path), hint,
+            self.env.name, f"service {self.decl.name}", related=related))
 
     @property
     def errors(self) -> bool:

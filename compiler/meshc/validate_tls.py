@@ -61,15 +61,22 @@ def _settings(chk: "Checker", path: DataPath, tls: Mapping[str, Any]) -> None:
 def _origination(chk: "Checker", path: DataPath, tls: Mapping[str, Any], port: "Port") -> None:
     if tls["mode"] not in ORIGINATING:
         return
+    at = _port_index(chk, port.number)
+    protocol = (("ports", at, "protocol"),) if at is not None else ()
     if port.protocol in ("HTTPS", "TLS"):
         chk.add("V015", path, f"port {port.number} is {port.protocol}: the application already "
                 "speaks TLS, so originating TLS would wrap TLS in TLS",
                 f"declare port {port.number} as HTTP (with targetPort: 443) and originate TLS "
-                "only for it under trafficPolicy.portLevel")
+                "only for it under trafficPolicy.portLevel", involves=protocol)
     elif (port.target_port or port.number) == 80:
+        target = (("ports", at, "targetPort"),) if at is not None else ()
         chk.add("V016", path, f"TLS would be originated towards port 80 of the server",
-                "set targetPort: 443 on the port", Severity.WARNING)
+                "set targetPort: 443 on the port", Severity.WARNING, involves=target)
     elif port.protocol not in ("HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY") and not tls.get("sni"):
         chk.add("V017", path, f"port {port.number} is {port.protocol}: without sni the server gets "
                 "no SNI (automatic SNI only works for HTTP)", "set tls.sni",
-                Severity.WARNING)
+                Severity.WARNING, involves=protocol)
+
+
+def _port_index(chk: "Checker", number: int) -> int | None:
+    return next((i for i, p in enumerate(chk.data.get("ports") or []) if p.get("number") == number), None)
