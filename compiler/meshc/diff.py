@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from deepdiff import DeepDiff
 
@@ -175,8 +175,29 @@ def field_changes(before: Any, after: Any, skip: frozenset[DataPath] | set[DataP
         kind = _CATEGORIES.get(category, "changed")
         for level in levels:
             path = tuple(level.path(output_format="list"))
-            if path in skip:
-                continue
             out.append(FieldChange(path, kind, None if kind == "added" else level.t1,
                                    None if kind == "removed" else level.t2))
+    # deepdiff compares list items by Python equality, so `[true]` and `[1]` (or `[1]` and `[1.0]`)
+    # look the same to it; a value of another type is a change. Add what it missed.
+    covered = {c.path for c in out}
+    out.extend(_type_changes(before, after, (), covered))
+    out = [c for c in out if c.path not in skip]
     return tuple(sorted(out, key=lambda c: (_path_key(c.path), c.kind)))
+
+
+def _type_changes(a: Any, b: Any, path: DataPath, covered: set[DataPath]) -> Iterator[FieldChange]:
+    """Changes between values that are equal in Python but not in type (bool/int/float), below
+    `path`, where no reported change already covers them."""
+    if any(path[:i] in covered for i in range(len(path) + 1)) or same(a, b):
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a.keys() & b.keys():
+            yield from _type_changes(a[key], b[key], (*path, key), covered)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                yield from _type_changes(x, y, (*path, i), covered)
+        elif not any(c[:len(path)] == path for c in covered):
+            yield FieldChange(path, "changed", a, b)
+    else:
+        yield FieldChange(path, "changed", a, b)

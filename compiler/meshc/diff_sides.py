@@ -174,8 +174,24 @@ def git_side(spec: str, role: str, root: Path, envs: Sequence[str]) -> Side:
 
 
 def _extract(top: Path, commit: str, dest: Path) -> None:
+    """The tree of `commit` in `dest`, as data: a link that leaves the tree (absolute, or `..` past
+    its root) is refused by name, never followed."""
     archive = _git(top, "archive", "--format=tar", commit)
     if archive.returncode != 0:
         raise DiffError(f"git archive {commit} failed: {archive.stderr.decode().strip()}")
+    refused: list[str] = []
+
+    def data_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, path)
+        except tarfile.FilterError:
+            refused.append(member.name)
+            return None
+
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+        tar.extractall(dest, filter=data_only)
+    if refused:
+        listed = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        raise DiffError(f"{commit[:12]}: the tree holds links that leave the repository ({listed}); meshc "
+                        "compiles a git ref only from files inside it: replace the links with the files, "
+                        "or compare against a ref without them")
