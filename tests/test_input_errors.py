@@ -300,3 +300,20 @@ def test_hostile_documents_never_crash(base_estate: Path, tmp_path: Path, target
         if result.exit_code == 2:
             assert "error[" in result.output, result.output  # a diagnostic says what is wrong
     check()
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "/etc", "../../../../outside"])
+def test_a_base_ref_with_links_out_of_the_repository_is_refused(tmp_path: Path, target: str) -> None:
+    root = estate(tmp_path)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@e", *args], check=True,
+                       capture_output=True)
+    git("init", "-q")
+    (root / "environments/base/link.yaml").symlink_to(target)
+    git("add", "-A")
+    git("commit", "-qm", "link")
+    (root / "environments/base/link.yaml").unlink()
+    result = CliRunner().invoke(diff_command, ["--base", "HEAD", "-C", str(root)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "links that leave the repository (environments/base/link.yaml)" in result.output
