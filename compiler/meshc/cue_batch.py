@@ -1,4 +1,4 @@
-"""One CUE evaluation for many documents: the policy files wrapped once, the documents side by side.
+r"""One CUE evaluation for many documents: the policy files wrapped once, the documents side by side.
 
 Input: groups of (policy files, documents): paths to .cue files, key -> JSON-able dict.
 Output: a `Batch` holding the text of `policies.cue`, the bytes of `documents.cue` and a `LineMap`
@@ -19,6 +19,12 @@ that turns a line of `policies.cue` back into (policy file, line).
 and `documents.cue` is `meshcDocuments: {key: document, ...}` written as JSON (JSON is CUE syntax;
 CUE parses it faster than it decodes a .json file). Every document is therefore unified with the
 policies of its group on its own, and each error CUE reports starts with `meshcDocuments.<key>.`.
+Any string reaches the policies as it is: the JSON escapes what a CUE file cannot hold raw (NUL
+and the other C0 controls as \u00XX, and the byte order mark, which CUE refuses anywhere but at
+the start of a file, as \ufeff). A lone surrogate cannot be written in UTF-8 nor as a CUE escape
+(CUE pairs \ud83d\ude00 into one character and refuses a lone one): `build` raises `BatchError`
+naming the document and the path; meshc rejects such strings when it reads a declaration.
+Tests: tests/test_cue_strings.py.
 
 The sentinel makes every run fail, so `cue export` only validates and never encodes the documents
 as JSON (half the time of a run); and CUE v0.4 reports an *incomplete* value (a field a policy
@@ -195,8 +201,45 @@ def build_groups(groups: Sequence[Group]) -> Batch:
             documents[key] = doc
             out.append(f"{DOCS_FIELD}: {json.dumps(str(key))}: {POLICY_FIELD}{i}")
     out += [f'{SENTINEL_FIELD}: "fail" & "always"', ""]
-    data = f"{DOCS_FIELD}: ".encode() + orjson.dumps(documents, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    data = f"{DOCS_FIELD}: ".encode() + documents_json(documents) + b"\n"
     return Batch("\n".join(out), data, lines)
+
+
+_BOM = "\ufeff".encode()
+
+
+def documents_json(documents: Mapping[str, Any]) -> bytes:
+    """The documents as JSON that CUE reads back as the same values, whatever their strings hold."""
+    try:
+        data = orjson.dumps(documents, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        where = _unencodable(documents, ())
+        if where is None:
+            raise
+        path, text = where
+        at = f"document {path[0]!r} at {'.'.join(map(str, path[1:])) or '(top)'}" if path else "a document key"
+        raise BatchError(f"cannot write the documents for CUE: the string {text[:60]!r} ({at}) holds a "
+                         "lone surrogate, which no UTF-8 text (nor a CUE escape) can hold") from None
+    # orjson escapes C0 controls, '"' and '\\'; the one other character CUE refuses raw is the
+    # byte order mark. It is 3 bytes no other character's UTF-8 contains: replacing bytes is exact.
+    return data.replace(_BOM, b"\\ufeff") if _BOM in data else data
+
+
+def _unencodable(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], str] | None:
+    """(path, string) of the first string holding a lone surrogate, keys included."""
+    if isinstance(value, str):
+        return (path, value) if any(0xD800 <= ord(c) <= 0xDFFF for c in value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _unencodable(key, path) or _unencodable(item, path + (key,))
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _unencodable(item, path + (i,))
+            if found:
+                return found
+    return None
 
 
 def build(policy_files: Sequence[Path], documents: Mapping[str, Any]) -> Batch:
