@@ -112,14 +112,17 @@ def dump(doc: Any, path: str) -> str:
     return (HEADER if not path.endswith("env.yaml") else "") + text
 
 
+_COPIED = ("crds", "templates", "policies")  # folders/files of the repo each estate gets a copy of
+
+
 def project_settings(repo: Path = REPO) -> Decl:
-    """meshc.yaml for an estate outside the repo: the repo's crds/templates/policies, absolute."""
+    """meshc.yaml for a generated estate: the repo's settings, with its crds/templates/policies
+    copied into the estate (meshc reads only files inside the repository it compiles)."""
     raw = yaml.safe_load((repo / "meshc.yaml").read_text()) if (repo / "meshc.yaml").is_file() else {}
     out: Decl = {"out": "out"}
-    for key, default in (("crds", None), ("templates", "templates"), ("policies", "policies")):
-        value = (raw or {}).get(key, default)
-        if value is not None:
-            out[key] = str((repo / value).resolve())
+    for key in ("istio", *_COPIED):
+        if (raw or {}).get(key) is not None:
+            out[key] = str(raw[key])
     if (raw or {}).get("diff"):
         out["diff"] = raw["diff"]
     return out
@@ -133,6 +136,13 @@ def write_estate(files: Files, out: Path, repo: Path = REPO) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump(doc, rel))
     settings = project_settings(repo)
+    for key in _COPIED:
+        if key in settings:
+            source = repo / settings[key]
+            if source.is_dir():
+                shutil.copytree(source, out / settings[key])
+            elif source.is_file():
+                shutil.copyfile(source, out / settings[key])
     ignore = (settings.get("diff") or {}).get("ignoreFile")
     if ignore and (repo / ignore).is_file():
         shutil.copyfile(repo / ignore, out / ignore)

@@ -150,7 +150,7 @@ def kapitan(b: Bench) -> list[StepResult]:
 def template_dirs() -> list[Path]:
     """meshc's template lookup: the project's templates/ first, then meshc's own."""
     configured = generate.project_settings().get("templates")
-    return ([Path(configured)] if configured else []) + [generate.REPO / "templates"]
+    return ([generate.REPO / configured] if configured else []) + [generate.REPO / "compiler/meshc/templates"]
 
 
 def growth(b: Bench, sizes: list[int], envs: int, seed: int, kinds: tuple[str, ...] = ("build",)

@@ -23,6 +23,7 @@ from .emit import write_bundle_files
 from .pipeline import CompileResult, ProxyOptions, compile_estate
 
 
+from .confine import ConfinementError, list_files
 from .project import Project, load_project
 from .tree import DiskTree
 
@@ -63,7 +64,7 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
         result.diagnostics.extend(diags)
         return project, result
     templates = _templates(project)
-    cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates)) if use_cache else None
+    cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates, root)) if use_cache else None
     result = compile_estate(DiskTree(root), envs or None, templates, cache,
                             progress=progress or (lambda _m: None), proxy=proxy)
     if cache is not None:
@@ -72,13 +73,19 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
 
 
 def _input_files(project: Project) -> list[str]:
+    """Every file a build reads, listed as confined readers see them; a listing meshc refuses
+    (a link out of the repository, a name with control characters) gives a list no build record
+    matches, so the build runs and reports it."""
     root = project.root
-    paths = [p for p in DiskTree(root).list("environments")] if (root / "environments").is_dir() else []
-    for extra in (project.templates, project.policies):
-        d = project.resolve(extra)
-        if d is not None and d.is_dir():
-            paths.extend(p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
-                         for p in sorted(d.rglob("*")) if p.is_file())
+    try:
+        paths = [p for p in DiskTree(root).list("environments")] if (root / "environments").is_dir() else []
+        for extra in (project.templates, project.policies):
+            d = project.resolve(extra)
+            if d is not None and (d.is_dir() or d.is_symlink()):
+                paths.extend(p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+                             for p in list_files(root, d))
+    except ConfinementError as exc:
+        return [f"\0refused: {exc}"]
     for single in (project.crds, project.waivers, Path("meshc.yaml")):
         f = project.resolve(single)
         if f is not None and f.is_file():

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .confine import CRD_LIMIT, read_file
 from . import __version__, faults
 
 CACHE_DIR = ".meshc-cache"
@@ -116,8 +117,8 @@ def inputs_key(root: Path, paths: list[str], extra: bytes) -> str:
     h = hashlib.sha256(extra)
     for rel in paths:
         h.update(rel.encode() + b"\0")
-        try:
-            h.update(hashlib.sha256((root / rel).read_bytes()).digest())
+        try:  # confined: a link out, a device or an oversized file is not read (the build reports it)
+            h.update(hashlib.sha256(read_file(root, root / rel, CRD_LIMIT)).digest())
         except OSError:
             h.update(b"<unreadable>")
     return h.hexdigest()

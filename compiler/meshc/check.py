@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import orjson
 
+from .confine import CRD_LIMIT, read_regular
 from .diagnostics import Diagnostic, Finding, Position, Severity, format_path
 from .model import Artifact, Identity
 from .pipeline import CompileResult, EnvResult
@@ -114,7 +115,7 @@ def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]
                                                 f"schemas; see {SCHEMA_HELP}")])
 
     try:
-        layer = "schema:" + hashlib.sha256(crd_file.read_bytes()).hexdigest()
+        layer = "schema:" + hashlib.sha256(read_regular(crd_file, CRD_LIMIT)).hexdigest()
     except OSError as exc:
         raise unusable(f"{crd_file}: cannot read the CRD file: {exc.strerror or exc}") from None
     loaded: list[CrdSet] = []

@@ -19,6 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .confine import FILE_LIMIT, ConfinementError, read_file
 from .diagnostics import Diagnostic, Finding, Position, Severity, format_path
 from .cue_report import _path_key
 from .provenance import locate_decl
@@ -85,7 +86,14 @@ def run_cue(result: "CompileResult", opts: "CheckOptions") -> list[Diagnostic]:
         if not files:
             continue
         if files not in scoped:
-            texts = [f.read_bytes() for f in files]
+            try:  # confined: inside the repository, regular files, size-limited
+                texts = [read_file(opts.repo_root, f, FILE_LIMIT) for f in files]
+            except ConfinementError as exc:
+                raise CheckInputError([Diagnostic(
+                    "C003", Severity.ERROR, f"policy file refused: {exc}", Position(_rel(Path(exc.path or "."),
+                                                                                        opts.repo_root)),
+                    hint="replace the link with the policy file itself; meshc reads only regular files inside "
+                         "the repository")]) from None
             decoded = [t.decode("utf-8", "replace") for t in texts]
             scoped[files] = (b"".join(texts), per_service(decoded), reads_objects(decoded))
         policy_bytes, split, with_objects = scoped[files]

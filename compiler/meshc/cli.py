@@ -42,7 +42,10 @@ def _print_diags(diags: Sequence[Diagnostic]) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="meshc")
-def main() -> None:
+@click.option("--allow-outside", "allow_outside", multiple=True, metavar="PATH",
+              type=click.Path(path_type=Path),
+              help="Let meshc read this path outside the repository (repeatable; also MESHC_ALLOW_OUTSIDE).")
+def main(allow_outside: tuple[Path, ...] = ()) -> None:
     """meshc: compile service declarations into Istio, Envoy and iptables bundles.
 
     \b
@@ -51,6 +54,13 @@ def main() -> None:
       meshc render prod | less    # print prod's bundle as one YAML stream
       meshc check --env prod      # run every check on prod
     """
+    if allow_outside:
+        import os
+
+        from .confine import ALLOW_ENV
+
+        named = [str(p.resolve()) for p in allow_outside]
+        os.environ[ALLOW_ENV] = os.pathsep.join(filter(None, [os.environ.get(ALLOW_ENV, ""), *named]))
     # A short-lived compiler builds millions of small acyclic objects; the cyclic collector
     # would rescan them over and over (a first-order cost at 10,000 services). Reference
     # counting still frees everything.

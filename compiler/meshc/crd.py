@@ -32,6 +32,7 @@ from typing import Any, Iterator
 import orjson
 import yaml
 
+from meshc.confine import CRD_LIMIT, read_regular
 from meshc.crd_cel import CelCompiler
 from meshc.crd_schema import compile_validator, explain, to_json_schema
 from meshc.crd_sites import RuleMemo, SiteNode, build_sites, check
@@ -183,7 +184,7 @@ def _crd_documents(path: pathlib.Path) -> Iterator[_Document]:
 
 def _yaml_documents(path: pathlib.Path) -> list[_Document]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, CRD_LIMIT).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise CrdError(f"{path}: cannot read the CRD file ({reason}); check the path "

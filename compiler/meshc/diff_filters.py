@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
+from .confine import read_regular
 from .diagnostics import Position
 from .diff_model import (ChangeSet, EnvChanges, FieldChange, IgnoredChange, ItemKey, Masked,
                          ObjectDiff, ObjectId, ObjectSnapshot, format_path)
@@ -70,7 +71,7 @@ def load_ignore(root: Path) -> tuple[IgnoreRule, ...]:
     if not path.is_file():
         return ()
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         raise DiffError(f"{name}: cannot read the ignore file ({exc.strerror or exc})") from None
     docs, diags = parse(name, data)

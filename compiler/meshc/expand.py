@@ -18,7 +18,7 @@ import orjson
 
 from .diagnostics import Diagnostic, Position, Severity
 from .model import Artifact, EnvSettings, Identity, Service
-from .templating import TemplateValueError
+from .templating import TemplateValueError, render_bounded
 
 MANAGED = {"app.kubernetes.io/managed-by": "meshc"}
 _TLS_MODES = {"disable": "DISABLE", "simple": "SIMPLE", "mutual": "MUTUAL", "istio-mutual": "ISTIO_MUTUAL"}
@@ -67,8 +67,9 @@ class Expander:
     def _render(self, template: jinja2.Template, var: str, view: Mapping[str, Any], svc: Service,
                 part: int) -> Artifact:
         try:
-            text = template.render({var: view})
-        except (jinja2.TemplateError, TemplateValueError, TypeError) as exc:
+            text = render_bounded(template, {var: view})
+        except (jinja2.TemplateError, TemplateValueError, TypeError, ValueError, ArithmeticError,
+                RecursionError, MemoryError) as exc:
             raise _RenderError(_template_diag("X001", template, exc, svc, self.env)) from None
         try:
             body = orjson.loads(text)

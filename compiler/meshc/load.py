@@ -6,7 +6,8 @@ Invariants: every Layer's data is schema-valid for its role; files are read in s
 Codes: Y0xx (see meshc.source), D001-D004 (see meshc.declschema), L001 no environments,
 L002 env.yaml name does not match its directory, L003 overrides in base, L004 bad file name,
 L005 no base layer, L006 a folder under environments/ without env.yaml, L007 a declaration
-file that declares nothing (warning).
+file that declares nothing (warning), L008 a link out of the repository or a file name with control
+characters (meshc.confine).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import declschema
+from .confine import ConfinementError
 from .diagnostics import Diagnostic, Position, Severity
 from .model import EnvSettings, Layer, NodeSource
 from .source import Document, parse
@@ -176,6 +178,21 @@ _ENV_LOOKALIKES = {"env.yml", "env.yaml.yaml", "environment.yaml", "environment.
 
 def load(tree: SourceTree, only: list[str] | None = None,
          cache: ParseCache | None = None) -> tuple[Estate | None, list[Diagnostic]]:
+    try:
+        return _load(tree, only, cache)
+    except ConfinementError as exc:  # a link out of the repository, a name with control characters
+        return None, [_err("L008", exc.strerror, Position(_relative(tree, exc.path) or ROOT),
+                           "replace the link with the file itself, or rename the file; meshc reads only "
+                           "regular files inside the repository")]
+
+
+def _relative(tree: SourceTree, path: str) -> str:
+    root = str(getattr(tree, "root", ""))
+    return path[len(root) + 1:] if root and path.startswith(root + "/") else path
+
+
+def _load(tree: SourceTree, only: list[str] | None,
+          cache: ParseCache | None) -> tuple[Estate | None, list[Diagnostic]]:
     diags: list[Diagnostic] = []
     if tree.is_dir(ROOT):
         strays = _folders_without_env_file(tree)

@@ -151,7 +151,7 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
     result.diagnostics.extend(diags)
     if estate is None or has_errors(diags):
         return result
-    jenv = make_environment(templates)
+    jenv = make_environment(templates, getattr(tree, "root", None))
     settings = {name: source.settings for name, source in estate.envs.items()}
     try:
         expanders = {name: Expander(jenv, s) for name, s in settings.items()}

@@ -9,15 +9,18 @@
     diff: {ignoreFile: .meshc-diffignore, mask: [...]}
 
 Codes: C001 meshc.yaml is malformed (unknown key, wrong type), C005 an Istio release meshc does
-not ship (README "Istio CRD schemas").
+not ship (README "Istio CRD schemas"), C006 a path outside the repository (meshc.confine),
+C007 an `out:` folder that is the repository, or holds or sits inside a source folder.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .confine import read_regular
 from .diagnostics import Diagnostic, Position, Severity
 from .release import DEFAULT_ISTIO, shipped_crds, shipped_releases
 from .source import locate, parse
@@ -58,7 +61,7 @@ def load_project(root: Path) -> tuple[Project, list[Diagnostic]]:
     if not path.exists():
         return Project(root, templates=Path("templates"), policies=Path("policies")), []
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         return Project(root), [Diagnostic("C001", Severity.ERROR, f"cannot read meshc.yaml: {exc.strerror or exc}",
                                           Position(CONFIG_FILE), hint="make meshc.yaml a readable file")]
@@ -100,6 +103,7 @@ def load_project(root: Path) -> tuple[Project, list[Diagnostic]]:
             f"(shipped: {', '.join(shipped_releases())})", at("istio"),
             hint=f"set istio: to a shipped release, or name your cluster's CRDs with crds: "
                  f"(`kubectl get crd -o yaml`); see {SCHEMA_HELP}"))
+    problems.extend(_confined_paths(root, raw, at))
     if problems:
         return Project(root), problems
 
@@ -112,6 +116,53 @@ def load_project(root: Path) -> tuple[Project, list[Diagnostic]]:
                    policies=opt("policies", "policies"), out=Path(str(raw.get("out", "out"))),
                    waivers=opt("waivers"), diff=raw.get("diff") or {}, istio=istio,
                    positions=positions), []
+
+
+_SOURCE_DIRS = ("environments", "templates", "policies", ".git", ".meshc-cache")
+
+
+def _confined_paths(root: Path, raw: Mapping[str, Any], at: Any) -> list[Diagnostic]:
+    """Paths meshc.yaml names must stay inside the repository (a stranger may have written it),
+    and `out:` must be a folder of its own: not the repository, not a source folder, not above one."""
+    from .confine import ConfinementError, resolve_inside
+
+    out: list[Diagnostic] = []
+    named = [(k, raw.get(k, {"templates": "templates", "policies": "policies"}.get(k)))
+             for k in ("crds", "templates", "policies", "waivers")]
+    diff = raw.get("diff")
+    if isinstance(diff, dict) and isinstance(diff.get("ignoreFile"), str):
+        named.append(("diff", diff["ignoreFile"]))
+    for key, value in named:
+        if not isinstance(value, str) or not value.strip():
+            continue
+        try:
+            resolve_inside(root, root / value, value)
+        except ConfinementError as exc:
+            out.append(Diagnostic("C006", Severity.ERROR, f"{key}: {exc}", at(key),
+                                  hint="name a path inside the repository; the person running meshc can allow an "
+                                       "outside path with `meshc --allow-outside PATH`"))
+    value = raw.get("out", "out")
+    if isinstance(value, str) and value.strip():
+        real_root = Path(os.path.realpath(root))
+        try:
+            real = resolve_inside(root, root / value, value)
+        except ConfinementError:
+            return out + [Diagnostic("C007", Severity.ERROR, f"out: {value!r} is outside the repository "
+                                     f"({os.path.realpath(root / value)}); meshc writes bundles only inside it",
+                                     at("out"), hint="write bundles to a folder inside the repository, e.g. out: out")]
+        sources = [Path(os.path.realpath(root / d)) for d in _SOURCE_DIRS]
+        sources += [Path(os.path.realpath(root / str(raw[k]))) for k in ("templates", "policies")
+                    if isinstance(raw.get(k), str) and raw.get(k)]
+        sources = [src for src in sources if src.is_relative_to(real_root) and src != real_root]
+        clash = next((src for src in sources if real == src or real.is_relative_to(src) or src.is_relative_to(real)),
+                     None)
+        if real == real_root or clash is not None:
+            what = "is the repository itself" if real == real_root else \
+                f"overlaps {clash.relative_to(real_root) if clash.is_relative_to(real_root) else clash}"
+            out.append(Diagnostic("C007", Severity.ERROR, f"out: {value!r} {what}: a build replaces the folders "
+                                  "it writes, so it must not hold or sit inside the sources", at("out"),
+                                  hint="write bundles to a folder of their own, e.g. out: out"))
+    return out
 
 
 _EXAMPLE = {"crds": "crds/istio.yaml", "templates": "templates", "policies": "policies", "out": "out",

@@ -6,9 +6,10 @@ Paths are POSIX, relative to the repository root.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Protocol
+
+from .confine import list_files, read_file
 
 
 class SourceTree(Protocol):
@@ -22,20 +23,21 @@ class SourceTree(Protocol):
 
 
 class DiskTree:
+    """A repository on disk, confined (meshc.confine): links are followed only inside the root,
+    files are regular and size-limited; a link out or a name with control characters raises
+    ConfinementError (an OSError) from `list` or `read`."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def list(self, directory: str) -> list[str]:
         base = self.root / directory
-        out: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            rel = Path(dirpath).relative_to(self.root).as_posix()
-            out.extend(f"{rel}/{name}" for name in filenames if not name.startswith("."))
-        return sorted(out)
+        if not (base.is_dir() or base.is_symlink()):
+            return []
+        return [p.relative_to(self.root).as_posix() for p in list_files(self.root, base)]
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        return read_file(self.root, self.root / path, shown=path)
 
     def is_dir(self, path: str) -> bool:
         return (self.root / path).is_dir()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+from .confine import read_regular
 from .diagnostics import Diagnostic, Position, Severity
 from .source import Document, locate, parse
 
@@ -47,7 +48,7 @@ class Waiver:
 
 def load_waivers(path: Path, rel: str) -> tuple[list[Waiver], list[Diagnostic]]:
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         return [], [Diagnostic("W000", Severity.ERROR, f"cannot read waivers file: {exc.strerror}",
                                Position(rel), hint="fix the waivers: path in meshc.yaml")]
