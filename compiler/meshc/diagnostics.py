@@ -12,6 +12,7 @@ to the working directory as ``./file:line:col`` so editors can jump to them.
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
@@ -108,8 +109,23 @@ def merge_envs(items: Iterable[Diagnostic]) -> list[Diagnostic]:
     return sorted(merged, key=Diagnostic.sort_key)
 
 
+_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def printable(text: str) -> str:
+    """`text` with control, format (bidi), separator and surrogate characters written as escapes
+    (\\x1b, \\u202e): a value printed on a terminal, in a CI log or a comment cannot move the
+    cursor, reorder text, or start a line of its own. Newlines too: callers print lines."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() and unicodedata.category(ch) not in _UNPRINTABLE
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def render_one(d: Diagnostic) -> str:
-    where = f"{d.position}: " if d.position else ""
+    d = replace(d, message=printable(d.message), hint=printable(d.hint), object=printable(d.object),
+                path=printable(d.path), env=printable(d.env))
+    where = f"{printable(str(d.position))}: " if d.position else ""
     ctx = []
     if d.env:
         ctx.append(f"{'envs' if ', ' in d.env else 'env'} {d.env}")

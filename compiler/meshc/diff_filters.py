@@ -33,6 +33,7 @@ from .diff_model import (ChangeSet, EnvChanges, FieldChange, IgnoredChange, Item
                          ObjectDiff, ObjectId, ObjectSnapshot, format_path)
 from .diff_model import Path as DataPath
 from .diff_sides import DiffError
+from .globs import compile_glob
 from .project import load_project
 from .source import locate, parse
 
@@ -43,15 +44,18 @@ _RULE_KEYS = ("env", "kind", "namespace", "name", "path", "reason")
 _WORDS = {"token", "tokens", "password", "passwd", "secret", "secrets", "key", "keys", "privatekey", "apikey"}
 
 
-def glob(pattern: str) -> re.Pattern[str]:
-    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
-    return re.compile("".join(parts), re.DOTALL)
+def glob(pattern: str) -> Any:
+    """A compiled glob (meshc.globs: linear time, brackets literal); DiffError when too long."""
+    try:
+        return compile_glob(pattern)
+    except ValueError as exc:
+        raise DiffError(f"glob {pattern[:40]!r}...: {exc}") from None
 
 
 @dataclass(frozen=True)
 class IgnoreRule:
     label: str
-    match: Mapping[str, re.Pattern[str]]
+    match: Mapping[str, Any]  # compiled globs (meshc.globs)
 
     def object_hit(self, env: str, oid: ObjectId) -> bool:
         values = {"env": env, "kind": oid.kind, "namespace": oid.namespace, "name": oid.name}
@@ -162,7 +166,7 @@ class Masker:
         self.secrets: set[str] = set()
         self._seen: dict[str, bool] = {}
         self._rule_seen: dict[tuple[str, DataPath], bool] = {}
-        self._by_kind: dict[str, list[re.Pattern[str]]] = {}
+        self._by_kind: dict[str, list[Any]] = {}
 
     def _key_hit(self, seg: object) -> bool:
         if not isinstance(seg, str) or isinstance(seg, ItemKey):

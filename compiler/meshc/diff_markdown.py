@@ -20,6 +20,7 @@ import html
 import re
 from typing import Iterable
 
+from .diagnostics import printable
 from .diff_model import ChangeSet, ObjectDiff, RiskFlag
 from .diff_render import SYMBOL, Item, count_rows, object_lines, object_title
 
@@ -35,9 +36,14 @@ def size(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
+_MD_PUNCT = re.compile(r"([\\\[\]|])")  # links and images need [ ]; columns break on |
+
+
 def cell(text: str) -> str:
-    """Plain text in a table cell: no HTML, no column breaks."""
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    """Plain text in a table cell: no HTML, no column breaks, no links, images or @-mentions
+    (brackets, pipes and backslashes escaped, a zero-width space after each @)."""
+    escaped = _MD_PUNCT.sub(r"\\\1", html.escape(printable(text.replace("\n", " ")), quote=False))
+    return escaped.replace("@", "@\u200b")
 
 
 def code(text: str) -> str:
@@ -52,7 +58,7 @@ def span(text: str) -> str:
 
 def inline(text: str) -> str:
     """Text inside an HTML element such as <summary>."""
-    return html.escape(text, quote=False).replace("\n", " ")
+    return html.escape(printable(text.replace("\n", " ")), quote=False).replace("@", "@\u200b")
 
 
 def _fence(lines: list[str]) -> str:

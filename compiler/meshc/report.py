@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from .diagnostics import Diagnostic, Severity, merge_envs, normalise, render_one
+from .diagnostics import Diagnostic, Severity, merge_envs, normalise, printable, render_one
 
 
 def _object_parts(d: Diagnostic) -> tuple[str, str, str]:
@@ -82,12 +82,24 @@ def _sarif(items: list[Diagnostic], waived: list[Diagnostic]) -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
+def _gh_data(text: str) -> str:
+    """GitHub workflow-command escaping of a message (@actions/core escapeData)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    """... and of a property value (escapeProperty): `:` and `,` too."""
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
 def _github(items: list[Diagnostic], waived: list[Diagnostic]) -> str:
     level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
     out = []
-    for d in items:
-        where = (f" file={d.position.file},line={max(d.position.line, 1)},col={max(d.position.col, 1)}"
-                 if d.position else "")
-        msg = f"{d.message} [{d.code}] {d.object} {d.path}".replace("%", "%25").replace("\n", "%0A")
-        out.append(f"::{level[d.severity]}{where},title=meshc {d.code}::{msg}")
+    for d in merge_envs(items):
+        props = [f"file={_gh_property(d.position.file)}", f"line={max(d.position.line, 1)}",
+                 f"col={max(d.position.col, 1)}"] if d.position else []
+        props.append(f"title={_gh_property(f'meshc {d.code}')}")
+        where = f"{d.env} " if d.env else ""
+        msg = _gh_data(printable(f"{d.message} [{d.code}] {where}{d.object} {d.path}".strip()))
+        out.append(f"::{level[d.severity]} {','.join(props)}::{msg}")
     return "\n".join(out) + ("\n" if out else "")

@@ -16,7 +16,6 @@ matched nothing (W002, warning) is a finding itself. Malformed waiver files are 
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Sequence
 
 from .confine import read_regular
 from .diagnostics import Diagnostic, Position, Severity
+from .globs import MAX_PATTERN, glob_match
 from .source import Document, locate, parse
 
 _REQUIRED = ("code", "owner", "reason", "expires")
@@ -42,8 +42,8 @@ class Waiver:
     position: Position
 
     def matches(self, d: Diagnostic) -> bool:
-        return (d.code == self.code and fnmatch.fnmatchcase(d.env, self.env)
-                and fnmatch.fnmatchcase(d.object, self.object) and fnmatch.fnmatchcase(d.path, self.path))
+        return (d.code == self.code and glob_match(self.env, d.env)
+                and glob_match(self.object, d.object) and glob_match(self.path, d.path))
 
 
 def load_waivers(path: Path, rel: str) -> tuple[list[Waiver], list[Diagnostic]]:
@@ -72,6 +72,11 @@ def load_waivers(path: Path, rel: str) -> tuple[list[Waiver], list[Diagnostic]]:
         if missing:
             problems.append(Diagnostic("W000", Severity.ERROR, f"waiver lacks {', '.join(missing)}", pos,
                                        hint="every waiver needs code, owner, reason and expires"))
+            continue
+        long = next((k for k in ("env", "object", "path") if len(str(item.get(k, ""))) > MAX_PATTERN), None)
+        if long is not None:
+            problems.append(Diagnostic("W000", Severity.ERROR, f"{long}: a glob of over {MAX_PATTERN:,} characters",
+                                       _at(rel, doc, ("waivers", i, long)), hint="shorten the glob"))
             continue
         expires, why = _date(item["expires"])
         if expires is None:
