@@ -317,3 +317,15 @@ def test_a_base_ref_with_links_out_of_the_repository_is_refused(tmp_path: Path, 
     result = CliRunner().invoke(diff_command, ["--base", "HEAD", "-C", str(root)])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert "links that leave the repository (environments/base/link.yaml)" in result.output
+
+
+def test_a_declaration_expanding_past_the_budget_is_refused(tmp_path: Path) -> None:
+    ports = "".join(f"      - {{number: {1000 + i}, protocol: TCP, name: p{i}}}\n" for i in range(64))
+    endpoints = "".join(f"      - address: 10.1.{i // 250}.{i % 250 + 1}\n" for i in range(2000))
+    text = (SERVICE.replace("resolution: dns", "resolution: static")
+            .replace("      - {number: 443, protocol: HTTPS, name: https}\n", ports) + "    endpoints:\n" + endpoints)
+    root = estate(tmp_path, {"environments/base/services.yaml": text})
+    result = run(root, "build", "--skip-checks")
+    assert result.exit_code == 2
+    assert "error[V031]: the service expands to 64 Envoy clusters" in result.output
+    assert "128,000 endpoint entries" in result.output and "split it" in result.output

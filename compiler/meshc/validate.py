@@ -85,7 +85,7 @@ def _check(chk: Checker) -> None:
         chk.add(d.code, path, d.message, d.hint)
     if chk.errors:
         return
-    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations):
+    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations, _budget):
         fn(chk)
     check_tls(chk, _ports_by_number(chk.data))
 
@@ -126,6 +126,28 @@ def _annotations(chk: Checker) -> None:
         chk.add("V029", (field,), f"{field} is {size:,} bytes with its annotation key: the Kubernetes API server "
                 f"refuses annotations over {ANNOTATIONS_LIMIT:,} bytes (256 KiB)",
                 "shorten it; link to a document for long text")
+
+
+# What one declaration may expand to (docs/declarations.md#limits): Envoy clusters (a cluster per
+# host, port and subset, as istiod builds them) and endpoint entries (each cluster lists the
+# service's endpoints). Istio's own maxima (256 hosts, 256 ports, 4,096 endpoints) multiply to
+# over a million entries and hundreds of MB of proxy configuration for one service.
+MAX_CLUSTERS = 1024
+MAX_ENDPOINT_ENTRIES = 65_536
+
+
+def _budget(chk: Checker) -> None:
+    hosts = len(chk.data.get("hosts") or [])
+    ports = len(chk.data.get("ports") or [])
+    subsets = len(chk.data.get("subsets") or [])
+    endpoints = max(len(chk.data.get("endpoints") or []), 1)
+    clusters = hosts * ports * (1 + subsets)
+    entries = clusters * endpoints
+    if clusters > MAX_CLUSTERS or entries > MAX_ENDPOINT_ENTRIES:
+        chk.add("V031", (), f"the service expands to {clusters:,} Envoy clusters ({hosts} hosts x {ports} ports x "
+                f"{1 + subsets} subsets and default) with {entries:,} endpoint entries; one declaration may expand "
+                f"to at most {MAX_CLUSTERS:,} clusters and {MAX_ENDPOINT_ENTRIES:,} entries",
+                "split it into several services (by host, port range or endpoint group)")
 
 
 def _parse_shown(shown: str) -> DataPath:
