@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from meshc import faults
+from meshc import faults, outdir
 
 REPO = Path(__file__).resolve().parents[1]
 ESTATE = ("environments", "meshc.yaml", "policies", "waivers.yaml", "templates", ".meshc-diffignore")
@@ -522,11 +522,11 @@ def test_concurrent_builds_take_turns(tmp_path: Path, refs: dict[str, Tree]) -> 
 def test_output_folder_that_is_or_is_under_a_regular_file(tmp_path: Path) -> None:
     """No permission bits involved: this fails for root too."""
     root = make_estate(tmp_path / "ro")
-    blocker = tmp_path / "not-a-folder"
+    blocker = root / "not-a-folder"
     blocker.write_text("a file\n")
     settings = (root / "meshc.yaml").read_text()
     for out in (blocker, blocker / "out"):
-        (root / "meshc.yaml").write_text(settings.replace("out: out", f"out: {out}"))
+        (root / "meshc.yaml").write_text(settings.replace("out: out", f"out: {out.relative_to(root)}"))
         run = meshc(root)
         assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
         assert "error[B001]" in run.stderr and str(out) in run.stderr, run.stderr
@@ -596,10 +596,17 @@ def test_immutable_cache_folder_keeps_the_previous_bundle(tmp_path: Path, refs: 
 
 # ------------------------------------------------------------------------------ leftovers
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
+def _dead_pid(below: int = 0) -> int:
+    """A pid no process has (high, so that the builds of the test do not get it)."""
+    pid = below or int(Path("/proc/sys/kernel/pid_max").read_text()) - 1
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            pass
+        pid -= 1
 
 
 def test_leftovers_of_dead_processes_only_are_removed(tmp_path: Path, refs: dict[str, Tree]) -> None:
@@ -614,16 +621,24 @@ def test_leftovers_of_dead_processes_only_are_removed(tmp_path: Path, refs: dict
         f".meshc-cache/state.tmp-{dead}": False, f".meshc-cache/state.tmp-{live}": True,
         f".meshc-cache/builds/x.json.tmp-{dead}": False,
     }
-    for rel in planted:
+    # a live build whose pid this one cannot see (another PID namespace) holds a flock on its files
+    other_dead = _dead_pid(dead - 1)
+    elsewhere = {f".meshc-cache/.meshc-spool-{dead}-other": True, f".meshc-cache/state.tmp-{other_dead}": True}
+    for rel in {**planted, **elsewhere}:
         path = root / rel
         if "tmp-" in rel:
             path.write_bytes(b"partial")
         else:
             (path / "sub").mkdir(parents=True)
-    set_side(root, "B")
-    run = meshc(root)
+    claims = [outdir.claim(root / rel) for rel in elsewhere]
+    try:
+        set_side(root, "B")
+        run = meshc(root)
+    finally:
+        for fd in claims:
+            os.close(fd)
     assert run.returncode == 0, run.stderr
-    for rel, kept in planted.items():
+    for rel, kept in {**planted, **elsewhere}.items():
         assert (root / rel).exists() == kept, rel
     assert tree(root / "out") == refs["B"]
 

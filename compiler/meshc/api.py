@@ -155,6 +155,9 @@ def build(root: Path, envs: Sequence[str] = (), out: Path | None = None,
     """Compile and write one bundle per environment into the output folder, one build at a time
     per folder (`outdir`: lock, atomic swap, record of the last build, leftovers of killed builds)."""
     project, problems = load_project(root)
+    if has_errors(problems):  # reported by the compile; the output folder is not even made
+        _, result = compile_repo(root, envs, use_cache, progress)
+        return BuildOutcome(result, list(result.diagnostics))
     out_root = out if out is not None else project.resolve(project.out) or root / "out"
     key = inputs_key(root, _input_files(project), code_fingerprint() + repr(
         (sorted(envs), checks, str(out_root.resolve()))).encode())
@@ -191,6 +194,7 @@ def _locked_build(root: Path, envs: Sequence[str], out_root: Path, key: str, che
                                                            "last build: rebuilding"))
     try:
         spool = Path(tempfile.mkdtemp(prefix=f".meshc-spool-{os.getpid()}-", dir=_spool_parent(root, use_cache)))
+        mark = outdir.claim(spool)  # a live build's spool, even seen from another PID namespace
     except OSError as exc:
         return _cache_failed(root, exc)
     faults.point("spool.dir")
@@ -200,6 +204,7 @@ def _locked_build(root: Path, envs: Sequence[str], out_root: Path, key: str, che
     finally:
         faults.point("spool.remove")
         shutil.rmtree(spool, ignore_errors=True)
+        os.close(mark)
     outcome.diagnostics[:0] = notes
     return outcome
 

@@ -70,6 +70,7 @@ class BuildCache:
         faults.point("cache.tmp")
         try:
             with open(tmp, "wb") as fh:
+                _hold(fh.fileno())
                 for part in itertools.chain([("meshc-cache", FORMAT, self.stamp)], self._parts(), [None]):
                     pickle.dump(part, fh, protocol=pickle.HIGHEST_PROTOCOL)
                     faults.point("cache.chunk")
@@ -96,6 +97,17 @@ class BuildCache:
             items = list(d.items())
             for start in range(0, max(len(items), 1), CHUNK):
                 yield name, env, items[start:start + CHUNK]
+
+
+def _hold(fd: int) -> None:
+    """A shared flock on the temporary file while it is written: a build cleaning leftovers
+    (`outdir.clean_cache`) never deletes it, even when it cannot see this process."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        pass
 
 
 FORMAT = 2

@@ -21,12 +21,13 @@ Invariants (`tests/test_interrupt.py` kills a build at every `faults` point to h
 * **Leftovers of an interrupted build are removed by the next one**: `.<env>.new-<pid>` and
   `.<env>.old-<pid>` folders in out/, `.meshc-spool-<pid>-*` folders and `*.tmp-<pid>` files in
   .meshc-cache/, each only when process <pid> no longer exists (or is this very process, whose
-  own temporary names are not made yet).
+  own temporary names are not made yet) and nobody holds a flock on it: a build holds one on its
+  spool folder and on its temporary files while it writes them (`claim`, `hold`), so a live
+  build seen from another PID namespace (a container sharing the repository) keeps them too.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -142,6 +143,38 @@ _OUT_LEFTOVER = re.compile(r"^\..+\.(?:new|old)-(\d+)$")
 _CACHE_LEFTOVER = re.compile(r"^(?:\.meshc-spool-(\d+)-.*|.+\.tmp-(\d+))$")
 
 
+def claim(path: Path) -> int:
+    """Open a temporary folder or file of this build and `hold` it; the fd to close when done."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    hold(fd)
+    return fd
+
+
+def hold(fd: int) -> None:
+    """Shared flock on fd's file for as long as fd stays open: `_clean` leaves it alone."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        pass  # no flock here: the pid check alone decides
+
+
+def _claimed(path: Path) -> bool:
+    """Someone holds a flock on path (a live build's temporary)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def gone(pid: int) -> bool:
     """True when no process `pid` exists, or it is this process (whose temporary names are made
     only after the clean-up: a leftover under our pid is a dead build's that had the same pid)."""
@@ -179,6 +212,10 @@ def clean_cache(root: Path) -> list[Path]:
     """Remove spool folders and temporary files of dead processes from .meshc-cache/ (and its
     builds/ folder)."""
     cache = root / CACHE_DIR
+    try:
+        (cache / "builds.json").unlink()  # where earlier versions recorded builds: never read now
+    except OSError:
+        pass
     return _clean(cache, _CACHE_LEFTOVER, "clean.cache") + _clean(cache / "builds", _CACHE_LEFTOVER, "clean.cache")
 
 
@@ -193,7 +230,7 @@ def _clean(folder: Path, pattern: re.Pattern[str], fault: str) -> list[Path]:
         if m is None:
             continue
         pid = int(next(g for g in m.groups() if g is not None))
-        if not gone(pid):
+        if not gone(pid) or _claimed(folder / name):
             continue
         faults.point(fault)
         try:
@@ -216,6 +253,8 @@ def _exchange_fn() -> "Callable[..., int] | None":
     global _renameat2
     if _renameat2 is None:
         try:
+            import ctypes  # only when a bundle is swapped (not on the no-change path)
+
             fn = ctypes.CDLL(None, use_errno=True).renameat2
             fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
             fn.restype = ctypes.c_int
@@ -232,6 +271,8 @@ def exchange(a: Path, b: Path) -> bool:
         return False
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
         return False  # kernel before 3.15, or a file system without RENAME_EXCHANGE
@@ -324,6 +365,7 @@ def write_record(root: Path, out_root: Path, record: Record) -> None:
     faults.point("record.tmp")
     try:
         with open(tmp, "wb") as fh:
+            hold(fh.fileno())
             fh.write(data)
             fh.flush()
             faults.point("record.tmp.written")
