@@ -383,3 +383,41 @@ def test_kustomize_cannot_carry_what_kubernetes_problem_names(kubectl: str, tmp_
     fits = {**probe(0, "ok"), "spec": {"keys": {"x" * (KEY_LIMIT - 2): 1}}}
     run = _kustomize(kubectl, tmp_path / "fits", [fits])
     assert run.returncode == 0 and _specs(kubectl, run.stdout) == {"p0": fits["spec"]}
+
+
+BUNDLE_ENV = "name: dev\nnamespace: egress\n"
+BUNDLE_SERVICES = """services:
+  - name: api
+    owner: team
+    description: DESCRIPTION
+    hosts: [api.example.com]
+    resolution: dns
+    ports:
+      - {number: 443, protocol: HTTPS}
+"""
+
+
+def test_a_built_bundle_goes_through_kubectl(kubectl: str, tmp_path: Path) -> None:
+    """What `meshc build` writes for a description holding every class Kubernetes can carry."""
+    from meshc.emit import content
+    from meshc.pipeline import compile_estate
+    from meshc.tree import MemoryTree
+    from meshc.yamlout import scalar_str
+
+    description = "".join(s for s in CARRIED if len(s) < 40)
+    declared = BUNDLE_SERVICES.replace("DESCRIPTION", scalar_str(description))
+    result = compile_estate(MemoryTree({"environments/dev/env.yaml": BUNDLE_ENV,
+                                        "environments/base/a.yaml": declared}))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    bundle = result.envs["dev"].bundle
+    assert bundle is not None
+    for name, data in bundle.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content(data))
+    run = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode("utf-8", "replace")[-2000:]
+    objects = list(_json_objects(subprocess.run(
+        [kubectl, "label", "--local", "-o", "json", "meshc-probe=1", "-f", "-"], input=run.stdout,
+        capture_output=True, timeout=300, check=True).stdout.decode("utf-8")))
+    entries = [o for o in objects if o["kind"] == "ServiceEntry"]
+    assert [o["metadata"]["annotations"]["meshc.dev/description"] for o in entries] == [description]
