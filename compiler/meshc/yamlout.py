@@ -14,8 +14,9 @@ be written in UTF-8 at all: `dump` raises `UnencodableString` (meshc rejects the
 
 Kubernetes' tooling cannot carry some characters even when escaped: kustomize converts every
 object through JSON, whose encoder writes them raw, and then refuses its own output (DEL, C1
-controls, U+FFFE, U+FFFF) or folds NEL into a space, and it takes no key longer than 1024
-characters. `kubernetes_problem` says when a string cannot reach a cluster that way; the compiler
+controls, U+FFFE, U+FFFF) or folds NEL into a space, it takes no key longer than 1024 characters,
+and it writes a multi-line string ending in U+2028/U+2029 as a block it cannot read back.
+`kubernetes_problem` says when a string cannot reach a cluster that way; the compiler
 refuses such declarations. Tests: tests/test_yamlout.py (PyYAML, and kubectl when installed).
 """
 
@@ -62,8 +63,10 @@ def kubernetes_problem(text: str, key: bool = False) -> str | None:
     (`kubectl kustomize`, Argo CD, Flux) converts every object to JSON and reads that back as YAML,
     and Go's JSON encoder writes some characters raw: go-yaml then refuses DEL, the C1 controls,
     U+FFFE and U+FFFF ("control characters are not allowed"), folds NEL into a space, merges or
-    drops a key `<<` and takes no key longer than 1024 characters (as JSON). Checked against
-    kubectl 1.20 to 1.33 by tests/test_yamlout.py; meshc refuses such declarations."""
+    drops a key `<<` and takes no key longer than 1024 characters (as JSON); and kustomize's own
+    output of a multi-line string ending in U+2028/U+2029 is a literal block that swallows what
+    follows. Checked against kubectl 1.20 to 1.33 by tests/test_yamlout.py; meshc refuses such
+    declarations."""
     bad = _SURROGATE.search(text)
     if bad:
         return f"holds the lone surrogate U+{ord(bad.group(0)):04X}, which UTF-8 cannot encode"
@@ -74,6 +77,9 @@ def kubernetes_problem(text: str, key: bool = False) -> str | None:
                 "a C1 control" if code < 0xA0 else "a Unicode noncharacter")
         return (f"holds U+{code:04X} ({what}): kubectl kustomize refuses or changes DEL, the C1 controls "
                 "and U+FFFE/U+FFFF, even escaped")
+    if "\n" in text and text[-1:] in ("\u2028", "\u2029"):
+        return ("is several lines ending in a line or paragraph separator (U+2028/U+2029): kustomize "
+                "writes it as a block it cannot read back, and loses the object after it")
     if key:
         if text == "<<":
             return "is '<<', which kustomize takes for a YAML merge key even quoted"
