@@ -159,25 +159,28 @@ def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, 
     try:
         faults.point("bundle.mkdir", env)
         tmp.mkdir()
-        made: set[Path] = {tmp}
-        previous = final if final.is_dir() and not final.is_symlink() else None
+        # plain strings and fds below: ~4,000 files per environment at 1,000 services
+        top = str(tmp) + os.sep
+        previous = str(final) + os.sep if final.is_dir() and not final.is_symlink() else None
+        made = {""}
         for rel, data in bundle.files.items():
-            path = tmp / rel
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
+            folder = rel.rpartition("/")[0]
+            if folder not in made:
+                os.makedirs(top + folder, exist_ok=True)
+                made.add(folder)
+            path = top + rel
             if isinstance(data, Spooled):
                 after[rel] = data.sha256
                 faults.point("bundle.spool", env)
-                if not _link(Path(data.path), path):
+                if not _link(data.path, path):
                     shutil.copyfile(data.path, path)
                 continue
             after[rel] = hashlib.sha256(data).hexdigest()
-            if previous is not None and _reuse(previous / rel, path, data):
+            if previous is not None and _reuse(previous + rel, path, data):
                 faults.point("bundle.link", env)
                 continue
             faults.point("bundle.file", env)
-            path.write_bytes(data)
+            _write(path, data)
             faults.point("bundle.file.written", env)
         faults.point("bundle.files.done", env)
         swap_in(tmp, final, old, env)
@@ -190,27 +193,50 @@ def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, 
     return final, after
 
 
-def _reuse(src: Path, dst: Path, data: bytes) -> bool:
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _reuse(src: str, dst: str, data: bytes) -> bool:
     """Hard-link src to dst when src holds exactly `data` now (checked on the linked file, so on
     the very inode that goes into the new bundle)."""
     try:
-        st = os.stat(src, follow_symlinks=False)
+        st = os.lstat(src)
         if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
             return False
         os.link(src, dst, follow_symlinks=False)
     except OSError:
         return False
     try:
-        with open(dst, "rb") as fh:
-            if fh.read(len(data) + 1) == data:
-                return True
+        fd = os.open(dst, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            same = _read(fd, len(data) + 1) == data
+        finally:
+            os.close(fd)
+        if same:
+            return True
     except OSError:
         pass
-    dst.unlink()
+    os.unlink(dst)
     return False
 
 
-def _link(src: Path, dst: Path) -> bool:
+def _read(fd: int, size: int) -> bytes:
+    """Up to `size` bytes from fd (fewer only at the end of the file)."""
+    parts = []
+    while size > 0 and (chunk := os.read(fd, size)):
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def _link(src: str, dst: str) -> bool:
     try:
         os.link(src, dst)
         return True
