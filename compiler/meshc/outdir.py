@@ -401,9 +401,12 @@ def verify(out_root: Path, envs: dict[str, dict[str, str]]) -> str | None:
         faults.point("uptodate.verify", env)
         base = out_root / env
         if not base.is_dir() or base.is_symlink():
-            return f"{base} was deleted"
+            return f"{base} was deleted or replaced"
         found: list[str] = []
-        odd = _walk(str(base) + os.sep, "", found)
+        try:
+            odd = _walk(str(base) + os.sep, "", found)
+        except OSError as exc:
+            return f"{exc.filename or base} cannot be read ({exc.strerror})"
         if odd:
             return f"{base / odd} is a link or special file"
         if len(found) != len(files) or set(found) != set(files):
