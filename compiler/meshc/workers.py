@@ -83,7 +83,8 @@ def _prctl() -> object:
 
 
 def _die_with(parent: int, prctl: object) -> None:
-    """In a forked child: be killed when the parent dies; leave now if it already has."""
+    """In a forked child: be killed when the parent dies; leave now if it already has. (The
+    signal follows the forking thread, which `run_all` keeps until every child has answered.)"""
     if prctl is not None:
         prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # type: ignore[operator]
     if os.getppid() != parent:
