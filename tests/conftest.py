@@ -41,6 +41,13 @@ def check_golden_dir(directory: Path, files: dict[str, bytes]) -> None:
         assert present == set(files), f"golden files differ in {directory}: {sorted(present ^ set(files))}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """meshc's per-user build cache (meshc.userstate) in a folder of this test run, so tests
+    neither read nor fill the user's own."""
+    os.environ["MESHC_STATE_DIR"] = str(tmp_path_factory.mktemp("meshc-state"))
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

@@ -18,7 +18,7 @@ from .check import LAYERS, CheckInputError, CheckOptions, parse_layers, run_chec
 from .load import list_envs
 from .waivers import apply_waivers, load_waivers
 
-from .diagnostics import Diagnostic, Severity, has_errors
+from .diagnostics import Diagnostic, Position, Severity, has_errors
 from .emit import write_bundle_files
 from .pipeline import CompileResult, ProxyOptions, compile_estate
 
@@ -67,6 +67,9 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
     cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates, root)) if use_cache else None
     result = compile_estate(DiskTree(root), envs or None, templates, cache,
                             progress=progress or (lambda _m: None), proxy=proxy)
+    if cache is not None:
+        result.diagnostics.extend(Diagnostic("K001", Severity.INFO, note, Position(CACHE_DIR), hint=fix)
+                                  for note, fix in cache.notes)
     if cache is not None:
         result.cache = cache
     return project, result
@@ -216,6 +219,12 @@ def _spool_parent(root: Path, use_cache: bool) -> Path | None:
         return None
     path = root / CACHE_DIR
     path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():  # meshc's working folder in a repository is never committed
+        faults.point("cache.gitignore")
+        part = ignore.with_name(f".gitignore.tmp-{os.getpid()}")
+        part.write_text("*\n")
+        part.replace(ignore)
     return path
 
 

@@ -1,4 +1,5 @@
-"""Content-hash caches in .meshc-cache/ (never part of a bundle; safe to delete at any time).
+"""Content-hash caches, kept per user outside the working tree (meshc.userstate: never part of a
+bundle, safe to delete at any time, authenticated before anything in them is loaded).
 
 * parse: sha256 of a declaration file -> its service entries (clean files only), so unchanged
   files are not parsed again;
@@ -10,9 +11,15 @@
 * builds/<hash of an output directory>.json: the record of the last build written there (key of
   every input, sha256 of every bundle file), so a rebuild with nothing changed stops after
   hashing the inputs and the bundle files (`outdir.py` writes, verifies and invalidates it).
-A cache from another meshc version or other templates is discarded as a whole. state.pickle is
-replaced by rename, never written in place; a temporary file left by a killed build
-(`state.tmp-<pid>`) is removed by the next build (`outdir.clean_cache`).
+A cache from another meshc version or other templates is discarded as a whole.
+
+The state file (`<state home>/repos/<hash of the repository's real path>/state.pickle`) is
+`MAGIC`, an HMAC-SHA256 tag under the per-user key, then the pickles; the tag is checked over the
+whole file before a single pickle is loaded, so a file meshc did not write itself is ignored (a
+note says so), and nothing a repository holds is ever unpickled: an old or planted
+`.meshc-cache/state.pickle` in the working tree is never read. It is replaced by rename, never
+written in place; a temporary file left by a killed build (`state.tmp-<pid>`) is removed by the
+next build (`outdir.clean_cache`).
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .confine import CRD_LIMIT, read_file
 from . import __version__, faults
+from .confine import CRD_LIMIT, read_file
+from .userstate import TAG_BYTES, new_mac, repo_state, same
 
 CACHE_DIR = ".meshc-cache"
 
@@ -40,22 +48,34 @@ class BuildCache:
     checks: dict[tuple[str, str], Any] = field(default_factory=dict)
     written: dict[str, dict[str, str]] = field(default_factory=dict)  # unused since the record (outdir.py)
     envoy: dict[str, Any] = field(default_factory=dict)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (what happened, what to do)
 
     @property
     def path(self) -> Path:
-        return self.root / CACHE_DIR / "state.pickle"
+        return repo_state(self.root) / "state.pickle"
 
     @classmethod
     def open(cls, root: Path, fingerprint: bytes) -> "BuildCache":
         stamp = hashlib.sha256(__version__.encode() + b"\0" + fingerprint).hexdigest()
         cache = cls(root, stamp)
+        planted = root / CACHE_DIR / "state.pickle"
+        if planted.exists() or planted.is_symlink():
+            cache.notes.append((f"{planted} is not read: meshc keeps its cache outside the repository, in "
+                                f"{cache.path.parent}", f"delete {planted}"))
         try:
             with open(cache.path, "rb") as fh:
+                if not _authentic(fh):
+                    cache.notes.append((f"{cache.path} is not a cache this user's meshc wrote (no valid "
+                                        "tag): ignored, everything is built anew", ""))
+                    return cache
+                fh.seek(len(MAGIC) + TAG_BYTES)
                 head = pickle.load(fh)
                 if head != ("meshc-cache", FORMAT, stamp):
                     return cache
                 loaded = _read_parts(fh)
-        except Exception:  # noqa: BLE001 - unreadable, cut off or foreign: start empty
+        except FileNotFoundError:
+            return cache
+        except Exception:  # noqa: BLE001 - unreadable or cut off (yet authentic): start empty
             return cache
         for key, value in loaded.items():
             setattr(cache, key, value)
@@ -65,27 +85,29 @@ class BuildCache:
         """Written as a sequence of pickles of at most CHUNK entries each: pickling the whole state
         at once held a memo entry for every object in it (~190 MB at 10,000 services, the build's
         peak)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.path.parent / "root").write_text(os.path.realpath(self.root) + "\n")  # for pruning
         tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
         faults.point("cache.tmp")
         try:
             with open(tmp, "wb") as fh:
                 _hold(fh.fileno())
+                mac = new_mac()
+                fh.write(MAGIC + bytes(TAG_BYTES))  # the tag, once known, goes in its place
                 for part in itertools.chain([("meshc-cache", FORMAT, self.stamp)], self._parts(), [None]):
-                    pickle.dump(part, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    data = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+                    mac.update(data)
+                    fh.write(data)
                     faults.point("cache.chunk")
+                fh.seek(len(MAGIC))
+                fh.write(mac.digest())
             faults.point("cache.written")
             tmp.replace(self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         faults.point("cache.renamed")
-        gitignore = self.path.parent / ".gitignore"
-        if not gitignore.exists():
-            faults.point("cache.gitignore")
-            part = gitignore.with_name(f".gitignore.tmp-{os.getpid()}")
-            part.write_text("*\n")
-            part.replace(gitignore)
+        prune()
 
     def _parts(self) -> Iterator[tuple[str, str | None, list[tuple[Any, Any]]]]:
         """(section, environment or None, up to CHUNK of its items)."""
@@ -110,7 +132,42 @@ def _hold(fd: int) -> None:
         pass
 
 
-FORMAT = 2
+MAGIC = b"meshc-state\0v3\n"
+
+
+def _authentic(fh: Any) -> bool:
+    """The file's tag is the HMAC of everything after it under this user's key (streamed)."""
+    if fh.read(len(MAGIC)) != MAGIC:
+        return False
+    tag = fh.read(TAG_BYTES)
+    mac = new_mac()
+    while chunk := fh.read(1 << 20):
+        mac.update(chunk)
+    return len(tag) == TAG_BYTES and same(mac.digest(), tag)
+
+
+def prune() -> None:
+    """Remove the state folders of repositories that no longer exist (temporary checkouts,
+    deleted clones); each folder names its repository in `root`."""
+    import shutil
+
+    from .userstate import state_home
+
+    repos = state_home() / "repos"
+    try:
+        folders = list(os.scandir(repos))
+    except OSError:
+        return
+    for entry in folders:
+        try:
+            where = Path(entry.path, "root").read_text().strip()
+        except OSError:
+            continue
+        if where and not os.path.isdir(where):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+FORMAT = 3
 CHUNK = 5000
 _SECTIONS = ("parse", "units", "checks", "written", "envoy")
 

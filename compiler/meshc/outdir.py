@@ -8,7 +8,8 @@ Invariants (`tests/test_interrupt.py` kills a build at every `faults` point to h
   after. Consumers (kubectl kustomize, Argo CD) always find a real directory at out/<env>.
 * **A stale bundle never looks current.** The record of the last build
   (`.meshc-cache/builds/<hash of the output path>.json`: the inputs key and the sha256 of every
-  bundle file of every environment) is deleted, durably, before out/ is touched, and written
+  bundle file of every environment, with an HMAC tag under the per-user key of meshc.userstate,
+  so a record committed to the repository is ignored) is deleted, durably, before out/ is touched, and written
   (temporary file, fsync, rename, fsync of the folder) only after every environment is swapped
   in. A build whose inputs hash to the recorded key stops only when the files on disk are the
   recorded ones (same set, same hashes); a deleted or hand-edited bundle file is rebuilt. So the
@@ -43,6 +44,7 @@ from typing import Callable, Iterator
 
 from . import faults
 from .cache import CACHE_DIR
+from .userstate import same, tag
 
 LOCK_TIMEOUT_ENV = "MESHC_LOCK_TIMEOUT"
 LOCK_TIMEOUT = 120.0
@@ -216,7 +218,10 @@ def clean_cache(root: Path) -> list[Path]:
         (cache / "builds.json").unlink()  # where earlier versions recorded builds: never read now
     except OSError:
         pass
-    return _clean(cache, _CACHE_LEFTOVER, "clean.cache") + _clean(cache / "builds", _CACHE_LEFTOVER, "clean.cache")
+    from .userstate import repo_state
+
+    return (_clean(cache, _CACHE_LEFTOVER, "clean.cache") + _clean(cache / "builds", _CACHE_LEFTOVER, "clean.cache")
+            + _clean(repo_state(root), _CACHE_LEFTOVER, "clean.cache"))
 
 
 def _clean(folder: Path, pattern: re.Pattern[str], fault: str) -> list[Path]:
@@ -332,7 +337,10 @@ def record_path(root: Path, out_root: Path) -> Path:
 def read_record(root: Path, out_root: Path) -> Record | None:
     faults.point("uptodate.read")
     try:
-        data = json.loads(record_path(root, out_root).read_bytes())
+        signed = json.loads(record_path(root, out_root).read_bytes())
+        data = signed["record"]
+        if not same(bytes.fromhex(signed["mac"]), tag(_canonical(data))):
+            return None  # not written by this user's meshc (a committed or planted record): ignored
         if data.get("out") != str(out_root.resolve()):
             return None
         envs = {str(env): {str(rel): str(sha) for rel, sha in files.items()}
@@ -360,7 +368,8 @@ def write_record(root: Path, out_root: Path, record: Record) -> None:
     path = record_path(root, out_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    data = json.dumps({"out": str(out_root.resolve()), "key": record.key, "envs": record.envs},
+    payload = {"out": str(out_root.resolve()), "key": record.key, "envs": record.envs}
+    data = json.dumps({"mac": tag(_canonical(payload)).hex(), "record": payload},
                       sort_keys=True, separators=(",", ":")).encode()
     faults.point("record.tmp")
     try:
@@ -378,6 +387,10 @@ def write_record(root: Path, out_root: Path, record: Record) -> None:
     faults.point("record.renamed")
     _sync_dir(path.parent)
     faults.point("record.synced")
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _sync_dir(folder: Path) -> None:
