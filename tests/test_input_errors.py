@@ -329,3 +329,24 @@ def test_a_declaration_expanding_past_the_budget_is_refused(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "error[V031]: the service expands to 64 Envoy clusters" in result.output
     assert "128,000 endpoint entries" in result.output and "split it" in result.output
+
+
+@pytest.mark.parametrize("value, says", [
+    ('"Stripe \\uFFFE API"', "U+FFFE (a Unicode noncharacter)"), ('"a\\x7Fb"', "U+007F (DEL)"),
+    ('"a\\x85b"', "U+0085 (NEL, a C1 control)"), ('"x\\nends\\u2028"', "line or paragraph separator"),
+])
+def test_strings_kubernetes_cannot_carry_are_refused_at_their_position(tmp_path: Path, value: str, says: str) -> None:
+    root = estate(tmp_path, {"environments/base/services.yaml": SERVICE.replace("description: An API",
+                                                                               f"description: {value}")})
+    result = run(root, "build")
+    assert result.exit_code == 2
+    assert "environments/base/services.yaml:4:18: error[Y008]: value '" in result.output and says in result.output
+
+
+def test_selector_labels_are_validated(tmp_path: Path) -> None:
+    text = (SERVICE.replace("location: external", "location: internal").replace("resolution: dns", "resolution: static")
+            + "    endpointsAs: workloadEntries\n    selector: {app: " + "v" * 64 + "}\n"
+            + "    endpoints:\n      - address: 10.0.0.1\n")
+    root = estate(tmp_path, {"environments/base/services.yaml": text})
+    result = run(root, "build")
+    assert result.exit_code == 2 and "error[V028]: invalid label value" in result.output

@@ -43,7 +43,7 @@ def read_inputs(paths: Sequence[str]) -> LintInput:
 
 
 def _add(out: LintInput, name: str, data: bytes) -> None:
-    docs, diags = parse(name, data)
+    docs, diags = parse(name, data, carried=False)
     out.errors.extend(diags)
     for doc in docs:
         if isinstance(doc.value, dict) and doc.value.get("kind") in KINDS:

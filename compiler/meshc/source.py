@@ -7,7 +7,8 @@ tree (`locate`), so the happy path pays nothing for provenance.
 
 Codes: Y001 unreadable file, Y002 not UTF-8 text / binary, Y003 YAML syntax error,
 Y004 duplicate key, Y005 alias expansion too large, Y006 non-string mapping key,
-Y007 unsupported YAML feature (merge keys, custom tags).
+Y007 unsupported YAML feature (merge keys, custom tags), Y008 a string Kubernetes' tooling cannot
+carry (meshc.yamlout.kubernetes_problem: DEL, C1 controls, U+FFFE/U+FFFF, lone surrogates...).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, Iterator, Sequence
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .diagnostics import DataPath, Diagnostic, Position, Severity
+from .diagnostics import DataPath, Diagnostic, Position, Severity, printable
+from .yamlout import kubernetes_problem
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
@@ -75,7 +77,10 @@ def decode(file: str, data: bytes) -> tuple[str | None, list[Diagnostic]]:
                              "save the file as UTF-8", line=line, col=col)]
 
 
-def parse(file: str, data: bytes) -> tuple[list[Document], list[Diagnostic]]:
+def parse(file: str, data: bytes, carried: bool = True) -> tuple[list[Document], list[Diagnostic]]:
+    """YAML documents of a file. `carried`: refuse strings Kubernetes' tooling cannot carry
+    through a bundle (Y008, meshc.yamlout.kubernetes_problem); off for lint, which reads YAML
+    that exists already."""
     text, diags = decode(file, data)
     if text is None:
         return [], diags
@@ -94,7 +99,7 @@ def parse(file: str, data: bytes) -> tuple[list[Document], list[Diagnostic]]:
         if node is None:
             continue
         try:
-            docs.append(Document(file, _Builder(file).build(node), node))
+            docs.append(Document(file, _Builder(file, carried).build(node), node))
         except LoadError as exc:
             diags.append(exc.diag)
     return docs, diags
@@ -103,10 +108,20 @@ def parse(file: str, data: bytes) -> tuple[list[Document], list[Diagnostic]]:
 class _Builder:
     """Node tree -> plain values, with duplicate-key and alias-bomb detection."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, carried: bool = True) -> None:
         self.file = file
+        self.carried = carried
         self.seen: set[int] = set()
         self.built = 0
+
+    def _carried(self, text: str, node: Node, key: bool = False) -> str:
+        if self.carried and (not text.isascii() or "\x7f" in text or (key and (text == "<<" or len(text) > 1000))):
+            problem = kubernetes_problem(text, key=key)
+            if problem:
+                raise LoadError(_error("Y008", self.file, f"{'key' if key else 'value'} '{printable(text[:80])}' "
+                                       f"{problem}", "remove the character (or write the text without it)",
+                                       node))
+        return text
 
     def build(self, node: Node) -> Any:
         self.built += 1
@@ -129,7 +144,7 @@ class _Builder:
 
     def scalar(self, node: ScalarNode) -> Any:
         if node.tag == _STR:
-            return node.value
+            return self._carried(node.value, node)
         if node.tag not in _SAFE_SCALAR_TAGS:
             raise LoadError(_error("Y007", self.file, f"unsupported YAML tag {node.tag!r}",
                                    "quote the value to make it a string", node))
@@ -149,7 +164,7 @@ class _Builder:
             if not isinstance(knode, ScalarNode) or knode.tag != _STR:
                 raise LoadError(_error("Y006", self.file, "mapping keys must be strings",
                                        "quote the key", knode))
-            k = knode.value
+            k = self._carried(knode.value, knode, key=True)
             if k in first:
                 raise LoadError(_error(
                     "Y004", self.file, f"duplicate key {k!r} in this mapping",

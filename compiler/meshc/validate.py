@@ -90,7 +90,7 @@ def _check(chk: Checker) -> None:
     check_tls(chk, _ports_by_number(chk.data))
 
 
-_LABEL_MAPS = ("labels", "clientSelector")
+_LABEL_MAPS = ("labels", "clientSelector", "selector")
 # The API server refuses an object whose annotations (keys + values) exceed 256 KiB
 # (k8s.io/apimachinery ValidateAnnotationsSize, TotalAnnotationSizeLimitB).
 ANNOTATIONS_LIMIT = 256 * 1024
