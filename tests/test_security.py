@@ -203,3 +203,18 @@ def test_terminal_output_has_no_raw_control_characters(tmp_path: Path) -> None:
     run = meshc(root, "build")
     assert run.returncode == 2 and "\x1b" not in run.stderr and "\u202e" not in run.stderr
     assert "\\x1b[31mred\\u202e" in run.stderr
+
+
+@pytest.mark.parametrize("where", ["environments", "outside"])
+def test_meshc_replaces_only_folders_it_made(tmp_path: Path, where: str) -> None:
+    """Even an --out chosen by hand never deletes a folder that is not a bundle meshc wrote."""
+    root = estate(tmp_path)
+    out = root / "environments" if where == "environments" else tmp_path / "elsewhere"
+    (out / "dev").mkdir(parents=True, exist_ok=True)
+    (out / "dev" / "precious.txt").write_text("mine\n")
+    before = sorted(p.relative_to(out).as_posix() for p in (out / "dev").rglob("*"))
+    run = meshc(root, "build", "--env", "dev", "--out", str(out))
+    assert run.returncode == 2 and "error[B006]" in run.stderr and "is not a bundle meshc wrote" in run.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "dev").rglob("*")) == before
+    assert meshc(root, "build", "--env", "dev", "--out", str(tmp_path / "fresh")).returncode == 0
+    assert meshc(root, "build", "--env", "dev", "--out", str(tmp_path / "fresh")).returncode == 0  # its own: replaced

@@ -251,6 +251,13 @@ def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bo
             return outcome
     if not outcome.ok:
         return outcome
+    foreign = outdir.not_ours(out_root, result.envs)
+    if foreign:
+        outcome.diagnostics.append(Diagnostic(
+            "B006", Severity.ERROR, f"{foreign[0]} exists and is not a bundle meshc wrote (no index.json with "
+            "the meshcBundle marker): meshc replaces only folders it made", Position(str(foreign[0])),
+            hint="move that folder away, or write bundles elsewhere (meshc.yaml's out:, or --out)"))
+        return outcome
     try:
         outdir.invalidate(root, out_root)
     except OSError as exc:

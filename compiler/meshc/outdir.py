@@ -40,7 +40,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from . import faults
 from .cache import CACHE_DIR
@@ -387,6 +387,28 @@ def write_record(root: Path, out_root: Path, record: Record) -> None:
     faults.point("record.renamed")
     _sync_dir(path.parent)
     faults.point("record.synced")
+
+
+_MARKER = re.compile(rb'^\{\s*"environment":[^\n]*\n\s*"environmentSource":[^\n]*\n\s*"meshcBundle": 1,', re.S)
+
+
+def is_bundle(folder: Path) -> bool:
+    """A folder meshc wrote: its index.json opens with the `meshcBundle` marker. meshc replaces
+    (and so deletes) only such folders, never one it did not make."""
+    try:
+        fd = os.open(folder / "index.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return _MARKER.match(os.read(fd, 4096)) is not None
+    finally:
+        os.close(fd)
+
+
+def not_ours(out_root: Path, envs: Iterable[str]) -> list[Path]:
+    """The out_root/<env> folders that exist but are not bundles meshc wrote."""
+    return [out_root / env for env in envs
+            if ((out_root / env).exists() or (out_root / env).is_symlink()) and not is_bundle(out_root / env)]
 
 
 def _canonical(value: object) -> bytes:
