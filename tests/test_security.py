@@ -218,3 +218,44 @@ def test_meshc_replaces_only_folders_it_made(tmp_path: Path, where: str) -> None
     assert sorted(p.relative_to(out).as_posix() for p in (out / "dev").rglob("*")) == before
     assert meshc(root, "build", "--env", "dev", "--out", str(tmp_path / "fresh")).returncode == 0
     assert meshc(root, "build", "--env", "dev", "--out", str(tmp_path / "fresh")).returncode == 0  # its own: replaced
+
+
+# --- no code or trusted state from the working tree ------------------------------------------------------
+
+def test_a_planted_cache_is_never_loaded(tmp_path: Path) -> None:
+    root = estate(tmp_path)
+    marker = tmp_path / "pwned"
+    env = {"MESHC_PWNED_MARKER": str(marker), "MESHC_STATE_DIR": str(tmp_path / "state")}
+    (root / ".meshc-cache").mkdir()
+    shutil.copyfile(ATTACKS / "planted-state.pickle", root / ".meshc-cache/state.pickle")
+    run = meshc(root, "build", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "info[K001]" in run.stderr and ".meshc-cache/state.pickle is not read" in run.stderr
+    assert not marker.exists()
+    # the same file where meshc keeps its cache: its tag is not this user's, so it is not loaded
+    (state,) = (tmp_path / "state" / "repos").iterdir()
+    shutil.copyfile(ATTACKS / "planted-state.pickle", state / "state.pickle")
+    services = root / "environments/base/services.yaml"
+    services.write_text(services.read_text() + "# changed\n")
+    run = meshc(root, "build", env=env)
+    assert run.returncode == 0 and "is not a cache this user's meshc wrote" in run.stderr
+    assert not marker.exists()
+
+
+def test_a_planted_build_record_is_ignored(tmp_path: Path) -> None:
+    """A record that claims a hand-made bundle is current (as a committed one would) is not
+    believed: its tag is not this user's."""
+    import hashlib
+    import json
+
+    root = estate(tmp_path)
+    assert meshc(root, "build").returncode == 0
+    (record,) = (root / ".meshc-cache/builds").glob("*.json")
+    signed = json.loads(record.read_text())
+    index = root / "out/dev/index.json"
+    index.write_text(index.read_text().replace('"environment": "dev"', '"environment": "pwned"'))
+    signed["record"]["envs"]["dev"]["index.json"] = hashlib.sha256(index.read_bytes()).hexdigest()
+    record.write_text(json.dumps(signed))
+    run = meshc(root, "build")
+    assert run.returncode == 0 and "bundles are up to date" not in run.stderr and "/out/dev (" in run.stderr, run.stderr
+    assert '"environment": "dev"' in index.read_text()
