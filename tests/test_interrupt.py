@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from meshc import faults, outdir
+from meshc.userstate import repo_state
 
 REPO = Path(__file__).resolve().parents[1]
 ESTATE = ("environments", "meshc.yaml", "policies", "waivers.yaml", "templates", ".meshc-diffignore")
@@ -198,14 +199,18 @@ def tree(out: Path) -> Tree:
 
 def leftovers(root: Path) -> list[str]:
     """Anything a finished build must not leave: temporary folders in out/, spool folders and
-    temporary files in .meshc-cache/ (and builds/)."""
+    temporary files in .meshc-cache/ (and builds/) and in the repository's state folder (the
+    build cache, per user: meshc.userstate)."""
     found = [p.name for p in (root / "out").iterdir() if p.name.startswith(".")] if (root / "out").is_dir() else []
     cache = root / ".meshc-cache"
     if cache.is_dir():
-        found += [p.name for p in cache.iterdir() if p.name not in {".gitignore", "state.pickle", "builds"}]
+        found += [p.name for p in cache.iterdir() if p.name not in {".gitignore", "builds"}]
         if (cache / "builds").is_dir():
             found += [p.name for p in (cache / "builds").iterdir() if not p.name.endswith(".json")
                       or ".tmp-" in p.name]
+    state = repo_state(root)
+    if state.is_dir():
+        found += [f"state/{p.name}" for p in state.iterdir() if p.name not in {"root", "state.pickle"}]
     return found
 
 
@@ -383,6 +388,7 @@ def test_kill_at_points_reached_only_in_some_states(tmp_path: Path, refs: dict[s
             (root / ".meshc-cache" / f".meshc-spool-{dead}-x1y2").mkdir()
             (root / ".meshc-cache" / f"state.tmp-{dead}").write_bytes(b"partial")
             (root / ".meshc-cache" / "builds" / f"0123.json.tmp-{dead}").write_bytes(b"{")
+            (repo_state(root) / f"state.tmp-{dead}").write_bytes(b"partial")
             side = other(side)
             cycle(side, point, "leftovers of a dead build")
         (root / ".meshc-cache" / ".gitignore").unlink()
@@ -576,6 +582,21 @@ def test_cache_folder_that_is_a_file_keeps_the_previous_bundle(tmp_path: Path, r
     assert after_kill_build(root, refs, "B", "cache folder back") == []
 
 
+def test_unwritable_state_folder_keeps_the_previous_bundle(tmp_path: Path, refs: dict[str, Tree]) -> None:
+    """The build cache's per-user folder (MESHC_STATE_DIR) under a regular file."""
+    root = make_estate(tmp_path / "statefile")
+    set_side(root, "A")
+    assert meshc(root).returncode == 0
+    blocker = tmp_path / "state-is-a-file"
+    blocker.write_text("x\n")
+    set_side(root, "B")
+    run = meshc(root, extra={"MESHC_STATE_DIR": str(blocker / "state")})
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "error[B003]" in run.stderr and str(blocker) in run.stderr, run.stderr
+    assert tree(root / "out") == refs["A"]
+    assert after_kill_build(root, refs, "B", "state folder back") == []
+
+
 def test_immutable_cache_folder_keeps_the_previous_bundle(tmp_path: Path, refs: dict[str, Tree]) -> None:
     root = make_estate(tmp_path / "cacheimm")
     set_side(root, "A")
@@ -614,16 +635,18 @@ def test_leftovers_of_dead_processes_only_are_removed(tmp_path: Path, refs: dict
     set_side(root, "A")
     assert meshc(root).returncode == 0
     dead, live = _dead_pid(), os.getpid()
+    state = repo_state(root)  # (absolute: root / state is state)
     planted = {
         f"out/.prod.new-{dead}": False, f"out/.dev.old-{dead}": False,
         f"out/.prod.new-{live}": True, f"out/.dev.old-{live}": True,
         f".meshc-cache/.meshc-spool-{dead}-abc": False, f".meshc-cache/.meshc-spool-{live}-abc": True,
         f".meshc-cache/state.tmp-{dead}": False, f".meshc-cache/state.tmp-{live}": True,
         f".meshc-cache/builds/x.json.tmp-{dead}": False,
+        f"{state}/state.tmp-{dead}": False, f"{state}/state.tmp-{live}": True,
     }
     # a live build whose pid this one cannot see (another PID namespace) holds a flock on its files
     other_dead = _dead_pid(dead - 1)
-    elsewhere = {f".meshc-cache/.meshc-spool-{dead}-other": True, f".meshc-cache/state.tmp-{other_dead}": True}
+    elsewhere = {f".meshc-cache/.meshc-spool-{dead}-other": True, f"{state}/state.tmp-{other_dead}": True}
     for rel in {**planted, **elsewhere}:
         path = root / rel
         if "tmp-" in rel:

@@ -315,9 +315,11 @@ def _failed(code: str, message: str, hint: str) -> BuildOutcome:
 
 
 def _cache_error(root: Path, exc: OSError) -> Diagnostic:
-    return Diagnostic("B003", Severity.ERROR, f"cannot write the cache folder {root / CACHE_DIR}: {_why(exc)}",
-                      hint=f"make {root / CACHE_DIR} a folder meshc can write (it is safe to delete); "
-                           "the bundles were not changed")
+    """The folder that failed: .meshc-cache/ (spool, record) or the per-user state folder (cache)."""
+    folder = Path(exc.filename).parent if isinstance(exc.filename, str) else root / CACHE_DIR
+    return Diagnostic("B003", Severity.ERROR, f"cannot write the cache folder {folder}: {_why(exc)}",
+                      hint=f"make {folder} a folder meshc can write (what meshc keeps there is safe to "
+                           "delete); the bundles were not changed")
 
 
 def _cache_failed(root: Path, exc: OSError) -> BuildOutcome:
