@@ -266,6 +266,9 @@ _RAW = st.one_of(
 
 ENTRY_POINTS = {
     "environments/base/services.yaml": ("build",),
+    "environments/dev/more.yaml": ("render", "dev"),
+    "lint-input.yaml": ("lint", "lint-input.yaml"),
+    ".meshc-diffignore": ("diff",),
     "environments/dev/env.yaml": ("build",),
     "environments/prod/services.yaml": ("check", "--layer", "istio"),
     "waivers.yaml": ("check", "--layer", "istio"),
@@ -276,7 +279,12 @@ ENTRY_POINTS = {
 
 @pytest.fixture(scope="module")
 def base_estate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return estate(tmp_path_factory.mktemp("hostile"))
+    root = estate(tmp_path_factory.mktemp("hostile"))
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x"],
+                   check=True)
+    return root
 
 
 @pytest.mark.parametrize("target", sorted(ENTRY_POINTS))
@@ -295,7 +303,20 @@ def test_hostile_documents_never_crash(base_estate: Path, tmp_path: Path, target
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(raw, encoding="utf-8", errors="surrogatepass") if "\ud800" not in raw else path.write_bytes(
             raw.encode("utf-8", "surrogatepass"))
-        result = run(root, *ENTRY_POINTS[target])
+        args = ENTRY_POINTS[target]
+        if args == ("diff",):
+            result = CliRunner().invoke(diff_command, ["--base", "HEAD", "-C", str(root)])
+            if result.exception is not None and not isinstance(result.exception, SystemExit):
+                raise AssertionError(f"meshc diff raised {result.exception!r}\n{result.output}")
+            assert result.exit_code in (0, 2), result.output
+            return
+        if args[0] == "lint":
+            result = CliRunner().invoke(main, ["lint", str(path), "-C", str(root)])
+            if result.exception is not None and not isinstance(result.exception, SystemExit):
+                raise AssertionError(f"meshc lint raised {result.exception!r}\n{result.output}")
+            assert result.exit_code in (0, 1, 2), result.output
+            return
+        result = run(root, *args)
         assert result.exit_code in (0, 1, 2), result.output
         if result.exit_code == 2:
             assert "error[" in result.output, result.output  # a diagnostic says what is wrong
