@@ -6,8 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from meshc.release import shipped_crds
+
+# Property tests are deterministic in CI: a fixed derandomized search (plus each test's explicit
+# @example cases) and no example database carried between runs. MESHC_LONG_PROPERTY=1 runs a long
+# random search by hand instead; put what it finds into an @example.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("long", max_examples=2000, derandomize=False, database=None)
+settings.load_profile("long" if os.environ.get("MESHC_LONG_PROPERTY") == "1" else "ci")
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = shipped_crds()

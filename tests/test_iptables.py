@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshc.diagnostics import Severity
@@ -274,6 +274,7 @@ SPECS = st.builds(
 )
 
 
+@example(CaptureSpec("vm-a", inbound_ports=(), exclude_inbound_ports=(15008,), proxy_uid=1, proxy_gid=1))
 @settings(max_examples=150, deadline=None)
 @given(SPECS)
 def test_every_valid_spec_renders_a_well_formed_file(spec: CaptureSpec) -> None:

@@ -114,7 +114,8 @@ def _inbound(b: _Builder, spec: CaptureSpec) -> None:
             b.add("nat", INBOUND, [*tcp, Port("--dport", port)], Jump(IN_REDIRECT))
         return
     for port in unique(spec.exclude_inbound_ports):
-        b.add("nat", INBOUND, [*tcp, Port("--dport", port)], Return())
+        if port != INBOUND_TUNNEL_PORT:  # already returned above: the same rule twice would be noise
+            b.add("nat", INBOUND, [*tcp, Port("--dport", port)], Return())
     b.add("nat", INBOUND, tcp, Jump(IN_REDIRECT))
 
 
