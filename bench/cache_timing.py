@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from meshc.api import code_fingerprint
-from meshc.cache import MAGIC, BuildCache, _authentic, _read_parts
-from meshc.project import load_project
-from meshc.templating import template_fingerprint
-from meshc.userstate import TAG_BYTES
+from meshc.runtime.cache import MAGIC, BuildCache, _authentic, _read_parts
+from meshc.front.project import load_project
+from meshc.expand.templating import template_fingerprint
+from meshc.runtime.userstate import TAG_BYTES
 
 
 def _median(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]

@@ -78,7 +78,7 @@ def service_views(estate: Path) -> dict[str, dict[str, Any]]:
     repo = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(repo))
     from meshc.api import compile_repo
-    from meshc.expand import dr_views, se_view, we_views
+    from meshc.expand.services import dr_views, se_view, we_views
 
     _, result = compile_repo(estate, (), use_cache=False)
     if not result.envs:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from meshc.release import shipped_crds
+from meshc.model.release import shipped_crds
 
 # Property tests are deterministic in CI: a fixed derandomized search (plus each test's explicit
 # @example cases) and no example database carried between runs. MESHC_LONG_PROPERTY=1 runs a long

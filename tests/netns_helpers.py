@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshc.iptables import APPLY_SCRIPT
+from meshc.proxy.iptables.rules import APPLY_SCRIPT
 
 VM_IP, SVC_IP = "10.250.0.1", "10.250.0.2"
 TIMEOUT = 15

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshc.pipeline import compile_estate
-from meshc.tree import DiskTree
+from meshc.files.tree import DiskTree
 
 from .conftest import REPO, check_golden_dir
 

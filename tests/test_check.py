@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from meshc import api, pipeline
-from meshc.check import CheckOptions, run_checks
+from meshc.check.layers import CheckOptions, run_checks
 from meshc.pipeline import compile_estate
-from meshc.tree import MemoryTree
+from meshc.files.tree import MemoryTree
 
 from .conftest import CRDS, REPO
 
@@ -74,7 +74,7 @@ def test_analyzer_finding_points_at_the_subset() -> None:
 
 def _break_db_clusters(monkeypatch: pytest.MonkeyPatch, **fields: str) -> None:
     """Make the emitted bootstrap wrong on purpose: `fields` set on every db.example.com cluster."""
-    from meshc import envoy
+    from meshc.proxy.envoy import bootstrap as envoy
 
     real = envoy.build_bootstrap
 
@@ -85,7 +85,7 @@ def _break_db_clusters(monkeypatch: pytest.MonkeyPatch, **fields: str) -> None:
                 cluster.update(fields)
         return bootstrap, sources
 
-    monkeypatch.setattr(envoy, "build_bootstrap", broken)
+    monkeypatch.setattr(pipeline, "build_bootstrap", broken)
 
 
 def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +99,7 @@ def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pyte
 def test_envoy_layer_in_forked_workers_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large estates validate each environment's bootstrap in a forked worker: same findings, and
     the per-item results the workers computed reach the parent's cache."""
-    from meshc import check_envoy
+    from meshc.check.envoy import layer as check_envoy
 
     _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN", connect_timeout="-1s")
     files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
@@ -121,8 +121,9 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
     """With ProxyOptions(check_envoy=True) the worker that built a bootstrap validates it and the
     layer only places the findings: the same diagnostics and cache entries, no second validation;
     with a spool directory the bootstrap reaches the bundle as a file of the same bytes."""
-    from meshc import emit, envoy
-    from meshc.cache import BuildCache
+    from meshc.emit import bundle as emit
+    from meshc.check.envoy import layer as check_envoy
+    from meshc.runtime.cache import BuildCache
 
     _break_db_clusters(monkeypatch, lb_policy="ROUND_ROBINN", connect_timeout="-1s")
     files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
@@ -138,8 +139,8 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
     fused = compile_estate(MemoryTree(files), cache=cache,
                            proxy=pipeline.ProxyOptions(spool=spool, check_envoy=True))
     calls: list[int] = []
-    real = envoy.validate_bootstrap
-    monkeypatch.setattr(envoy, "validate_bootstrap", lambda *a: calls.append(1) or real(*a))
+    real = check_envoy.validate_bootstrap
+    monkeypatch.setattr(check_envoy, "validate_bootstrap", lambda *a: calls.append(1) or real(*a))
     got = run_checks(fused, CheckOptions(layers=("envoy",), cache=cache.checks))
     assert calls == [] and [str(d) for d in got] == [str(d) for d in expected]
     assert cache.checks == plain_cache
@@ -154,7 +155,7 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
 def test_build_leaves_no_spool_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bootstrap is spooled under .meshc-cache/ during a build; after a good build and after a
     failed one the spool is gone and the bundle is in place."""
-    from meshc import emit
+    from meshc.emit import bundle as emit
 
     spooled: list[Path] = []
     real = emit.spool

@@ -24,11 +24,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from meshc import report
-from meshc.cli import main as meshc_main
-from meshc.diagnostics import Diagnostic, Position, Severity
-from meshc.diff_cli import CHECK_ROWS, write_atomic
-from meshc.diff_markdown import MARKER
+from meshc.cli import report
+from meshc.cli.main import main as meshc_main
+from meshc.model.diagnostics import Diagnostic, Position, Severity
+from meshc.cli.diff import CHECK_ROWS, write_atomic
+from meshc.diff.render.markdown import MARKER
 
 from .conftest import REPO
 from .test_diff import GEO_IP, cli, commit, edit, estate, realistic_change  # noqa: F401  (estate: fixture)
@@ -485,7 +485,7 @@ def test_pre_commit_hook_runs_a_real_meshc_command() -> None:
     assert hook["id"] == "meshc-check" and hook["language"] == "python" and hook["pass_filenames"] is False
     program, command, *rest = shlex.split(hook["entry"])
     scripts = re.search(r"\[project\.scripts\]\n(.*?)\n\n", (REPO / "pyproject.toml").read_text(), re.DOTALL)
-    assert scripts and f'{program} = "meshc.cli:main"' in scripts.group(1)
+    assert scripts and f'{program} = "meshc.cli.main:main"' in scripts.group(1)
     assert command in meshc_main.commands and not rest
     result = CliRunner().invoke(meshc_main, [command, "--help"])
     assert result.exit_code == 0

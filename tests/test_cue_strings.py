@@ -1,4 +1,4 @@
-"""Any string reaches the CUE policies as it is (compiler/meshc/cue_batch.py writes the documents).
+"""Any string reaches the CUE policies as it is (compiler/meshc/check/cue/batch.py writes the documents).
 
 Each test vets documents whose strings (values, and keys of a closed struct) are compared with
 the same strings written in the policy as \\uXXXX / \\UXXXXXXXX escapes, an encoding independent
@@ -24,10 +24,10 @@ from typing import Any, Iterator
 import pytest
 
 from meshc import api
-from meshc.cue import CueEngine, CueViolation
-from meshc.cue_batch import BatchError, build, documents_json
-from meshc.cue_engines import engine_home, installed
-from meshc.yamlout import scalar_str
+from meshc.check.cue.policy import CueEngine, CueViolation
+from meshc.check.cue.batch import BatchError, build, documents_json
+from meshc.check.cue.engines import engine_home, installed
+from meshc.files.yamlout import scalar_str
 
 from .test_yamlout import CLASSES, LONG
 

@@ -32,16 +32,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshc import api
-from meshc.diff import DiffRequest, field_changes, run, same
-from meshc.diff_cli import diff_command
-from meshc.diff_markdown import MARKER, render_markdown
-from meshc.diff_model import ChangeSet, FieldChange, ObjectId
-from meshc.diff_objects import normalise
+from meshc.diff.run import DiffRequest, field_changes, run, same
+from meshc.cli.diff import diff_command
+from meshc.diff.render.markdown import MARKER, render_markdown
+from meshc.diff.model import ChangeSet, FieldChange, ObjectId
+from meshc.diff.objects import normalise
 
 LONG = os.environ.get("MESHC_LONG_PROPERTY") == "1"
-from meshc.diff_render import render_json, render_text
-from meshc.emit import finish, write_bundle
-from meshc.yamlout import dump
+from meshc.diff.render.plain import render_json, render_text
+from meshc.emit.bundle import finish, write_bundle
+from meshc.files.yamlout import dump
 
 from .conftest import REPO, check_golden
 

@@ -22,10 +22,10 @@ import yaml
 from click.testing import CliRunner
 
 from meshc import api
-from meshc.cli import main
-from meshc.crd import CrdSet
-from meshc.init import scaffold_files
-from meshc.release import DEFAULT_ISTIO, shipped_crds, shipped_releases
+from meshc.cli.main import main
+from meshc.check.schema.crd import CrdSet
+from meshc.cli.init import scaffold_files
+from meshc.model.release import DEFAULT_ISTIO, shipped_crds, shipped_releases
 
 from . import test_crd
 from .conftest import FULL_CRDS, REPO

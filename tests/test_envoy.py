@@ -25,9 +25,10 @@ import orjson
 import pytest
 import yaml
 
-from meshc import envoy_pgv
-from meshc.envoy import ProxySettings, build_bootstrap, envoy_validate_binary, validate_bootstrap
-from meshc.envoy_values import envoy_duration, whole_seconds
+from meshc.check.envoy import pgv as envoy_pgv
+from meshc.check.envoy.validate import envoy_validate_binary, validate_bootstrap
+from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
+from meshc.proxy.envoy.values import envoy_duration, whole_seconds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envoy"
 UPDATE = os.environ.get("MESHC_UPDATE_GOLDENS") == "1"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from meshc.diagnostics import Severity
+from meshc.model.diagnostics import Severity
 from meshc.pipeline import compile_estate
-from meshc.tree import MemoryTree
+from meshc.files.tree import MemoryTree
 
 ENV = "name: dev\nnamespace: egress\n"
 GOOD = """services:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from meshc import api
-from meshc.emit import read_bundle
+from meshc.emit.bundle import read_bundle
 
 from .conftest import REPO, check_golden_dir
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from meshc.pipeline import compile_estate
-from meshc.tree import MemoryTree
+from meshc.files.tree import MemoryTree
 
 ENV = "name: dev\nnamespace: egress\n"
 FIELDS = ["OWNER", "DESCRIPTION", "SNI", "SAN", "LABELV", "CRED", "EXPORT", "NETWORK", "SA", "SUBZONE",

@@ -19,8 +19,8 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
-from meshc.cli import main
-from meshc.diff_cli import diff_command
+from meshc.cli.main import main
+from meshc.cli.diff import diff_command
 
 from .conftest import REPO
 

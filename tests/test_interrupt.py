@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from meshc import faults, outdir
-from meshc.userstate import repo_state
+from meshc.runtime import faults
+from meshc.runtime import outdir
+from meshc.runtime.userstate import repo_state
 
 REPO = Path(__file__).resolve().parents[1]
 ESTATE = ("environments", "meshc.yaml", "policies", "waivers.yaml", "templates", ".meshc-diffignore")
@@ -102,7 +103,7 @@ def meshc(root: Path, *args: str, fault: str = "", full: bool = False,
 
 ZYGOTE = r"""
 import importlib, json, os, sys, traceback
-import meshc.cli, meshc.faults
+import meshc.cli.main, meshc.runtime.faults
 
 reply = os.fdopen(os.dup(1), "w")
 for line in sys.stdin:
@@ -114,7 +115,7 @@ for line in sys.stdin:
             os.setsid()
             os.environ.clear()
             os.environ.update(req["env"])
-            importlib.reload(meshc.faults)  # armed from this process's environment, as at start-up
+            importlib.reload(meshc.runtime.faults)  # armed from this process's environment, as at start-up
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             for fd, path in ((1, req["out"]), (2, req["err"])):
@@ -280,7 +281,7 @@ def kill_at(root: Path, fault: str, refs: dict[str, Tree], full: bool = False,
 
 def _source_points() -> set[str]:
     names: set[str] = set()
-    for path in (REPO / "compiler" / "meshc").glob("*.py"):
+    for path in (REPO / "compiler" / "meshc").rglob("*.py"):
         names.update(re.findall(r'faults\.point\(\s*"([^"]+)"', path.read_text()))
     names.update(n + ".done" for n in ("clean.out", "clean.cache"))  # `fault + ".done"`
     names.update(("clean.out", "clean.cache"))
@@ -671,7 +672,8 @@ def test_leftovers_of_dead_processes_only_are_removed(tmp_path: Path, refs: dict
 WORKER_SCRIPT = r"""
 import os, sys, time
 from pathlib import Path
-from meshc import emit, workers
+from meshc.emit import bundle as emit
+from meshc.runtime import workers
 
 spool = Path(sys.argv[1])
 

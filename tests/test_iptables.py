@@ -16,11 +16,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from meshc.diagnostics import Severity
-from meshc.iptables import (
+from meshc.model.diagnostics import Severity
+from meshc.proxy.iptables.rules import (
     APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, rules_filename, validate_spec,
 )
-from meshc.iptables_model import BUILTIN_CHAINS
+from meshc.proxy.iptables.model import BUILTIN_CHAINS
 
 from .conftest import REPO
 from .netns_helpers import SVC_IP, VM_IP, Backend, Lab, backend_unavailable, netns_unavailable, parse_save

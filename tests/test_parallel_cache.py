@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from meshc import api, pipeline, workers
-from meshc.emit import read_bundle
+from meshc import api, pipeline
+from meshc.runtime import workers
+from meshc.emit.bundle import read_bundle
 
 from .conftest import REPO
 
@@ -79,7 +80,7 @@ def test_parallel_and_cached_builds_equal_serial_clean(estate: Path, tmp_path: P
 def test_cache_round_trips_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache file is a sequence of small pickles: everything comes back, across chunk
     boundaries and environments; another fingerprint, or a cut-off file, gives an empty cache."""
-    from meshc import cache as cache_mod
+    from meshc.runtime import cache as cache_mod
 
     monkeypatch.setattr(cache_mod, "CHUNK", 7)
     shared = {"kind": "ServiceEntry"}

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from meshc import api
-from meshc.emit import read_bundle
-from meshc.envoy import validate_bootstrap
+from meshc.emit.bundle import read_bundle
+from meshc.check.envoy.validate import validate_bootstrap
 
 from .conftest import REPO
 from .netns_helpers import Backend, Lab, backend_unavailable, netns_unavailable

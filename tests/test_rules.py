@@ -16,8 +16,8 @@ import pytest
 import yaml
 from hypothesis import given, settings as hsettings, strategies as st
 
-from meshc.diagnostics import Severity
-from meshc.rules import ALL_RULES, AnalyzerSettings, analyze, check_object
+from meshc.model.diagnostics import Severity
+from meshc.check.istio import ALL_RULES, AnalyzerSettings, analyze, check_object
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "lint_cases"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from meshc.cli import main
-from meshc.diff_cli import diff_command
+from meshc.cli.main import main
+from meshc.cli.diff import diff_command
 
 from .conftest import REPO
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from meshc.pipeline import compile_estate
-from meshc.templating import BUILTIN_TEMPLATES
-from meshc.tree import MemoryTree
+from meshc.expand.templating import BUILTIN_TEMPLATES
+from meshc.files.tree import MemoryTree
 
 FILES = {
     "environments/dev/env.yaml": "name: dev\nnamespace: egress\n",

@@ -42,7 +42,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from meshc.yamlout import KEY_LIMIT, UnencodableString, dump, dump_all, kubernetes_problem
+from meshc.files.yamlout import KEY_LIMIT, UnencodableString, dump, dump_all, kubernetes_problem
 
 LONG = os.environ.get("MESHC_LONG_PROPERTY") == "1"
 PROPERTY = settings(max_examples=20_000 if LONG else 500, derandomize=not LONG, deadline=None,
@@ -404,10 +404,10 @@ BUNDLE_SERVICES = """services:
 
 def test_a_built_bundle_goes_through_kubectl(kubectl: str, tmp_path: Path) -> None:
     """What `meshc build` writes for a description holding every class Kubernetes can carry."""
-    from meshc.emit import content
+    from meshc.model.bundle import content
     from meshc.pipeline import compile_estate
-    from meshc.tree import MemoryTree
-    from meshc.yamlout import scalar_str
+    from meshc.files.tree import MemoryTree
+    from meshc.files.yamlout import scalar_str
 
     description = "".join(s for s in CARRIED if len(s) < 40)
     declared = BUNDLE_SERVICES.replace("DESCRIPTION", scalar_str(description))

@@ -1,3 +1,3 @@
-from .cli import main
+from meshc.cli.main import main
 
 main()

@@ -7,25 +7,25 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
-from . import __version__, faults, outdir
-from .cache import CACHE_DIR, BuildCache, inputs_key
-from .templating import BUILTIN_TEMPLATES, template_fingerprint
-from .check import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
-from .load import list_envs
-from .waivers import apply_waivers, load_waivers
-
-from .diagnostics import Diagnostic, Position, Severity, has_errors
-from .emit import write_bundle_files
-from .pipeline import CompileResult, ProxyOptions, compile_estate
-
-
-from .confine import ConfinementError, list_files
-from .project import Project, load_project
-from .tree import DiskTree
+from meshc import __version__
+from meshc.check.layers import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
+from meshc.check.lint import lint_docs, read_inputs
+from meshc.check.schema.crd import CrdError, CrdSet
+from meshc.check.waivers import apply_waivers, load_waivers
+from meshc.emit.bundle import write_bundle_files
+from meshc.expand.templating import BUILTIN_TEMPLATES, template_fingerprint
+from meshc.files.confine import ConfinementError, list_files
+from meshc.files.tree import DiskTree
+from meshc.front.load import list_envs
+from meshc.front.project import Project, load_project
+from meshc.model.diagnostics import Diagnostic, Position, Severity, has_errors
+from meshc.pipeline import CompileResult, ProxyOptions, compile_estate
+from meshc.runtime import faults, outdir
+from meshc.runtime.cache import CACHE_DIR, BuildCache, inputs_key
 
 
 @dataclass
@@ -51,7 +51,7 @@ def code_fingerprint() -> bytes:
     here = Path(__file__).parent
     for path in (sorted(here.rglob("*.py")) + sorted(BUILTIN_TEMPLATES.glob("*.j2"))
                  + sorted((here / "data").glob("*.json"))):
-        h.update(path.name.encode() + path.read_bytes())
+        h.update(path.relative_to(here).as_posix().encode() + path.read_bytes())
     return h.digest()
 
 
@@ -327,9 +327,6 @@ def _cache_failed(root: Path, exc: OSError) -> BuildOutcome:
 
 
 def lint(root: Path, paths: Sequence[str], crds: Path | None = None) -> CheckOutcome:
-    from .crd import CrdError, CrdSet
-    from .diagnostics import Position, Severity
-    from .lint import lint_docs, read_inputs
 
     project, _ = load_project(root)
     inputs = read_inputs(paths)

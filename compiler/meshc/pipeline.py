@@ -14,73 +14,27 @@ bytes as a serial clean build, whatever was cached or parallel.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import orjson
 
-from . import emit
-from .cache import BuildCache
-from .diagnostics import Diagnostic, has_errors
-from .expand import Expander, TemplateLoadError
-from .load import Estate, load
-from .merge import merge_estate
-from .model import Artifact, EnvSettings, Service, ServiceDecl
-from .templating import make_environment
-from .tree import SourceTree
-from .workers import run_all
-
-
-@dataclass(frozen=True)
-class EnvoyConfig:
-    """An environment's Envoy bootstrap as its bundle file (bytes, or spooled to disk by the worker
-    that built it: at 10,000 services it is ~130 MB of JSON and ~300 MB as dicts), where each part
-    came from (path prefix -> Istio object), and, when the worker that built it also ran the envoy
-    check layer on it, that layer's findings."""
-
-    file: bytes | emit.Spooled
-    sha256: str
-    sources: dict
-    findings: list | None = None
-
-    def data(self) -> bytes:
-        return emit.content(self.file)
-
-    def bootstrap(self) -> dict:
-        return orjson.loads(self.data())
-
-
-@dataclass
-class EnvResult:
-    settings: EnvSettings
-    services: list[Service] = field(default_factory=list)
-    artifacts: list[Artifact] = field(default_factory=list)
-    bundle: emit.Bundle | None = None
-    envoy: EnvoyConfig | None = None
-
-
-@dataclass
-class CompileResult:
-    envs: dict[str, EnvResult] = field(default_factory=dict)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    cache: BuildCache | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not has_errors(self.diagnostics)
-
-
-@dataclass(frozen=True)
-class UnitOut:
-    """validate + expand + render of one service in one environment."""
-
-    valid: bool
-    artifacts: list[Artifact]
-    diagnostics: list[Diagnostic]
-    file: str = ""
-    data: bytes = b""
-    entries: tuple[dict[str, str], ...] = ()
+from meshc.check.envoy.layer import validate_config
+from meshc.emit import bundle as emit
+from meshc.expand.services import Expander, TemplateLoadError
+from meshc.expand.templating import make_environment
+from meshc.files.tree import SourceTree
+from meshc.front.load import Estate, load
+from meshc.front.merge import merge_estate
+from meshc.front.validate import build_service, cross_check, validate_service
+from meshc.model.core import EnvSettings, ServiceDecl
+from meshc.model.diagnostics import Diagnostic, has_errors
+from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
+from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
+from meshc.proxy.vmcapture import vm_rules
+from meshc.runtime.cache import BuildCache
+from meshc.runtime.workers import run_all
 
 
 def front(tree: SourceTree, envs: Sequence[str] | None,
@@ -110,7 +64,6 @@ def unit_key(env_fp: bytes, decl: ServiceDecl) -> str:
 
 
 def compile_unit(settings: EnvSettings, decl: ServiceDecl, expander: Expander) -> UnitOut:
-    from .validate import validate_service
 
     svc, diags = validate_service(settings, decl)
     if svc is None:
@@ -163,7 +116,6 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
     for name in estate.envs:
         result.envs[name] = _assemble(settings[name], merged[name], outs[name], result.diagnostics)
     if result.ok:
-        from .vmcapture import vm_rules
 
         progress("building Envoy and iptables configuration")
         envs = list(result.envs.values())
@@ -174,7 +126,7 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
                           min_items=2 if big else len(envs) + 1)
         if cache is not None:
             cache.envoy = {k: v for _, used, _ in configs for k, v in used.items()}
-        for env_result, (envoy, _, learned) in zip(envs, configs):
+        for env_result, (envoy, _, learned) in zip(envs, configs, strict=False):
             if cache is not None:
                 cache.checks.update(learned)
             env_result.envoy = envoy
@@ -206,7 +158,7 @@ def _run_units(settings: dict[str, EnvSettings], merged: dict[str, list[ServiceD
                 outs[env][i] = hit
     done = run_all(lambda u: compile_unit(settings[u[0]], merged[u[0]][u[1]], expanders[u[0]]),
                    todo, workers)
-    for unit, out in zip(todo, done):
+    for unit, out in zip(todo, done, strict=False):
         outs[unit[0]][unit[1]] = out
     if cache is not None:
         cache.units = {env: {keys[(env, i)]: out for i, out in enumerate(lst)}
@@ -216,10 +168,9 @@ def _run_units(settings: dict[str, EnvSettings], merged: dict[str, list[ServiceD
 
 def _assemble(settings: EnvSettings, decls: list[ServiceDecl], outs: list[UnitOut],
               diags: list[Diagnostic]) -> EnvResult:
-    from .validate import build_service, cross_check
 
     env_result = EnvResult(settings)
-    for decl, out in zip(decls, outs):
+    for decl, out in zip(decls, outs, strict=False):
         diags.extend(out.diagnostics)
         if out.valid:
             env_result.services.append(build_service(settings, decl))
@@ -235,7 +186,6 @@ def proxy_config(env_result: EnvResult, memo: dict | None = None,
     with its sources table; the per-service cluster memo entries it used; and, with
     `options.check_envoy`, the check-cache entries the envoy layer computed reading `checks`
     (all for the cache)."""
-    from .envoy import ProxySettings, build_bootstrap
 
     s = env_result.settings
     proxy = s.proxy
@@ -252,7 +202,6 @@ def proxy_config(env_result: EnvResult, memo: dict | None = None,
     del data  # on disk when spooled: not held while the dict is validated
     findings, learned = None, {}
     if options.check_envoy:
-        from .check_envoy import validate_config
 
         findings, learned = validate_config(bootstrap, sha, checks)
     return EnvoyConfig(file, sha, sources, findings), used, learned

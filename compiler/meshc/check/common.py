@@ -1,0 +1,73 @@
+"""What every check layer shares: its options (with the content-hash memo), the input-error
+exception, and the `Placer` that turns a finding on an emitted object into a diagnostic at the
+declaration behind it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from meshc.front.provenance import locate_finding
+from meshc.model.core import Artifact, Identity
+from meshc.model.diagnostics import Diagnostic, Finding, Position, format_path
+from meshc.model.results import EnvResult
+
+LAYERS = ("schema", "istio", "cue", "envoy")
+T = TypeVar("T")
+
+
+class CheckInputError(Exception):
+    """A layer cannot run (missing CRDs, broken policy, no engine): exit code 2."""
+
+    def __init__(self, diags: list[Diagnostic]) -> None:
+        super().__init__("; ".join(d.message for d in diags))
+        self.diags = diags
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    layers: tuple[str, ...] = LAYERS
+    crds: Path | None = None
+    crds_at: Position | None = None  # where the CRD file was named (meshc.yaml crds:, or the file itself)
+    policies: Path | None = None
+    repo_root: Path = Path(".")
+    envoy_binary: bool = False
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    cache: dict[tuple[str, str], Any] | None = field(default=None, compare=False)
+
+    def memo(self, layer: str, payload: bytes, compute: Callable[[], T]) -> T:
+        """Findings of `layer` for content `payload`, computed once per content hash."""
+        if self.cache is None:
+            return compute()
+        key = (layer, hashlib.sha256(payload).hexdigest())
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]  # type: ignore[no-any-return]
+
+
+def body_bytes(body: Any) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+class Placer:
+    """Finding -> Diagnostic, with the artifact lookups of one environment cached."""
+
+    def __init__(self, env: EnvResult) -> None:
+        self.env = env
+        self.by_id: dict[Identity, Artifact] = {a.identity: a for a in env.artifacts}
+        self.decls = {s.name: s.decl for s in env.services}
+
+    def __call__(self, art: Artifact, finding: Finding) -> Diagnostic:
+        decl = self.decls.get(art.service)
+        pos = locate_finding(art, decl, finding.path) if decl is not None else None
+        return Diagnostic(finding.code, finding.severity, finding.message, pos,
+                          format_path(finding.path), finding.hint, self.env.settings.name,
+                          str(art.identity), finding.istio_code)
+
+    def by_identity(self, ident: tuple[str, str, str]) -> Artifact | None:
+        return self.by_id.get(Identity(*ident))

@@ -1,0 +1,1 @@
+"""Check layer `cue`: organisation policies evaluated by the CUE engine."""

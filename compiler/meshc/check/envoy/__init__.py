@@ -1,0 +1,1 @@
+"""Check layer `envoy`: the emitted Envoy configuration against Envoy's API."""

@@ -1,0 +1,1 @@
+"""Check layer `schema`: the Istio CRDs' openAPIV3Schema with CEL rules."""

@@ -1,0 +1,1 @@
+"""`meshc diff`: two sides -> an identity-keyed change set -> text, JSON, Markdown."""

@@ -1,0 +1,1 @@
+"""Renderers of a change set; they never change it."""

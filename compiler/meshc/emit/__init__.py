@@ -1,0 +1,1 @@
+"""Stage emit: artifacts -> the bundle files of one environment, and the atomic writer."""

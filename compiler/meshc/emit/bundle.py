@@ -1,0 +1,228 @@
+"""Pass `emit`: artifacts of one environment -> `Bundle` (path -> bytes), and the atomic writer.
+
+Layout of out/<env>/ (docs/bundle.md): `<namespace>/<service>.yaml` holds the objects of one
+service (ServiceEntry, WorkloadEntries, DestinationRules, in that order); `kustomization.yaml`
+lists every manifest file; `index.json` maps each object identity to its file, the sha256 of its
+YAML document and the declaration it came from. Emit alone decides formatting: canonical key
+order, kubectl-style YAML, LF line ends. Same input, same bytes.
+Writing is atomic: a new bundle is written beside the old one and exchanged with it in one
+rename (`outdir.swap_in`), so out/<env> is at every instant the whole previous or the whole new
+bundle, whatever interrupts the build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from meshc.files.yamlout import dump
+from meshc.model.bundle import Bundle, Spooled
+from meshc.model.core import Artifact
+from meshc.runtime import faults
+from meshc.runtime.outdir import remove, swap_in
+
+KIND_ORDER = {"ServiceEntry": 0, "WorkloadEntry": 1, "DestinationRule": 2}
+_TOP = ("apiVersion", "kind", "metadata", "spec")
+_META = ("name", "namespace", "labels", "annotations")
+_SPEC = ("host", "hosts", "addresses", "ports", "location", "resolution", "endpoints",
+         "workloadSelector", "address", "labels", "locality", "weight", "network",
+         "serviceAccount", "trafficPolicy", "subsets", "exportTo")
+
+
+def spool(directory: Path, name: str, data: bytes, sha256: str) -> Spooled:
+    """`data` written to directory/name; `sha256` is its digest, which the caller already has."""
+    path = directory / name
+    faults.point("spool.write")
+    path.write_bytes(data)
+    faults.point("spool.written")
+    return Spooled(str(path), sha256)
+
+
+def _ordered(d: Mapping[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: d[k] for k in order if k in d}
+    for k in sorted(d):
+        if k not in out:
+            out[k] = d[k]
+    return out
+
+
+def canonical(body: Mapping[str, Any]) -> dict[str, Any]:
+    out = _ordered(body, _TOP)
+    if isinstance(out.get("metadata"), Mapping):
+        out["metadata"] = _ordered(out["metadata"], _META)
+    if isinstance(out.get("spec"), Mapping):
+        out["spec"] = _ordered(out["spec"], _SPEC)
+    return out
+
+
+def service_file(namespace: str, service: str) -> str:
+    return f"{namespace}/{service}.yaml"
+
+
+def render_service(artifacts: list[Artifact]) -> tuple[bytes, list[tuple[Artifact, str]]]:
+    """One service's objects as a multi-document YAML file, with each document's sha256."""
+    ordered = sorted(artifacts, key=lambda a: (KIND_ORDER.get(a.identity.kind, 9), a.identity.name))
+    docs: list[str] = []
+    shas: list[tuple[Artifact, str]] = []
+    for art in ordered:
+        text = dump(canonical(art.body))
+        docs.append(text)
+        shas.append((art, hashlib.sha256(text.encode()).hexdigest()))
+    return ("---\n" + "---\n".join(docs)).encode(), shas
+
+
+def index_entry(art: Artifact, file: str, sha: str, source: str) -> dict[str, str]:
+    ident = art.identity
+    return {"apiVersion": str(art.body.get("apiVersion", "")), "kind": ident.kind,
+            "namespace": ident.namespace, "name": ident.name, "file": file, "sha256": sha,
+            "service": art.service, "source": source}
+
+
+ENVOY_FILE = "envoy/bootstrap.json"
+
+
+def json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def finish(env: str, files: dict[str, bytes], entries: Iterable[dict[str, str]],
+           extra: Mapping[str, Any] | None = None, other: Mapping[str, bytes] | None = None) -> Bundle:
+    """Add kustomization.yaml and index.json to the manifest files of one environment; `other`
+    files (envoy/, iptables/) are part of the bundle but not Kubernetes resources."""
+    manifests = sorted(files)
+    kust = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": manifests}
+    index = {"meshcBundle": 1, "environment": env,
+             "objects": sorted(entries, key=lambda e: (e["kind"], e["namespace"], e["name"])),
+             **(extra or {})}
+    out = {**files, **(other or {})}
+    out["kustomization.yaml"] = dump(kust).encode()
+    out["index.json"] = orjson.dumps(index, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return Bundle(env, dict(sorted(out.items())))
+
+
+def write_bundle(out_root: Path, bundle: Bundle,
+                 written: dict[str, dict[str, str]] | None = None) -> Path:
+    """Write out_root/<env>/ atomically (`write_bundle_files`); `written`, when given, receives
+    the sha256 of every file under the key of the bundle's resolved path."""
+    final, shas = write_bundle_files(out_root, bundle)
+    if written is not None:
+        written[str(final.resolve())] = shas
+    return final
+
+
+def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, str]]:
+    """Write out_root/<env>/ atomically: the new bundle is written beside the old one and swapped
+    in (`outdir.swap_in`); the final path and the sha256 of every file.
+
+    A file whose bytes did not change is hard-linked from the previous bundle instead of written
+    again, but only after its current content is compared with the new bytes (a bundle file
+    edited by hand is never carried over). Spooled files are linked from the spool."""
+
+    env = bundle.env
+    out_root.mkdir(parents=True, exist_ok=True)
+    final = out_root / env
+    tmp = out_root / f".{env}.new-{os.getpid()}"
+    old = out_root / f".{env}.old-{os.getpid()}"
+    faults.point("bundle.begin", env)
+    remove(tmp)
+    after: dict[str, str] = {}
+    try:
+        faults.point("bundle.mkdir", env)
+        tmp.mkdir()
+        # plain strings and fds below: ~4,000 files per environment at 1,000 services
+        top = str(tmp) + os.sep
+        previous = str(final) + os.sep if final.is_dir() and not final.is_symlink() else None
+        made = {""}
+        for rel, data in bundle.files.items():
+            folder = rel.rpartition("/")[0]
+            if folder not in made:
+                os.makedirs(top + folder, exist_ok=True)
+                made.add(folder)
+            path = top + rel
+            if isinstance(data, Spooled):
+                after[rel] = data.sha256
+                faults.point("bundle.spool", env)
+                if not _link(data.path, path):
+                    shutil.copyfile(data.path, path)
+                continue
+            after[rel] = hashlib.sha256(data).hexdigest()
+            if previous is not None and _reuse(previous + rel, path, data):
+                faults.point("bundle.link", env)
+                continue
+            faults.point("bundle.file", env)
+            _write(path, data)
+            faults.point("bundle.file.written", env)
+        faults.point("bundle.files.done", env)
+        swap_in(tmp, final, old, env)
+    except BaseException:
+        try:
+            remove(tmp)
+        except OSError:
+            pass  # a leftover for the next build to remove
+        raise
+    return final, after
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _reuse(src: str, dst: str, data: bytes) -> bool:
+    """Hard-link src to dst when src holds exactly `data` now (checked on the linked file, so on
+    the very inode that goes into the new bundle)."""
+    try:
+        st = os.lstat(src)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        return False
+    try:
+        fd = os.open(dst, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            same = _read(fd, len(data) + 1) == data
+        finally:
+            os.close(fd)
+        if same:
+            return True
+    except OSError:
+        pass
+    os.unlink(dst)
+    return False
+
+
+def _read(fd: int, size: int) -> bytes:
+    """Up to `size` bytes from fd (fewer only at the end of the file)."""
+    parts = []
+    while size > 0 and (chunk := os.read(fd, size)):
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def _link(src: str, dst: str) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        return False
+
+
+def read_bundle(directory: Path) -> Bundle:
+    files = {p.relative_to(directory).as_posix(): p.read_bytes()
+             for p in sorted(directory.rglob("*")) if p.is_file()}
+    return Bundle(directory.name, files)

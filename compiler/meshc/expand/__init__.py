@@ -1,0 +1,1 @@
+"""Stage expand: a validated service -> Istio objects, through the sandboxed templates."""

@@ -1,0 +1,240 @@
+"""Pass `expand`: typed `Service`s of one environment -> `Artifact`s (Istio manifests).
+
+Input: validated Services and the environment. Output: ServiceEntry, WorkloadEntries and
+DestinationRules (networking.istio.io/v1) per service, or diagnostics when a template fails.
+All decisions are made here, in Python, into small view mappings; templates (templates/*.json.j2)
+only lay them out, and their output is parsed back at once, so only typed artifacts leave.
+Codes: X001 template error (syntax, undefined value, raw value), X002 template output not JSON or
+not the expected object, X003 a template that cannot be compiled (syntax, unknown filter or test).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+import orjson
+
+from meshc.expand.templating import TemplateValueError, render_bounded
+from meshc.model.core import Artifact, EnvSettings, Identity, Service
+from meshc.model.diagnostics import Diagnostic, Position, Severity
+
+MANAGED = {"app.kubernetes.io/managed-by": "meshc"}
+_TLS_MODES = {"disable": "DISABLE", "simple": "SIMPLE", "mutual": "MUTUAL", "istio-mutual": "ISTIO_MUTUAL"}
+_TLS_KEYS = (("sni", "sni"), ("subject_alt_names", "subjectAltNames"),
+             ("credential_name", "credentialName"), ("ca_certificates", "caCertificates"),
+             ("client_certificate", "clientCertificate"), ("private_key", "privateKey"),
+             ("insecure_skip_verify", "insecureSkipVerify"))
+_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+# etcd's default request limit (--max-request-bytes, 1.5 MiB); the API server stores each object in one.
+OBJECT_LIMIT = 1536 * 1024
+
+
+class Expander:
+    """Renders the objects of one service through one Jinja2 environment."""
+
+    def __init__(self, jenv: jinja2.Environment, env: EnvSettings) -> None:
+        self.env = env
+        self.se_t = _load(jenv, "serviceentry.json.j2")
+        self.we_t = _load(jenv, "workloadentry.json.j2")
+        self.dr_t = _load(jenv, "destinationrule.json.j2")
+
+    def expand(self, svc: Service) -> tuple[list[Artifact], list[Diagnostic]]:
+        out: list[Artifact] = []
+        try:
+            out.append(self._render(self.se_t, "se", se_view(svc), svc, 0))
+            if svc.endpoints_as == "workloadEntries":
+                for i, ep_view in enumerate(we_views(svc)):
+                    out.append(self._render(self.we_t, "we", ep_view, svc, i))
+            for i, view in enumerate(dr_views(svc)):
+                if view is not None:
+                    out.append(self._render(self.dr_t, "dr", view, svc, i))
+        except _RenderError as exc:
+            return [], [exc.diag]
+        for art in out:
+            size = len(orjson.dumps(art.body))
+            if size > OBJECT_LIMIT:
+                return [], [Diagnostic(
+                    "V030", Severity.ERROR, f"{art.identity.kind} {art.identity.name} would be {size:,} bytes: "
+                    f"the Kubernetes API server (etcd) refuses objects over {OBJECT_LIMIT:,} bytes (1.5 MiB)",
+                    svc.decl.position, hint="split the service (fewer endpoints or ports per service), or use "
+                    "endpointsAs: workloadEntries", env=self.env.name, object=f"service {svc.name}")]
+        return out, []
+
+    def _render(self, template: jinja2.Template, var: str, view: Mapping[str, Any], svc: Service,
+                part: int) -> Artifact:
+        try:
+            text = render_bounded(template, {var: view})
+        except (jinja2.TemplateError, TemplateValueError, TypeError, ValueError, ArithmeticError,
+                RecursionError, MemoryError) as exc:
+            raise _RenderError(_template_diag("X001", template, exc, svc, self.env)) from None
+        try:
+            body = orjson.loads(text)
+            meta = body["metadata"]
+            ident = Identity(body["kind"], meta["namespace"], meta["name"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise _RenderError(_template_diag("X002", template, exc, svc, self.env)) from None
+        return Artifact(ident, body, svc.name, part)
+
+
+class TemplateLoadError(Exception):
+    """A template that cannot be compiled (syntax, unknown filter or test, missing include)."""
+
+    def __init__(self, diag: Diagnostic) -> None:
+        super().__init__(diag.message)
+        self.diag = diag
+
+
+def _load(jenv: jinja2.Environment, name: str) -> jinja2.Template:
+    try:
+        return jenv.get_template(name)
+    except jinja2.TemplateSyntaxError as exc:  # also unknown filters and tests (TemplateAssertionError)
+        where = exc.filename or name
+        raise TemplateLoadError(Diagnostic(
+            "X003", Severity.ERROR, f"template {exc.name or name} cannot be compiled: {exc.message}",
+            Position(where, exc.lineno or 0, 1),
+            hint="fix the template: the filters are `json` only, the tests defined, none, mapping and "
+                 "sequence; values must be printed as {{ value | json }}")) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateLoadError(Diagnostic(
+            "X003", Severity.ERROR, f"template {name} cannot be loaded: {exc}", Position(name),
+            hint="check the templates: folder named in meshc.yaml")) from None
+
+
+class _RenderError(Exception):
+    def __init__(self, diag: Diagnostic) -> None:
+        super().__init__(diag.message)
+        self.diag = diag
+
+
+def _template_diag(code: str, template: jinja2.Template, exc: BaseException, svc: Service,
+                   env: EnvSettings) -> Diagnostic:
+    line = getattr(exc, "lineno", None) or _template_line(exc, template.filename or "")
+    what = "failed" if code == "X001" else "did not produce a JSON object with kind and metadata"
+    return Diagnostic(
+        code, Severity.ERROR, f"template {template.name} {what}: {exc}",
+        Position(template.filename or template.name or "template", line or 0, 1),
+        hint="fix the template; values must be printed as {{ value | json }}", env=env.name,
+        object=f"service {svc.name}", related=(svc.decl.position,))
+
+
+def _template_line(exc: BaseException, filename: str) -> int:
+    tb, line = exc.__traceback__, 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _labels(svc: Service) -> dict[str, str]:
+    return {**MANAGED, "meshc.dev/service": svc.name}
+
+
+def se_view(svc: Service) -> dict[str, Any]:
+    annotations = {"meshc.dev/owner": svc.owner} if svc.owner else {}
+    if svc.description:
+        annotations["meshc.dev/description"] = svc.description
+    inline = svc.endpoints_as == "inline"
+    return {
+        "name": svc.name, "namespace": svc.namespace, "labels": _labels(svc),
+        "annotations": annotations, "hosts": list(svc.hosts), "addresses": list(svc.addresses),
+        "ports": [_port(p) for p in svc.ports],
+        "location": "MESH_INTERNAL" if svc.location == "internal" else "MESH_EXTERNAL",
+        "resolution": svc.resolution.upper().replace("-", "_"),
+        "endpoints": [_endpoint(ep) for ep in svc.endpoints] if inline else [],
+        "workload_selector": dict(svc.selector) if not inline else {},
+        "export_to": list(svc.export_to),
+    }
+
+
+def _port(p: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"number": p.number, "protocol": p.protocol, "name": p.name}
+    if p.target_port:
+        out["targetPort"] = p.target_port
+    return out
+
+
+def _endpoint(ep: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"address": ep.address}
+    for key, value in (("ports", dict(ep.ports)), ("labels", dict(ep.labels)),
+                       ("locality", ep.locality), ("weight", ep.weight), ("network", ep.network),
+                       ("serviceAccount", ep.service_account)):
+        if value or (key == "weight" and value is not None):
+            out[key] = value
+    return out
+
+
+def we_views(svc: Service) -> list[dict[str, Any]]:
+    return [{
+        "name": f"{svc.name}-{ep.name}", "namespace": svc.namespace, "meta_labels": _labels(svc),
+        "address": ep.address, "labels": {**dict(ep.labels), **dict(svc.selector)},
+        "ports": dict(ep.ports), "locality": ep.locality, "weight": ep.weight,
+        "network": ep.network, "service_account": ep.service_account,
+    } for ep in svc.endpoints]
+
+
+def dr_views(svc: Service) -> list[dict[str, Any] | None]:
+    policy = traffic_policy(svc.traffic_policy, svc.tls)
+    subsets = [_subset(s) for s in svc.subsets]
+    if not (policy or subsets or svc.client_selector):
+        return [None] * len(svc.hosts)
+    views: list[dict[str, Any] | None] = []
+    for i, host in enumerate(svc.hosts):
+        # one host: the service's name; several: one per host, named after it (order-independent)
+        name = svc.name if len(svc.hosts) == 1 else f"{svc.name}-{_UNSAFE.sub('-', host.lower()).strip('-')}"[:253]
+        views.append({"name": name, "namespace": svc.namespace, "labels": _labels(svc),
+                      "host": host, "traffic_policy": policy, "subsets": subsets,
+                      "workload_selector": dict(svc.client_selector),
+                      "export_to": list(svc.export_to) if not svc.client_selector else ["."]})
+    return views
+
+
+def traffic_policy(decl: Mapping[str, Any] | None, tls: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("loadBalancer", "connectionPool", "outlierDetection"):
+        if decl and decl.get(key):
+            out[key] = decl[key]
+    if tls is not None:
+        out["tls"] = tls_settings(tls)
+    levels = [_port_level(e) for e in (decl or {}).get("portLevel", [])]
+    if levels:
+        out["portLevelSettings"] = levels
+    return out
+
+
+def _port_level(entry: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"port": {"number": entry["port"]}}
+    for key in ("loadBalancer", "connectionPool", "outlierDetection"):
+        if entry.get(key):
+            out[key] = entry[key]
+    if entry.get("tls"):
+        out["tls"] = tls_settings(entry["tls"])
+    return out
+
+
+def tls_settings(tls: Any) -> dict[str, Any]:
+    """A `Tls` (or a declaration mapping of one) as Istio ClientTLSSettings."""
+    if isinstance(tls, Mapping):
+        out = {k: v for k, v in tls.items() if k != "mode" and v not in (None, [], "")}
+        return {"mode": _TLS_MODES[tls["mode"]], **out}
+    out2: dict[str, Any] = {"mode": _TLS_MODES[tls.mode]}
+    for attr, key in _TLS_KEYS:
+        value = getattr(tls, attr)
+        if value not in (None, (), ""):
+            out2[key] = list(value) if isinstance(value, tuple) else value
+    return out2
+
+
+def _subset(s: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": s.name}
+    if s.labels:
+        out["labels"] = dict(s.labels)
+    policy = traffic_policy(s.traffic_policy, (s.traffic_policy or {}).get("tls"))
+    if policy:
+        out["trafficPolicy"] = policy
+    return out

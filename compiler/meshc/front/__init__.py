@@ -1,0 +1,1 @@
+"""Stage front: meshc.yaml and environments/ -> merged, validated declarations."""

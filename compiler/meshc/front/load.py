@@ -1,0 +1,239 @@
+"""Pass `load`: environments/ on a SourceTree -> `Estate` (validated declaration layers).
+
+Input: a SourceTree holding environments/base/*.yaml and environments/<env>/{env.yaml,*.yaml}.
+Output: `Estate` with every file checked against the declaration schemas, or diagnostics.
+Invariants: every Layer's data is schema-valid for its role; files are read in sorted order.
+Codes: Y0xx (see meshc.source), D001-D004 (see meshc.declschema), L001 no environments,
+L002 env.yaml name does not match its directory, L003 overrides in base, L004 bad file name,
+L005 no base layer, L006 a folder under environments/ without env.yaml, L007 a declaration
+file that declares nothing (warning), L008 a link out of the repository or a file name with control
+characters (meshc.confine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from meshc.files.confine import ConfinementError
+from meshc.files.source import Document, parse
+from meshc.files.tree import SourceTree
+from meshc.front import declschema
+from meshc.model.core import EnvSettings, Layer, NodeSource
+from meshc.model.diagnostics import Diagnostic, Position, Severity
+
+ROOT = "environments"
+BASE = "base"
+ENV_FILE = "env.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class DeclFile:
+    file: str
+    services: tuple[Layer, ...]
+    overrides: tuple[Layer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSource:
+    settings: EnvSettings
+    files: tuple[DeclFile, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Estate:
+    base: tuple[DeclFile, ...]
+    envs: dict[str, EnvSource]
+
+
+def _err(code: str, message: str, pos: Position, hint: str) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, pos, hint=hint)
+
+
+def _read(tree: SourceTree, path: str) -> tuple[list[Document], list[Diagnostic]]:
+    try:
+        data = tree.read(path)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return [], [_err("Y001", f"cannot read file: {reason}", Position(path),
+                         "check the file exists and is readable")]
+    return parse(path, data)
+
+
+def _is_yaml(path: str) -> bool:
+    return path.endswith((".yaml", ".yml"))
+
+
+ParseCache = dict[str, Any]  # sha256 of a file's bytes -> its items (see _items); only clean files
+
+
+def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool,
+                   cache: ParseCache | None = None) -> tuple[DeclFile, list[Diagnostic]]:
+    try:
+        raw = tree.read(path)
+    except OSError as exc:
+        return DeclFile(path, (), ()), [_err("Y001", f"cannot read file: {exc.strerror or type(exc).__name__}",
+                                              Position(path), "check the file exists and is readable")]
+    key = hashlib.sha256(raw).hexdigest() + ("o" if allow_overrides else "b")
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        return _decl_file(path, hit, NodeSource(path, raw)), []
+    docs, diags = parse(path, raw)
+    items: list[tuple[str, int, int, int, int, Any]] = []
+    for d, doc in enumerate(docs):
+        problems = declschema.validate("declarations", doc.value, path, doc.node)
+        if not problems and doc.value.get("overrides") and not allow_overrides:
+            problems = [_err("L003", "overrides: is only allowed in an environment directory",
+                             Position(path, doc.node.start_mark.line + 1, 1),
+                             "declare base services under services:, and change them per "
+                             "environment under overrides: in environments/<env>/")]
+        diags.extend(problems)
+        if not problems:
+            items.extend(_items(d, doc))
+    if cache is not None and not diags:
+        cache[key] = items
+    return _decl_file(path, items, NodeSource(path, raw, [doc.node for doc in docs])), diags
+
+
+def _items(d: int, doc: Document) -> list[tuple[str, int, int, int, int, Any]]:
+    """(section, document, item index, line, col, data) of every service entry in a document."""
+    out = []
+    for key in ("services", "overrides"):
+        for i, (node, value) in enumerate(zip(_child_seq(doc, key), doc.value.get(key) or [], strict=False)):
+            out.append((key, d, i, node.start_mark.line + 1, node.start_mark.column + 1, value))
+    return out
+
+
+def _decl_file(path: str, items: list[tuple[str, int, int, int, int, Any]], source: NodeSource) -> DeclFile:
+    layers = {"services": [], "overrides": []}  # type: dict[str, list[Layer]]
+    for key, d, i, line, col, value in items:
+        layers[key].append(Layer(path, value, line, col, source, (d, key, i)))
+    return DeclFile(path, tuple(layers["services"]), tuple(layers["overrides"]))
+
+
+def _child_seq(doc: Document, key: str) -> list[Any]:
+    for knode, vnode in getattr(doc.node, "value", []):
+        if getattr(knode, "value", None) == key:
+            return list(vnode.value) if isinstance(vnode.value, list) else []
+    return []
+
+
+def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, list[Diagnostic]]:
+    path = f"{ROOT}/{env}/{ENV_FILE}"
+    docs, diags = _read(tree, path)
+    if diags:
+        return None, diags
+    if len(docs) != 1 or not isinstance(docs[0].value, dict):
+        return None, [_err("D002", "env.yaml must hold one mapping", Position(path, 1, 1),
+                           "see docs/declarations.md for the env.yaml keys")]
+    doc = docs[0]
+    problems = declschema.validate("env", doc.value, path, doc.node)
+    if problems:
+        return None, problems
+    raw = doc.value
+    if raw["name"] != env:
+        pos = Position(path, doc.node.start_mark.line + 1, 1)
+        return None, [_err("L002", f"env.yaml name {raw['name']!r} does not match directory {env!r}",
+                           pos, f"set name: {env}")]
+    return EnvSettings(
+        name=env, namespace=raw["namespace"], trust_domain=raw.get("trustDomain", "cluster.local"),
+        cluster_domain=raw.get("clusterDomain", "cluster.local"),
+        networks=tuple(raw.get("networks", ())), policy_profile=raw.get("policyProfile", "standard"),
+        production=bool(raw.get("production", False)), proxy=raw.get("proxy", {}),
+        vm=raw.get("vm", {}), raw=raw,
+        source=Layer(path, raw, 1, 1, NodeSource(path, b"", [doc.node]), (0,))), []
+
+
+def list_envs(tree: SourceTree) -> list[str]:
+    names = {p.split("/")[1] for p in tree.list(ROOT) if p.count("/") >= 2}
+    return sorted(n for n in names if n != BASE and tree.is_dir(f"{ROOT}/{n}")
+                  and _has(tree, f"{ROOT}/{n}/{ENV_FILE}"))
+
+
+def _has(tree: SourceTree, path: str) -> bool:
+    return path in tree.list(path.rsplit("/", 1)[0])
+
+
+def _folders_without_env_file(tree: SourceTree) -> list[Diagnostic]:
+    """Folders under environments/ that are not base and hold no env.yaml: never skipped silently."""
+    out = []
+    names = sorted({p.split("/")[1] for p in tree.list(ROOT) if p.count("/") >= 2})
+    for name in names:
+        folder = f"{ROOT}/{name}"
+        if name == BASE or not tree.is_dir(folder) or _has(tree, f"{folder}/{ENV_FILE}"):
+            continue
+        near = [p.rsplit("/", 1)[1] for p in tree.list(folder) if p.rsplit("/", 1)[1].lower() in _ENV_LOOKALIKES]
+        hint = (f"rename {folder}/{near[0]} to {ENV_FILE}" if near else
+                f"add {folder}/{ENV_FILE} (name, namespace, ...; see docs/declarations.md), or move the folder "
+                "out of environments/")
+        out.append(_err("L006", f"{folder}/ has no {ENV_FILE}: it is not an environment, and its files would "
+                        "be ignored", Position(folder), hint))
+    return out
+
+
+_ENV_LOOKALIKES = {"env.yml", "env.yaml.yaml", "environment.yaml", "environment.yml", "env.json", "env.yaml~",
+                   "env.yaml"}
+
+
+def load(tree: SourceTree, only: list[str] | None = None,
+         cache: ParseCache | None = None) -> tuple[Estate | None, list[Diagnostic]]:
+    try:
+        return _load(tree, only, cache)
+    except ConfinementError as exc:  # a link out of the repository, a name with control characters
+        return None, [_err("L008", exc.strerror, Position(_relative(tree, exc.path) or ROOT),
+                           "replace the link with the file itself, or rename the file; meshc reads only "
+                           "regular files inside the repository")]
+
+
+def _relative(tree: SourceTree, path: str) -> str:
+    root = str(getattr(tree, "root", ""))
+    return path[len(root) + 1:] if root and path.startswith(root + "/") else path
+
+
+def _load(tree: SourceTree, only: list[str] | None,
+          cache: ParseCache | None) -> tuple[Estate | None, list[Diagnostic]]:
+    diags: list[Diagnostic] = []
+    if tree.is_dir(ROOT):
+        strays = _folders_without_env_file(tree)
+        if strays:
+            return None, strays
+    envs = list_envs(tree)
+    if not envs:
+        return None, [_err("L001", "no environments found", Position(ROOT),
+                           "create environments/<env>/env.yaml (see docs/declarations.md)")]
+    for name in only or []:
+        if name not in envs:
+            return None, [_err("L001", f"unknown environment {name!r}{declschema.did_you_mean(name, envs)}",
+                               Position(ROOT), f"known environments: {', '.join(envs)}")]
+    base = _load_dir(tree, f"{ROOT}/{BASE}", False, diags, (), cache)
+    sources: dict[str, EnvSource] = {}
+    for env in only or envs:
+        settings, problems = load_env_settings(tree, env)
+        diags.extend(problems)
+        files = _load_dir(tree, f"{ROOT}/{env}", True, diags, (f"{ROOT}/{env}/{ENV_FILE}",), cache)
+        if settings is not None:
+            sources[env] = EnvSource(settings, files)
+    return Estate(base, sources), diags
+
+
+def _load_dir(tree: SourceTree, directory: str, overlay: bool, diags: list[Diagnostic],
+              skip: tuple[str, ...], cache: ParseCache | None) -> tuple[DeclFile, ...]:
+    out: list[DeclFile] = []
+    for path in tree.list(directory) if tree.is_dir(directory) else []:
+        if path in skip:
+            continue
+        if not _is_yaml(path):
+            diags.append(Diagnostic("L004", Severity.WARNING, "not a .yaml file; ignored",
+                                    Position(path), hint="rename it to .yaml or move it out"))
+            continue
+        decl, problems = load_decl_file(tree, path, overlay, cache)
+        diags.extend(problems)
+        if not problems and not decl.services and not decl.overrides:
+            what = "services: or overrides:" if overlay else "services:"
+            diags.append(Diagnostic(
+                "L007", Severity.WARNING, f"declares nothing (no entries under {what}); if it held services, "
+                "they are gone from every environment this layer reaches", Position(path, 1, 1),
+                hint="declare services in it, or delete the file if removing them was intended"))
+        out.append(decl)
+    return tuple(out)

@@ -1,0 +1,147 @@
+"""Provenance: from a data path in a merged service (or an emitted object) back to the line a human wrote.
+
+Computed on demand from the layers' YAML nodes, so builds pay nothing until a diagnostic needs a
+position. A list index inside a keyed list (ports, endpoints, subsets, portLevel) is translated
+into the item's key, then looked up in every layer; the layer that holds the deepest part of the
+path wins, later (overlay) layers winning ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from meshc.files.source import child, node_position
+from meshc.front.merge import LIST_KEYS
+from meshc.model.core import Artifact, Layer, ServiceDecl
+from meshc.model.diagnostics import DataPath, Position
+
+_Keyed = tuple[str, Any]
+
+
+def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
+    out: list[str | int | _Keyed] = []
+    parent_key: str | int | None = None
+    for elem in path:
+        if isinstance(elem, int) and isinstance(data, list) and parent_key in LIST_KEYS:
+            item = data[elem] if 0 <= elem < len(data) else None
+            key = LIST_KEYS[str(parent_key)]
+            out.append((key, item.get(key)) if isinstance(item, Mapping) else elem)
+        else:
+            out.append(elem)
+        try:
+            data = data[elem]
+        except (KeyError, IndexError, TypeError):
+            data = None
+        parent_key = elem
+    return out
+
+
+def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[Position, int]:
+    node, data = layer.node, layer.data
+    best, depth = layer.position, 0
+    for n, elem in enumerate(kpath, start=1):
+        if isinstance(elem, tuple):
+            key, value = elem
+            idx = next((i for i, it in enumerate(data or []) if isinstance(it, Mapping)
+                        and it.get(key) == value), None)
+            if idx is None:
+                break
+            elem = idx
+        _, vnode = child(node, elem)
+        if vnode is None:
+            break
+        node = vnode
+        data = data[elem] if data is not None else None
+        best, depth = node_position(layer.file, node), n
+    return best, depth
+
+
+def locate_decl(decl: ServiceDecl, path: DataPath) -> Position:
+    return _best(decl, path)[0]
+
+
+def _best(decl: ServiceDecl, path: DataPath) -> tuple[Position, int, list[Position]]:
+    """(position, layer index, positions of earlier layers that wrote the same full path)."""
+    kpath = _key_path(decl.data, path)
+    best, best_depth, best_layer = decl.position, -1, -1
+    full: list[Position] = []
+    for i, layer in enumerate(decl.layers):
+        pos, depth = _in_layer(layer, kpath)
+        if depth >= best_depth:
+            best, best_depth, best_layer = pos, depth, i
+        if kpath and depth == len(kpath):
+            full.append(pos)
+    return best, best_layer, [p for p in full if p != best]
+
+
+def place_decl(decl: ServiceDecl, path: DataPath,
+               involves: Sequence[DataPath] = ()) -> tuple[Position, tuple[Position, ...]]:
+    """Where a finding about `path` (and the values it `involves`) belongs: at the most specific
+    layer (an overlay over base) that wrote any of them, with the other writers as related
+    positions; so a finding an overlay caused cites the overlay line, and the base line beside it."""
+    main = _best(decl, path)
+    candidates = [main] + [_best(decl, p) for p in involves]
+    chosen = max(candidates, key=lambda c: c[1])  # the first (main) wins ties
+    if chosen[1] == main[1]:
+        chosen = main
+    related = [c[0] for c in candidates if c is not chosen] + main[2]
+    return chosen[0], tuple(dict.fromkeys(p for p in related if p != chosen[0]))
+
+
+_SE_DIRECT = {"hosts", "addresses", "ports", "endpoints", "location", "resolution", "exportTo"}
+
+
+def decl_path_for(kind: str, part: int, path: DataPath) -> DataPath:
+    """The declaration path behind `path` in an emitted object of `kind` (best effort, a prefix)."""
+    if len(path) >= 2 and path[0] == "metadata":
+        return ("endpoints", part, "name") if kind == "WorkloadEntry" else ("name",)
+    if not path or path[0] != "spec":
+        return ()
+    rest = path[1:]
+    if kind == "ServiceEntry":
+        if rest and rest[0] in _SE_DIRECT:
+            return rest
+        return ("selector",) if rest and rest[0] == "workloadSelector" else ()
+    if kind == "WorkloadEntry":
+        return ("endpoints", part) + rest
+    if kind == "DestinationRule":
+        return _dr_path(part, rest)
+    return ()
+
+
+def _dr_path(part: int, rest: DataPath) -> DataPath:
+    if not rest:
+        return ()
+    head = rest[0]
+    if head == "host":
+        return ("hosts", part)
+    if head == "workloadSelector":
+        return ("clientSelector",)
+    if head == "exportTo":
+        return ("exportTo",)
+    if head == "trafficPolicy":
+        return _policy_path(("trafficPolicy",), rest[1:], top=True)
+    if head == "subsets" and len(rest) >= 2:
+        tail = rest[2:]
+        if tail and tail[0] == "trafficPolicy":
+            return _policy_path(("subsets", rest[1], "trafficPolicy"), tail[1:], top=False)
+        return ("subsets", rest[1]) + tail
+    return ()
+
+
+def _policy_path(base: DataPath, rest: DataPath, top: bool) -> DataPath:
+    if not rest:
+        return base
+    if rest[0] == "tls" and top:
+        return ("tls",) + rest[1:]
+    if rest[0] == "portLevelSettings":
+        tail = rest[1:]
+        if len(tail) >= 2 and tail[1] == "port":
+            return base + ("portLevel",) + (tail[0], "port")
+        return base + ("portLevel",) + tail
+    return base + rest
+
+
+def locate_finding(art: Artifact, decl: ServiceDecl, path: DataPath) -> Position:
+    return locate_decl(decl, decl_path_for(art.identity.kind, art.part, path))

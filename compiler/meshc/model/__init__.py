@@ -1,0 +1,1 @@
+"""The typed values every stage hands to the next: declarations, settings, services, artifacts, diagnostics."""

@@ -1,0 +1,173 @@
+"""Typed stages of the pipeline.
+
+What the user wrote (`Layer`: one declaration item with its file and YAML node), the merged model
+(`ServiceDecl`: one service in one environment, merged across layers, with its provenance),
+the typed model (`Service` and its parts, built only from validated declarations), and
+artifacts (`Artifact`: one emitted object with its identity and origin).
+Positions are kept out of equality: provenance fields are `compare=False`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import Node
+
+from meshc.model.diagnostics import Position
+
+
+class NodeSource:
+    """The YAML nodes of one file, parsed on first use: positions are needed only for diagnostics,
+    so a build that reads declarations from the parse cache never composes nodes."""
+
+    def __init__(self, file: str, text: bytes, nodes: list[Node] | None = None) -> None:
+        self.file, self.text, self.nodes = file, text, nodes
+
+    def node(self, index: tuple[Any, ...]) -> Node:
+        if self.nodes is None:
+
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            self.nodes = [n for n in yaml.compose_all(self.text.decode("utf-8"), Loader=loader)
+                          if n is not None]
+        node: Any = self.nodes[index[0]]
+        for elem in index[1:]:
+            if isinstance(elem, str):
+                node = next(v for k, v in node.value if k.value == elem)
+            else:
+                node = node.value[elem]
+        return node  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One declaration of a service (base entry or an environment's entry) and where it was written.
+    `index` locates its node in `source`: (document,) or (document, section, item)."""
+
+    file: str
+    data: Mapping[str, Any] = field(compare=False, repr=False)
+    line: int = 0
+    col: int = 0
+    source: NodeSource | None = field(default=None, compare=False, repr=False)
+    index: tuple[Any, ...] = field(default=(0,), compare=False, repr=False)
+
+    @property
+    def position(self) -> Position:
+        return Position(self.file, self.line, self.col)
+
+    @property
+    def node(self) -> Node:
+        assert self.source is not None
+        return self.source.node(self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSettings:
+    name: str
+    namespace: str
+    trust_domain: str = "cluster.local"
+    cluster_domain: str = "cluster.local"
+    networks: tuple[str, ...] = ()
+    policy_profile: str = "standard"
+    production: bool = False
+    proxy: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    vm: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    source: Layer | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDecl:
+    """A service merged across layers; `data` is plain, schema-valid declaration data."""
+
+    name: str
+    data: Mapping[str, Any]
+    layers: tuple[Layer, ...] = field(compare=False, repr=False)
+
+    @property
+    def position(self) -> Position:
+        return self.layers[0].position
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    number: int
+    protocol: str
+    name: str
+    target_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    name: str
+    ports: Mapping[str, int]
+    labels: Mapping[str, str]
+    locality: str
+    weight: int | None
+    network: str | None
+    service_account: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    mode: str
+    sni: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    credential_name: str | None = None
+    ca_certificates: str | None = None
+    client_certificate: str | None = None
+    private_key: str | None = None
+    insecure_skip_verify: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    name: str
+    labels: Mapping[str, str]
+    traffic_policy: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    namespace: str
+    owner: str
+    description: str
+    hosts: tuple[str, ...]
+    addresses: tuple[str, ...]
+    location: str
+    resolution: str
+    ports: tuple[Port, ...]
+    endpoints: tuple[Endpoint, ...]
+    endpoints_as: str
+    selector: Mapping[str, str]
+    tls: Tls | None
+    client_selector: Mapping[str, str]
+    traffic_policy: Mapping[str, Any] | None
+    subsets: tuple[Subset, ...]
+    export_to: tuple[str, ...]
+    decl: ServiceDecl = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    kind: str
+    namespace: str
+    name: str
+    group: str = "networking.istio.io"
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One emitted Istio object; `service` and `part` (endpoint or host index) say where it came from."""
+
+    identity: Identity
+    body: Mapping[str, Any]
+    service: str
+    part: int = 0

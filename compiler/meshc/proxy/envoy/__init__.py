@@ -1,0 +1,1 @@
+"""Envoy configuration from the emitted Istio objects, following istiod's cluster and listener builders."""

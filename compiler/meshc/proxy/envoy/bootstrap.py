@@ -1,0 +1,114 @@
+"""Envoy pass: an environment's Istio objects -> one static Envoy v3 Bootstrap, and its checks.
+
+Input: the environment's manifests (plain dicts; ServiceEntry, WorkloadEntry, DestinationRule of
+``networking.istio.io`` are used, other kinds ignored) and `ProxySettings` describing the client
+proxy. Output of `build_bootstrap`: ``(bootstrap, sources)``: the Bootstrap as a JSON-ready dict
+with proto field names (snake_case) holding ``static_resources.clusters`` and ``.listeners``
+only (no xDS server is assumed), and a map from a path prefix inside the bootstrap, e.g.
+``("static_resources", "clusters", 3)``, to the (kind, namespace, name) of the Istio object it
+was mostly derived from (the DestinationRule when one shaped a cluster, else the ServiceEntry;
+WorkloadEntries for load-assignment endpoints; ServiceEntries for filter chains and virtual
+hosts). Look up the longest prefix of a finding's path to place it.
+
+What is emitted mirrors what istiod sends a SIDECAR for outbound traffic (see
+istio-facts.md (the team's Istio reference notes) sections 5.3-5.13); the differences a static bootstrap
+forces, and what is not modelled, are listed in docs/envoy.md.
+
+Invariants: deterministic (objects in namespace/name order, clusters and listeners sorted by
+name, no timestamps); the input is not mutated; no I/O.
+
+Checks (re-exported from `meshc.envoy_validate`): `validate_bootstrap` (E001 strict proto
+parse, E002 protoc-gen-validate rules) and `envoy_validate_binary` (E003, ``envoy --mode
+validate`` when an ``envoy`` binary is on PATH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from meshc.proxy.envoy.cluster import BuiltCluster, service_clusters, special_clusters
+from meshc.proxy.envoy.istio import ObjectId, find_rule, load_destination_rules, load_services
+from meshc.proxy.envoy.listener import BuiltListener, build_listeners
+from meshc.proxy.envoy.settings import ProxySettings
+
+__all__ = ["ProxySettings", "build_bootstrap"]
+
+Path = tuple[Any, ...]
+HCM_ROUTES = ("filters", 0, "typed_config", "route_config", "virtual_hosts")
+
+
+Memo = dict[str, bytes]  # pickled list[BuiltCluster]: compact to hold, quick to cache
+
+
+def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Mapping[str, Any] | None,
+                      used: Memo | None) -> list[BuiltCluster]:
+    """service_clusters, looked up by the content hash of its inputs when a memo is given."""
+    if memo is None and used is None:
+        return service_clusters(service, rule, settings)
+    key = hashlib.sha256(pickle.dumps((service, rule, settings), protocol=5)).hexdigest()
+    blob = (memo or {}).get(key)
+    if blob is None:
+        built = service_clusters(service, rule, settings)
+        blob = pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        built = pickle.loads(blob)
+    if used is not None:
+        used[key] = blob
+    return built
+
+
+def _clusters(manifests: Sequence[dict[str, Any]], settings: ProxySettings,
+              memo: Mapping[str, Any] | None = None, used: Memo | None = None
+              ) -> tuple[list[BuiltCluster], list[BuiltListener]]:
+    services = load_services(manifests, settings.trust_domain)
+    rules = load_destination_rules(manifests)
+    chosen: dict[str, BuiltCluster] = {}
+    for service in services:  # oldest first: first cluster of a name wins
+        for built in _service_clusters(service, find_rule(rules, service), settings, memo, used):
+            chosen.setdefault(built.name, built)
+    with_sds = any(c.uses_sds for c in chosen.values())
+    for built in special_clusters(settings, with_sds):
+        chosen.setdefault(built.name, built)
+    listeners = build_listeners(services, lambda s: find_rule(rules, s), settings)
+    return sorted(chosen.values(), key=lambda c: c.name), listeners
+
+
+def _cluster_sources(clusters: list[BuiltCluster]) -> dict[Path, ObjectId]:
+    out: dict[Path, ObjectId] = {}
+    for index, built in enumerate(clusters):
+        base: Path = ("static_resources", "clusters", index)
+        if built.origin is not None:
+            out[base] = built.origin
+        for group, endpoint, origin in built.endpoint_origins:
+            if origin != built.origin:
+                out[base + ("load_assignment", "endpoints", group, "lb_endpoints", endpoint)] = origin
+    return out
+
+
+def _listener_sources(listeners: list[BuiltListener]) -> dict[Path, ObjectId]:
+    out: dict[Path, ObjectId] = {}
+    for index, built in enumerate(listeners):
+        base: Path = ("static_resources", "listeners", index, "filter_chains")
+        for chain, origin in built.chain_origins.items():
+            out[base + (chain,)] = origin
+        for chain, vhost, origin in built.vhost_origins:
+            out[base + (chain,) + HCM_ROUTES + (vhost,)] = origin
+    return out
+
+
+def build_bootstrap(manifests: Sequence[dict[str, Any]], settings: ProxySettings,
+                    memo: Mapping[str, Any] | None = None, used: Memo | None = None
+                    ) -> tuple[dict[str, Any], dict[Path, ObjectId]]:
+    """The static Bootstrap for a sidecar-like proxy, and where each part came from.
+    `memo` (content hash of a service's inputs -> its clusters) skips unchanged services; every
+    entry this build used is put in `used`, the memo for the next build."""
+    clusters, listeners = _clusters(manifests, settings, memo, used)
+    bootstrap = {"static_resources": {
+        "listeners": [built.body for built in listeners],
+        "clusters": [built.body for built in clusters],
+    }}
+    sources = {**_cluster_sources(clusters), **_listener_sources(listeners)}
+    return bootstrap, sources

@@ -1,0 +1,205 @@
+"""Outbound clusters for one service (reference 5.3-5.11), as static-bootstrap clusters.
+
+Input: a `Service`, the `DestRule` that applies to it (or none) and the `ProxySettings`.
+Output: `BuiltCluster` values: the default cluster per non-UDP port and one per DR subset per
+port, named ``outbound|<port>|<subset>|<host>``, plus the fixed clusters every bootstrap needs
+(`special_clusters`).
+
+Discovery type: STATIC -> STATIC with an inline load_assignment (istiod uses EDS; a static
+bootstrap has no EDS server), DNS -> STRICT_DNS (LOGICAL_DNS with the RACE_FIRST_TCP_CONNECT
+annotation), DNS_ROUND_ROBIN -> LOGICAL_DNS, NONE or DR PASSTHROUGH -> ORIGINAL_DST with
+CLUSTER_PROVIDED. DNS-type clusters without endpoints are not emitted (as istiod does).
+DYNAMIC_DNS services produce no cluster (not modelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshc.proxy.envoy.endpoints import load_assignment
+from meshc.proxy.envoy.istio import DNS_MODES, DestRule, Endpoint, ObjectId, Service, SvcPort
+from meshc.proxy.envoy.policy import (
+    Policy,
+    circuit_breakers,
+    common_lb_config,
+    connect_timeout,
+    effective_policy,
+    http_protocol_pieces,
+    is_passthrough,
+    lb_fields,
+    outlier_detection,
+    tcp_keepalive,
+    wants_downstream_protocol,
+    wants_h2,
+)
+from meshc.proxy.envoy.settings import ProxySettings
+from meshc.proxy.envoy.tls import SDS_CLUSTER, SDS_SOCKET, TlsChoice, upstream_tls
+from meshc.proxy.envoy.values import ISTIO_FILTER_KEY, envoy_duration, typed
+
+Json = dict[str, Any]
+HPO_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+CARES_TYPE = "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
+PASSTHROUGH_CLUSTER = "PassthroughCluster"
+BLACKHOLE_CLUSTER = "BlackHoleCluster"
+DR_CONFIG_PATH = "/apis/networking.istio.io/v1/namespaces/{ns}/destination-rule/{name}"
+
+
+@dataclass(frozen=True)
+class BuiltCluster:
+    name: str
+    body: Json
+    origin: ObjectId | None = None
+    endpoint_origins: tuple[tuple[int, int, ObjectId], ...] = field(default=())
+    uses_sds: bool = False
+
+
+def cluster_name(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def _subset_endpoints(service: Service, labels: Mapping[str, str]) -> list[Endpoint]:
+    chosen = [e for e in service.endpoints if all(e.labels.get(k) == v for k, v in labels.items())]
+    return chosen[:1] if service.resolution == "DNS_ROUND_ROBIN" else chosen
+
+
+def _dns_fields(service: Service, settings: ProxySettings) -> Json:
+    race = service.connect_strategy == "RACE_FIRST_TCP_CONNECT"
+    return {
+        "type": "LOGICAL_DNS" if race or service.resolution == "DNS_ROUND_ROBIN" else "STRICT_DNS",
+        "dns_lookup_family": "ALL" if race else "V4_ONLY",
+        "dns_refresh_rate": envoy_duration(settings.dns_refresh_rate),
+        "dns_jitter": "0.100s",
+        "respect_dns_ttl": True,
+        "typed_dns_resolver_config": {
+            "name": "envoy.network.dns_resolver.cares",
+            "typed_config": typed(CARES_TYPE, {"udp_max_queries": 100}),
+        },
+    }
+
+
+def _metadata(service: Service, rule: DestRule | None, subset: str, tls: TlsChoice) -> Json:
+    istio: Json = {"services": [{"host": service.host, "name": service.host,
+                                 "namespace": service.namespace}]}
+    if rule is not None:
+        istio["config"] = DR_CONFIG_PATH.format(ns=rule.ident[1], name=rule.ident[2])
+    if subset:
+        istio["subset"] = subset
+    if service.mesh_external:
+        istio["external"] = True
+    if tls.alpn_override:
+        istio["alpn_override"] = "false"
+    return {"filter_metadata": {ISTIO_FILTER_KEY: istio}}
+
+
+def _protocol_options(policy: Policy, port: SvcPort, tls: TlsChoice) -> Json:
+    pieces = http_protocol_pieces(policy, wants_h2(policy, port.protocol),
+                                  wants_downstream_protocol(policy, port.protocol))
+    if tls.upstream_http_options:
+        pieces["upstream_http_protocol_options"] = dict(tls.upstream_http_options)
+    if not pieces:
+        return {}
+    if "explicit_http_config" not in pieces and "use_downstream_protocol_config" not in pieces:
+        pieces["explicit_http_config"] = {"http_protocol_options": {}}  # required oneof
+    return {HPO_KEY: typed(HPO_KEY, pieces)}
+
+
+def _discovery(service: Service, port: SvcPort, policy: Policy, name: str,
+               settings: ProxySettings, endpoints: list[Endpoint]) -> tuple[Json, Any] | None:
+    """Type-specific fields and the LoadAssignment (None: cluster is not emitted)."""
+    if service.resolution == "NONE" or is_passthrough(policy):
+        fields: Json = {"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"}
+        if service.resolution == "NONE" and port.target_port:
+            fields["original_dst_lb_config"] = {"upstream_port_override": port.target_port}
+        return fields, None
+    if service.resolution in DNS_MODES and not endpoints:
+        return None
+    fields = _dns_fields(service, settings) if service.resolution in DNS_MODES else {"type": "STATIC"}
+    fields.update(lb_fields(policy))
+    return fields, load_assignment(name, endpoints, port, policy, settings.locality)
+
+
+def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
+                  subset: Mapping[str, Any] | None, settings: ProxySettings) -> BuiltCluster | None:
+    subset_name = str((subset or {}).get("name") or "")
+    name = cluster_name(port.number, subset_name, service.host)
+    policy = effective_policy(rule, port.number, subset)
+    endpoints = _subset_endpoints(service, (subset or {}).get("labels") or {})
+    discovery = _discovery(service, port, policy, name, settings, endpoints)
+    if discovery is None:
+        return None
+    fields, assignment = discovery
+    original_dst = fields["type"] == "ORIGINAL_DST"
+    tls = upstream_tls(service, port.number, subset_name, policy,
+                       wants_h2(policy, port.protocol), original_dst)
+    body: Json = {"name": name, "alt_stat_name": name + ";",
+                  "connect_timeout": connect_timeout(policy, settings.connect_timeout), **fields,
+                  "circuit_breakers": circuit_breakers(policy),
+                  "common_lb_config": common_lb_config(policy),
+                  "metadata": _metadata(service, rule, subset_name, tls)}
+    _add_optional(body, policy, port, tls)
+    if assignment is not None:
+        body["load_assignment"] = assignment.assignment
+        if assignment.locality_weighted:
+            body["common_lb_config"]["locality_weighted_lb_config"] = {}
+    origin = rule.ident if rule is not None else service.origin
+    origins = assignment.origins if assignment is not None else ()
+    return BuiltCluster(name, body, origin, origins, tls.uses_sds)
+
+
+def _add_optional(body: Json, policy: Policy, port: SvcPort, tls: TlsChoice) -> None:
+    outlier = outlier_detection(policy)
+    if outlier is not None:
+        body["outlier_detection"] = outlier
+    keepalive = tcp_keepalive(policy)
+    if keepalive is not None:
+        body["upstream_connection_options"] = keepalive
+    options = _protocol_options(policy, port, tls)
+    if options:
+        body["typed_extension_protocol_options"] = options
+    if tls.transport_socket is not None:
+        body["transport_socket"] = tls.transport_socket
+    if tls.transport_socket_matches:
+        body["transport_socket_matches"] = tls.transport_socket_matches
+
+
+def service_clusters(service: Service, rule: DestRule | None,
+                     settings: ProxySettings) -> list[BuiltCluster]:
+    """Default cluster per non-UDP port, then one per DR subset per port."""
+    if service.resolution == "DYNAMIC_DNS":
+        return []
+    subsets = [None, *(rule.subsets if rule is not None else ())]
+    out = []
+    for port in service.ports:
+        if port.protocol == "UDP":
+            continue
+        for subset in subsets:
+            built = build_cluster(service, port, rule, subset, settings)
+            if built is not None:
+                out.append(built)
+    return out
+
+
+def _default_thresholds() -> Json:
+    return circuit_breakers(Policy())
+
+
+def special_clusters(settings: ProxySettings, with_sds: bool) -> list[BuiltCluster]:
+    """PassthroughCluster, BlackHoleCluster and (when Istio mTLS is used) sds-grpc."""
+    timeout = envoy_duration(settings.connect_timeout)
+    out = [
+        BuiltCluster(PASSTHROUGH_CLUSTER, {
+            "name": PASSTHROUGH_CLUSTER, "type": "ORIGINAL_DST", "connect_timeout": timeout,
+            "lb_policy": "CLUSTER_PROVIDED", "circuit_breakers": _default_thresholds()}),
+        BuiltCluster(BLACKHOLE_CLUSTER, {
+            "name": BLACKHOLE_CLUSTER, "type": "STATIC", "connect_timeout": timeout}),
+    ]
+    if with_sds:
+        h2: Json = {"explicit_http_config": {"http2_protocol_options": {}}}
+        out.append(BuiltCluster(SDS_CLUSTER, {
+            "name": SDS_CLUSTER, "type": "STATIC", "connect_timeout": timeout,
+            "load_assignment": {"cluster_name": SDS_CLUSTER, "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": SDS_SOCKET}}}}]}]},
+            "typed_extension_protocol_options": {HPO_KEY: typed(HPO_KEY, h2)}}))
+    return out

@@ -1,0 +1,328 @@
+"""The Istio side of the Envoy translation: manifests -> services, endpoints, DestinationRules.
+
+Input: plain manifest dicts (ServiceEntry, WorkloadEntry, DestinationRule of group
+``networking.istio.io``; other kinds are ignored). Output: `Service` values (one per SE host,
+with its ports, endpoints and accepted SANs) and `DestRule` values (DRs of one namespace for one
+host merged), as istiod's registry conversion has them (reference sections 1-3, 5.2).
+
+Invariants: deterministic order. Objects are taken in (namespace, name) order, which stands in
+for istiod's creation-time order ("oldest wins"). No diagnostics are produced here: malformed
+specs are the Istio validation pass's business, this module only skips what it cannot use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshc.proxy.envoy.values import UNIX_PREFIX, is_ip, normalise_address
+
+ObjectId = tuple[str, str, str]
+GROUP = "networking.istio.io"
+CLUSTER_DOMAIN = "cluster.local"
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+LOCALITY_LABEL = "topology.istio.io/locality"
+LEGACY_LOCALITY_LABEL = "istio-locality"
+CONNECT_STRATEGY = "istio.io/connect-strategy"
+DNS_MODES = ("DNS", "DNS_ROUND_ROBIN")
+
+
+@dataclass(frozen=True)
+class SvcPort:
+    name: str
+    number: int
+    protocol: str  # upper-case; "" means protocol auto-detection
+    target_port: int = 0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    ports: Mapping[str, int]
+    labels: Mapping[str, str]
+    locality: str
+    weight: int
+    tls_mode: str
+    origin: ObjectId
+
+    def port_for(self, port: SvcPort) -> int:
+        """Endpoint port precedence: unix socket (0) > ports[name] > targetPort > number."""
+        if self.address.startswith(UNIX_PREFIX):
+            return 0
+        return int(self.ports.get(port.name) or port.target_port or port.number)
+
+
+@dataclass(frozen=True)
+class Service:
+    host: str
+    namespace: str
+    addresses: tuple[str, ...]
+    ports: tuple[SvcPort, ...]
+    resolution: str
+    mesh_external: bool
+    endpoints: tuple[Endpoint, ...]
+    service_accounts: tuple[str, ...]
+    origin: ObjectId
+    connect_strategy: str = ""
+
+
+@dataclass(frozen=True)
+class DestRule:
+    ident: ObjectId
+    host: str
+    traffic_policy: Mapping[str, Any]
+    subsets: tuple[Mapping[str, Any], ...] = field(default=())
+
+
+def _of_kind(manifests: Iterable[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
+    found = [
+        m for m in manifests
+        if m.get("kind") == kind and str(m.get("apiVersion", "")).startswith(GROUP + "/")
+    ]
+    return sorted(found, key=lambda m: (_namespace(m), _name(m)))
+
+
+def _namespace(manifest: Mapping[str, Any]) -> str:
+    return str((manifest.get("metadata") or {}).get("namespace") or "default")
+
+
+def _name(manifest: Mapping[str, Any]) -> str:
+    return str((manifest.get("metadata") or {}).get("name") or "")
+
+
+def ident(manifest: Mapping[str, Any]) -> ObjectId:
+    return (str(manifest.get("kind")), _namespace(manifest), _name(manifest))
+
+
+def _spec(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = manifest.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def spiffe_id(trust_domain: str, namespace: str, account: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{account}"
+
+
+def _locality(spec: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    locality = str(spec.get("locality") or "")
+    if not locality:
+        label = labels.get(LOCALITY_LABEL) or labels.get(LEGACY_LOCALITY_LABEL) or ""
+        locality = label.replace(".", "/")
+    return "/".join(locality.split("/")[:3])
+
+
+def _tls_mode(labels: Mapping[str, str], service_account: str) -> str:
+    if TLS_MODE_LABEL in labels:
+        return labels[TLS_MODE_LABEL]
+    return "istio" if service_account else "disabled"
+
+
+def _topology_labels(locality: str, network: str) -> dict[str, str]:
+    parts = (locality.split("/") + ["", "", ""])[:3]
+    keys = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+            "topology.istio.io/subzone")
+    out = {key: value for key, value in zip(keys, parts, strict=False) if value}
+    if network:
+        out["topology.istio.io/network"] = network
+    return out
+
+
+def _endpoint(spec: Mapping[str, Any], labels: Mapping[str, str], origin: ObjectId) -> Endpoint:
+    account = str(spec.get("serviceAccount") or "")
+    locality = _locality(spec, labels)
+    augmented = {**labels, **_topology_labels(locality, str(spec.get("network") or ""))}
+    return Endpoint(
+        address=str(spec.get("address") or ""),
+        ports={str(k): int(v) for k, v in (spec.get("ports") or {}).items()},
+        labels=augmented,
+        locality=locality,
+        weight=int(spec.get("weight") or 0) or 1,
+        tls_mode=_tls_mode(labels, account),
+        origin=origin,
+    )
+
+
+@dataclass(frozen=True)
+class _Workload:
+    endpoint: Endpoint
+    account: str
+
+
+_LabelIndex = dict[tuple[str, str, str], list[_Workload]]
+
+
+def _workload_entries(manifests: Sequence[Mapping[str, Any]]) -> _LabelIndex:
+    """WorkloadEntries indexed by (namespace, label key, label value), in manifest order;
+    metadata labels win over spec labels. Selecting by one label of a selector through the index
+    keeps selection linear in the estate's size."""
+    out: _LabelIndex = {}
+    for we in _of_kind(manifests, "WorkloadEntry"):
+        spec = _spec(we)
+        labels = {**(spec.get("labels") or {}), **((we.get("metadata") or {}).get("labels") or {})}
+        workload = _Workload(_endpoint(spec, labels, ident(we)), str(spec.get("serviceAccount") or ""))
+        for key, value in labels.items():
+            out.setdefault((_namespace(we), str(key), str(value)), []).append(workload)
+    return out
+
+
+def _usable(endpoint: Endpoint, resolution: str, selected: bool) -> bool:
+    """Which addresses each resolution can use (reference 1.2, 1.4, 5.6)."""
+    address = endpoint.address
+    if not address:
+        return False  # network-only endpoints need a gateway, which is not modelled
+    if selected and resolution not in DNS_MODES and not is_ip(address):
+        return False  # hostnames / unix sockets are only selectable by DNS-type services
+    if resolution == "STATIC":
+        return is_ip(address) or address.startswith(UNIX_PREFIX)
+    if resolution in DNS_MODES:
+        return not address.startswith(UNIX_PREFIX)
+    return True
+
+
+def _se_workloads(se: Mapping[str, Any], wes: _LabelIndex) -> list[_Workload]:
+    spec = _spec(se)
+    if isinstance(spec.get("workloadSelector"), Mapping):
+        selector = spec["workloadSelector"].get("labels") or {}
+        if not selector:
+            return []  # an empty selector selects nothing
+        first = next(iter(selector.items()))
+        candidates = wes.get((_namespace(se), str(first[0]), str(first[1])), [])
+        return [w for w in candidates if all(w.endpoint.labels.get(k) == v for k, v in selector.items())]
+    origin = ident(se)
+    return [
+        _Workload(_endpoint(ep, ep.get("labels") or {}, origin), str(ep.get("serviceAccount") or ""))
+        for ep in spec.get("endpoints") or [] if isinstance(ep, Mapping)
+    ]
+
+
+def _ports(spec: Mapping[str, Any]) -> tuple[SvcPort, ...]:
+    return tuple(
+        SvcPort(str(p.get("name") or ""), int(p.get("number") or 0),
+                str(p.get("protocol") or "").upper(), int(p.get("targetPort") or 0))
+        for p in spec.get("ports") or [] if isinstance(p, Mapping)
+    )
+
+
+def _services_of(se: Mapping[str, Any], wes: _LabelIndex,
+                 trust_domain: str) -> list[Service]:
+    spec = _spec(se)
+    resolution = str(spec.get("resolution") or "NONE")
+    selected = isinstance(spec.get("workloadSelector"), Mapping)
+    workloads = [w for w in _se_workloads(se, wes) if _usable(w.endpoint, resolution, selected)]
+    accounts = list(spec.get("subjectAltNames") or [])
+    for w in workloads:
+        sid = spiffe_id(trust_domain, _namespace(se), w.account) if w.account else ""
+        if sid and sid not in accounts:
+            accounts.append(sid)
+    annotations = (se.get("metadata") or {}).get("annotations") or {}
+    out = []
+    for host in spec.get("hosts") or []:
+        endpoints = tuple(w.endpoint for w in workloads)
+        declared = spec.get("endpoints") or selected
+        if resolution in DNS_MODES and not declared and not host.startswith("*"):
+            endpoints = (Endpoint(host, {}, {}, "", 1, "disabled", ident(se)),)
+        out.append(Service(
+            host=str(host), namespace=_namespace(se),
+            addresses=tuple(normalise_address(str(a)) for a in spec.get("addresses") or []),
+            ports=_ports(spec), resolution=resolution,
+            mesh_external=str(spec.get("location") or "MESH_EXTERNAL") != "MESH_INTERNAL",
+            endpoints=endpoints, service_accounts=tuple(accounts), origin=ident(se),
+            connect_strategy=str(annotations.get(CONNECT_STRATEGY) or ""),
+        ))
+    return out
+
+
+def load_services(manifests: Sequence[Mapping[str, Any]], trust_domain: str) -> list[Service]:
+    """Every ServiceEntry host as a `Service`, oldest (by namespace/name) first."""
+    wes = _workload_entries(manifests)
+    out: list[Service] = []
+    for se in _of_kind(manifests, "ServiceEntry"):
+        out.extend(_services_of(se, wes, trust_domain))
+    return out
+
+
+def _merge(rules: list[Mapping[str, Any]]) -> DestRule:
+    """Same-namespace DRs for one host: first top-level policy wins, subsets concatenated."""
+    policy: Mapping[str, Any] = {}
+    subsets: list[Mapping[str, Any]] = []
+    for rule in rules:
+        spec = _spec(rule)
+        policy = policy or spec.get("trafficPolicy") or {}
+        names = {s.get("name") for s in subsets}
+        subsets += [s for s in spec.get("subsets") or [] if s.get("name") not in names]
+    return DestRule(ident(rules[0]), str(_spec(rules[0]).get("host")), policy, tuple(subsets))
+
+
+def _fqdn(host: str, namespace: str) -> str:
+    if "." in host or host == "*":
+        return host
+    return f"{host}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def load_destination_rules(manifests: Sequence[Mapping[str, Any]]) -> dict[str, list[DestRule]]:
+    """DRs without workloadSelector, merged per (namespace, host), grouped by namespace."""
+    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for dr in _of_kind(manifests, "DestinationRule"):
+        spec = _spec(dr)
+        if spec.get("workloadSelector") or not spec.get("host"):
+            continue
+        key = (_namespace(dr), _fqdn(str(spec["host"]), _namespace(dr)))
+        grouped.setdefault(key, []).append(dr)
+    out: dict[str, list[DestRule]] = {}
+    for (namespace, host), rules in sorted(grouped.items()):
+        merged = _merge(rules)
+        out.setdefault(namespace, []).append(
+            DestRule(merged.ident, host, merged.traffic_policy, merged.subsets))
+    return out
+
+
+_INDEX: dict[int, tuple[Any, dict[str, tuple[dict[str, DestRule], list[DestRule]]]]] = {}
+
+
+def _rule_index(rules: Mapping[str, list[DestRule]], namespace: str
+                ) -> tuple[dict[str, DestRule], list[DestRule]]:
+    """(exact host -> first rule, wildcard rules) of one namespace, built once per rules map."""
+    held = _INDEX.get(id(rules))
+    if held is None or held[0] is not rules:
+        _INDEX.clear()
+        held = (rules, {})
+        _INDEX[id(rules)] = held
+    per_ns = held[1]
+    if namespace not in per_ns:
+        exact: dict[str, DestRule] = {}
+        wild: list[DestRule] = []
+        for r in rules.get(namespace, []):
+            if r.host.startswith("*"):
+                wild.append(r)
+            else:
+                exact.setdefault(r.host, r)
+        per_ns[namespace] = (exact, wild)
+    return per_ns[namespace]
+
+
+def _host_score(rule_host: str, host: str) -> int:
+    """How specifically a DR host matches a service host: -1 none, else longer is better."""
+    if rule_host == host:
+        return 1_000_000
+    if rule_host == "*":
+        return 0
+    if rule_host.startswith("*"):
+        suffix = rule_host[1:]
+        return len(suffix) if host.lstrip("*").endswith(suffix) else -1
+    return -1
+
+
+def find_rule(rules: Mapping[str, list[DestRule]], service: Service,
+              root_namespace: str = "istio-system") -> DestRule | None:
+    """The DR for a service: the service's own namespace first, then the root namespace.
+    An exact host match is the most specific one, found by lookup; only wildcard rules are scored."""
+    for namespace in (service.namespace, root_namespace):
+        exact, wild = _rule_index(rules, namespace)
+        if service.host in exact:
+            return exact[service.host]
+        scored = [(_host_score(r.host, service.host), r) for r in wild]
+        scored = [item for item in scored if item[0] >= 0]
+        if scored:
+            return max(scored, key=lambda item: item[0])[1]
+    return None

@@ -1,0 +1,189 @@
+"""Upstream TLS for an outbound cluster (reference 5.7, adapted to a static bootstrap).
+
+Input: the `Service`, cluster port/subset, the effective DR `tls` (via `Policy`), whether the
+cluster speaks HTTP/2 and whether it is ORIGINAL_DST. Output: a `TlsChoice` holding either a
+plain ``transport_socket`` or auto-mTLS ``transport_socket_matches``, plus the
+``upstream_http_protocol_options`` (auto SNI / auto SAN) and cluster-metadata flags.
+
+Static-bootstrap decisions (documented in docs/envoy.md):
+* ISTIO_MUTUAL keeps istiod's SDS secret names ``default`` / ``ROOTCA``, served by the Istio agent
+  through the static ``sds-grpc`` cluster (`SDS_CLUSTER`, a unix socket).
+* SIMPLE / MUTUAL with file paths use Envoy's file-based ``trusted_ca`` / ``tls_certificates``
+  instead of istiod's ``file-root:`` / ``file-cert:`` SDS names (no SDS server serves those);
+  an empty ``caCertificates`` means `SYSTEM_CA_BUNDLE`.
+* ``credentialName`` needs istiod; like a sidecar without a DR workloadSelector, the TLS context
+  is dropped (plaintext), which docs/envoy.md calls out.
+* ALPN for Istio mTLS is ``istio`` (+``h2``): the istio.metadata_exchange filter is not an
+  upstream Envoy extension, so the "without metadata exchange" variant applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshc.proxy.envoy.istio import Service
+from meshc.proxy.envoy.policy import Policy
+from meshc.proxy.envoy.values import TLS_MATCH_KEY, typed
+
+Json = dict[str, Any]
+SDS_CLUSTER = "sds-grpc"
+SDS_SOCKET = "./var/run/secrets/workload-spiffe-uds/socket"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+TLS_SOCKET = "envoy.transport_sockets.tls"
+RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
+PROXY_SOCKET = "envoy.transport_sockets.upstream_proxy_protocol"
+TLS_CONTEXT = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+RAW_BUFFER = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+PROXY_PROTOCOL = "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport"
+TLS_PARAMS = {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"}
+
+
+@dataclass(frozen=True)
+class TlsChoice:
+    transport_socket: Json | None = None
+    transport_socket_matches: list[Json] = field(default_factory=list)
+    upstream_http_options: Json = field(default_factory=dict)
+    alpn_override: bool = False
+    uses_sds: bool = False
+
+
+def sds_config() -> Json:
+    return {
+        "api_config_source": {
+            "api_type": "GRPC",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}],
+            "set_node_on_first_message_only": True,
+            "transport_api_version": "V3",
+        },
+        "resource_api_version": "V3",
+    }
+
+
+def raw_buffer_socket() -> Json:
+    return {"name": RAW_SOCKET, "typed_config": typed(RAW_BUFFER)}
+
+
+def _tls_socket(context: Json) -> Json:
+    return {"name": TLS_SOCKET, "typed_config": typed(TLS_CONTEXT, context)}
+
+
+def _san_matchers(names: list[str]) -> list[Json]:
+    return [{"exact": name} for name in names]
+
+
+def istio_mutual_socket(sni: str, sans: list[str], h2: bool) -> Json:
+    validation: Json = {"match_subject_alt_names": _san_matchers(sans)} if sans else {}
+    common: Json = {
+        "tls_params": dict(TLS_PARAMS),
+        "alpn_protocols": ["istio", "h2"] if h2 else ["istio"],
+        "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": sds_config()}],
+        "combined_validation_context": {
+            "default_validation_context": validation,
+            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": sds_config()},
+        },
+    }
+    return _tls_socket({"common_tls_context": common, "sni": sni})
+
+
+def _validation_context(tls: Mapping[str, Any], sans: list[str]) -> Json:
+    if tls.get("insecureSkipVerify"):
+        return {}
+    out: Json = {"trusted_ca": {"filename": tls.get("caCertificates") or SYSTEM_CA_BUNDLE}}
+    if sans:
+        out["match_subject_alt_names"] = _san_matchers(sans)
+    if tls.get("caCrl"):
+        out["crl"] = {"filename": tls["caCrl"]}
+    return out
+
+
+def _origination(tls: Mapping[str, Any], service: Service, h2: bool) -> TlsChoice:
+    """SIMPLE / MUTUAL with files."""
+    sans = list(tls.get("subjectAltNames") or service.service_accounts)
+    common: Json = {"tls_params": dict(TLS_PARAMS)}
+    if h2:
+        common["alpn_protocols"] = ["h2"]
+    if tls.get("mode") == "MUTUAL":
+        common["tls_certificates"] = [{
+            "certificate_chain": {"filename": tls.get("clientCertificate")},
+            "private_key": {"filename": tls.get("privateKey")},
+        }]
+    common["validation_context"] = _validation_context(tls, sans)
+    context: Json = {"common_tls_context": common}
+    options: Json = {}
+    if tls.get("sni"):
+        context["sni"] = tls["sni"]
+    else:
+        options["auto_sni"] = True
+        if not sans and not tls.get("insecureSkipVerify"):
+            options["auto_san_validation"] = True
+    return TlsChoice(_tls_socket(context), upstream_http_options=options, alpn_override=True)
+
+
+def istio_sni(port: int, subset: str, host: str) -> str:
+    return f"outbound_.{port}_.{subset}_.{host}"
+
+
+def _explicit(tls: Mapping[str, Any], service: Service, port: int, subset: str,
+              h2: bool) -> TlsChoice:
+    mode = str(tls.get("mode") or "DISABLE")
+    if mode == "ISTIO_MUTUAL":
+        sni = str(tls.get("sni") or istio_sni(port, subset, service.host))
+        sans = list(tls.get("subjectAltNames") or service.service_accounts)
+        return TlsChoice(istio_mutual_socket(sni, sans, h2), uses_sds=True)
+    if mode in ("SIMPLE", "MUTUAL") and not tls.get("credentialName"):
+        return _origination(tls, service, h2)
+    return TlsChoice()  # DISABLE, or credentialName (needs istiod: dropped, as on sidecars)
+
+
+def _auto_mtls(service: Service, port: int, subset: str, h2: bool, original_dst: bool) -> TlsChoice:
+    socket = istio_mutual_socket(istio_sni(port, subset, service.host),
+                                 list(service.service_accounts), h2)
+    if original_dst:
+        endpoints = service.endpoints
+        if endpoints and all(e.tls_mode == "istio" for e in endpoints):
+            return TlsChoice(socket, uses_sds=True)
+        return TlsChoice()
+    matches = [
+        {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": socket},
+        {"name": "tlsMode-disabled", "match": {}, "transport_socket": raw_buffer_socket()},
+    ]
+    return TlsChoice(transport_socket_matches=matches, uses_sds=True)
+
+
+def upstream_tls(service: Service, port: int, subset: str, policy: Policy,
+                 h2: bool, original_dst: bool) -> TlsChoice:
+    """DR tls if present; else auto-mTLS for MESH_INTERNAL; then PROXY protocol wrapping."""
+    if isinstance(policy.tls, Mapping):
+        choice = _explicit(policy.tls, service, port, subset, h2)
+    elif service.mesh_external:
+        choice = TlsChoice()
+    else:
+        choice = _auto_mtls(service, port, subset, h2, original_dst)
+    if isinstance(policy.proxy_protocol, Mapping):
+        return _with_proxy_protocol(choice, str(policy.proxy_protocol.get("version") or "V1"))
+    return choice
+
+
+def _proxy_wrap(inner: Json, version: str) -> Json:
+    body = {"config": {"version": version}, "transport_socket": inner}
+    return {"name": PROXY_SOCKET, "typed_config": typed(PROXY_PROTOCOL, body)}
+
+
+def _with_proxy_protocol(choice: TlsChoice, version: str) -> TlsChoice:
+    if choice.transport_socket_matches:
+        matches = [
+            {**m, "transport_socket": _proxy_wrap(m["transport_socket"], version)}
+            for m in choice.transport_socket_matches
+        ]
+        return TlsChoice(None, matches, choice.upstream_http_options, choice.alpn_override,
+                         choice.uses_sds)
+    socket = _proxy_wrap(choice.transport_socket or raw_buffer_socket(), version)
+    return TlsChoice(socket, [], choice.upstream_http_options, choice.alpn_override,
+                     choice.uses_sds)
+
+
+def endpoint_tls_metadata(tls_mode: str) -> Json:
+    """LbEndpoint metadata that drives the auto-mTLS socket match."""
+    return {"filter_metadata": {TLS_MATCH_KEY: {"tlsMode": "istio"}}} if tls_mode == "istio" else {}

@@ -1,0 +1,1 @@
+"""VM traffic capture rules, following istio-iptables."""

@@ -1,0 +1,93 @@
+"""Pass `proxy` (VM half): typed Services of one environment -> iptables rules per VM workload.
+
+Input: the environment's validated Services and its `vm:` settings. Output: one `CaptureSpec` per
+VM host (an endpoint with a serviceAccount: it runs a sidecar), rendered to
+`iptables/<workload>.rules`, plus diagnostics placed at the endpoint's declaration.
+A VM is identified by its address: when several services are backed by the same host, its
+inbound capture covers the ports of all of them, and it is named after its first WorkloadEntry.
+Allow-list mode (`vm.egressAllowList`): the host may reach every declared destination that has an
+IP (service addresses, STATIC endpoints) on the service's ports; destinations known only by DNS
+name cannot be written as iptables matches and are left out (docs/iptables.md).
+Codes: T001-T014 (meshc.iptables_validate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshc.front.provenance import locate_decl
+from meshc.model.core import EnvSettings, Service
+from meshc.model.diagnostics import Diagnostic, format_path
+from meshc.model.netaddr import is_cidr, is_ip
+from meshc.proxy.iptables.rules import APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, validate_spec
+
+APPLY_FILE = "iptables/meshc-iptables-apply"
+_DEFAULT_EXCLUDE_INBOUND = (22, 15090, 15021, 15020)
+
+
+@dataclass
+class _Host:
+    name: str
+    service: Service
+    index: int
+    ports: set[int] = field(default_factory=set)
+
+
+def _target(svc: Service, ep_ports: Mapping[str, int], port: Any) -> int:
+    return int(ep_ports.get(port.name) or port.target_port or port.number)
+
+
+def vm_hosts(services: list[Service]) -> list[_Host]:
+    hosts: dict[str, _Host] = {}
+    for svc in services:
+        for i, ep in enumerate(svc.endpoints):
+            if not ep.service_account or not is_ip(ep.address):
+                continue
+            host = hosts.setdefault(ep.address, _Host(f"{svc.name}-{ep.name}", svc, i))
+            host.ports.update(_target(svc, ep.ports, p) for p in svc.ports if p.protocol != "UDP")
+    return sorted(hosts.values(), key=lambda h: h.name)
+
+
+def destinations(services: list[Service]) -> tuple[Destination, ...]:
+    out: set[Destination] = set()
+    for svc in services:
+        proto = lambda p: "udp" if p.protocol == "UDP" else "tcp"  # noqa: E731
+        for addr in svc.addresses:
+            if is_ip(addr) or is_cidr(addr):
+                out.update(Destination(addr, p.number, proto(p)) for p in svc.ports)
+        for ep in svc.endpoints:
+            if is_ip(ep.address):
+                out.update(Destination(ep.address, _target(svc, ep.ports, p), proto(p)) for p in svc.ports)
+    return tuple(sorted(out, key=lambda d: (d.cidr, d.port, d.protocol)))
+
+
+def capture_spec(host: _Host, vm: Mapping[str, Any], allow: tuple[Destination, ...] | None) -> CaptureSpec:
+    return CaptureSpec(
+        workload=host.name, inbound_ports=tuple(sorted(host.ports)),
+        exclude_inbound_ports=tuple(vm.get("excludeInboundPorts", _DEFAULT_EXCLUDE_INBOUND)),
+        include_outbound_cidrs=tuple(vm.get("includeOutboundCIDRs", ("*",))),
+        exclude_outbound_cidrs=tuple(vm.get("excludeOutboundCIDRs", ())),
+        exclude_outbound_ports=tuple(vm.get("excludeOutboundPorts", ())),
+        dns_capture=bool(vm.get("dnsCapture", True)), egress_allow_list=allow)
+
+
+def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, bytes], list[Diagnostic]]:
+    hosts = vm_hosts(services)
+    if not hosts:
+        return {}, []
+    allow = destinations(services) if settings.vm.get("egressAllowList") else None
+    files: dict[str, bytes] = {APPLY_FILE: APPLY_SCRIPT.encode()}
+    diags: list[Diagnostic] = []
+    for host in hosts:
+        spec = capture_spec(host, settings.vm, allow)
+        problems = validate_spec(spec)
+        for f in problems:
+            where = locate_decl(host.service.decl, ("endpoints", host.index))
+            diags.append(Diagnostic(f.code, f.severity, f.message, where, f"vm: {format_path(f.path)}",
+                                    f.hint or "fix the vm: settings in env.yaml", settings.name,
+                                    f"VM {host.name}"))
+        if not any(f.severity.label == "error" for f in problems):
+            files[f"iptables/{spec.workload}.rules"] = render(build_ruleset(spec)).encode()
+    return files, diags

@@ -1,0 +1,1 @@
+"""How the pipeline is run: the build cache, worker processes, the output folder, fault points."""
