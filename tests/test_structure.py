@@ -19,8 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "compiler" / "meshc"
 # Top to bottom; each entry may import the entries after it (and itself), never one before it.
 LAYERS = ("cli", "diff", "api", "pipeline", "check", "proxy", "emit", "expand", "front",
           "runtime", "files", "model")
-# meshc's own top-level modules that are not in a layer: the entry point and the package root.
-OUTSIDE = {"meshc", "meshc.__main__"}
+# meshc's own modules that are not in a layer: the package root, the entry point, the schema data.
+OUTSIDE = {"meshc", "meshc.__main__", "meshc.schemas"}  # meshc.schemas: JSON package data
 
 
 @pytest.fixture(scope="module")
