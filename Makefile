@@ -39,8 +39,10 @@ bench: setup
 diff: setup
 	$(MESHC) diff --base $(BASE)
 
+# goldens: rewrite every golden file; `make goldens CASE=tls-modes` (or estate/prod, 'cases/resolution-*',
+# several separated by commas) rewrites only the goldens whose path holds that run of folders or files.
 goldens: setup
-	MESHC_UPDATE_GOLDENS=1 $(PY) -m pytest -q
+	MESHC_UPDATE_GOLDENS='$(or $(CASE),1)' $(PY) -m pytest -q
 
 clean:
 	rm -rf out .meshc-cache

@@ -1,7 +1,8 @@
 """Focused golden cases: one per resolution mode, overlay rule and TLS mode (tests/cases/<case>/).
 
 Each case holds an environments/ tree; its expected bundles live in tests/goldens/cases/<case>/.
-Regenerate with `make goldens` (MESHC_UPDATE_GOLDENS=1) and review the diff like code.
+Regenerate with `make goldens` (MESHC_UPDATE_GOLDENS=1; one case: `make goldens CASE=<case>`) and
+review the diff like code.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Golden files: every folder ``tests/fixtures/envoy/<case>/`` holds ``input.yaml``
 and ``bootstrap.json`` (the expected bootstrap, keys sorted, 2-space indent). After an intended
 change of output, regenerate them and review the diff like code:
 
-    MESHC_UPDATE_GOLDENS=1 .venv/bin/python -m pytest -q tests/test_envoy.py
+    MESHC_UPDATE_GOLDENS=1 .venv/bin/python -m pytest -q tests/test_envoy.py   (one case: =tls_modes)
 
 Every bootstrap built here must pass `validate_bootstrap` (Envoy's protos, strict) with no
 findings. Oracles: Envoy's own proto definitions and PGV rules (xds-protos), and the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import stat
 from pathlib import Path
@@ -30,8 +29,9 @@ from meshc.check.envoy.validate import envoy_validate_binary, validate_bootstrap
 from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
 from meshc.proxy.envoy.values import envoy_duration, whole_seconds
 
+from .conftest import updating, write_golden
+
 FIXTURES = Path(__file__).parent / "fixtures" / "envoy"
-UPDATE = os.environ.get("MESHC_UPDATE_GOLDENS") == "1"
 CASES = {
     "worked_example": ProxySettings(locality="us-east1/a"),
     "dns_resolution": ProxySettings(dns_refresh_rate="30s"),
@@ -82,8 +82,8 @@ def dr(name: str, **spec: Any) -> Json:
 def test_golden(case: str) -> None:
     bootstrap, _ = build_bootstrap(load_case(case), CASES[case])
     golden = FIXTURES / case / "bootstrap.json"
-    if UPDATE:
-        golden.write_bytes(dump(bootstrap))
+    if updating(golden):
+        write_golden(golden, dump(bootstrap))
     assert json.loads(dump(bootstrap)) == json.loads(golden.read_bytes())
     assert validate_bootstrap(bootstrap) == []
 
