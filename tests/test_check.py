@@ -63,7 +63,7 @@ def test_crd_violation_points_at_the_declaration() -> None:
     assert hits, diags
     assert all(d.position is not None and d.position.file == "environments/base/a.yaml" for d in hits)
     assert {d.position.line for d in hits} == {9}
-    assert all(d.object == "ServiceEntry/egress/db" for d in hits)
+    assert all(str(d.object) == "ServiceEntry/egress/db" for d in hits)
 
 
 def test_analyzer_finding_points_at_the_subset() -> None:

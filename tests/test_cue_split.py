@@ -210,6 +210,6 @@ def test_object_policies_get_the_objects(tmp_path: Path, monkeypatch: pytest.Mon
     assert any(doc["objects"] for doc in sent)
     assert hits and {d.env for d in hits} == {"dev", "prod"}
     assert all(d.position is not None and d.position.file == "environments/base/all.yaml" for d in hits)
-    flagged = sorted((d.env, d.object) for d in hits)
+    flagged = sorted((d.env, str(d.object)) for d in hits)
     assert flagged == sorted((env, f"ServiceEntry/egress/{name}") for env in ("dev", "prod")
                              for name in ("api", "fine")), flagged

@@ -156,4 +156,4 @@ def test_a_declared_description_reaches_the_policy(tmp_path: Path) -> None:
     assert not outcome.input_error, [str(d) for d in outcome.diagnostics]
     hits = [d for d in outcome.diagnostics if d.code == "P001"]
     assert [(h.position.file, h.position.line) for h in hits if h.position] == [("environments/base/a.yaml", 11)]
-    assert "bad" in hits[0].object and len(hits) == 1
+    assert "bad" in str(hits[0].object) and len(hits) == 1

@@ -54,7 +54,7 @@ def test_parallel_and_cached_builds_equal_serial_clean(estate: Path, tmp_path: P
             forks.append(len(items))
         return real_run_all(fn, items, workers_, min_items)
 
-    monkeypatch.setattr(pipeline, "run_all", counting)
+    monkeypatch.setattr(workers, "run_all", counting)
     serial = _build(estate, tmp_path / "serial", "1", False, monkeypatch)
     assert forks == [] and sum(len(files) for files in serial.values()) > 2 * SERVICES // 2
 

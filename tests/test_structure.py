@@ -78,3 +78,17 @@ def test_no_function_local_import_of_meshc_dodges_the_graph() -> None:
                     if (rel, node.module) not in LAZY:
                         found.append(f"{rel}:{node.lineno} imports {node.module} inside {fn.name}()")
     assert not found, "\n".join(found)
+
+
+def test_the_pass_order_is_written_once_and_architecture_md_follows_it() -> None:
+    from meshc.pipeline import PASSES, compile_passes
+
+    names = [p.name for p in PASSES]
+    assert names[:2] == ["load", "merge"] and names[-3:] == ["check", "waivers", "write"]
+    assert [p.name for p in compile_passes()] == ["load", "merge", "templates", "units", "assemble", "proxy",
+                                                   "bundle"]
+    text = (PACKAGE.parents[1] / "ARCHITECTURE.md").read_text()
+    table = [line.split("|")[1].strip() for line in text.splitlines()
+             if line.startswith("| ") and line.count("|") == 5 and line.split("|")[2].strip() in
+             ("estate", "unit", "env", "build")]
+    assert table == names, table

@@ -16,7 +16,9 @@ from meshc.check.layers import LAYERS, CheckInputError, CheckOptions, parse_laye
 from meshc.check.lint import lint_docs, read_inputs
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.check.waivers import apply_waivers, load_waivers
-from meshc.emit.bundle import write_bundle_files
+from meshc.emit.write import cache_error as _cache_error
+from meshc.emit.write import why as _why
+from meshc.emit.write import write_bundles
 from meshc.expand.templating import BUILTIN_TEMPLATES, template_fingerprint
 from meshc.files.confine import ConfinementError, list_files
 from meshc.files.tree import DiskTree
@@ -57,7 +59,7 @@ def code_fingerprint() -> bytes:
 
 def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
                  progress: Callable[[str], None] | None = None,
-                 proxy: ProxyOptions = ProxyOptions()) -> tuple[Project, CompileResult]:
+                 proxy: ProxyOptions | None = None) -> tuple[Project, CompileResult]:
     project, diags = load_project(root)
     if has_errors(diags):
         result = CompileResult()
@@ -66,7 +68,7 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
     templates = _templates(project)
     cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates, root)) if use_cache else None
     result = compile_estate(DiskTree(root), envs or None, templates, cache,
-                            progress=progress or (lambda _m: None), proxy=proxy)
+                            progress=progress or (lambda _m: None), proxy=proxy or ProxyOptions())
     if cache is not None:
         result.diagnostics.extend(Diagnostic("K001", Severity.INFO, note, Position(CACHE_DIR), hint=fix)
                                   for note, fix in cache.notes)
@@ -251,46 +253,10 @@ def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bo
             return outcome
     if not outcome.ok:
         return outcome
-    foreign = outdir.not_ours(out_root, result.envs)
-    if foreign:
-        outcome.diagnostics.append(Diagnostic(
-            "B006", Severity.ERROR, f"{foreign[0]} exists and is not a bundle meshc wrote (no index.json with "
-            "the meshcBundle marker): meshc replaces only folders it made", Position(str(foreign[0])),
-            hint="move that folder away, or write bundles elsewhere (meshc.yaml's out:, or --out)"))
-        return outcome
-    try:
-        outdir.invalidate(root, out_root)
-    except OSError as exc:
-        outcome.diagnostics.append(_cache_error(root, exc))
-        return outcome
-    if progress:
-        progress("writing bundles")
-    files: dict[str, dict[str, str]] = {}
-    try:
-        for env in sorted(result.envs):
-            bundle = result.envs[env].bundle
-            assert bundle is not None
-            final, files[env] = write_bundle_files(out_root, bundle)
-            outcome.written.append(final)
-            faults.point("build.env.written", env)
-    except OSError as exc:
-        done = ", ".join(p.name for p in outcome.written)
-        outcome.diagnostics.append(Diagnostic(
-            "B001", Severity.ERROR, f"cannot write the output folder {out_root}: {_why(exc)}",
-            hint="make it (or meshc.yaml's out:, or --out) a folder meshc can write; "
-                 + (f"written before the failure: {done}; " if done else "")
-                 + "every other out/<env> is its previous bundle, unchanged"))
-        outcome.written.clear()
-        return outcome
-    if use_cache:
-        try:
-            outdir.write_record(root, out_root, outdir.Record(key, files))
-        except OSError as exc:
-            outcome.diagnostics.append(Diagnostic(
-                "B004", Severity.WARNING,
-                f"the bundles are written, but the build could not be recorded in {root / CACHE_DIR}: "
-                f"{_why(exc)}", hint="the next build rewrites them instead of finding them up to date"))
-        faults.point("build.recorded")
+    bundles = {env: result.envs[env].bundle for env in sorted(result.envs)}
+    written, problems = write_bundles(root, out_root, bundles, key if use_cache else None, progress)
+    outcome.written.extend(written)
+    outcome.diagnostics.extend(problems)
     return outcome
 
 
@@ -305,21 +271,8 @@ def _up_to_date(root: Path, key: str, out_root: Path) -> tuple[bool, str]:
     return changed is None, changed or ""
 
 
-def _why(exc: OSError) -> str:
-    what = exc.strerror or str(exc)
-    return f"{what}: {exc.filename}" if exc.filename else what
-
-
 def _failed(code: str, message: str, hint: str) -> BuildOutcome:
     return BuildOutcome(CompileResult(), [Diagnostic(code, Severity.ERROR, message, hint=hint)])
-
-
-def _cache_error(root: Path, exc: OSError) -> Diagnostic:
-    """The folder that failed: .meshc-cache/ (spool, record) or the per-user state folder (cache)."""
-    folder = Path(exc.filename).parent if isinstance(exc.filename, str) else root / CACHE_DIR
-    return Diagnostic("B003", Severity.ERROR, f"cannot write the cache folder {folder}: {_why(exc)}",
-                      hint=f"make {folder} a folder meshc can write (what meshc keeps there is safe to "
-                           "delete); the bundles were not changed")
 
 
 def _cache_failed(root: Path, exc: OSError) -> BuildOutcome:

@@ -1,22 +1,26 @@
-"""The pipeline: the pass order, written down once.
+"""The pipeline: the pass order, written down once, as data (`PASSES`).
 
-    load -> merge -> validate -> expand -> emit(render) -> proxy (Envoy bootstrap, VM iptables) -> bundle
-         (check runs over the expanded artifacts: see meshc.check)
+    load -> merge -> templates -> [validate -> expand -> render] per service
+         -> assemble -> proxy -> bundle | check -> waivers -> write
 
-`compile_estate` runs the passes for the chosen environments and returns every diagnostic at
-once. It gates between stages (nothing is expanded when loading or merging failed) and never
-writes: writing is `emit.write_bundle`'s job, called by the API only when there is no error.
-validate -> expand -> render is one unit of work per (environment, service): units are cached by
-content hash (meshc.cache) and run on every core (meshc.workers); the result is the same
-bytes as a serial clean build, whatever was cached or parallel.
+Each pass is a function from one typed value to the next (`Pass.run`), given the run's
+`Context`. The bracketed passes are one unit of work per (environment, service): the executor
+(meshc.runtime.executor) takes a unit from the previous build's cache when its inputs are
+unchanged and forks the rest over every core; the result is the same bytes as a serial clean
+build. Passes never write shared state: what they learn for the next build comes back as a
+`CacheDelta` in their `Step`, applied once by the driver. The driver gates between passes:
+nothing is expanded when loading or merging failed, nothing is bundled when a service failed.
+`compile_estate` runs the passes up to `bundle` and never writes; `meshc.api.build` runs the
+rest (check, waivers, write: meshc.check, meshc.emit.write).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 
@@ -28,23 +32,157 @@ from meshc.files.tree import SourceTree
 from meshc.front.load import Estate, load
 from meshc.front.merge import merge_estate
 from meshc.front.validate import build_service, cross_check, validate_service
-from meshc.model.core import EnvSettings, ServiceDecl
+from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
 from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
-from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
+from meshc.proxy.envoy.bootstrap import build_bootstrap
 from meshc.proxy.vmcapture import vm_rules
 from meshc.runtime.cache import BuildCache
-from meshc.runtime.workers import run_all
+from meshc.runtime.executor import CacheDelta, Executor, apply
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+Scope = Literal["estate", "unit", "env", "build"]
 
 
-def front(tree: SourceTree, envs: Sequence[str] | None,
-          cache: BuildCache | None = None) -> tuple[Estate | None, dict, list[Diagnostic]]:
-    """load + merge."""
-    estate, diags = load(tree, list(envs) if envs else None, cache.parse if cache else None)
-    if estate is None or has_errors(diags):
-        return estate, {}, diags
-    merged, more = merge_estate(estate)
-    return estate, merged, diags + more
+def _quiet(message: str) -> None:
+    """Default progress sink: say nothing."""
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """How the proxy pass hands over each environment's Envoy bootstrap: `spool` (a directory on
+    the output's filesystem) has the worker write it to disk instead of sending it back; with
+    `check_envoy` the worker also runs the envoy check layer on the dict it already holds (the
+    layer then reads the findings instead of decoding the bootstrap again)."""
+
+    spool: Path | None = None
+    check_envoy: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every pass of one run may read: the sources, and the executor that runs it."""
+
+    tree: SourceTree
+    envs: tuple[str, ...] | None = None
+    templates: tuple[Path, ...] = ()
+    executor: Executor = Executor()
+    progress: Callable[[str], None] = _quiet
+
+
+@dataclass(frozen=True)
+class Step(Generic[Out]):
+    """A pass's result: the value for the next pass (None: the run stops here), the diagnostics
+    it found, and what it learned for the next build."""
+
+    value: Out | None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    learned: CacheDelta = CacheDelta()
+
+
+@dataclass(frozen=True)
+class Pass(Generic[In, Out]):
+    """One pass: its name, the scope it works at (the whole estate, one unit = one service in one
+    environment, one environment, or the whole build), what it does, and the function."""
+
+    name: str
+    scope: Scope
+    summary: str
+    run: Callable[[Context, In], Step[Out]] | None = field(default=None, compare=False, repr=False)
+
+
+# ----------------------------------------------------------------------------- the values passed on
+
+@dataclass(frozen=True)
+class Merged:
+    estate: Estate
+    decls: dict[str, list[ServiceDecl]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    merged: Merged
+    settings: dict[str, EnvSettings]
+    expanders: dict[str, Expander]
+
+
+@dataclass(frozen=True)
+class Units:
+    prepared: Prepared
+    outs: dict[str, list[UnitOut]]
+
+
+@dataclass(frozen=True)
+class Assembled:
+    units: Units
+    envs: dict[str, EnvResult]
+
+
+@dataclass(frozen=True)
+class Proxied:
+    assembled: Assembled
+    vm_files: dict[str, dict[str, bytes]]
+
+
+# ----------------------------------------------------------------------------- estate passes
+
+def load_pass(ctx: Context, tree: SourceTree) -> Step[Estate]:
+    """environments/ -> an Estate of schema-valid declaration layers with their positions."""
+    cache = ctx.executor.cache
+    parse = dict(cache.parse) if cache is not None else None  # the parse cache, grown into a copy
+    estate, diags = load(tree, list(ctx.envs) if ctx.envs else None, parse)
+    return Step(estate if not has_errors(diags) else None, tuple(diags), CacheDelta(parse=parse))
+
+
+def merge_pass(ctx: Context, estate: Estate) -> Step[Merged]:
+    """base + overlays -> one ServiceDecl per service and environment, provenance kept per layer."""
+    decls, diags = merge_estate(estate)
+    return Step(Merged(estate, decls), tuple(diags))
+
+
+def templates_pass(ctx: Context, merged: Merged) -> Step[Prepared]:
+    """The sandboxed template environment and one Expander per environment (X003 on a bad template)."""
+    jenv = make_environment(list(ctx.templates), getattr(ctx.tree, "root", None))
+    settings = {name: source.settings for name, source in merged.estate.envs.items()}
+    try:
+        expanders = {name: Expander(jenv, s) for name, s in settings.items()}
+    except TemplateLoadError as exc:
+        return Step(None, (exc.diag,))
+    return Step(Prepared(merged, settings, expanders))
+
+
+# ----------------------------------------------------------------------------- unit passes
+
+def validate_pass(settings: EnvSettings, decl: ServiceDecl) -> tuple[Service | None, list[Diagnostic]]:
+    """A merged declaration -> a typed Service, or the reasons it is not one."""
+    return validate_service(settings, decl)
+
+
+def expand_pass(expander: Expander, service: Service) -> tuple[list[Artifact], list[Diagnostic]]:
+    """A typed Service -> its Istio objects, through the sandboxed templates."""
+    return expander.expand(service)
+
+
+def render_pass(decl: ServiceDecl, service: Service,
+                artifacts: list[Artifact]) -> tuple[str, bytes, tuple[dict[str, str], ...]]:
+    """Artifacts -> the service's manifest file (path, bytes) and its index.json entries."""
+    path = emit.service_file(service.namespace, service.name)
+    data, shas = emit.render_service(artifacts)
+    source = str(decl.position).removeprefix("./")
+    return path, data, tuple(emit.index_entry(a, path, sha, source) for a, sha in shas)
+
+
+def compile_unit(settings: EnvSettings, decl: ServiceDecl, expander: Expander) -> UnitOut:
+    """validate -> expand -> render of one service in one environment: the unit of work."""
+    svc, diags = validate_pass(settings, decl)
+    if svc is None:
+        return UnitOut(False, [], diags)
+    arts, errors = expand_pass(expander, svc)
+    if errors:
+        return UnitOut(True, [], diags + errors)
+    path, data, entries = render_pass(decl, svc, arts)
+    return UnitOut(True, arts, diags, path, data, entries)
 
 
 def _env_fingerprint(settings: EnvSettings) -> bytes:
@@ -63,34 +201,128 @@ def unit_key(env_fp: bytes, decl: ServiceDecl) -> str:
     return h.hexdigest()
 
 
-def compile_unit(settings: EnvSettings, decl: ServiceDecl, expander: Expander) -> UnitOut:
+def units_pass(ctx: Context, prepared: Prepared) -> Step[Units]:
+    """Every (environment, service) unit, from the previous build where its inputs are unchanged."""
+    decls, settings = prepared.merged.decls, prepared.settings
+    ctx.progress(f"compiling {sum(len(d) for d in decls.values())} services in {len(decls)} environment(s)")
+    items = [(env, i) for env, lst in decls.items() for i in range(len(lst))]
+    fps = {env: _env_fingerprint(settings[env]) for env in decls}
+    keys = [unit_key(fps[env], decls[env][i]) for env, i in items]
+    known = {key: hit for (env, _), key in zip(items, keys, strict=True)
+             if (hit := ctx.executor.known("units", env).get(key)) is not None}
+    done = ctx.executor.cached_map(
+        lambda u: compile_unit(settings[u[0]], decls[u[0]][u[1]], prepared.expanders[u[0]]), items, keys, known)
+    outs: dict[str, list[UnitOut]] = {env: [] for env in decls}
+    table: dict[str, dict[str, Any]] = {env: {} for env in decls}
+    for (env, _), key, out in zip(items, keys, done, strict=True):
+        outs[env].append(out)
+        table[env][key] = out
+    return Step(Units(prepared, outs), learned=CacheDelta(units=table))
 
-    svc, diags = validate_service(settings, decl)
-    if svc is None:
-        return UnitOut(False, [], diags)
-    arts, errors = expander.expand(svc)
-    if errors:
-        return UnitOut(True, [], diags + errors)
-    path = emit.service_file(svc.namespace, svc.name)
-    data, shas = emit.render_service(arts)
-    source = str(decl.position).removeprefix("./")
-    entries = tuple(emit.index_entry(a, path, sha, source) for a, sha in shas)
-    return UnitOut(True, arts, diags, path, data, entries)
+
+# ----------------------------------------------------------------------------- environment passes
+
+def assemble_pass(ctx: Context, units: Units) -> Step[Assembled]:
+    """Per environment: the valid services and their artifacts, then the cross-service checks."""
+    diags: list[Diagnostic] = []
+    envs: dict[str, EnvResult] = {}
+    prepared = units.prepared
+    for name in prepared.merged.estate.envs:
+        settings = prepared.settings[name]
+        env_result = EnvResult(settings)
+        for decl, out in zip(prepared.merged.decls[name], units.outs[name], strict=True):
+            diags.extend(out.diagnostics)
+            if out.valid:
+                env_result.services.append(build_service(settings, decl))
+                env_result.artifacts.extend(out.artifacts)
+        diags.extend(cross_check(settings, env_result.services))
+        envs[name] = env_result
+    return Step(Assembled(units, envs), tuple(diags))
 
 
-def _quiet(message: str) -> None:
-    """Default progress sink: say nothing."""
+def proxy_pass(ctx: Context, assembled: Assembled) -> Step[Proxied]:
+    """Per environment: the Envoy configuration and the VM iptables rules for its objects."""
+    ctx.progress("building Envoy and iptables configuration")
+    envs = list(assembled.envs.values())
+    executor = ctx.executor
+    memo = executor.cache.envoy if executor.cache is not None else None
+    checks = executor.cache.checks if executor.cache is not None else None
+    options = ProxyOptions(executor.spool, executor.check_envoy)
+    big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
+    configs = executor.map(lambda e: proxy_config(e, memo, options, checks), envs,
+                           min_items=2 if big else len(envs) + 1)
+    learned_checks: dict[tuple[str, str], Any] = {}
+    diags: list[Diagnostic] = []
+    vm_files: dict[str, dict[str, bytes]] = {}
+    out_envs: dict[str, EnvResult] = {}
+    for env_result, (envoy, _, learned) in zip(envs, configs, strict=True):
+        learned_checks.update(learned)
+        name = env_result.settings.name
+        out_envs[name] = replace(env_result, envoy=envoy)
+        vm_files[name], problems = vm_rules(env_result.settings, env_result.services)
+        diags.extend(problems)
+    delta = CacheDelta(envoy={k: v for _, used, _ in configs for k, v in used.items()} if memo is not None
+                       else None, checks=learned_checks if executor.cache is not None else None)
+    value = Proxied(replace(assembled, envs=out_envs), vm_files)
+    return Step(value, tuple(diags), delta)
 
 
-@dataclass(frozen=True)
-class ProxyOptions:
-    """How the proxy pass hands over each environment's Envoy bootstrap: `spool` (a directory on
-    the output's filesystem) has the worker write it to disk instead of sending it back; with
-    `check_envoy` the worker also runs the envoy check layer on the dict it already holds (the
-    layer then reads the findings instead of decoding the bootstrap again)."""
+def bundle_pass(ctx: Context, proxied: Proxied) -> Step[CompileResult]:
+    """Per environment: the bundle (manifests, kustomization.yaml, index.json, envoy/, iptables/)."""
+    assembled = proxied.assembled
+    result = CompileResult()
+    for name, env_result in assembled.envs.items():
+        bundle = bundle_for(env_result, assembled.units.outs[name], proxied.vm_files.get(name))
+        result.envs[name] = replace(env_result, bundle=bundle)
+    return Step(result)
 
-    spool: Path | None = None
-    check_envoy: bool = False
+
+# ----------------------------------------------------------------------------- the order
+
+PASSES: tuple[Pass[Any, Any], ...] = (
+    Pass("load", "estate", "environments/ (base + overlays) -> schema-valid declaration layers", load_pass),
+    Pass("merge", "estate", "layers -> one ServiceDecl per service and environment", merge_pass),
+    Pass("templates", "estate", "the sandboxed template environment, one Expander per environment",
+         templates_pass),
+    Pass("validate", "unit", "ServiceDecl -> typed Service (front.validate)"),
+    Pass("expand", "unit", "Service -> Istio objects (expand.services)"),
+    Pass("render", "unit", "objects -> manifest file and index entries (emit.bundle)"),
+    Pass("units", "unit", "runs validate -> expand -> render per unit, cached and forked", units_pass),
+    Pass("assemble", "env", "valid services and artifacts per environment, cross-service checks",
+         assemble_pass),
+    Pass("proxy", "env", "Envoy configuration and VM iptables rules per environment", proxy_pass),
+    Pass("bundle", "env", "the files of out/<env>", bundle_pass),
+    Pass("check", "build", "schema, istio, cue and envoy layers over the objects (check.layers)"),
+    Pass("waivers", "build", "accepted findings removed, expired waivers reported (check.waivers)"),
+    Pass("write", "build", "bundles swapped into the output folder, the build recorded (emit.write)"),
+)
+"""The order. Entries without `run` are carried out inside another entry: validate, expand and
+render by `units` (`compile_unit`), check, waivers and write by meshc.api.build, in this order."""
+
+
+def compile_passes() -> tuple[Pass[Any, Any], ...]:
+    """The passes `compile_estate` runs, in order: those with a function, up to `bundle`."""
+    last = next(i for i, p in enumerate(PASSES) if p.name == "bundle")
+    return tuple(p for p in PASSES[:last + 1] if p.run is not None)
+
+
+def run_passes(ctx: Context, passes: Sequence[Pass[Any, Any]],
+               value: Any) -> tuple[Any, list[Diagnostic], list[CacheDelta]]:
+    """The driver: each pass on the previous one's value. The run stops after a pass that gives
+    no value or leaves an error: the result is then the last value made (None if none was)."""
+    diags: list[Diagnostic] = []
+    deltas: list[CacheDelta] = []
+    for p in passes:
+        assert p.run is not None
+        step = p.run(ctx, value)
+        diags.extend(step.diagnostics)
+        deltas.append(step.learned)
+        if step.value is None:
+            return (None if p is passes[0] else value), diags, deltas
+        value = step.value
+        if has_errors(diags):
+            break
+    return value, diags, deltas
 
 
 def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
@@ -98,86 +330,32 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
                    workers: int | None = None,
                    progress: Callable[[str], None] = _quiet,
                    proxy: ProxyOptions = ProxyOptions()) -> CompileResult:
-    result = CompileResult()
+    """Every pass up to `bundle` for the chosen environments, with every diagnostic at once;
+    `cache` (when given) is read by the passes and then receives what they learned."""
+    executor = Executor(cache, workers, proxy.spool, proxy.check_envoy)
+    ctx = Context(tree, tuple(envs) if envs else None, tuple(templates), executor, progress)
     progress("loading declarations")
-    estate, merged, diags = front(tree, envs, cache)
+    value, diags, deltas = run_passes(ctx, compile_passes(), tree)
+    if cache is not None:
+        apply(cache, deltas)
+    result = CompileResult()
+    result.envs.update(_envs(value, has_errors(diags)))
     result.diagnostics.extend(diags)
-    if estate is None or has_errors(diags):
-        return result
-    jenv = make_environment(templates, getattr(tree, "root", None))
-    settings = {name: source.settings for name, source in estate.envs.items()}
-    try:
-        expanders = {name: Expander(jenv, s) for name, s in settings.items()}
-    except TemplateLoadError as exc:
-        result.diagnostics.append(exc.diag)
-        return result
-    progress(f"compiling {sum(len(d) for d in merged.values())} services in {len(merged)} environment(s)")
-    outs = _run_units(settings, merged, expanders, cache, workers)
-    for name in estate.envs:
-        result.envs[name] = _assemble(settings[name], merged[name], outs[name], result.diagnostics)
-    if result.ok:
-
-        progress("building Envoy and iptables configuration")
-        envs = list(result.envs.values())
-        memo = cache.envoy if cache is not None else None
-        big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
-        checks = cache.checks if cache is not None else None
-        configs = run_all(lambda e: proxy_config(e, memo, proxy, checks), envs, workers,
-                          min_items=2 if big else len(envs) + 1)
-        if cache is not None:
-            cache.envoy = {k: v for _, used, _ in configs for k, v in used.items()}
-        for env_result, (envoy, _, learned) in zip(envs, configs, strict=False):
-            if cache is not None:
-                cache.checks.update(learned)
-            env_result.envoy = envoy
-            vm_files, problems = vm_rules(env_result.settings, env_result.services)
-            result.diagnostics.extend(problems)
-            env_result.bundle = bundle_for(env_result, outs[env_result.settings.name], vm_files)
-        if not result.ok:
-            for env_result in result.envs.values():
-                env_result.bundle = None
     return result
 
 
-def _run_units(settings: dict[str, EnvSettings], merged: dict[str, list[ServiceDecl]],
-               expanders: dict[str, Expander], cache: BuildCache | None,
-               workers: int | None) -> dict[str, list[UnitOut]]:
-    keys: dict[tuple[str, int], str] = {}
-    todo: list[tuple[str, int]] = []
-    outs: dict[str, list[UnitOut | None]] = {}
-    for env, decls in merged.items():
-        fp = _env_fingerprint(settings[env])
-        known = cache.units.get(env, {}) if cache else {}
-        outs[env] = [None] * len(decls)
-        for i, decl in enumerate(decls):
-            keys[(env, i)] = key = unit_key(fp, decl)
-            hit = known.get(key)
-            if hit is None:
-                todo.append((env, i))
-            else:
-                outs[env][i] = hit
-    done = run_all(lambda u: compile_unit(settings[u[0]], merged[u[0]][u[1]], expanders[u[0]]),
-                   todo, workers)
-    for unit, out in zip(todo, done, strict=False):
-        outs[unit[0]][unit[1]] = out
-    if cache is not None:
-        cache.units = {env: {keys[(env, i)]: out for i, out in enumerate(lst)}
-                       for env, lst in outs.items()}
-    return {env: [o for o in lst if o is not None] for env, lst in outs.items()}
+def _envs(value: Any, failed: bool) -> dict[str, EnvResult]:
+    """The environments a stopped or finished run made: bundles only when nothing failed."""
+    if isinstance(value, CompileResult):
+        return {k: replace(v, bundle=None) if failed else v for k, v in value.envs.items()}
+    if isinstance(value, Proxied):
+        return dict(value.assembled.envs)
+    if isinstance(value, Assembled):
+        return dict(value.envs)
+    return {}
 
 
-def _assemble(settings: EnvSettings, decls: list[ServiceDecl], outs: list[UnitOut],
-              diags: list[Diagnostic]) -> EnvResult:
-
-    env_result = EnvResult(settings)
-    for decl, out in zip(decls, outs, strict=False):
-        diags.extend(out.diagnostics)
-        if out.valid:
-            env_result.services.append(build_service(settings, decl))
-            env_result.artifacts.extend(out.artifacts)
-    diags.extend(cross_check(settings, env_result.services))
-    return env_result
-
+# ----------------------------------------------------------------------------- pass helpers
 
 def proxy_config(env_result: EnvResult, memo: dict | None = None,
                  options: ProxyOptions = ProxyOptions(),
@@ -188,23 +366,17 @@ def proxy_config(env_result: EnvResult, memo: dict | None = None,
     (all for the cache)."""
 
     s = env_result.settings
-    proxy = s.proxy
-    settings = ProxySettings(
-        trust_domain=s.trust_domain, dns_refresh_rate=proxy.get("dnsRefreshRate", "60s"),
-        connect_timeout=proxy.get("connectTimeout", "10s"), locality=proxy.get("locality", ""),
-        outbound_policy=proxy.get("outboundTrafficPolicy", "ALLOW_ANY"))
-    used: dict = {}
-    bootstrap, sources = build_bootstrap([a.body for a in env_result.artifacts], settings,
+    used: dict[str, bytes] = {}
+    bootstrap, sources = build_bootstrap([a.body for a in env_result.artifacts], s.proxy,
                                          memo, used if memo is not None else None)
     data = emit.json_bytes(bootstrap)
     sha = hashlib.sha256(data).hexdigest()
     file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data, sha)
     del data  # on disk when spooled: not held while the dict is validated
-    findings, learned = None, {}
     if options.check_envoy:
-
         findings, learned = validate_config(bootstrap, sha, checks)
-    return EnvoyConfig(file, sha, sources, findings), used, learned
+        return EnvoyConfig(file, sha, sources, findings), used, learned
+    return EnvoyConfig(file, sha, sources), used, {}
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],
@@ -220,4 +392,5 @@ def bundle_for(env_result: EnvResult, outs: list[UnitOut],
     return emit.finish(env_result.settings.name, files, entries, extra, extra_files)
 
 
-__all__ = ["CompileResult", "EnvResult", "EnvoyConfig", "ProxyOptions", "UnitOut", "compile_estate", "front"]
+__all__ = ["PASSES", "CompileResult", "Context", "EnvResult", "EnvoyConfig", "Pass", "ProxyOptions", "Step",
+           "UnitOut", "compile_estate", "compile_passes", "run_passes"]

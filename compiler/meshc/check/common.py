@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 import orjson
 
 from meshc.front.provenance import locate_finding
-from meshc.model.core import Artifact, Identity
+from meshc.model.core import Artifact
 from meshc.model.diagnostics import Diagnostic, Finding, Position, format_path
+from meshc.model.ids import ObjectId
 from meshc.model.results import EnvResult
 
 LAYERS = ("schema", "istio", "cue", "envoy")
 T = TypeVar("T")
+CheckKey = tuple[str, ...]  # (layer, content sha256), or the envoy layer's ("envoy-item", message type, sha256)
 
 
 class CheckInputError(Exception):
@@ -38,7 +40,7 @@ class CheckOptions:
     repo_root: Path = Path(".")
     envoy_binary: bool = False
     timings: dict[str, float] = field(default_factory=dict, compare=False)
-    cache: dict[tuple[str, str], Any] | None = field(default=None, compare=False)
+    cache: dict[CheckKey, Any] | None = field(default=None, compare=False)
 
     def memo(self, layer: str, payload: bytes, compute: Callable[[], T]) -> T:
         """Findings of `layer` for content `payload`, computed once per content hash."""
@@ -47,7 +49,8 @@ class CheckOptions:
         key = (layer, hashlib.sha256(payload).hexdigest())
         if key not in self.cache:
             self.cache[key] = compute()
-        return self.cache[key]  # type: ignore[no-any-return]
+        found: T = self.cache[key]  # what compute() returned, here or in an earlier run
+        return found
 
 
 def body_bytes(body: Any) -> bytes:
@@ -59,7 +62,7 @@ class Placer:
 
     def __init__(self, env: EnvResult) -> None:
         self.env = env
-        self.by_id: dict[Identity, Artifact] = {a.identity: a for a in env.artifacts}
+        self.by_id: dict[ObjectId, Artifact] = {a.identity: a for a in env.artifacts}
         self.decls = {s.name: s.decl for s in env.services}
 
     def __call__(self, art: Artifact, finding: Finding) -> Diagnostic:
@@ -67,7 +70,7 @@ class Placer:
         pos = locate_finding(art, decl, finding.path) if decl is not None else None
         return Diagnostic(finding.code, finding.severity, finding.message, pos,
                           format_path(finding.path), finding.hint, self.env.settings.name,
-                          str(art.identity), finding.istio_code)
+                          art.identity, finding.istio_code)
 
     def by_identity(self, ident: tuple[str, str, str]) -> Artifact | None:
-        return self.by_id.get(Identity(*ident))
+        return self.by_id.get(ObjectId(*ident))

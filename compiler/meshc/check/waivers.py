@@ -43,7 +43,7 @@ class Waiver:
 
     def matches(self, d: Diagnostic) -> bool:
         return (d.code == self.code and glob_match(self.env, d.env)
-                and glob_match(self.object, d.object) and glob_match(self.path, d.path))
+                and glob_match(self.object, str(d.object)) and glob_match(self.path, d.path))
 
 
 def load_waivers(path: Path, rel: str) -> tuple[list[Waiver], list[Diagnostic]]:

@@ -14,12 +14,15 @@ from typing import Any
 
 import orjson
 
+from meshc.model.ids import ObjectId
 from meshc.model.diagnostics import Diagnostic, Severity, merge_envs, normalise, printable, render_one
 
 
 def _object_parts(d: Diagnostic) -> tuple[str, str, str]:
-    parts = d.object.split("/")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", d.object)
+    """(kind, namespace, name) of the object a diagnostic is about; a text (`service NAME`) as name."""
+    if isinstance(d.object, ObjectId):
+        return d.object.kind, d.object.namespace, d.object.name
+    return "", "", d.object
 
 
 def as_record(d: Diagnostic) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Input: nothing (this module only defines types). Output: `ChangeSet` and its parts.
 Invariants:
-* objects are identified by `ObjectId` (kind, namespace, name) within one environment; Envoy
+* objects are identified by `ObjectId` (meshc.model.ids: kind, namespace, name) within one environment; Envoy
   clusters/listeners and iptables chains use the bundle file as namespace;
 * a `FieldChange.path` is a tuple of segments; `ItemKey` segments name an item of a keyed or
   set-like list (``spec.ports[number=80]``), ints are positions in ordered lists;
@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from meshc.model.ids import ObjectId
 
 ChangeKind = Literal["added", "removed", "changed"]
 Segment = str | int
@@ -44,16 +46,6 @@ def format_path(path: Path) -> str:
         else:
             out.append(("." if out else "") + seg)
     return "".join(out)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ObjectId:
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ import jinja2
 import orjson
 
 from meshc.expand.templating import TemplateValueError, render_bounded
-from meshc.model.core import Artifact, EnvSettings, Identity, Service
+from meshc.model.core import Artifact, EnvSettings, Origin, OriginEntry, Service
 from meshc.model.diagnostics import Diagnostic, Position, Severity
+from meshc.model.ids import ObjectId
 
 MANAGED = {"app.kubernetes.io/managed-by": "meshc"}
 _TLS_MODES = {"disable": "DISABLE", "simple": "SIMPLE", "mutual": "MUTUAL", "istio-mutual": "ISTIO_MUTUAL"}
@@ -46,13 +47,13 @@ class Expander:
     def expand(self, svc: Service) -> tuple[list[Artifact], list[Diagnostic]]:
         out: list[Artifact] = []
         try:
-            out.append(self._render(self.se_t, "se", se_view(svc), svc, 0))
+            out.append(self._render(self.se_t, "se", se_view(svc), svc, 0, SE_ORIGIN))
             if svc.endpoints_as == "workloadEntries":
                 for i, ep_view in enumerate(we_views(svc)):
-                    out.append(self._render(self.we_t, "we", ep_view, svc, i))
+                    out.append(self._render(self.we_t, "we", ep_view, svc, i, we_origin(i)))
             for i, view in enumerate(dr_views(svc)):
                 if view is not None:
-                    out.append(self._render(self.dr_t, "dr", view, svc, i))
+                    out.append(self._render(self.dr_t, "dr", view, svc, i, dr_origin(svc, i)))
         except _RenderError as exc:
             return [], [exc.diag]
         for art in out:
@@ -66,7 +67,7 @@ class Expander:
         return out, []
 
     def _render(self, template: jinja2.Template, var: str, view: Mapping[str, Any], svc: Service,
-                part: int) -> Artifact:
+                part: int, origin: Origin) -> Artifact:
         try:
             text = render_bounded(template, {var: view})
         except (jinja2.TemplateError, TemplateValueError, TypeError, ValueError, ArithmeticError,
@@ -75,10 +76,10 @@ class Expander:
         try:
             body = orjson.loads(text)
             meta = body["metadata"]
-            ident = Identity(body["kind"], meta["namespace"], meta["name"])
+            ident = ObjectId(body["kind"], meta["namespace"], meta["name"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise _RenderError(_template_diag("X002", template, exc, svc, self.env)) from None
-        return Artifact(ident, body, svc.name, part)
+        return Artifact(ident, body, svc.name, part, origin)
 
 
 class TemplateLoadError(Exception):
@@ -184,7 +185,7 @@ def dr_views(svc: Service) -> list[dict[str, Any] | None]:
     if not (policy or subsets or svc.client_selector):
         return [None] * len(svc.hosts)
     views: list[dict[str, Any] | None] = []
-    for i, host in enumerate(svc.hosts):
+    for host in svc.hosts:
         # one host: the service's name; several: one per host, named after it (order-independent)
         name = svc.name if len(svc.hosts) == 1 else f"{svc.name}-{_UNSAFE.sub('-', host.lower()).strip('-')}"[:253]
         views.append({"name": name, "namespace": svc.namespace, "labels": _labels(svc),
@@ -238,3 +239,50 @@ def _subset(s: Any) -> dict[str, Any]:
     if policy:
         out["trafficPolicy"] = policy
     return out
+
+
+# ----------------------------------------------------------------------------- origins
+# Which declaration value each part of an emitted object is made from (model.core.Artifact.origin),
+# written here beside the views that make the values: when a view changes, its origin is next to it.
+# An entry (body prefix, declaration path, continues): the longest prefix of a body path wins;
+# with `continues` the rest of the body path is appended to the declaration path.
+
+_METADATA: OriginEntry = (("metadata",), ("name",), False)  # names and labels are made from the service name
+SE_ORIGIN: Origin = (
+    _METADATA,
+    *((("spec", key), (key,), True) for key in ("hosts", "addresses", "ports", "endpoints", "location",
+                                                 "resolution", "exportTo")),
+    (("spec", "workloadSelector"), ("selector",), False),
+)
+
+
+def we_origin(i: int) -> Origin:
+    """WorkloadEntry i is endpoint i of the declaration."""
+    return ((("metadata",), ("endpoints", i, "name"), False), (("spec",), ("endpoints", i), True))
+
+
+def _policy_origin(body: tuple[Any, ...], decl: tuple[Any, ...], policy: Mapping[str, Any] | None,
+                   top: bool) -> list[OriginEntry]:
+    """A DestinationRule traffic policy made by `traffic_policy`: declared `portLevel` entries
+    become `portLevelSettings` (each `port: N` becomes `port.number`), a service-level `tls`
+    becomes the top-level policy's `tls`."""
+    out: list[OriginEntry] = [(body, decl, True), (body + ("portLevelSettings",), decl + ("portLevel",), True)]
+    if top:
+        out.append((body + ("tls",), ("tls",), True))
+    for j, _ in enumerate((policy or {}).get("portLevel", [])):
+        out.append((body + ("portLevelSettings", j, "port"), decl + ("portLevel", j, "port"), False))
+    return out
+
+
+def dr_origin(svc: Service, i: int) -> Origin:
+    """The DestinationRule of host i: the service's traffic policy, tls, subsets and client selector."""
+    out: list[OriginEntry] = [
+        _METADATA, (("spec", "host"), ("hosts", i), False),
+        (("spec", "workloadSelector"), ("clientSelector",), False), (("spec", "exportTo"), ("exportTo",), False),
+        *_policy_origin(("spec", "trafficPolicy"), ("trafficPolicy",), svc.traffic_policy, top=True),
+        (("spec", "subsets"), ("subsets",), True)]
+    for j, subset in enumerate(svc.subsets):
+        out.extend(_policy_origin(("spec", "subsets", j, "trafficPolicy"), ("subsets", j, "trafficPolicy"),
+                                  subset.traffic_policy, top=False))
+    return tuple(out)
+

@@ -38,7 +38,8 @@ def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
 
 
 def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[Position, int]:
-    node, data = layer.node, layer.data
+    node = layer.node
+    data: Any = layer.data  # descends through mappings and lists, like `node`
     best, depth = layer.position, 0
     for n, elem in enumerate(kpath, start=1):
         if isinstance(elem, tuple):
@@ -89,59 +90,16 @@ def place_decl(decl: ServiceDecl, path: DataPath,
     return chosen[0], tuple(dict.fromkeys(p for p in related if p != chosen[0]))
 
 
-_SE_DIRECT = {"hosts", "addresses", "ports", "endpoints", "location", "resolution", "exportTo"}
-
-
-def decl_path_for(kind: str, part: int, path: DataPath) -> DataPath:
-    """The declaration path behind `path` in an emitted object of `kind` (best effort, a prefix)."""
-    if len(path) >= 2 and path[0] == "metadata":
-        return ("endpoints", part, "name") if kind == "WorkloadEntry" else ("name",)
-    if not path or path[0] != "spec":
-        return ()
-    rest = path[1:]
-    if kind == "ServiceEntry":
-        if rest and rest[0] in _SE_DIRECT:
-            return rest
-        return ("selector",) if rest and rest[0] == "workloadSelector" else ()
-    if kind == "WorkloadEntry":
-        return ("endpoints", part) + rest
-    if kind == "DestinationRule":
-        return _dr_path(part, rest)
-    return ()
-
-
-def _dr_path(part: int, rest: DataPath) -> DataPath:
-    if not rest:
-        return ()
-    head = rest[0]
-    if head == "host":
-        return ("hosts", part)
-    if head == "workloadSelector":
-        return ("clientSelector",)
-    if head == "exportTo":
-        return ("exportTo",)
-    if head == "trafficPolicy":
-        return _policy_path(("trafficPolicy",), rest[1:], top=True)
-    if head == "subsets" and len(rest) >= 2:
-        tail = rest[2:]
-        if tail and tail[0] == "trafficPolicy":
-            return _policy_path(("subsets", rest[1], "trafficPolicy"), tail[1:], top=False)
-        return ("subsets", rest[1]) + tail
-    return ()
-
-
-def _policy_path(base: DataPath, rest: DataPath, top: bool) -> DataPath:
-    if not rest:
-        return base
-    if rest[0] == "tls" and top:
-        return ("tls",) + rest[1:]
-    if rest[0] == "portLevelSettings":
-        tail = rest[1:]
-        if len(tail) >= 2 and tail[1] == "port":
-            return base + ("portLevel",) + (tail[0], "port")
-        return base + ("portLevel",) + tail
-    return base + rest
+def decl_path_of(art: Artifact, path: DataPath) -> DataPath:
+    """The declaration path behind `path` in an emitted object, from the origin table expand built
+    with it: the longest matching body prefix; () (the service) when none matches."""
+    best: tuple[int, DataPath] = (-1, ())
+    for prefix, decl_path, continues in art.origin:
+        n = len(prefix)
+        if n > best[0] and tuple(path[:n]) == prefix:
+            best = (n, decl_path + tuple(path[n:]) if continues else decl_path)
+    return best[1]
 
 
 def locate_finding(art: Artifact, decl: ServiceDecl, path: DataPath) -> Position:
-    return locate_decl(decl, decl_path_for(art.identity.kind, art.part, path))
+    return locate_decl(decl, decl_path_of(art, path))

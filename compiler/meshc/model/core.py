@@ -17,6 +17,8 @@ import yaml
 from yaml.nodes import Node
 
 from meshc.model.diagnostics import Position
+from meshc.model.ids import ObjectId
+from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, ProxySettings, VmSettings
 
 
 class NodeSource:
@@ -65,15 +67,19 @@ class Layer:
 
 @dataclass(frozen=True, slots=True)
 class EnvSettings:
+    """One environment's env.yaml, typed and defaulted once by `front.load`; `proxy` and `vm` also
+    carry the values they depend on (trust and cluster domain). `raw` is env.yaml as written (the
+    cache fingerprint hashes it)."""
+
     name: str
     namespace: str
-    trust_domain: str = "cluster.local"
-    cluster_domain: str = "cluster.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
     networks: tuple[str, ...] = ()
     policy_profile: str = "standard"
     production: bool = False
-    proxy: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    vm: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    proxy: ProxySettings = field(default_factory=ProxySettings, compare=False)
+    vm: VmSettings = field(default_factory=VmSettings, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source: Layer | None = field(default=None, compare=False, repr=False)
 
@@ -152,22 +158,20 @@ class Service:
     decl: ServiceDecl = field(compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    kind: str
-    namespace: str
-    name: str
-    group: str = "networking.istio.io"
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
+OriginEntry = tuple[tuple[Any, ...], tuple[Any, ...], bool]  # (body prefix, declaration path, continues)
+Origin = tuple[OriginEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
-    """One emitted Istio object; `service` and `part` (endpoint or host index) say where it came from."""
+    """One emitted Istio object; `service` and `part` (endpoint or host index) say where it came
+    from, and `origin` which declaration value each part of the body was made from: pairs of
+    (path prefix in the body, path in the service declaration, whether the rest of the body path
+    continues below that declaration path). Built by expand beside the values it makes, so a
+    finding anywhere in the object is placed at the line that wrote its value (front.provenance)."""
 
-    identity: Identity
+    identity: ObjectId
     body: Mapping[str, Any]
     service: str
     part: int = 0
+    origin: Origin = field(default=(), compare=False, repr=False)

@@ -11,10 +11,13 @@ to the working directory as ``./file:line:col`` so editors can jump to them.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+
+from meshc.model.ids import ObjectId
 
 PathElem = str | int
 DataPath = tuple[PathElem, ...]
@@ -70,13 +73,13 @@ class Diagnostic:
     path: str = ""
     hint: str = ""
     env: str = ""
-    object: str = ""
+    object: ObjectId | str = ""  # the emitted object, or a text such as `service NAME`
     istio_code: str = ""
     related: tuple[Position, ...] = field(default=())
 
-    def sort_key(self) -> tuple[object, ...]:
+    def sort_key(self) -> tuple[builtins.object, ...]:  # `object` here is the field
         pos = self.position or Position("")
-        return (pos.file, pos.line, pos.col, self.env, self.code, self.object, self.path, self.message)
+        return (pos.file, pos.line, pos.col, self.env, self.code, str(self.object), self.path, self.message)
 
 
 def format_path(path: Sequence[PathElem]) -> str:
@@ -123,14 +126,14 @@ def printable(text: str) -> str:
 
 
 def render_one(d: Diagnostic) -> str:
-    d = replace(d, message=printable(d.message), hint=printable(d.hint), object=printable(d.object),
+    d = replace(d, message=printable(d.message), hint=printable(d.hint), object=printable(str(d.object)),
                 path=printable(d.path), env=printable(d.env))
     where = f"{printable(str(d.position))}: " if d.position else ""
     ctx = []
     if d.env:
         ctx.append(f"{'envs' if ', ' in d.env else 'env'} {d.env}")
     if d.object:
-        ctx.append(d.object)
+        ctx.append(str(d.object))
     if d.path:
         ctx.append(d.path)
     head = f"{where}{d.severity.label}[{d.code}]: {d.message}"

@@ -1,0 +1,123 @@
+"""Provenance is built where values are made: expand gives each artifact an origin table (body
+path prefix -> declaration path) beside the views it renders (expand/services.py). These tests
+hold the table to what expand actually does, so it cannot drift from it: every value in every
+emitted object of the example estate and the case estates, followed through the table, leads to
+a declaration value it was made from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshc.files.tree import DiskTree
+from meshc.front.provenance import decl_path_of, locate_finding
+from meshc.model.core import Artifact, ServiceDecl
+from meshc.pipeline import compile_estate
+
+from .conftest import REPO
+
+ESTATES = [REPO] + sorted(p for p in (REPO / "tests" / "cases").glob("*") if (p / "environments").is_dir())
+_MISSING = object()
+# The body values a declaration may leave out, which meshc fills in with a default.
+DEFAULTED = {
+    ("ServiceEntry", ("spec", "location")),             # location: external
+    ("ServiceEntry", ("spec", "resolution")),           # resolution: dns
+    ("ServiceEntry", ("spec", "ports", "[]", "name")),  # <protocol>-<number>
+    ("DestinationRule", ("spec", "exportTo", "[]")),    # "." with a clientSelector
+}
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, path + (key,))
+    elif isinstance(value, list) and value:
+        for i, item in enumerate(value):
+            yield from _leaves(item, path + (i,))
+    else:
+        yield path, value
+
+
+def _at(data: Any, path: tuple[Any, ...]) -> Any:
+    for elem in path:
+        try:
+            data = data[elem]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def _made_from(body_value: Any, decl_value: Any) -> bool:
+    """Equal, or the spellings expand translates (`external` -> MESH_EXTERNAL, `dns` -> DNS,
+    `istio-mutual` -> ISTIO_MUTUAL), or a port number declared as `port: N`."""
+    if body_value == decl_value:
+        return True
+    if isinstance(decl_value, str) and isinstance(body_value, str):
+        return decl_value.upper().replace("-", "_") in body_value
+    return False
+
+
+def _artifacts() -> Iterator[tuple[str, Artifact, ServiceDecl, str]]:
+    for root in ESTATES:
+        result = compile_estate(DiskTree(root))
+        assert result.ok, [str(d) for d in result.diagnostics]
+        for env in result.envs.values():
+            decls = {s.name: s.decl for s in env.services}
+            for art in env.artifacts:
+                yield root.name, art, decls[art.service], env.settings.name
+
+
+ARTIFACTS = list(_artifacts())
+
+
+def test_every_artifact_carries_its_origin() -> None:
+    assert ARTIFACTS and all(art.origin for _, art, _, _ in ARTIFACTS)
+
+
+@pytest.mark.parametrize("kind", ["ServiceEntry", "WorkloadEntry", "DestinationRule"])
+def test_every_value_leads_back_to_the_declaration_value_it_was_made_from(kind: str) -> None:
+    checked = 0
+    wrong = []
+    for estate, art, decl, _ in ARTIFACTS:
+        if art.identity.kind != kind:
+            continue
+        for path, value in _leaves(dict(art.body)):
+            if path[:1] != ("spec",) or path[:2] == ("spec", "workloadSelector") or \
+                    (kind == "WorkloadEntry" and path[:2] == ("spec", "labels")):
+                continue  # selectors and WorkloadEntry labels merge several declared values
+            decl_path = decl_path_of(art, path)
+            declared = _at(decl.data, decl_path)
+            if declared is _MISSING:  # a default meshc fills in: placed at the nearest declared parent
+                shape = (kind, tuple("[]" if isinstance(e, int) else e for e in path))
+                if shape not in DEFAULTED:
+                    wrong.append(f"{estate} {art.identity} {path} -> {decl_path}: no such declaration value")
+                continue
+            checked += 1
+            if isinstance(declared, Mapping):  # a value composed of the mapping's parts (locality)
+                if not all(str(part) in str(value) for _, part in _leaves(declared)):
+                    wrong.append(f"{estate} {art.identity} {path}={value!r} -> {decl_path}={declared!r}")
+            elif isinstance(declared, list):
+                wrong.append(f"{estate} {art.identity} {path} -> {decl_path}: a whole list")
+            elif not _made_from(value, declared):
+                wrong.append(f"{estate} {art.identity} {path}={value!r} -> {decl_path}={declared!r}")
+    assert checked > 20, f"only {checked} {kind} values were checked"
+    assert not wrong, "\n".join(wrong[:20])
+
+
+def test_findings_in_a_destination_rule_are_placed_at_the_layer_that_wrote_the_value() -> None:
+    """payments-stripe in the example estate: the base file declares the port-level TLS on port 80
+    (line 23, `- port: 80`), the prod overlay the connection pool."""
+    for estate, art, decl, env in ARTIFACTS:
+        if estate == REPO.name and art.identity.kind == "DestinationRule" and env == "prod" \
+                and art.service == "payments-stripe":
+            port = locate_finding(art, decl, ("spec", "trafficPolicy", "portLevelSettings", 0, "port", "number"))
+            assert (port.file, port.line) == ("environments/base/saas.yaml", 23), port
+            pool = locate_finding(art, decl, ("spec", "trafficPolicy", "connectionPool", "tcp", "maxConnections"))
+            assert (pool.file, pool.line) == ("environments/prod/services.yaml", 32), pool
+            sni = locate_finding(art, decl, ("spec", "trafficPolicy", "portLevelSettings", 0, "tls", "sni"))
+            assert (sni.file, sni.line) == ("environments/base/saas.yaml", 26), sni
+            return
+    pytest.fail("payments-stripe has no DestinationRule in prod")
