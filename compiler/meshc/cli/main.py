@@ -18,6 +18,7 @@ from meshc.cli.diff import diff_command
 from meshc.cli.init import InitError, init_estate
 from meshc.files.confine import ALLOW_ENV
 from meshc.front.project import load_project
+from meshc.model.bundle import content
 from meshc.model.diagnostics import Diagnostic, Severity, has_errors, render_text
 from meshc.model.release import DEFAULT_ISTIO, meshc_version, shipped_releases, shipped_source
 
@@ -151,8 +152,9 @@ def render(env: str, root: Path) -> None:
     bundle = result.envs[env].bundle
     assert bundle is not None
     out = sys.stdout.buffer
-    for path, data in bundle.files.items():
+    for path, file in bundle.files.items():
         if path.endswith(".yaml") and path != "kustomization.yaml":
+            data = content(file)  # only the Envoy bootstrap (JSON) is ever spooled
             out.write(b"# " + path.encode() + b"\n")
             out.write(data if data.startswith(b"---") else b"---\n" + data)
 

@@ -10,9 +10,10 @@ Every suppressed change is recorded in `ChangeSet.ignored` with the rule (file:l
 Masking: a value is masked when a key on its path looks sensitive (its last word, after
 splitting camelCase, snake_case, kebab-case and dots, is token, tokens, password, passwd, secret,
 secrets, key or keys; or the whole key is privatekey or apikey)
-or when a built-in rule (Secret data, stringData) or a meshc.yaml ``diff.mask`` rule matches (kind glob, path glob over the printed path,
-matching the value or any ancestor). A masked value becomes `Masked(length, digest)`: digest =
-first 8 hex digits of HMAC-SHA256(salt, value); salt = $MESHC_DIFF_SALT or "meshc.diff/v1".
+or when a built-in rule (Secret data, stringData) or a meshc.yaml ``diff.mask`` rule matches (kind glob,
+path glob over the printed path, matching the value or any ancestor). A masked value becomes
+`Masked(length, digest)`: digest = first 8 hex digits of HMAC-SHA256(salt, value);
+salt = $MESHC_DIFF_SALT or "meshc.diff/v1".
 Masking covers added and removed bodies, field changes, renamed objects and risk messages.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,6 @@ from meshc.diff.model import (
     ItemKey,
     Masked,
     ObjectDiff,
-    ObjectId,
     ObjectSnapshot,
     format_path,
 )
@@ -47,6 +47,7 @@ from meshc.files.globs import compile_glob
 from meshc.files.source import locate, parse
 from meshc.front.project import load_project
 from meshc.model.diagnostics import Position
+from meshc.model.ids import ObjectId
 
 DEFAULT_IGNORE = ".meshc-diffignore"
 DEFAULT_SALT = "meshc.diff/v1"
@@ -236,10 +237,13 @@ def mask_changeset(cs: ChangeSet, rules: Sequence[Mapping[str, Any]], salt: str)
     """Masked bodies and field changes; the normalised bodies kept for risk detection are
     dropped, so nothing unmasked is left for a renderer to print."""
     m = Masker(rules, salt)
-    snap: Callable[[ObjectSnapshot], ObjectSnapshot] = lambda s: replace(
-        s, body=m.body(s.id.kind, s.body), norm={})
-    diff: Callable[[ObjectDiff], ObjectDiff] = lambda d: replace(
-        d, changes=tuple(m.change(d.id.kind, c) for c in d.changes), before={}, after={})
+
+    def snap(s: ObjectSnapshot) -> ObjectSnapshot:
+        return replace(s, body=m.body(s.id.kind, s.body), norm={})
+
+    def diff(d: ObjectDiff) -> ObjectDiff:
+        return replace(d, changes=tuple(m.change(d.id.kind, c) for c in d.changes), before={}, after={})
+
     envs = {name: replace(e, added=tuple(map(snap, e.added)), removed=tuple(map(snap, e.removed)),
                           modified=tuple(map(diff, e.modified)), renamed=tuple(map(diff, e.renamed)))
             for name, e in cs.envs.items()}

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import orjson
 import yaml
 
-from meshc.diff.model import ItemKey, ObjectId, Path
+from meshc.diff.model import ItemKey, Path
+from meshc.model.ids import ObjectId
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SET = ""   # list semantics marker: items are a set

@@ -24,7 +24,7 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from meshc.diff.filters import apply_ignore, load_ignore, mask_changeset
-from meshc.diff.model import ChangeKind, ChangeSet, EnvChanges, FieldChange, ObjectDiff, ObjectId, ObjectSnapshot
+from meshc.diff.model import ChangeKind, ChangeSet, EnvChanges, FieldChange, ObjectDiff, ObjectSnapshot
 from meshc.diff.model import Path as DataPath
 from meshc.diff.objects import (
     Entry,
@@ -40,6 +40,7 @@ from meshc.diff.objects import (
 from meshc.diff.rename import NAME_PATH, pair_renames
 from meshc.diff.risk import find_risks
 from meshc.diff.sides import DiffError, EnvData, Side, load_mask_rules, resolve_side
+from meshc.model.ids import ObjectId
 
 __all__ = ["DiffRequest", "DiffError", "run", "compare", "field_changes"]
 

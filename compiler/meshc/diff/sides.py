@@ -29,6 +29,7 @@ from meshc.diff.objects import BundleView
 from meshc.files.tree import DiskTree
 from meshc.front.load import ROOT, list_envs
 from meshc.front.project import load_project
+from meshc.model.bundle import Spooled, content
 from meshc.model.diagnostics import Diagnostic, has_errors
 
 
@@ -58,14 +59,14 @@ class DirView:
 
 
 class MemView:
-    """A bundle compiled in memory (path -> bytes)."""
+    """A bundle compiled in memory (path -> bytes, or a file spooled to disk)."""
 
-    def __init__(self, env: str, files: Mapping[str, bytes]) -> None:
+    def __init__(self, env: str, files: Mapping[str, bytes | Spooled]) -> None:
         self.env, self.files = env, files
 
     def read(self, rel: str) -> bytes:
         try:
-            return self.files[rel]
+            return content(self.files[rel])
         except KeyError:
             raise FileNotFoundError(rel) from None
 

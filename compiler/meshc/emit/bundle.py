@@ -223,6 +223,6 @@ def _link(src: str, dst: str) -> bool:
 
 
 def read_bundle(directory: Path) -> Bundle:
-    files = {p.relative_to(directory).as_posix(): p.read_bytes()
-             for p in sorted(directory.rglob("*")) if p.is_file()}
+    files: dict[str, bytes | Spooled] = {p.relative_to(directory).as_posix(): p.read_bytes()
+                                         for p in sorted(directory.rglob("*")) if p.is_file()}
     return Bundle(directory.name, files)

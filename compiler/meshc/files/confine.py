@@ -33,7 +33,7 @@ class ConfinementError(OSError):
         self.path = path
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""  # always `message`; OSError types it str | None
 
 
 PACKAGE = Path(__file__).resolve().parents[1]  # meshc's own files (shipped schemas, templates): never secret
@@ -137,6 +137,7 @@ def list_files(root: Path, directory: Path, hidden: bool = False, limit: int = F
             # reading it reports what it is instead of it being left out without a word
             out.append(here)
             if len(out) > limit:
-                raise ConfinementError(f"{directory} holds more than {limit:,} files; meshc stops there", str(directory))
+                raise ConfinementError(f"{directory} holds more than {limit:,} files; meshc stops there",
+                                       str(directory))
     walk(directory, top)
     return sorted(out)

@@ -23,12 +23,14 @@ refuses such declarations. Tests: tests/test_yamlout.py (PyYAML, and kubectl whe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./@%+=:-]*")
-_RESOLVER = yaml.resolver.Resolver()
+# types-PyYAML leaves Resolver.resolve unannotated; this is its signature in PyYAML
+_RESOLVE: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
 _BIDI = "\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069"
 _ESCAPE = re.compile('[\\x00-\\x1f"\\\\\\x7f-\\x9f\\u2028\\u2029\\ufeff\\ufffe\\uffff' + _BIDI + "]")
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
@@ -104,7 +106,7 @@ def _reads_as_str(text: str) -> bool:
         return text.lower() not in _WORDS
     if _NUMBER.fullmatch(text) or _DATE.match(text) or text.startswith("..."):
         return False
-    return bool(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
+    return bool(_RESOLVE(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
 
 
 def scalar_str(text: str) -> str:

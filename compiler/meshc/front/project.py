@@ -75,7 +75,8 @@ def load_project(root: Path) -> tuple[Project, list[Diagnostic]]:
         raw = {}
     if not isinstance(raw, dict):
         return Project(root), [Diagnostic("C001", Severity.ERROR, "meshc.yaml must be a mapping of settings",
-                                          Position(CONFIG_FILE, 1, 1), hint="see docs/declarations.md#project-settings")]
+                                          Position(CONFIG_FILE, 1, 1),
+                                          hint="see docs/declarations.md#project-settings")]
 
     def at(key: str, on_key: bool = False) -> Position:
         if doc is None or doc.node is None:
@@ -156,9 +157,10 @@ def _confined_paths(root: Path, raw: Mapping[str, Any], at: Any) -> list[Diagnos
         sources = [src for src in sources if src.is_relative_to(real_root) and src != real_root]
         clash = next((src for src in sources if real == src or real.is_relative_to(src) or src.is_relative_to(real)),
                      None)
-        if real == real_root or clash is not None:
-            what = "is the repository itself" if real == real_root else \
-                f"overlaps {clash.relative_to(real_root) if clash.is_relative_to(real_root) else clash}"
+        what = "is the repository itself" if real == real_root else None
+        if what is None and clash is not None:
+            what = f"overlaps {clash.relative_to(real_root) if clash.is_relative_to(real_root) else clash}"
+        if what is not None:
             out.append(Diagnostic("C007", Severity.ERROR, f"out: {value!r} {what}: a build replaces the folders "
                                   "it writes, so it must not hold or sit inside the sources", at("out"),
                                   hint="write bundles to a folder of their own, e.g. out: out"))

@@ -49,7 +49,7 @@ class BuildCache:
     stamp: str
     parse: dict[str, Any] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)
-    checks: dict[tuple[str, str], Any] = field(default_factory=dict)
+    checks: dict[tuple[str, ...], Any] = field(default_factory=dict)  # meshc.check.common.CheckKey
     written: dict[str, dict[str, str]] = field(default_factory=dict)  # unused since the record (outdir.py)
     envoy: dict[str, Any] = field(default_factory=dict)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (what happened, what to do)
@@ -117,7 +117,7 @@ class BuildCache:
         """(section, environment or None, up to CHUNK of its items)."""
         flat: dict[str, dict[Any, Any]] = {"parse": self.parse, "checks": self.checks,
                                            "written": self.written, "envoy": self.envoy}
-        sections = [(name, None, d) for name, d in flat.items()]
+        sections: list[tuple[str, str | None, dict[Any, Any]]] = [(name, None, d) for name, d in flat.items()]
         sections += [("units", env, d) for env, d in sorted(self.units.items())]
         for name, env, d in sections:
             items = list(d.items())

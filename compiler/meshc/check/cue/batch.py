@@ -148,7 +148,7 @@ def _merge_imports(found: list[tuple[Path, str | None, str, int]]) -> list[str]:
         if not seen or (seen[1] is None and alias is not None):
             by_name[name] = (target, alias, path, line)
     specs = []
-    for name, (target, alias, _, _) in sorted(by_name.items()):
+    for _name, (target, alias, _, _) in sorted(by_name.items()):
         specs.append(f'\t{alias} "{target}"' if alias else f'\t"{target}"')
     return specs
 

@@ -92,8 +92,8 @@ def run_cue(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
                 texts = [read_file(opts.repo_root, f, FILE_LIMIT) for f in files]
             except ConfinementError as exc:
                 raise CheckInputError([Diagnostic(
-                    "C003", Severity.ERROR, f"policy file refused: {exc}", Position(_rel(Path(exc.path or "."),
-                                                                                        opts.repo_root)),
+                    "C003", Severity.ERROR, f"policy file refused: {exc}",
+                    Position(_rel(exc.path or ".", opts.repo_root)),
                     hint="replace the link with the policy file itself; meshc reads only regular files inside "
                          "the repository")]) from None
             decoded = [t.decode("utf-8", "replace") for t in texts]

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from meshc.check.common import CheckOptions, Placer
-from meshc.check.envoy.validate import envoy_validate_binary, validate_bootstrap
+from meshc.check.common import CheckKey, CheckOptions, Placer
+from meshc.check.envoy.validate import Located, envoy_validate_binary, validate_bootstrap
 from meshc.model.diagnostics import DataPath, Diagnostic, Finding, format_path
 from meshc.model.results import CompileResult, EnvResult
 from meshc.runtime.workers import run_all
 
-if TYPE_CHECKING:
-    pass
+Sources = Mapping[tuple[Any, ...], tuple[str, str, str]]  # bootstrap path prefix -> (kind, namespace, name)
 
 
 FORK_ARTIFACTS = 3000  # below this many objects, forking costs more than it saves
@@ -29,15 +29,16 @@ def run_envoy(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
     """Every environment's bootstrap validated (one forked worker per environment when the estate
     is large), the findings placed at their declarations."""
 
-    envs = [env for env in result.envs.values() if env.envoy is not None]
-    pending = any(env.envoy.findings is None for env in envs)  # type: ignore[union-attr]
+    configs = [(env, env.envoy) for env in result.envs.values() if env.envoy is not None]
+    envs = [env for env, _ in configs]
+    pending = any(envoy.findings is None for _, envoy in configs)
     big = pending and sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
     out: list[Diagnostic] = []
     checked = run_all(lambda env: _validate_env(env, opts), envs, min_items=2 if big else len(envs) + 1)
-    for env, (found, learned) in zip(envs, checked, strict=False):
+    for (env, envoy), (found, learned) in zip(configs, checked, strict=False):
         if opts.cache is not None:
             opts.cache.update(learned)
-        sources = env.envoy.sources  # type: ignore[union-attr]
+        sources: Sources = envoy.sources
         for path, finding in found:
             out.append(_place(env, sources, tuple(path), finding))
         if opts.envoy_binary:
@@ -45,21 +46,21 @@ def run_envoy(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
     return out
 
 
-class _Overlay(dict):  # type: ignore[type-arg]
+class _Overlay(dict[CheckKey, Any]):
     """A memo that reads through to `base` and keeps only what is new (to send back to the parent)."""
 
-    def __init__(self, base: dict | None) -> None:
+    def __init__(self, base: Mapping[CheckKey, Any] | None) -> None:
         super().__init__()
-        self.base = base if base is not None else {}
+        self.base: Mapping[CheckKey, Any] = base if base is not None else {}
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key) or key in self.base
 
-    def __getitem__(self, key: object) -> object:
+    def __getitem__(self, key: CheckKey) -> Any:
         return dict.__getitem__(self, key) if dict.__contains__(self, key) else self.base[key]
 
 
-def _validate_env(env: EnvResult, opts: CheckOptions) -> tuple[list, dict]:
+def _validate_env(env: EnvResult, opts: CheckOptions) -> tuple[Located, dict[CheckKey, Any]]:
     """Findings of one environment's bootstrap, and the check-cache entries this call computed
     (none when the proxy worker that built the bootstrap already checked it)."""
     envoy = env.envoy
@@ -72,7 +73,8 @@ def _validate_env(env: EnvResult, opts: CheckOptions) -> tuple[list, dict]:
     return validate_config(envoy.bootstrap(), envoy.sha256, opts.cache)
 
 
-def validate_config(bootstrap: dict, sha256: str, cache: dict | None) -> tuple[list, dict]:
+def validate_config(bootstrap: dict[str, Any], sha256: str, cache: Mapping[CheckKey, Any] | None
+                    ) -> tuple[Located, dict[CheckKey, Any]]:
     """The envoy layer on one bootstrap (`sha256`: of its bundle file): findings (path, Finding),
     and the check-cache entries computed (read through `cache`, which is not modified)."""
 
@@ -80,16 +82,17 @@ def validate_config(bootstrap: dict, sha256: str, cache: dict | None) -> tuple[l
     key = ("envoy", sha256)
     if key not in memo:
         memo[key] = validate_bootstrap(bootstrap, memo)
-    return memo[key], dict(dict.items(memo))
+    found: Located = memo[key]
+    return found, dict(dict.items(memo))
 
 
-def _place(env: EnvResult, sources: dict, path: DataPath, finding: Finding) -> Diagnostic:
+def _place(env: EnvResult, sources: Sources, path: DataPath, finding: Finding) -> Diagnostic:
 
     placer = Placer(env)
     for cut in range(len(path), -1, -1):
         ident = sources.get(tuple(path[:cut]))
         if ident is not None:
-            art = placer.by_identity(tuple(ident))
+            art = placer.by_identity(ident)
             if art is not None:
                 diag = placer(art, Finding(finding.code, finding.severity, finding.message, (),
                                            finding.istio_code, finding.hint))

@@ -29,7 +29,7 @@ import functools
 import re
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from google.protobuf import descriptor_pool, message_factory
@@ -44,6 +44,12 @@ except ImportError:  # pragma: no cover - depends on the environment
 Path = tuple[Any, ...]
 _FIELD = re.compile(r"^p\.([A-Za-z0-9_]+)")
 _shim_installed = False
+
+
+def descriptor_of(message: Message | type[Message]) -> Descriptor:
+    """A message's descriptor. The stubs also allow upb's own Descriptor type, which is a `Descriptor`
+    at run time (protobuf's metaclass makes isinstance hold for every implementation)."""
+    return cast(Descriptor, message.DESCRIPTOR)
 
 
 class _FieldView:
@@ -111,7 +117,7 @@ def _install_shim() -> None:
         return
 
     def init(self: Any, proto_message: Message) -> None:
-        self.DESCRIPTOR = _DescriptorView(proto_message.DESCRIPTOR)
+        self.DESCRIPTOR = _DescriptorView(descriptor_of(proto_message))
 
     _pgv.ValidatingMessage.__init__ = init
 
@@ -119,7 +125,8 @@ def _install_shim() -> None:
 @functools.cache
 def _template(source: str) -> jinja2.Template:
     """jinja2.Template(source), parsed once per distinct source (templates are reentrant)."""
-    return jinja2.Template(source)
+    template: jinja2.Template = jinja2.Template(source)  # Template.__new__ is typed as returning Any
+    return template
 
 
 def available() -> bool:

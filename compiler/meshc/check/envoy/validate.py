@@ -49,10 +49,11 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from meshc.check.envoy.pgv import pgv_violations
+from meshc.check.envoy.pgv import descriptor_of, pgv_violations
 from meshc.model.diagnostics import Finding, Severity
 
 Path = tuple[Any, ...]
+Located = list[tuple[Path, Finding]]  # findings with the path in the bootstrap of each
 _PREFIX = re.compile(r"^(Failed to parse \w+ field: )+")
 _ITEMS: tuple[tuple[str, type[Message]], ...] = (
     ("clusters", cluster_pb2.Cluster), ("listeners", listener_pb2.Listener))
@@ -106,7 +107,7 @@ def _check_value(descriptor: Descriptor, value: Any, path: Path) -> tuple[Path, 
 
 
 def _field_values(fd: FieldDescriptor, value: Any, path: Path) -> Iterator[tuple[Path, Any]]:
-    if fd.message_type.GetOptions().map_entry and isinstance(value, dict):
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry and isinstance(value, dict):
         yield from ((path + (k,), v) for k, v in value.items())
     elif fd.is_repeated and isinstance(value, list):
         yield from ((path + (i,), v) for i, v in enumerate(value))
@@ -131,13 +132,13 @@ def _locate(value: Any, descriptor: Descriptor, path: Path, error: str) -> tuple
             message = _clean(str(field_error))
         if fd.message_type is None:
             return path + (key,), message
-        target = fd.message_type
-        if target.GetOptions().map_entry:
-            target = target.fields_by_name["value"].message_type
-        for sub_path, item in _field_values(fd, sub, path + (key,)) if target else ():
-            problem = _check_value(target, item, sub_path)
-            if problem is not None:
-                return problem
+        entry = fd.message_type
+        target = entry.fields_by_name["value"].message_type if entry.GetOptions().map_entry else entry
+        if target is not None:
+            for sub_path, item in _field_values(fd, sub, path + (key,)):
+                problem = _check_value(target, item, sub_path)
+                if problem is not None:
+                    return problem
         return path + (key,), message
     return path, error
 
@@ -146,7 +147,7 @@ def _parse_item(data: Any, cls: type[Message], path: Path) -> tuple[Message | No
     try:
         return _parse(data, cls), []
     except (json_format.ParseError, TypeError, AttributeError) as error:
-        where, message = _locate(data, cls.DESCRIPTOR, path, _clean(str(error)))
+        where, message = _locate(data, descriptor_of(cls), path, _clean(str(error)))
         return None, [_finding("E001", where, message)]
 
 
@@ -172,8 +173,7 @@ def _validate_item(path: Path, data: Any, cls: type[Message]) -> list[tuple[Path
     return problems
 
 
-def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[Any, Any] | None = None
-                       ) -> list[tuple[Path, Finding]]:
+def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] | None = None) -> Located:
     """Strict proto parse (E001), then PGV rules (E002) of everything that parsed.
 
     Each cluster and listener is validated on its own; with a `memo`, an item whose content was

@@ -49,7 +49,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], str], list[Finding]]] = {
 }
 
 
-def check_object(manifest: dict[str, Any]) -> list[Finding]:
+def check_object(manifest: Mapping[str, Any]) -> list[Finding]:
     """Per-object webhook rules, dispatched by kind; reserved annotations short-circuit like istiod."""
     if not is_map(manifest) or not is_istio(manifest):
         return []
@@ -62,7 +62,7 @@ def check_object(manifest: dict[str, Any]) -> list[Finding]:
     return check(manifest, effective_namespace(manifest))
 
 
-def analyze(manifests: Sequence[dict[str, Any]], settings: AnalyzerSettings | None = None
+def analyze(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings | None = None
             ) -> list[tuple[Identity, Finding]]:
     """Cross-object analyzers over all manifests of one environment."""
     return analyzers.run_all(manifests, settings or AnalyzerSettings())

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +105,7 @@ class CrdSet:
     def kinds(self) -> set[tuple[str, str]]:
         return set(self._entries)
 
-    def validate(self, manifest: dict[str, Any]) -> list[Finding]:
+    def validate(self, manifest: Mapping[str, Any]) -> list[Finding]:
         try:
             served = self._served(_identity(manifest))
         except CrdError as exc:
@@ -201,6 +201,7 @@ def _yaml_documents(path: pathlib.Path) -> list[_Document]:
     try:
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node() said a document follows
             documents.append(_Document(loader.construct_document(node), node.start_mark.line + 1))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -191,6 +191,9 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_JSON_TYPES: dict[type[object], str] = {str: "string", dict: "object", list: "array"}
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -200,7 +203,7 @@ def _json_type(value: Any) -> str:
         return "integer"
     if isinstance(value, float):
         return "number"
-    return {str: "string", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _null_hint(instance: Any) -> str:
