@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from meshc.model.ids import ObjectId
 from meshc.model.diagnostics import Diagnostic, Severity, merge_envs, normalise, printable, render_one
+from meshc.model.ids import ObjectId
 
 
 def _object_parts(d: Diagnostic) -> tuple[str, str, str]:
