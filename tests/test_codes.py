@@ -242,7 +242,7 @@ def test_no_code_is_built_at_run_time() -> None:
                 piece = node.left
             if (isinstance(piece, ast.Constant) and isinstance(piece.value, str)
                     and re.fullmatch(r"[A-Z][0-9]{0,2}(%.*)?", piece.value)):
-                built.append(f"{path.relative_to(REPO)}:{node.lineno}")
+                built.append(f"{path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}")
     assert not built, ("codes must be written out as literals (the scan and the table depend on it):\n"
                        + "\n".join(built))
 
@@ -469,7 +469,7 @@ SETUPS: dict[str, Callable[[Path, pytest.MonkeyPatch], Callable[[], None] | None
 
 
 def _capture_spec(spec: dict[str, Any]) -> CaptureSpec:
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     if "egress_allow_list" in values:
         values["egress_allow_list"] = tuple(Destination(**d) for d in spec["egress_allow_list"])
     return CaptureSpec(**values)
@@ -521,10 +521,7 @@ def test_code_is_emitted(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
              for d in found]
     assert hits, f"{code} not emitted; got {shown}"
     assert {d.severity for d in hits} == {entry.severity}, shown
-    if isinstance(hits[0], Finding):
-        where = [format_path(d.path) for d in hits]
-    else:
-        where = [_relative(d, root) for d in hits]  # type: ignore[arg-type]
+    where: list[str | None] = [format_path(d.path) if isinstance(d, Finding) else _relative(d, root) for d in hits]
     hit = hits[where.index(case["at"])] if case.get("at") in where else hits[0]
     assert case["message"] in hit.message, hit.message
     if code in NO_HINT:
