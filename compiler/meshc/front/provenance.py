@@ -16,7 +16,7 @@ from meshc.front.merge import LIST_KEYS
 from meshc.model.core import Artifact, Layer, ServiceDecl
 from meshc.model.diagnostics import DataPath, Position
 
-_Keyed = tuple[str, Any]
+_Keyed = tuple[str, Any, int]  # (key, value, n): the n-th item (from 0) whose key has that value
 
 
 def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
@@ -26,7 +26,12 @@ def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
         if isinstance(elem, int) and isinstance(data, list) and parent_key in LIST_KEYS:
             item = data[elem] if 0 <= elem < len(data) else None
             key = LIST_KEYS[str(parent_key)]
-            out.append((key, item.get(key)) if isinstance(item, Mapping) else elem)
+            if isinstance(item, Mapping):
+                value = item.get(key)
+                nth = sum(1 for it in data[:elem] if isinstance(it, Mapping) and it.get(key) == value)
+                out.append((key, value, nth))  # a duplicate key is found as itself, not as the first
+            else:
+                out.append(elem)
         else:
             out.append(elem)
         try:
@@ -43,12 +48,11 @@ def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[Positi
     best, depth = layer.position, 0
     for n, elem in enumerate(kpath, start=1):
         if isinstance(elem, tuple):
-            key, value = elem
-            idx = next((i for i, it in enumerate(data or []) if isinstance(it, Mapping)
-                        and it.get(key) == value), None)
-            if idx is None:
+            key, value, nth = elem
+            hits = [i for i, it in enumerate(data or []) if isinstance(it, Mapping) and it.get(key) == value]
+            if not hits:
                 break
-            elem = idx
+            elem = hits[min(nth, len(hits) - 1)]
         _, vnode = child(node, elem)
         if vnode is None:
             break
