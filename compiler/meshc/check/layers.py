@@ -21,7 +21,7 @@ from typing import Any
 from meshc.check.common import LAYERS, CheckInputError, CheckOptions, Placer, body_bytes
 from meshc.check.cue.layer import run_cue
 from meshc.check.envoy.layer import run_envoy
-from meshc.check.istio import analyze, check_object
+from meshc.check.istio import AnalyzerSettings, analyze, check_object
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.files.confine import CRD_LIMIT, read_regular
 from meshc.front.project import SCHEMA_HELP
@@ -103,7 +103,8 @@ def _istio_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
         for art in env.artifacts:
             found = opts.memo("istio", body_bytes(art.body), partial(check_object, art.body))
             out.extend(placer(art, f) for f in found)
-        for ident, finding in analyze([a.body for a in env.artifacts]):
+        analyzers = AnalyzerSettings(cluster_domain=env.settings.cluster_domain)
+        for ident, finding in analyze([a.body for a in env.artifacts], analyzers):
             target = placer.by_identity(ident)
             if target is not None:
                 out.append(placer(target, finding))

@@ -13,6 +13,7 @@ characters (meshc.confine).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from meshc.files.tree import SourceTree
 from meshc.front import declschema
 from meshc.model.core import EnvSettings, Layer, NodeSource
 from meshc.model.diagnostics import Diagnostic, Position, Severity
+from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, ProxySettings, VmSettings
 
 ROOT = "environments"
 BASE = "base"
@@ -61,6 +63,11 @@ def _read(tree: SourceTree, path: str) -> tuple[list[Document], list[Diagnostic]
     return parse(path, data)
 
 
+def _line(doc: Document) -> int:
+    """The 1-based line a parsed document starts on (parse gives every document its node)."""
+    return doc.node.start_mark.line + 1 if doc.node is not None else 1
+
+
 def _is_yaml(path: str) -> bool:
     return path.endswith((".yaml", ".yml"))
 
@@ -85,7 +92,7 @@ def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool,
         problems = declschema.validate("declarations", doc.value, path, doc.node)
         if not problems and doc.value.get("overrides") and not allow_overrides:
             problems = [_err("L003", "overrides: is only allowed in an environment directory",
-                             Position(path, doc.node.start_mark.line + 1, 1),
+                             Position(path, _line(doc), 1),
                              "declare base services under services:, and change them per "
                              "environment under overrides: in environments/<env>/")]
         diags.extend(problems)
@@ -93,7 +100,7 @@ def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool,
             items.extend(_items(d, doc))
     if cache is not None and not diags:
         cache[key] = items
-    return _decl_file(path, items, NodeSource(path, raw, [doc.node for doc in docs])), diags
+    return _decl_file(path, items, NodeSource(path, raw, [d.node for d in docs if d.node is not None])), diags
 
 
 def _items(d: int, doc: Document) -> list[tuple[str, int, int, int, int, Any]]:
@@ -133,16 +140,34 @@ def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, l
         return None, problems
     raw = doc.value
     if raw["name"] != env:
-        pos = Position(path, doc.node.start_mark.line + 1, 1)
+        pos = Position(path, _line(doc), 1)
         return None, [_err("L002", f"env.yaml name {raw['name']!r} does not match directory {env!r}",
                            pos, f"set name: {env}")]
+    trust_domain = raw.get("trustDomain", DEFAULT_TRUST_DOMAIN)
+    cluster_domain = raw.get("clusterDomain", DEFAULT_CLUSTER_DOMAIN)
     return EnvSettings(
-        name=env, namespace=raw["namespace"], trust_domain=raw.get("trustDomain", "cluster.local"),
-        cluster_domain=raw.get("clusterDomain", "cluster.local"),
+        name=env, namespace=raw["namespace"], trust_domain=trust_domain, cluster_domain=cluster_domain,
         networks=tuple(raw.get("networks", ())), policy_profile=raw.get("policyProfile", "standard"),
-        production=bool(raw.get("production", False)), proxy=raw.get("proxy", {}),
-        vm=raw.get("vm", {}), raw=raw,
-        source=Layer(path, raw, 1, 1, NodeSource(path, b"", [doc.node]), (0,))), []
+        production=bool(raw.get("production", False)),
+        proxy=ProxySettings(trust_domain=trust_domain, cluster_domain=cluster_domain,
+                            **_fields(raw.get("proxy") or {}, _PROXY_KEYS)),
+        vm=VmSettings(**_fields(raw.get("vm") or {}, _VM_KEYS)), raw=raw,
+        source=Layer(path, raw, 1, 1, NodeSource(path, b"", [d.node for d in docs if d.node is not None]), (0,))), []
+
+
+# env.yaml keys of the proxy: and vm: blocks -> fields of ProxySettings and VmSettings (whose
+# defaults apply to the keys left out)
+_PROXY_KEYS = {"dnsRefreshRate": "dns_refresh_rate", "connectTimeout": "connect_timeout",
+               "locality": "locality", "outboundTrafficPolicy": "outbound_policy"}
+_VM_KEYS = {"dnsCapture": "dns_capture", "egressAllowList": "egress_allow_list",
+            "excludeInboundPorts": "exclude_inbound_ports", "includeOutboundCIDRs": "include_outbound_cidrs",
+            "excludeOutboundCIDRs": "exclude_outbound_cidrs", "excludeOutboundPorts": "exclude_outbound_ports"}
+
+
+def _fields(block: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
+    """The keys a schema-valid block sets, as field values (lists as tuples: settings are frozen)."""
+    return {field: tuple(block[key]) if isinstance(block[key], list) else block[key]
+            for key, field in keys.items() if key in block}
 
 
 def list_envs(tree: SourceTree) -> list[str]:
@@ -181,7 +206,7 @@ def load(tree: SourceTree, only: list[str] | None = None,
     try:
         return _load(tree, only, cache)
     except ConfinementError as exc:  # a link out of the repository, a name with control characters
-        return None, [_err("L008", exc.strerror, Position(_relative(tree, exc.path) or ROOT),
+        return None, [_err("L008", str(exc), Position(_relative(tree, exc.path) or ROOT),
                            "replace the link with the file itself, or rename the file; meshc reads only "
                            "regular files inside the repository")]
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from meshc.front.provenance import locate_decl
-from meshc.model.core import EnvSettings, Service
+from meshc.model.core import EnvSettings, Port, Service
 from meshc.model.diagnostics import Diagnostic, format_path
 from meshc.model.netaddr import is_cidr, is_ip
+from meshc.model.settings import VmSettings
 from meshc.proxy.iptables.rules import APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, validate_spec
 
 APPLY_FILE = "iptables/meshc-iptables-apply"
-_DEFAULT_EXCLUDE_INBOUND = (22, 15090, 15021, 15020)
 
 
 @dataclass
@@ -35,7 +34,7 @@ class _Host:
     ports: set[int] = field(default_factory=set)
 
 
-def _target(svc: Service, ep_ports: Mapping[str, int], port: Any) -> int:
+def _target(svc: Service, ep_ports: Mapping[str, int], port: Port) -> int:
     return int(ep_ports.get(port.name) or port.target_port or port.number)
 
 
@@ -50,34 +49,35 @@ def vm_hosts(services: list[Service]) -> list[_Host]:
     return sorted(hosts.values(), key=lambda h: h.name)
 
 
+def _proto(port: Port) -> str:
+    return "udp" if port.protocol == "UDP" else "tcp"
+
+
 def destinations(services: list[Service]) -> tuple[Destination, ...]:
     out: set[Destination] = set()
     for svc in services:
-        proto = lambda p: "udp" if p.protocol == "UDP" else "tcp"  # noqa: E731
         for addr in svc.addresses:
             if is_ip(addr) or is_cidr(addr):
-                out.update(Destination(addr, p.number, proto(p)) for p in svc.ports)
+                out.update(Destination(addr, p.number, _proto(p)) for p in svc.ports)
         for ep in svc.endpoints:
             if is_ip(ep.address):
-                out.update(Destination(ep.address, _target(svc, ep.ports, p), proto(p)) for p in svc.ports)
+                out.update(Destination(ep.address, _target(svc, ep.ports, p), _proto(p)) for p in svc.ports)
     return tuple(sorted(out, key=lambda d: (d.cidr, d.port, d.protocol)))
 
 
-def capture_spec(host: _Host, vm: Mapping[str, Any], allow: tuple[Destination, ...] | None) -> CaptureSpec:
+def capture_spec(host: _Host, vm: VmSettings, allow: tuple[Destination, ...] | None) -> CaptureSpec:
     return CaptureSpec(
         workload=host.name, inbound_ports=tuple(sorted(host.ports)),
-        exclude_inbound_ports=tuple(vm.get("excludeInboundPorts", _DEFAULT_EXCLUDE_INBOUND)),
-        include_outbound_cidrs=tuple(vm.get("includeOutboundCIDRs", ("*",))),
-        exclude_outbound_cidrs=tuple(vm.get("excludeOutboundCIDRs", ())),
-        exclude_outbound_ports=tuple(vm.get("excludeOutboundPorts", ())),
-        dns_capture=bool(vm.get("dnsCapture", True)), egress_allow_list=allow)
+        exclude_inbound_ports=vm.exclude_inbound_ports, include_outbound_cidrs=vm.include_outbound_cidrs,
+        exclude_outbound_cidrs=vm.exclude_outbound_cidrs, exclude_outbound_ports=vm.exclude_outbound_ports,
+        dns_capture=vm.dns_capture, egress_allow_list=allow)
 
 
 def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, bytes], list[Diagnostic]]:
     hosts = vm_hosts(services)
     if not hosts:
         return {}, []
-    allow = destinations(services) if settings.vm.get("egressAllowList") else None
+    allow = destinations(services) if settings.vm.egress_allow_list else None
     files: dict[str, bytes] = {APPLY_FILE: APPLY_SCRIPT.encode()}
     diags: list[Diagnostic] = []
     for host in hosts:

@@ -34,6 +34,7 @@ from meshc.check.istio.inventory import (
 from meshc.check.istio.primitives import string_map, wildcard_domain_error
 from meshc.check.istio.serviceentry import AUTOALLOCATE_LABEL, DYNAMIC_DNS, NONE, auto_allocates
 from meshc.model.diagnostics import Finding, Severity
+from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN
 
 _AN = "pkg/config/analysis/analyzers"
 DUPLICATE_HOST = Rule(
@@ -83,13 +84,14 @@ Result = tuple[Identity, Finding]
 class AnalyzerSettings:
     auto_allocate: bool = True    # whether istiod auto-allocates VIPs (affects the TCP-without-addresses analyzer)
     root_namespace: str = "istio-system"
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # short DestinationRule hosts: <host>.<ns>.svc.<this>
 
 
 def run_all(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings) -> list[Result]:
     inventory = Inventory(manifests)
     return [*duplicate_objects(inventory), *conflicting_hosts(inventory),
             *tcp_without_addresses(inventory, settings), *destination_rule_hosts(inventory, settings),
-            *merged_destination_rules(inventory), *unselected_workloads(inventory)]
+            *merged_destination_rules(inventory, settings), *unselected_workloads(inventory)]
 
 
 def _names(items: Iterable[Item], limit: int = 3) -> str:
@@ -254,7 +256,7 @@ def destination_rule_hosts(inventory: Inventory, settings: AnalyzerSettings) -> 
     destinations = _Destinations(inventory, settings)
     for dr in inventory.destination_rules:
         written = as_str(dr.spec.get("host"))
-        host = qualify(written, dr.namespace)
+        host = qualify(written, dr.namespace, settings.cluster_domain)
         if wildcard_domain_error(host):
             continue  # I301 already rejects it
         if destinations.services(host, dr.namespace):
@@ -292,13 +294,14 @@ def _subsets(dr: Item, host: str, destinations: _Destinations) -> Iterator[Resul
                 "carry these labels, so its cluster is empty"))
 
 
-def merged_destination_rules(inventory: Inventory) -> Iterator[Result]:
+def merged_destination_rules(inventory: Inventory, settings: AnalyzerSettings) -> Iterator[Result]:
     groups: dict[tuple[str, str, frozenset[tuple[str, str]] | None], list[Item]] = defaultdict(list)
     for dr in inventory.destination_rules:
         spec = dr.spec
         selector = (frozenset(string_map(as_map(spec["workloadSelector"]).get("matchLabels")).items())
                     if is_set(spec, "workloadSelector") else None)
-        groups[(dr.namespace, qualify(as_str(spec.get("host")), dr.namespace), selector)].append(dr)
+        host = qualify(as_str(spec.get("host")), dr.namespace, settings.cluster_domain)
+        groups[(dr.namespace, host, selector)].append(dr)
     for (namespace, host, _), rules in groups.items():
         if len({dr.ident for dr in rules}) < 2:
             continue  # one object written twice is A408, not a merge

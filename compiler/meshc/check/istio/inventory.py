@@ -31,10 +31,10 @@ from meshc.check.istio.fields import (
 )
 from meshc.check.istio.scoping import Scope, scope_of, visible_in
 from meshc.check.istio.serviceentry import resolution_of
+from meshc.model.ids import ObjectId
 
-Identity = tuple[str, str, str]  # (kind, namespace, name)
+Identity = ObjectId  # (kind, namespace, name)
 GROUP = "networking.istio.io"
-CLUSTER_DOMAIN = "cluster.local"
 NETWORK_LABEL = "topology.istio.io/network"
 LOCALITY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
 
@@ -69,7 +69,7 @@ class ServiceEntryView:
 
 def identity_of(manifest: Mapping[str, Any]) -> Identity:
     meta = metadata_of(manifest)
-    return (as_str(manifest.get("kind")), namespace_of(manifest), as_str(meta.get("name")))
+    return ObjectId(as_str(manifest.get("kind")), namespace_of(manifest), as_str(meta.get("name")))
 
 
 def is_istio(manifest: Mapping[str, Any]) -> bool:
@@ -78,11 +78,11 @@ def is_istio(manifest: Mapping[str, Any]) -> bool:
     return not api or api.split("/", 1)[0] == GROUP
 
 
-def qualify(host: str, namespace: str) -> str:
-    """`ResolveShortnameToFQDN`: a DR host without a dot is `<host>.<ns>.svc.cluster.local`."""
+def qualify(host: str, namespace: str, cluster_domain: str) -> str:
+    """`ResolveShortnameToFQDN`: a DR host without a dot is `<host>.<ns>.svc.<cluster domain>`."""
     if not host or host.startswith("*") or "." in host:
         return host
-    return f"{host}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    return f"{host}.{namespace}.svc.{cluster_domain}"
 
 
 def endpoint_labels(labels: Mapping[str, str], spec: Mapping[str, Any]) -> dict[str, str]:

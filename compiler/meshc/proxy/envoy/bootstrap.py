@@ -29,10 +29,10 @@ import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.cluster import BuiltCluster, service_clusters, special_clusters
 from meshc.proxy.envoy.istio import ObjectId, find_rule, load_destination_rules, load_services
 from meshc.proxy.envoy.listener import BuiltListener, build_listeners
-from meshc.proxy.envoy.settings import ProxySettings
 
 __all__ = ["ProxySettings", "build_bootstrap"]
 
@@ -60,11 +60,11 @@ def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Ma
     return built
 
 
-def _clusters(manifests: Sequence[dict[str, Any]], settings: ProxySettings,
+def _clusters(manifests: Sequence[Mapping[str, Any]], settings: ProxySettings,
               memo: Mapping[str, Any] | None = None, used: Memo | None = None
               ) -> tuple[list[BuiltCluster], list[BuiltListener]]:
     services = load_services(manifests, settings.trust_domain)
-    rules = load_destination_rules(manifests)
+    rules = load_destination_rules(manifests, settings.cluster_domain)
     chosen: dict[str, BuiltCluster] = {}
     for service in services:  # oldest first: first cluster of a name wins
         for built in _service_clusters(service, find_rule(rules, service), settings, memo, used):
@@ -99,7 +99,7 @@ def _listener_sources(listeners: list[BuiltListener]) -> dict[Path, ObjectId]:
     return out
 
 
-def build_bootstrap(manifests: Sequence[dict[str, Any]], settings: ProxySettings,
+def build_bootstrap(manifests: Sequence[Mapping[str, Any]], settings: ProxySettings,
                     memo: Mapping[str, Any] | None = None, used: Memo | None = None
                     ) -> tuple[dict[str, Any], dict[Path, ObjectId]]:
     """The static Bootstrap for a sidecar-like proxy, and where each part came from.

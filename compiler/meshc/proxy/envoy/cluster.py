@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.endpoints import load_assignment
 from meshc.proxy.envoy.istio import DNS_MODES, DestRule, Endpoint, ObjectId, Service, SvcPort
 from meshc.proxy.envoy.policy import (
@@ -34,7 +35,6 @@ from meshc.proxy.envoy.policy import (
     wants_downstream_protocol,
     wants_h2,
 )
-from meshc.proxy.envoy.settings import ProxySettings
 from meshc.proxy.envoy.tls import SDS_CLUSTER, SDS_SOCKET, TlsChoice, upstream_tls
 from meshc.proxy.envoy.values import ISTIO_FILTER_KEY, envoy_duration, typed
 

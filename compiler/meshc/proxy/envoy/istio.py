@@ -16,11 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.model.ids import ObjectId
 from meshc.proxy.envoy.values import UNIX_PREFIX, is_ip, normalise_address
 
-ObjectId = tuple[str, str, str]
 GROUP = "networking.istio.io"
-CLUSTER_DOMAIN = "cluster.local"
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 LOCALITY_LABEL = "topology.istio.io/locality"
 LEGACY_LOCALITY_LABEL = "istio-locality"
@@ -92,7 +91,7 @@ def _name(manifest: Mapping[str, Any]) -> str:
 
 
 def ident(manifest: Mapping[str, Any]) -> ObjectId:
-    return (str(manifest.get("kind")), _namespace(manifest), _name(manifest))
+    return ObjectId(str(manifest.get("kind")), _namespace(manifest), _name(manifest))
 
 
 def _spec(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -254,20 +253,23 @@ def _merge(rules: list[Mapping[str, Any]]) -> DestRule:
     return DestRule(ident(rules[0]), str(_spec(rules[0]).get("host")), policy, tuple(subsets))
 
 
-def _fqdn(host: str, namespace: str) -> str:
+def _fqdn(host: str, namespace: str, cluster_domain: str) -> str:
+    """`ResolveShortnameToFQDN`: a host without a dot is `<host>.<namespace>.svc.<cluster domain>`."""
     if "." in host or host == "*":
         return host
-    return f"{host}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    return f"{host}.{namespace}.svc.{cluster_domain}"
 
 
-def load_destination_rules(manifests: Sequence[Mapping[str, Any]]) -> dict[str, list[DestRule]]:
-    """DRs without workloadSelector, merged per (namespace, host), grouped by namespace."""
+def load_destination_rules(manifests: Sequence[Mapping[str, Any]],
+                           cluster_domain: str) -> dict[str, list[DestRule]]:
+    """DRs without workloadSelector, merged per (namespace, host), grouped by namespace; short
+    hosts are qualified with the environment's cluster domain."""
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for dr in _of_kind(manifests, "DestinationRule"):
         spec = _spec(dr)
         if spec.get("workloadSelector") or not spec.get("host"):
             continue
-        key = (_namespace(dr), _fqdn(str(spec["host"]), _namespace(dr)))
+        key = (_namespace(dr), _fqdn(str(spec["host"]), _namespace(dr), cluster_domain))
         grouped.setdefault(key, []).append(dr)
     out: dict[str, list[DestRule]] = {}
     for (namespace, host), rules in sorted(grouped.items()):

@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.cluster import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, cluster_name
 from meshc.proxy.envoy.istio import DestRule, ObjectId, Service, SvcPort
 from meshc.proxy.envoy.policy import effective_policy, listener_tcp_settings, route_hash_policy, tcp_hash_policy
 from meshc.proxy.envoy.route import RouteTable, VirtualHostSpec, http_connection_manager, route_configuration
-from meshc.proxy.envoy.settings import ProxySettings
 from meshc.proxy.envoy.values import cidr_parts, is_ip, typed
 
 Json = dict[str, Any]

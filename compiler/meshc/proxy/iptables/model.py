@@ -9,8 +9,10 @@ rendered byte-for-byte deterministically (see `meshc.iptables.render`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
+from meshc.model.settings import VmSettings
+
+_VM = VmSettings()  # istioctl's VM defaults, as env.yaml's vm: block has them
 BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 OWN_PREFIX = "MESHC_"
 
@@ -32,12 +34,12 @@ class CaptureSpec:
 
     workload: str
     inbound_ports: tuple[int, ...] = ()  # () = '*' (all), as istioctl writes for port-less WorkloadGroups
-    exclude_inbound_ports: tuple[int, ...] = (22, 15090, 15021, 15020)
-    include_outbound_cidrs: tuple[str, ...] = ("*",)
-    exclude_outbound_cidrs: tuple[str, ...] = ()
+    exclude_inbound_ports: tuple[int, ...] = _VM.exclude_inbound_ports
+    include_outbound_cidrs: tuple[str, ...] = _VM.include_outbound_cidrs
+    exclude_outbound_cidrs: tuple[str, ...] = _VM.exclude_outbound_cidrs
     include_outbound_ports: tuple[int, ...] = ()
-    exclude_outbound_ports: tuple[int, ...] = ()
-    dns_capture: bool = True
+    exclude_outbound_ports: tuple[int, ...] = _VM.exclude_outbound_ports
+    dns_capture: bool = _VM.dns_capture
     dns_servers: tuple[str, ...] = ()  # () = capture DNS to any server on port 53
     proxy_uid: int = 1337
     proxy_gid: int = 1337
@@ -132,7 +134,7 @@ class CtOrigDst:
         return ("-m", "conntrack", *where, "--ctorigdstport", str(self.port))
 
 
-Match = Union[Proto, Addr, Iface, Port, MultiPort, Owner, CtState, CtOrigDst]
+Match = Proto | Addr | Iface | Port | MultiPort | Owner | CtState | CtOrigDst
 
 
 # --- targets ------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class Reject:
         return ("-j", "REJECT", "--reject-with", self.with_)
 
 
-Target = Union[Jump, Return, Redirect, CtZone, Reject]
+Target = Jump | Return | Redirect | CtZone | Reject
 
 
 # --- output -------------------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""Typed settings of one environment's proxies, each default written once (here).
+
+`ProxySettings`: what one client proxy's Envoy configuration depends on besides the Istio objects
+(env.yaml `trustDomain`, `clusterDomain` and its `proxy:` block). `VmSettings`: how the iptables
+capture of a VM workload is set up (env.yaml `vm:`). Both are built once, by `front.load`, from a
+schema-valid env.yaml; every later stage reads their attributes, never the YAML mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_TRUST_DOMAIN = "cluster.local"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    dns_refresh_rate: str = "60s"
+    connect_timeout: str = "10s"
+    locality: str = ""  # client proxy locality "region/zone/subzone" for priorities; "" = unknown
+    outbound_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # short DestinationRule hosts: <host>.<ns>.svc.<this>
+
+
+@dataclass(frozen=True)
+class VmSettings:
+    dns_capture: bool = True
+    egress_allow_list: bool = False  # allow only declared destinations with an IP (docs/iptables.md)
+    exclude_inbound_ports: tuple[int, ...] = (22, 15090, 15021, 15020)
+    include_outbound_cidrs: tuple[str, ...] = ("*",)
+    exclude_outbound_cidrs: tuple[str, ...] = ()
+    exclude_outbound_ports: tuple[int, ...] = ()
+
