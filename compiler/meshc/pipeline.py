@@ -17,7 +17,7 @@ rest (check, waivers, write: meshc.check, meshc.emit.write).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -32,6 +32,7 @@ from meshc.files.tree import SourceTree
 from meshc.front.load import Estate, load
 from meshc.front.merge import merge_estate
 from meshc.front.validate import build_service, cross_check, validate_service
+from meshc.model.bundle import Bundle, Spooled
 from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
 from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
@@ -251,7 +252,7 @@ def proxy_pass(ctx: Context, assembled: Assembled) -> Step[Proxied]:
     big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
     configs = executor.map(lambda e: proxy_config(e, memo, options, checks), envs,
                            min_items=2 if big else len(envs) + 1)
-    learned_checks: dict[tuple[str, str], Any] = {}
+    learned_checks: dict[tuple[str, ...], Any] = {}
     diags: list[Diagnostic] = []
     vm_files: dict[str, dict[str, bytes]] = {}
     out_envs: dict[str, EnvResult] = {}
@@ -357,9 +358,10 @@ def _envs(value: Any, failed: bool) -> dict[str, EnvResult]:
 
 # ----------------------------------------------------------------------------- pass helpers
 
-def proxy_config(env_result: EnvResult, memo: dict | None = None,
+def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
                  options: ProxyOptions = ProxyOptions(),
-                 checks: dict | None = None) -> tuple[EnvoyConfig, dict, dict]:
+                 checks: Mapping[tuple[str, ...], Any] | None = None
+                 ) -> tuple[EnvoyConfig, dict[str, bytes], dict[tuple[str, ...], Any]]:
     """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects,
     with its sources table; the per-service cluster memo entries it used; and, with
     `options.check_envoy`, the check-cache entries the envoy layer computed reading `checks`
@@ -380,10 +382,10 @@ def proxy_config(env_result: EnvResult, memo: dict | None = None,
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],
-               vm_files: dict[str, bytes] | None = None) -> emit.Bundle:
+               vm_files: dict[str, bytes] | None = None) -> Bundle:
     files = {out.file: out.data for out in outs if out.file}
     entries = [e for out in outs for e in out.entries]
-    extra_files: dict[str, bytes] = dict(vm_files or {})
+    extra_files: dict[str, bytes | Spooled] = dict(vm_files or {})
     if env_result.envoy is not None:
         extra_files[emit.ENVOY_FILE] = env_result.envoy.file
     source = env_result.settings.source

@@ -93,7 +93,7 @@ def json_bytes(value: Any) -> bytes:
 
 
 def finish(env: str, files: dict[str, bytes], entries: Iterable[dict[str, str]],
-           extra: Mapping[str, Any] | None = None, other: Mapping[str, bytes] | None = None) -> Bundle:
+           extra: Mapping[str, Any] | None = None, other: Mapping[str, bytes | Spooled] | None = None) -> Bundle:
     """Add kustomization.yaml and index.json to the manifest files of one environment; `other`
     files (envoy/, iptables/) are part of the bundle but not Kubernetes resources."""
     manifests = sorted(files)

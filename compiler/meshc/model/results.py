@@ -5,13 +5,14 @@ Envoy configuration (`EnvResult`), the whole compile (`CompileResult`), and one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from meshc.model.bundle import Bundle, Spooled, content
 from meshc.model.core import Artifact, EnvSettings, Service
-from meshc.model.diagnostics import Diagnostic, has_errors
+from meshc.model.diagnostics import Diagnostic, Finding, has_errors
+from meshc.model.ids import ObjectId
 
 if TYPE_CHECKING:
     from meshc.runtime.cache import BuildCache
@@ -26,14 +27,15 @@ class EnvoyConfig:
 
     file: bytes | Spooled
     sha256: str
-    sources: dict
-    findings: list | None = None
+    sources: dict[tuple[Any, ...], ObjectId]  # bootstrap path prefix -> the Istio object it came from
+    findings: list[tuple[tuple[Any, ...], Finding]] | None = None  # (bootstrap path, finding)
 
     def data(self) -> bytes:
         return content(self.file)
 
-    def bootstrap(self) -> dict:
-        return orjson.loads(self.data())
+    def bootstrap(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.data())
+        return value
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""Paired clean builds of two versions of meshc on one generated estate, alternating A and B.
+
+    bench/paired.py --base REF [--head REF] [--services 1000] [--envs 3] [--pairs 5] [--args "build"]
+
+Each version is a `git worktree` of its ref under bench/.work/paired/ (HEAD: this working tree),
+run as `python -m meshc` with its own compiler/ first on sys.path and the same Python packages.
+Every run starts clean (fresh per-user state folder, no .meshc-cache/, no out/), so it measures
+a CI runner's build. Prints each pair's wall times and the ratios head ÷ base, and their median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "bench" / ".work" / "paired"
+sys.path.insert(0, str(REPO / "bench"))
+
+import generate  # noqa: E402
+
+
+def _checkout(ref: str) -> Path:
+    if ref == "WORKTREE":
+        return REPO
+    target = WORK / f"src-{ref.replace('/', '_')}"
+    if not target.exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(target), ref],
+                       check=True, capture_output=True)
+    return target
+
+
+def _run(src: Path, estate: Path, args: list[str]) -> float:
+    for leftover in (estate / "out", estate / ".meshc-cache"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="meshc-state-") as state:
+        env = dict(os.environ, PYTHONPATH=str(src / "compiler"), MESHC_STATE_DIR=state)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "meshc", *args, "-C", str(estate)], env=env,
+                              capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{src}: meshc {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--head", default="WORKTREE")
+    ap.add_argument("--services", type=int, default=1000)
+    ap.add_argument("--envs", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--args", default="build")
+    opts = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    estate = WORK / f"estate-{opts.services}x{opts.envs}"
+    if not estate.exists():
+        generate.write_estate(generate.estate_files(opts.services, opts.envs, seed=1), estate)
+    base, head = _checkout(opts.base), _checkout(opts.head)
+    args = opts.args.split()
+    _run(base, estate, args)  # warm the page cache and the CUE engine install for both
+    _run(head, estate, args)
+    ratios = []
+    print(f"meshc {opts.args} at {opts.services} x {opts.envs}, {opts.pairs} pairs: base {opts.base}, head {opts.head}")
+    for i in range(opts.pairs):
+        first, second = (base, head) if i % 2 == 0 else (head, base)
+        t1 = _run(first, estate, args)
+        t2 = _run(second, estate, args)
+        tb, th = (t1, t2) if first is base else (t2, t1)
+        ratios.append(th / tb)
+        print(f"pair {i + 1}: base {tb:.2f} s, head {th:.2f} s, head/base {th / tb:.3f}")
+    print(f"median head/base {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
