@@ -6,6 +6,7 @@ import gc
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -187,7 +188,7 @@ def _finish(diags: Sequence[Diagnostic], waived: Sequence[Diagnostic], fmt: str,
 @FAIL_OPT
 @ROOT_OPT
 def check(envs: tuple[str, ...], layers: tuple[str, ...], crds: Path | None, envoy_validate: bool,
-          today: object, fmt: str, fail_on: str, root: Path) -> None:
+          today: datetime | None, fmt: str, fail_on: str, root: Path) -> None:
     """Run every check: CRD schema + CEL, Istio rules and analyzers, CUE policies, Envoy API.
 
     \b
@@ -196,7 +197,7 @@ def check(envs: tuple[str, ...], layers: tuple[str, ...], crds: Path | None, env
       meshc check --layer schema --layer istio --fail-on warning
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 input error.
     """
-    day = today.date() if today is not None else None  # type: ignore[attr-defined]
+    day = today.date() if today is not None else None
     outcome = api.check(root, envs, layers, crds, day, envoy_validate)
     _finish(outcome.diagnostics, outcome.waived, fmt, fail_on, outcome.input_error)
 

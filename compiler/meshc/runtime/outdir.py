@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from meshc.runtime import faults
 from meshc.runtime.cache import CACHE_DIR
@@ -251,7 +252,7 @@ def _clean(folder: Path, pattern: re.Pattern[str], fault: str) -> list[Path]:
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_renameat2: object = None
+_renameat2: Callable[..., int] | Literal[False] | None = None  # False: looked for, not there
 
 
 def _exchange_fn() -> Callable[..., int] | None:
@@ -266,7 +267,7 @@ def _exchange_fn() -> Callable[..., int] | None:
             _renameat2 = fn
         except (OSError, AttributeError):  # not Linux, or glibc < 2.28
             _renameat2 = False
-    return _renameat2 or None  # type: ignore[return-value]
+    return _renameat2 or None
 
 
 def exchange(a: Path, b: Path) -> bool:

@@ -16,7 +16,7 @@ import pickle
 import signal
 import struct
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,7 +49,7 @@ def run_all(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None
             raise RuntimeError(f"a meshc worker failed (status {status})")
         for i, value in zip(chunk, pickle.loads(payload), strict=False):
             results[i] = value
-    return results  # type: ignore[return-value]
+    return results  # type: ignore[return-value]  # every index is in one chunk: no None is left
 
 
 def _spawn(fn: Callable[[T], R], items: Sequence[T], chunk: list[int]) -> tuple[int, int]:
@@ -67,10 +67,10 @@ def _spawn(fn: Callable[[T], R], items: Sequence[T], chunk: list[int]) -> tuple[
 
 
 _PR_SET_PDEATHSIG = 1
-_PRCTL: object = None
+_PRCTL: Callable[..., int] | Literal[False] | None = None  # False: looked for, not there
 
 
-def _prctl() -> object:
+def _prctl() -> Callable[..., int] | None:
     """libc's prctl (None where there is none), loaded in the parent so children only call it."""
     global _PRCTL
     if _PRCTL is None:
@@ -83,11 +83,11 @@ def _prctl() -> object:
     return _PRCTL or None
 
 
-def _die_with(parent: int, prctl: object) -> None:
+def _die_with(parent: int, prctl: Callable[..., int] | None) -> None:
     """In a forked child: be killed when the parent dies; leave now if it already has. (The
     signal follows the forking thread, which `run_all` keeps until every child has answered.)"""
     if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # type: ignore[operator]
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 

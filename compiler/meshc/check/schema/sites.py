@@ -103,8 +103,8 @@ def _attach_rules(node: SiteNode, specs: list[dict[str, Any]], compiler: CelComp
     ]
     projections = [self_projection(source) for source in sources]
     node.rules = rules
-    whole = any(p is None for p in projections)
-    node.projection = None if whole else frozenset().union(*projections)  # type: ignore[arg-type]
+    parts = [p for p in projections if p is not None]
+    node.projection = None if len(parts) < len(projections) else frozenset[str]().union(*parts)
     node.wants_old_self = any(r.optional_old_self for r in rules)
 
 

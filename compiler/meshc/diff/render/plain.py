@@ -74,7 +74,8 @@ def count_rows(cs: ChangeSet) -> list[tuple[str, str, int, int, int, int]]:
     for name, env in sorted(cs.envs.items()):
         for what, item in env.objects():
             cells.setdefault((name, item.id.kind), [0, 0, 0, 0])[column[what]] += 1
-    return [(env, kind, *counts) for (env, kind), counts in sorted(cells.items())]  # type: ignore[misc]
+    return [(env, kind, added, removed, changed, renamed)
+            for (env, kind), (added, removed, changed, renamed) in sorted(cells.items())]
 
 
 def side_text(info: SideInfo) -> str:
