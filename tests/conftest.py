@@ -227,8 +227,9 @@ def join_pieces_on_disk(folder: Path) -> bytes:
 
 
 def _stored_split(path: Path) -> bool:
-    """Goldens stored as pieces: every envoy/bootstrap.json."""
-    return path.name == "bootstrap.json" and path.parent.name == "envoy"
+    """Goldens stored as pieces: every envoy/bootstrap.json of a bundle, and the Envoy fixtures'
+    expected bootstraps (tests/fixtures/envoy/<case>/bootstrap.json)."""
+    return path.name == "bootstrap.json" and (path.parent.name == "envoy" or path.parent.parent.name == "envoy")
 
 
 def pieces_dir(path: Path) -> Path:

@@ -1,7 +1,8 @@
-"""Tests for the Envoy pass (`meshc.envoy`): Istio objects -> static Envoy bootstrap.
+"""Tests for the Envoy pass (`meshc.proxy.envoy`): Istio objects -> static Envoy bootstrap.
 
 Golden files: every folder ``tests/fixtures/envoy/<case>/`` holds ``input.yaml`` (Istio manifests)
-and ``bootstrap.json`` (the expected bootstrap, keys sorted, 2-space indent). After an intended
+and ``bootstrap/`` (the expected bootstrap, keys sorted, 2-space indent, stored as one file per
+cluster and listener and reassembled byte for byte: tests/conftest.py). After an intended
 change of output, regenerate them and review the diff like code:
 
     MESHC_UPDATE_GOLDENS=1 .venv/bin/python -m pytest -q tests/test_envoy.py   (one case: =tls_modes)
@@ -29,7 +30,7 @@ from meshc.check.envoy.validate import envoy_validate_binary, validate_bootstrap
 from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
 from meshc.proxy.envoy.values import envoy_duration, whole_seconds
 
-from .conftest import updating, write_golden
+from .conftest import check_golden
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envoy"
 CASES = {
@@ -81,10 +82,7 @@ def dr(name: str, **spec: Any) -> Json:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str) -> None:
     bootstrap, _ = build_bootstrap(load_case(case), CASES[case])
-    golden = FIXTURES / case / "bootstrap.json"
-    if updating(golden):
-        write_golden(golden, dump(bootstrap))
-    assert json.loads(dump(bootstrap)) == json.loads(golden.read_bytes())
+    check_golden(FIXTURES / case / "bootstrap.json", dump(bootstrap))  # stored split, compared byte for byte
     assert validate_bootstrap(bootstrap) == []
 
 
