@@ -15,7 +15,6 @@ hand-derived translation in istio-facts.md (the team's Istio reference notes) se
 from __future__ import annotations
 
 import copy
-import json
 import random
 import stat
 from pathlib import Path

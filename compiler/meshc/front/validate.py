@@ -14,14 +14,14 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from meshc.check.istio.primitives import label_key_error, label_value_error
 from meshc.front.checker import Checker
 from meshc.front.declschema import did_you_mean
 from meshc.front.declschema import validate as schema_validate
 from meshc.front.validate_tls import check_tls
 from meshc.model.core import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls
 from meshc.model.diagnostics import DataPath, Diagnostic, Severity
-from meshc.model.netaddr import duration_nanos, is_cidr, is_fqdn, is_ip, is_unix
+from meshc.model.netaddr import UNIX_PREFIX, is_cidr, is_fqdn, is_ip, is_unix
+from meshc.model.values import duration_nanos, label_key_error, label_value_error
 
 HTTP_FAMILY = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
 TLS_FAMILY = {"HTTPS", "TLS"}
@@ -255,7 +255,7 @@ def _endpoint(chk: Checker, i: int, ep: Mapping[str, Any], res: str, names: set[
         chk.add("V008", where, f"endpoint {addr!r} is neither an IP nor a DNS name",
                 "write an IP address or a host name")
     if is_unix(addr):
-        rest = addr[len("unix://"):]
+        rest = addr[len(UNIX_PREFIX):]
         if ep.get("ports") or nports != 1 or not rest.startswith(("/", "@")) or rest.endswith("/"):
             chk.add("V024", where, "a unix socket endpoint needs an absolute path (or @abstract), "
                     "no ports map and a service with exactly one port", "fix the socket endpoint")

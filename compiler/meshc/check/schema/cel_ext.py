@@ -7,7 +7,7 @@ Output: rewritten sources, ``self`` field projections, and the extension functio
     start > end raises "invalid substring range. start: S, end: E";
   * ``go_duration`` / ``go_parse_duration`` - ``duration(<string>)`` with Go's
     ``time.ParseDuration`` grammar (units ns, us, µs, μs, ms, s, m, h; optional sign; "0";
-    overflow beyond int64 nanoseconds is an error);
+    overflow beyond int64 nanoseconds is an error), parsed by `meshc.model.values`;
   * ``RegexCache.matches`` - ``matches()`` with RE2 semantics (the engine Kubernetes uses), each
     pattern compiled once.
 
@@ -24,6 +24,8 @@ from typing import Any
 
 import re2
 
+from meshc.model.values import parse_go_duration
+
 GO_DURATION_FN = "meshcGoDuration"
 MATCHES_FN = "meshcMatches"
 SUBSTRING_FN = "substring"
@@ -31,16 +33,10 @@ SUBSTRING_FN = "substring"
 CALL_REWRITES = {"duration": (GO_DURATION_FN, False), "matches": (MATCHES_FN, True)}
 PUBLIC_NAMES = {GO_DURATION_FN: "duration", MATCHES_FN: "matches"}
 
-_NS_PER_UNIT = {
-    "ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6,
-    "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
-}
-_GO_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 _IDENT = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 _NUMBER = re.compile(r"[0-9][0-9a-zA-Z_.]*")
 _DURATION_LITERAL_CALL = re.compile(r"""\s*\(\s*(?:'([^'\\\n]*)'|"([^"\\\n]*)")\s*\)""")
 _STRING_PREFIXES = frozenset({"r", "b", "rb", "br"})
-_TWO_63 = 2**63
 _REGEX_CACHE_LIMIT = 4096
 
 
@@ -70,42 +66,7 @@ def cel_substring(text: object, start: object, end: object = None) -> str:
 
 def go_parse_duration(text: str) -> int:
     """Nanoseconds for ``text`` following Go's ``time.ParseDuration``; ValueError otherwise."""
-    rest, negative = text, False
-    if rest[:1] in ("+", "-") and rest:
-        negative, rest = rest[0] == "-", rest[1:]
-    if rest == "0":
-        return 0
-    if not rest:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total, pos = 0, 0
-    while pos < len(rest):
-        match = _GO_DURATION_PART.match(rest, pos)
-        assert match is not None  # the pattern also matches the empty string
-        total += _duration_part(text, match)
-        if total > _TWO_63:
-            raise ValueError(f'time: invalid duration "{text}"')
-        pos = match.end()
-    if negative:
-        return -total
-    if total > _TWO_63 - 1:
-        raise ValueError(f'time: invalid duration "{text}"')
-    return total
-
-
-def _duration_part(text: str, match: re.Match[str]) -> int:
-    whole, frac, unit = match.group(1), match.group(2), match.group(3)
-    if not whole and not frac:
-        raise ValueError(f'time: invalid duration "{text}"')
-    if not unit:
-        raise ValueError(f'time: missing unit in duration "{text}"')
-    scale = _NS_PER_UNIT.get(unit)
-    if scale is None:
-        raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
-    whole_value = int(whole or "0")
-    if whole_value > _TWO_63 // scale:
-        raise ValueError(f'time: invalid duration "{text}"')
-    fraction = int(frac) * scale // 10 ** len(frac) if frac else 0
-    return whole_value * scale + fraction
+    return parse_go_duration(text)
 
 
 def go_duration(value: object) -> datetime.timedelta:

@@ -29,9 +29,10 @@ import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.cluster import BuiltCluster, service_clusters, special_clusters
-from meshc.proxy.envoy.istio import ObjectId, find_rule, load_destination_rules, load_services
+from meshc.proxy.envoy.istio import find_rule, load_destination_rules, load_services
 from meshc.proxy.envoy.listener import BuiltListener, build_listeners
 
 __all__ = ["ProxySettings", "build_bootstrap"]

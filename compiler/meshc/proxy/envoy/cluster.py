@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.endpoints import load_assignment
-from meshc.proxy.envoy.istio import DNS_MODES, DestRule, Endpoint, ObjectId, Service, SvcPort
+from meshc.proxy.envoy.istio import DNS_MODES, DestRule, Endpoint, Service, SvcPort
 from meshc.proxy.envoy.policy import (
     Policy,
     circuit_breakers,

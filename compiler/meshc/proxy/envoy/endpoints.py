@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshc.proxy.envoy.istio import Endpoint, ObjectId, SvcPort
+from meshc.model.ids import ObjectId
+from meshc.proxy.envoy.istio import Endpoint, SvcPort
 from meshc.proxy.envoy.policy import Policy
 from meshc.proxy.envoy.tls import endpoint_tls_metadata
 from meshc.proxy.envoy.values import envoy_locality, locality_matches, locality_parts, saturating_sum, socket_address

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshc.model.ids import ObjectId
-from meshc.proxy.envoy.values import UNIX_PREFIX, is_ip, normalise_address
+from meshc.model.netaddr import UNIX_PREFIX, is_ip, normalise_address
 
 GROUP = "networking.istio.io"
 TLS_MODE_LABEL = "security.istio.io/tlsMode"

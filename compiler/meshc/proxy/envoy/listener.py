@@ -21,12 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.model.ids import ObjectId
+from meshc.model.netaddr import cidr_parts, is_ip
 from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.cluster import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, cluster_name
-from meshc.proxy.envoy.istio import DestRule, ObjectId, Service, SvcPort
+from meshc.proxy.envoy.istio import DestRule, Service, SvcPort
 from meshc.proxy.envoy.policy import effective_policy, listener_tcp_settings, route_hash_policy, tcp_hash_policy
 from meshc.proxy.envoy.route import RouteTable, VirtualHostSpec, http_connection_manager, route_configuration
-from meshc.proxy.envoy.values import cidr_parts, is_ip, typed
+from meshc.proxy.envoy.values import typed
 
 Json = dict[str, Any]
 HTTP_FAMILY = ("HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY")

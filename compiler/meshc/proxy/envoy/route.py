@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshc.proxy.envoy.istio import ObjectId
+from meshc.model.ids import ObjectId
 from meshc.proxy.envoy.values import typed
 
 Json = dict[str, Any]

@@ -1,7 +1,8 @@
 """Small value conversions shared by the Envoy translation (`meshc.envoy`).
 
 Input: scalar values as written in Istio manifests (Go-style durations such as ``1m30s`` or
-``100ms``, addresses, locality strings). Output: the Envoy proto-JSON spelling of the same value.
+``100ms``, parsed by `meshc.model.values`; addresses, locality strings; address syntax is
+`meshc.model.netaddr`). Output: the Envoy proto-JSON spelling of the same value.
 
 Invariants: pure functions, no I/O. A value that cannot be converted is passed through
 unchanged, so the strict parse in `meshc.envoy_validate` reports it (code E001) at the exact
@@ -10,17 +11,15 @@ bootstrap path instead of this module guessing.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from meshc.model.netaddr import duration_nanos
+from meshc.model.netaddr import UNIX_PREFIX
+from meshc.model.values import duration_nanos
 
 MAX_UINT32 = 4294967295
-UNIX_PREFIX = "unix://"
 ISTIO_FILTER_KEY = "istio"
 TLS_MATCH_KEY = "envoy.transport_socket_match"
-
 
 
 def envoy_duration(value: Any) -> Any:
@@ -45,38 +44,6 @@ def whole_seconds(value: Any) -> Any:
     """A duration -> whole seconds (sub-second part truncated), as TcpKeepalive wants."""
     nanos = duration_nanos(value) if isinstance(value, str) else None
     return value if nanos is None else nanos // 1_000_000_000
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def normalise_address(text: str) -> str:
-    """A ServiceEntry address: '/32' and '/128' prefixes collapse to the plain IP."""
-    if "/" not in text:
-        return text
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return text
-    if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return text
-
-
-def cidr_parts(text: str) -> tuple[str, int] | None:
-    """'10.0.0.0/8' -> ('10.0.0.0', 8); None for plain IPs and non-addresses."""
-    if "/" not in text:
-        return None
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-    return str(net.network_address), net.prefixlen
 
 
 def locality_parts(locality: str) -> tuple[str, str, str]:
