@@ -444,3 +444,16 @@ def test_duration_conversion(text: str, expected: str) -> None:
 
 def test_keepalive_seconds_truncate() -> None:
     assert (whole_seconds("1500ms"), whole_seconds("1m")) == (1, 60)
+
+
+@pytest.mark.skipif(not envoy_pgv.available(), reason="protoc-gen-validate is not installed")
+def test_pgv_is_left_as_it_was_after_a_validation() -> None:
+    """meshc swaps parts of protoc-gen-validate only while it validates: another user of the
+    package in the same process sees it unchanged."""
+    from protoc_gen_validate import validator
+
+    names = ("_validate_all_inner", "_validate_inner", "Template")
+    before = {name: getattr(validator, name) for name in names} | {"init": validator.ValidatingMessage.__init__}
+    assert _broken(lambda b: _cluster(b).update(name=""))  # a validation that finds something
+    after = {name: getattr(validator, name) for name in names} | {"init": validator.ValidatingMessage.__init__}
+    assert after == before

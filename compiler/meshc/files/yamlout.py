@@ -22,6 +22,7 @@ refuses such declarations. Tests: tests/test_yamlout.py (PyYAML, and kubectl whe
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -52,7 +53,6 @@ _NUMBER = re.compile(r"""[-+]?(?:
 _DATE = re.compile(r"[0-9]{4}-[0-9]")  # go-yaml tries a timestamp on anything starting YYYY-
 _WORDS = {"y", "yes", "n", "no", "true", "false", "on", "off", "null", "nan", "inf", "infinity"}
 _SIMPLE_KEY = 1000  # bytes; YAML readers look at most 1024 characters ahead for a key's ':'
-_cache: dict[str, str] = {}
 
 
 class UnencodableString(ValueError):
@@ -109,22 +109,15 @@ def _reads_as_str(text: str) -> bool:
     return bool(_RESOLVE(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
 
 
+@functools.lru_cache(maxsize=1 << 17)  # a pure function of the text: the same strings recur in every object
 def scalar_str(text: str) -> str:
-    out = _cache.get(text)
-    if out is None:
-        plain = (_PLAIN.fullmatch(text) is not None and not text.endswith(":")
-                 and _reads_as_str(text))
-        if plain:
-            out = text
-        else:
-            bad = _SURROGATE.search(text)
-            if bad:
-                raise UnencodableString(f"cannot write a string holding the lone surrogate "
-                                        f"U+{ord(bad.group(0)):04X} as YAML: {text[:80]!r}")
-            out = '"' + _ESCAPE.sub(_esc, text) + '"'
-        if len(_cache) < 200_000:
-            _cache[text] = out
-    return out
+    if _PLAIN.fullmatch(text) is not None and not text.endswith(":") and _reads_as_str(text):
+        return text
+    bad = _SURROGATE.search(text)
+    if bad:
+        raise UnencodableString(f"cannot write a string holding the lone surrogate "
+                                f"U+{ord(bad.group(0)):04X} as YAML: {text[:80]!r}")
+    return '"' + _ESCAPE.sub(_esc, text) + '"'
 
 
 def _scalar(value: Any) -> str:

@@ -6,10 +6,10 @@ pairs, one per violated ``validate.rules`` annotation, placed at the field that 
 How: the ``protoc-gen-validate`` PyPI package (1.3.x, ``protoc_gen_validate.validator``) compiles
 a checker per message type just in time. Three limits are worked around here:
 * it keeps at most 128 compiled checkers (``functools.lru_cache()``), fewer than the message types
-  of one bootstrap, so checkers were compiled again and again; `_install_shim` makes the cache
+  of one bootstrap, so checkers were compiled again and again; `_patched` makes the cache
   unbounded (one checker per message type for the life of the process), and makes the Jinja2
   templates it renders checkers from parse once per source instead of once per field;
-* it reads ``FieldDescriptor.label``, which protobuf 7 removed; `_install_shim` hands it
+* it reads ``FieldDescriptor.label``, which protobuf 7 removed; `_patched` hands it
   descriptor views that add ``label`` (derived from ``is_repeated``) and forward everything else;
 * it does not look inside ``google.protobuf.Any`` (typed_config, typed extension options), so
   every Any is unpacked with the default descriptor pool and validated as a root of its own;
@@ -25,6 +25,7 @@ are produced (the strict proto parse still runs).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import warnings
@@ -43,7 +44,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 Path = tuple[Any, ...]
 _FIELD = re.compile(r"^p\.([A-Za-z0-9_]+)")
-_shim_installed = False
+_REPLACEMENTS: dict[tuple[Any, str], Any] = {}
 
 
 def descriptor_of(message: Message | type[Message]) -> Descriptor:
@@ -97,29 +98,38 @@ class _DescriptorView:
         return [_OneofView(o) for o in self._descriptor.oneofs]
 
 
-def _install_shim() -> None:
-    global _shim_installed
-    if _shim_installed or _pgv is None:
-        return
-    _shim_installed = True
-    # The package keeps one compiled checker per message type in an lru_cache of 128 entries;
-    # an Envoy bootstrap walks more types than that, so checkers were recompiled (a Jinja2 render
-    # and an exec each) for almost every message. One checker per type, kept for the process:
+def _replacements() -> dict[tuple[Any, str], Any]:
+    """What the package's module needs swapped while meshc validates (see the module docstring):
+    unbounded checker caches, templates parsed once, descriptor views with ``label``. Built once;
+    the same objects every time, so the compiled checkers are kept between validations."""
+    if _REPLACEMENTS or _pgv is None:
+        return _REPLACEMENTS
     for name in ("_validate_all_inner", "_validate_inner"):
         compiled = getattr(_pgv, name, None)
         if compiled is not None and hasattr(compiled, "__wrapped__"):
-            setattr(_pgv, name, functools.lru_cache(maxsize=None)(compiled.__wrapped__))
-    # ... and compiling one checker builds a Jinja2 Template from the same constant source once
-    # per field: parse each source once.
+            _REPLACEMENTS[(_pgv, name)] = functools.lru_cache(maxsize=None)(compiled.__wrapped__)
     if getattr(_pgv, "Template", None) is jinja2.Template:
-        _pgv.Template = _template
-    if hasattr(FieldDescriptor, "label"):
-        return
+        _REPLACEMENTS[(_pgv, "Template")] = _template
+    if not hasattr(FieldDescriptor, "label"):
+        def init(self: Any, proto_message: Message) -> None:
+            self.DESCRIPTOR = _DescriptorView(descriptor_of(proto_message))
 
-    def init(self: Any, proto_message: Message) -> None:
-        self.DESCRIPTOR = _DescriptorView(descriptor_of(proto_message))
+        _REPLACEMENTS[(_pgv.ValidatingMessage, "__init__")] = init
+    return _REPLACEMENTS
 
-    _pgv.ValidatingMessage.__init__ = init
+
+@contextlib.contextmanager
+def _patched() -> Iterator[None]:
+    """The replacements in place for the duration of one validation, and the package as it was
+    afterwards: nothing outside meshc's own calls sees a changed protoc-gen-validate."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name in _replacements()]
+    try:
+        for (owner, name), value in _REPLACEMENTS.items():
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 @functools.cache
@@ -216,10 +226,10 @@ def pgv_violations(message: Message, path: Path) -> list[tuple[Path, str]]:
     """All PGV rule violations in `message` and the messages packed inside it."""
     if _pgv is None:
         return []
-    _install_shim()
     out: list[tuple[Path, str]] = []
-    for root_path, root in [(path, message), *_any_roots(message, path)]:
-        errors = _errors(root)
-        if errors:
-            out.extend(_localise(root, root_path, errors))
+    with _patched():
+        for root_path, root in [(path, message), *_any_roots(message, path)]:
+            errors = _errors(root)
+            if errors:
+                out.extend(_localise(root, root_path, errors))
     return out
