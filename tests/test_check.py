@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshc import api, pipeline
-from meshc.check.layers import CheckOptions, run_checks
+from meshc.check.layers import CheckOptions, check_run, run_checks
 from meshc.pipeline import compile_estate
 from meshc.files.tree import MemoryTree
 
@@ -106,11 +106,11 @@ def test_envoy_layer_in_forked_workers_equals_serial(monkeypatch: pytest.MonkeyP
              "environments/base/a.yaml": VM.replace("SELECTOR", "db")}
     result = compile_estate(MemoryTree(files))
     assert result.ok
-    serial_cache: dict = {}
-    serial = run_checks(result, CheckOptions(layers=("envoy",), cache=serial_cache))
+    serial_run = check_run(result, CheckOptions(layers=("envoy",), cache={}))
+    serial, serial_cache = serial_run.diagnostics, serial_run.learned
     monkeypatch.setattr(check_envoy, "FORK_ARTIFACTS", 0)
-    forked_cache: dict = {}
-    forked = run_checks(result, CheckOptions(layers=("envoy",), cache=forked_cache))
+    forked_run = check_run(result, CheckOptions(layers=("envoy",), cache={}))
+    forked, forked_cache = forked_run.diagnostics, forked_run.learned
     assert [str(d) for d in forked] == [str(d) for d in serial]
     assert {d.env for d in forked} == {"dev", "prod"} and any(d.code == "E001" for d in forked)
     assert forked_cache == serial_cache and len(forked_cache) > 2
@@ -129,8 +129,8 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
     files = {"environments/dev/env.yaml": ENV, "environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
              "environments/base/a.yaml": VM.replace("SELECTOR", "db")}
     plain = compile_estate(MemoryTree(files))
-    plain_cache: dict = {}
-    expected = run_checks(plain, CheckOptions(layers=("envoy",), cache=plain_cache))
+    plain_run = check_run(plain, CheckOptions(layers=("envoy",), cache={}))
+    expected, plain_cache = plain_run.diagnostics, plain_run.learned
     assert any(d.code == "E001" for d in expected) and {d.env for d in expected} == {"dev", "prod"}
 
     spool = tmp_path / "spool"
@@ -267,3 +267,16 @@ def test_cue_policy_violation_points_at_the_declaration(tmp_path: Path) -> None:
     assert hits and hits[0].position is not None
     assert (hits[0].position.file, hits[0].position.line) == ("environments/base/a.yaml", 9)
     assert hits[0].related and hits[0].related[0].file.startswith("policies/strict/")
+
+
+def test_the_check_pass_changes_neither_its_options_nor_the_cache_it_reads() -> None:
+    """Passes return new values: what the check pass learned comes back in `CheckRun.learned`;
+    the cache it read (the last build's) and its frozen options are as they were."""
+    result = compile_estate(MemoryTree({"environments/dev/env.yaml": ENV, "environments/base/a.yaml": VM}))
+    previous: dict = {("istio", "0" * 64): []}
+    opts = CheckOptions(layers=("schema", "istio"), crds=CRDS, cache=previous)
+    run = check_run(result, opts)
+    assert previous == {("istio", "0" * 64): []} and opts == CheckOptions(layers=("schema", "istio"), crds=CRDS)
+    assert run.learned and all(key[0] in ("schema", "istio") or key[0].startswith("schema:") for key in run.learned)
+    again = check_run(result, CheckOptions(layers=("schema", "istio"), crds=CRDS, cache=run.learned))
+    assert again.learned == {} and [str(d) for d in again.diagnostics] == [str(d) for d in run.diagnostics]

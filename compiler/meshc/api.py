@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from meshc import __version__
-from meshc.check.layers import LAYERS, CheckInputError, CheckOptions, parse_layers, run_checks
+from meshc.check.layers import LAYERS, CheckInputError, CheckOptions, check_run, parse_layers
 from meshc.check.lint import lint_docs, read_inputs
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.check.waivers import apply_waivers, load_waivers
@@ -117,15 +117,18 @@ def check_options(project: Project, layers: Sequence[str] = (), crds: Path | Non
 def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
                    today: dt.date | None = None) -> CheckOutcome:
     """The check pass over a compile result, then waivers. Input errors set `input_error`."""
-    outcome = CheckOutcome(list(result.diagnostics), timings=opts.timings)
+    outcome = CheckOutcome(list(result.diagnostics))
     if result.cache is not None and opts.cache is None:
         opts = replace(opts, cache=result.cache.checks)
-        outcome.timings = opts.timings
     if has_errors(result.diagnostics):
         outcome.input_error = True
         return outcome
     try:
-        outcome.diagnostics.extend(run_checks(result, opts))
+        run = check_run(result, opts)
+        outcome.diagnostics.extend(run.diagnostics)
+        outcome.timings = run.timings
+        if result.cache is not None and opts.cache is result.cache.checks:
+            result.cache.checks.update(run.learned)  # the check pass's delta, kept for the next build
     except CheckInputError as exc:
         outcome.diagnostics.extend(exc.diags)
         outcome.input_error = True

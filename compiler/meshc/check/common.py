@@ -5,7 +5,7 @@ declaration behind it."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,17 +39,34 @@ class CheckOptions:
     policies: Path | None = None
     repo_root: Path = Path(".")
     envoy_binary: bool = False
-    timings: dict[str, float] = field(default_factory=dict, compare=False)
-    cache: dict[CheckKey, Any] | None = field(default=None, compare=False)
+    cache: Mapping[CheckKey, Any] | None = field(default=None, compare=False)  # the last build's, read only
+
+
+@dataclass
+class CheckRun:
+    """One run of the check pass: its options (never changed), what it learned for the next build
+    (findings per content hash, not yet in any cache), the time each layer took, its diagnostics."""
+
+    opts: CheckOptions
+    learned: dict[CheckKey, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def known(self, key: CheckKey) -> Any | None:
+        """What this run or the last build found for `key`, or None."""
+        if key in self.learned:
+            return self.learned[key]
+        cache = self.opts.cache
+        return cache.get(key) if cache is not None else None
 
     def memo(self, layer: str, payload: bytes, compute: Callable[[], T]) -> T:
-        """Findings of `layer` for content `payload`, computed once per content hash."""
-        if self.cache is None:
+        """Findings of `layer` for content `payload`, computed once per content hash (when caching)."""
+        if self.opts.cache is None:
             return compute()
         key = (layer, hashlib.sha256(payload).hexdigest())
-        if key not in self.cache:
-            self.cache[key] = compute()
-        found: T = self.cache[key]  # what compute() returned, here or in an earlier run
+        found: T | None = self.known(key)
+        if found is None:
+            found = self.learned[key] = compute()
         return found
 
 

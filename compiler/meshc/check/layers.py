@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from meshc.check.common import LAYERS, CheckInputError, CheckOptions, Placer, body_bytes
+from meshc.check.common import LAYERS, CheckInputError, CheckOptions, CheckRun, Placer, body_bytes
 from meshc.check.cue.layer import run_cue
 from meshc.check.envoy.layer import run_envoy
 from meshc.check.istio import AnalyzerSettings, analyze, check_object
@@ -29,22 +29,30 @@ from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity
 from meshc.model.release import EMITTED_KINDS
 from meshc.model.results import CompileResult
 
-__all__ = ["LAYERS", "CheckInputError", "CheckOptions", "run_checks", "parse_layers", "threshold_reached"]
+__all__ = ["LAYERS", "CheckInputError", "CheckOptions", "CheckRun", "check_run", "run_checks", "parse_layers", "threshold_reached"]
 
 
-def run_checks(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
-    """All requested layers over every compiled environment; raises CheckInputError."""
-    out: list[Diagnostic] = []
-    runners: dict[str, Callable[[CompileResult, CheckOptions], list[Diagnostic]]] = {
+def check_run(result: CompileResult, opts: CheckOptions) -> CheckRun:
+    """The check pass: all requested layers over every compiled environment, in order. Returns
+    the diagnostics, what the run learned for the next build's cache (the caller decides whether
+    to keep it) and each layer's time; raises CheckInputError."""
+    run = CheckRun(opts)
+    runners: dict[str, Callable[[CompileResult, CheckRun], list[Diagnostic]]] = {
         "schema": _schema_layer, "istio": _istio_layer, "cue": run_cue, "envoy": run_envoy}
     for layer in opts.layers:
         start = time.perf_counter()
-        out.extend(runners[layer](result, opts))
-        opts.timings[layer] = time.perf_counter() - start
-    return out
+        run.diagnostics.extend(runners[layer](result, run))
+        run.timings[layer] = time.perf_counter() - start
+    return run
 
 
-def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+def run_checks(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+    """The diagnostics of `check_run`."""
+    return check_run(result, opts).diagnostics
+
+
+def _schema_layer(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
+    opts = run.opts
     if opts.crds is None:
         return [Diagnostic(
             "C004", Severity.WARNING, "schema layer skipped: no Istio CRD file configured",
@@ -85,7 +93,7 @@ def _schema_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            found = opts.memo(layer, body_bytes(art.body), partial(validate, art.body))
+            found = run.memo(layer, body_bytes(art.body), partial(validate, art.body))
             out.extend(placer(art, f) for f in found)
     return out
 
@@ -96,12 +104,12 @@ def missing_kinds(crd_set: CrdSet) -> list[str]:
     return [f"{kind} ({group})" for group, kind in EMITTED_KINDS if (group, kind) not in served]
 
 
-def _istio_layer(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+def _istio_layer(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for env in result.envs.values():
         placer = Placer(env)
         for art in env.artifacts:
-            found = opts.memo("istio", body_bytes(art.body), partial(check_object, art.body))
+            found = run.memo("istio", body_bytes(art.body), partial(check_object, art.body))
             out.extend(placer(art, f) for f in found)
         analyzers = AnalyzerSettings(cluster_domain=env.settings.cluster_domain)
         for ident, finding in analyze([a.body for a in env.artifacts], analyzers):

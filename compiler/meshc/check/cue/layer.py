@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshc.check.common import CheckInputError, CheckOptions, Placer, body_bytes
+from meshc.check.common import CheckInputError, CheckOptions, CheckRun, Placer, body_bytes
 from meshc.check.cue.policy import CueEngine, CueEngineError, policy_files_for
 from meshc.check.cue.report import _path_key
 from meshc.check.cue.scope import per_service, reads_objects
@@ -66,7 +66,7 @@ CALL_DOCUMENTS = 4000  # per-service documents in one engine call (bounds the WA
 LANE_BYTES = 4 << 20  # documents (JSON bytes) worth starting one more engine for (~1 s to start)
 
 
-def run_cue(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
     """Vet every environment's document(s) that the cache does not answer; when the cache answers
     all of them, the engine is not even started.
 
@@ -75,6 +75,7 @@ def run_cue(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
     per service, each cached on its own; otherwise it stays one document. When no policy
     constrains `objects` beyond their shape (meshc.cue_scope), the emitted objects are left
     out of the documents."""
+    opts = run.opts
     if opts.policies is None or not opts.policies.is_dir():
         return []
 
@@ -104,15 +105,16 @@ def run_cue(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
         for key, doc in docs.items():
             data = body_bytes(doc)
             keys[key] = cache_key = ("cue", hashlib.sha256(policy_bytes + b"\0" + data).hexdigest())
-            if opts.cache is not None and cache_key in opts.cache:
-                found[key] = opts.cache[cache_key]
+            known = run.known(cache_key) if opts.cache is not None else None
+            if known is not None:
+                found[key] = known
             else:
                 todo.append((files, key, doc, len(data)))
     if todo:
         for key, violations in _vet(todo, opts).items():
             found[key] = violations
             if opts.cache is not None:
-                opts.cache[keys[key]] = violations
+                run.learned[keys[key]] = violations
     out: list[Diagnostic] = []
     for name in sorted(parts):
         env_key, *service_keys = parts[name]

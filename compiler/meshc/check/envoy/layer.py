@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from meshc.check.common import CheckKey, CheckOptions, Placer
+from meshc.check.common import CheckKey, CheckOptions, CheckRun, Placer
 from meshc.check.envoy.validate import Located, envoy_validate_binary, validate_bootstrap
 from meshc.model.diagnostics import DataPath, Diagnostic, Finding, format_path
 from meshc.model.results import CompileResult, EnvResult
@@ -25,7 +25,7 @@ Sources = Mapping[tuple[Any, ...], tuple[str, str, str]]  # bootstrap path prefi
 FORK_ARTIFACTS = 3000  # below this many objects, forking costs more than it saves
 
 
-def run_envoy(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
+def run_envoy(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
     """Every environment's bootstrap validated (one forked worker per environment when the estate
     is large), the findings placed at their declarations."""
 
@@ -34,10 +34,11 @@ def run_envoy(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
     pending = any(envoy.findings is None for _, envoy in configs)
     big = pending and sum(len(env.artifacts) for env in envs) >= FORK_ARTIFACTS
     out: list[Diagnostic] = []
+    opts = run.opts
     checked = run_all(lambda env: _validate_env(env, opts), envs, min_items=2 if big else len(envs) + 1)
     for (env, envoy), (found, learned) in zip(configs, checked, strict=False):
         if opts.cache is not None:
-            opts.cache.update(learned)
+            run.learned.update(learned)
         sources: Sources = envoy.sources
         for path, finding in found:
             out.append(_place(env, sources, tuple(path), finding))
