@@ -29,7 +29,8 @@ from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity
 from meshc.model.release import EMITTED_KINDS
 from meshc.model.results import CompileResult
 
-__all__ = ["LAYERS", "CheckInputError", "CheckOptions", "CheckRun", "check_run", "run_checks", "parse_layers", "threshold_reached"]
+__all__ = ["LAYERS", "CheckInputError", "CheckOptions", "CheckRun", "check_run", "run_checks",
+           "parse_layers", "threshold_reached"]
 
 
 def check_run(result: CompileResult, opts: CheckOptions) -> CheckRun:
