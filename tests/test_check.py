@@ -280,3 +280,30 @@ def test_the_check_pass_changes_neither_its_options_nor_the_cache_it_reads() -> 
     assert run.learned and all(key[0] in ("schema", "istio") or key[0].startswith("schema:") for key in run.learned)
     again = check_run(result, CheckOptions(layers=("schema", "istio"), crds=CRDS, cache=run.learned))
     assert again.learned == {} and [str(d) for d in again.diagnostics] == [str(d) for d in run.diagnostics]
+
+
+def test_an_envoy_finding_points_at_the_policy_field_that_made_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lb_policy comes from trafficPolicy.loadBalancer, connect_timeout from
+    connectionPool.tcp.connectTimeout: the finding is placed at that line of the declaration, in
+    the subset's policy when the subset sets it (istiod's merge order), not at the service."""
+    text = VM.replace("SELECTOR", "db").replace(
+        "      - {name: replica, labels: {role: replica}}\n",
+        "      - name: replica\n"
+        "        labels: {role: replica}\n"
+        "        trafficPolicy:\n"
+        "          loadBalancer: {simple: LEAST_REQUEST}\n"     # line 19
+        "    trafficPolicy:\n"
+        "      loadBalancer: {simple: ROUND_ROBIN}\n"         # line 21
+        "      connectionPool:\n"
+        "        tcp: {connectTimeout: 2s}\n")                # line 23
+
+    def lines(**fields: str) -> set[int]:
+        with monkeypatch.context() as patch:
+            _break_db_clusters(patch, **fields)
+            diags = [d for d in _checked(text, ("envoy",)) if d.code in ("E001", "E002")]
+        assert diags and all(d.position is not None and d.position.file.endswith("environments/base/a.yaml")
+                             for d in diags)
+        return {d.position.line for d in diags if d.position is not None}
+
+    assert lines(lb_policy="ROUND_ROBINN") == {19, 21}  # the replica subset's own, everyone else's
+    assert lines(connect_timeout="-1s") == {23}

@@ -62,6 +62,11 @@ def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[Positi
     return best, depth
 
 
+def locate_in_layer(layer: Layer, path: DataPath) -> Position:
+    """The deepest position of `path` written in one layer (env.yaml, a declaration file entry)."""
+    return _in_layer(layer, list(path))[0]
+
+
 def locate_decl(decl: ServiceDecl, path: DataPath) -> Position:
     return _best(decl, path)[0]
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from meshc.check.common import CheckKey, CheckOptions, CheckRun, Placer
 from meshc.check.envoy.validate import Located, envoy_validate_binary, validate_bootstrap
+from meshc.front.provenance import locate_in_layer
 from meshc.model.diagnostics import DataPath, Diagnostic, Finding, format_path
-from meshc.model.results import CompileResult, EnvResult
+from meshc.model.results import CompileResult, EnvoyConfig, EnvResult
 from meshc.runtime.workers import run_all
 
 Sources = Mapping[tuple[Any, ...], tuple[str, str, str]]  # bootstrap path prefix -> (kind, namespace, name)
@@ -40,11 +41,27 @@ def run_envoy(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
         if opts.cache is not None:
             run.learned.update(learned)
         sources: Sources = envoy.sources
+        names = _ClusterNames(envoy)
         for path, finding in found:
-            out.append(_place(env, sources, tuple(path), finding))
+            out.append(_place(env, sources, tuple(path), finding, names))
         if opts.envoy_binary:
             out.extend(_binary(env))
     return out
+
+
+class _ClusterNames:
+    """The names of an environment's clusters in bootstrap order, decoded on first use (only when
+    a finding needs one: the bootstrap is ~130 MB at 10,000 services)."""
+
+    def __init__(self, envoy: EnvoyConfig) -> None:
+        self.envoy = envoy
+        self.names: list[str] | None = None
+
+    def __call__(self) -> list[str]:
+        if self.names is None:
+            clusters = self.envoy.bootstrap().get("static_resources", {}).get("clusters", [])
+            self.names = [str(c.get("name", "")) for c in clusters]
+        return self.names
 
 
 class _Overlay(dict[CheckKey, Any]):
@@ -87,20 +104,115 @@ def validate_config(bootstrap: dict[str, Any], sha256: str, cache: Mapping[Check
     return found, dict(dict.items(memo))
 
 
-def _place(env: EnvResult, sources: Sources, path: DataPath, finding: Finding) -> Diagnostic:
-
+def _place(env: EnvResult, sources: Sources, path: DataPath, finding: Finding,
+           names: Callable[[], list[str]] = list) -> Diagnostic:
+    """At the declaration behind the Istio object the bootstrap path came from: at the field of
+    its traffic policy (or of the ServiceEntry) that made the Envoy field, when one did."""
     placer = Placer(env)
     for cut in range(len(path), -1, -1):
         ident = sources.get(tuple(path[:cut]))
         if ident is not None:
             art = placer.by_identity(ident)
             if art is not None:
-                diag = placer(art, Finding(finding.code, finding.severity, finding.message, (),
+                where = object_path(art.body, path, names)
+                if where == ENV_TIMEOUT:
+                    break
+                diag = placer(art, Finding(finding.code, finding.severity, finding.message, where,
                                            finding.istio_code, finding.hint))
                 return Diagnostic(diag.code, diag.severity, diag.message, diag.position,
                                   f"envoy: {format_path(path)}", diag.hint, diag.env, diag.object)
-    return Diagnostic(finding.code, finding.severity, finding.message, None,
+    source = env.settings.source
+    at = None
+    if source is not None and len(path) >= 4 and path[:2] == ("static_resources", "clusters") \
+            and path[3] == "connect_timeout":  # meshc's own clusters, and services without a policy
+        at = locate_in_layer(source, ENV_TIMEOUT[1:])
+    return Diagnostic(finding.code, finding.severity, finding.message, at,
                       f"envoy: {format_path(path)}", finding.hint, env.settings.name, "envoy bootstrap")
+
+
+# The Envoy cluster field -> the traffic-policy field it is made from (istiod's cluster builder:
+# connectionPool -> circuit breakers, timeouts, keepalive, HTTP options; outlierDetection;
+# loadBalancer -> lb_policy and its config; tls -> the transport socket).
+_POLICY_FIELDS: dict[str, tuple[str, ...]] = {
+    "connect_timeout": ("connectionPool", "tcp", "connectTimeout"),
+    "circuit_breakers": ("connectionPool",),
+    "typed_extension_protocol_options": ("connectionPool", "http"),
+    "upstream_connection_options": ("connectionPool", "tcp", "tcpKeepalive"),
+    "outlier_detection": ("outlierDetection",),
+    "lb_policy": ("loadBalancer",), "ring_hash_lb_config": ("loadBalancer",),
+    "maglev_lb_config": ("loadBalancer",), "least_request_lb_config": ("loadBalancer",),
+    "round_robin_lb_config": ("loadBalancer",), "common_lb_config": ("loadBalancer",),
+    "transport_socket": ("tls",), "transport_socket_matches": ("tls",),
+}
+# ... and the ServiceEntry field a cluster field is made from.
+_ENTRY_FIELDS: dict[str, tuple[str, ...]] = {
+    "load_assignment": ("spec", "endpoints"), "type": ("spec", "resolution"),
+    "dns_lookup_family": ("spec", "resolution"), "name": ("spec", "hosts"), "alt_stat_name": ("spec", "hosts"),
+}
+
+
+def object_path(body: Mapping[str, Any], path: DataPath, names: Callable[[], list[str]]) -> DataPath:
+    """The path in the Istio object `body` behind a path in the bootstrap (a cluster's field); ()
+    when the field is not made from one field of the object."""
+    if len(path) < 4 or path[:2] != ("static_resources", "clusters") or not isinstance(path[2], int):
+        return ()
+    field = str(path[3])
+    spec = body.get("spec")
+    if not isinstance(spec, Mapping):
+        return ()
+    if body.get("kind") == "ServiceEntry":
+        return ENV_TIMEOUT if field == "connect_timeout" else _ENTRY_FIELDS.get(field, ())
+    rel = _POLICY_FIELDS.get(field)
+    if rel is None:
+        return ()
+    all_names = names()
+    name = all_names[path[2]] if path[2] < len(all_names) else ""
+    parts = name.split("|")
+    port = int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+    subset = parts[2] if len(parts) == 4 else ""
+    candidates = _policies(spec, port, subset)
+    for base, policy in candidates:  # the most specific policy that sets the field itself ...
+        if _has(policy, rel):
+            return base + rel
+    if field == "connect_timeout":  # ... else env.yaml's proxy.connectTimeout, as istiod's mesh default
+        return ENV_TIMEOUT
+    for base, policy in candidates:  # ... else the one that sets its section
+        if rel[0] in policy:
+            return base + rel
+    return ("spec", "trafficPolicy") if "trafficPolicy" in spec else ()
+
+
+ENV_TIMEOUT: DataPath = ("<env.yaml>", "proxy", "connectTimeout")  # a value env.yaml made, not the object
+
+
+def _has(value: Any, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return False
+        value = value[key]
+    return True
+
+
+def _policies(spec: Mapping[str, Any], port: int | None,
+              subset: str) -> list[tuple[DataPath, Mapping[str, Any]]]:
+    """The traffic policies that can set a cluster's fields, most specific first: the subset's
+    port-level settings, the subset's policy, the port-level settings, the DestinationRule's policy."""
+    out: list[tuple[DataPath, Mapping[str, Any]]] = []
+
+    def add(base: DataPath, policy: Any) -> None:
+        if not isinstance(policy, Mapping):
+            return
+        for j, level in enumerate(policy.get("portLevelSettings") or []):
+            if isinstance(level, Mapping) and (level.get("port") or {}).get("number") == port:
+                out.append((base + ("portLevelSettings", j), level))
+        out.append((base, policy))
+
+    subsets = spec.get("subsets") or []
+    for k, item in enumerate(subsets if subset else []):
+        if isinstance(item, Mapping) and item.get("name") == subset:
+            add(("spec", "subsets", k, "trafficPolicy"), item.get("trafficPolicy"))
+    add(("spec", "trafficPolicy"), spec.get("trafficPolicy"))
+    return out
 
 
 def _binary(env: EnvResult) -> list[Diagnostic]:
