@@ -11,14 +11,14 @@ not the expected object, X003 a template that cannot be compiled (syntax, unknow
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jinja2
 import orjson
 
 from meshc.expand.templating import TemplateValueError, render_bounded
-from meshc.model.core import Artifact, EnvSettings, Origin, OriginEntry, Service
+from meshc.model.core import Artifact, EnvSettings, Origin, OriginEntry, PortPolicy, Service, TrafficPolicy
 from meshc.model.diagnostics import Diagnostic, Position, Severity
 from meshc.model.ids import ObjectId
 
@@ -195,26 +195,28 @@ def dr_views(svc: Service) -> list[dict[str, Any] | None]:
     return views
 
 
-def traffic_policy(decl: Mapping[str, Any] | None, tls: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in ("loadBalancer", "connectionPool", "outlierDetection"):
-        if decl and decl.get(key):
-            out[key] = decl[key]
+def _settings(policy: TrafficPolicy | PortPolicy) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for key, value in (("loadBalancer", policy.load_balancer), ("connectionPool", policy.connection_pool),
+                       ("outlierDetection", policy.outlier_detection)):
+        if value:
+            yield key, value
+
+
+def traffic_policy(policy: TrafficPolicy | None, tls: Any) -> dict[str, Any]:
+    """A declared policy (and TLS) as Istio's TrafficPolicy; `portLevel` becomes portLevelSettings."""
+    out: dict[str, Any] = dict(_settings(policy)) if policy is not None else {}
     if tls is not None:
         out["tls"] = tls_settings(tls)
-    levels = [_port_level(e) for e in (decl or {}).get("portLevel", [])]
+    levels = [_port_level(e) for e in (policy.port_level if policy is not None else ())]
     if levels:
         out["portLevelSettings"] = levels
     return out
 
 
-def _port_level(entry: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"port": {"number": entry["port"]}}
-    for key in ("loadBalancer", "connectionPool", "outlierDetection"):
-        if entry.get(key):
-            out[key] = entry[key]
-    if entry.get("tls"):
-        out["tls"] = tls_settings(entry["tls"])
+def _port_level(entry: PortPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {"port": {"number": entry.port}, **dict(_settings(entry))}
+    if entry.tls:
+        out["tls"] = tls_settings(entry.tls)
     return out
 
 
@@ -235,7 +237,7 @@ def _subset(s: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"name": s.name}
     if s.labels:
         out["labels"] = dict(s.labels)
-    policy = traffic_policy(s.traffic_policy, (s.traffic_policy or {}).get("tls"))
+    policy = traffic_policy(s.traffic_policy, s.traffic_policy.tls if s.traffic_policy is not None else None)
     if policy:
         out["trafficPolicy"] = policy
     return out
@@ -261,7 +263,7 @@ def we_origin(i: int) -> Origin:
     return ((("metadata",), ("endpoints", i, "name"), False), (("spec",), ("endpoints", i), True))
 
 
-def _policy_origin(body: tuple[Any, ...], decl: tuple[Any, ...], policy: Mapping[str, Any] | None,
+def _policy_origin(body: tuple[Any, ...], decl: tuple[Any, ...], policy: TrafficPolicy | None,
                    top: bool) -> list[OriginEntry]:
     """A DestinationRule traffic policy made by `traffic_policy`: declared `portLevel` entries
     become `portLevelSettings` (each `port: N` becomes `port.number`), a service-level `tls`
@@ -269,7 +271,7 @@ def _policy_origin(body: tuple[Any, ...], decl: tuple[Any, ...], policy: Mapping
     out: list[OriginEntry] = [(body, decl, True), (body + ("portLevelSettings",), decl + ("portLevel",), True)]
     if top:
         out.append((body + ("tls",), ("tls",), True))
-    for j, _ in enumerate((policy or {}).get("portLevel", [])):
+    for j, _ in enumerate(policy.port_level if policy is not None else ()):
         out.append((body + ("portLevelSettings", j, "port"), decl + ("portLevel", j, "port"), False))
     return out
 

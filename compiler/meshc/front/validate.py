@@ -18,7 +18,7 @@ from meshc.front.checker import Checker
 from meshc.front.declschema import did_you_mean
 from meshc.front.declschema import validate as schema_validate
 from meshc.front.validate_tls import check_tls
-from meshc.model.core import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls
+from meshc.model.core import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls, TrafficPolicy
 from meshc.model.diagnostics import DataPath, Diagnostic, Severity
 from meshc.model.netaddr import UNIX_PREFIX, is_cidr, is_fqdn, is_ip, is_unix
 from meshc.model.values import duration_nanos, label_key_error, label_value_error
@@ -324,8 +324,8 @@ def build_service(env: EnvSettings, decl: ServiceDecl) -> Service:
         endpoints_as=d.get("endpointsAs", "inline"),
         selector=d.get("selector") or {"app": d["name"]},
         tls=_make_tls(tls) if tls else None, client_selector=d.get("clientSelector", {}),
-        traffic_policy=d.get("trafficPolicy"),
-        subsets=tuple(Subset(s["name"], s.get("labels", {}), s.get("trafficPolicy"))
+        traffic_policy=TrafficPolicy.of(d.get("trafficPolicy")),
+        subsets=tuple(Subset(s["name"], s.get("labels", {}), TrafficPolicy.of(s.get("trafficPolicy")))
                       for s in d.get("subsets", ())),
         export_to=tuple(d.get("exportTo", ())), decl=decl)
 

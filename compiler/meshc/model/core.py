@@ -130,10 +130,43 @@ class Tls:
 
 
 @dataclass(frozen=True, slots=True)
+class PortPolicy:
+    """One `portLevel` entry of a traffic policy: it replaces the policy's settings for that port
+    (Istio's portLevelSettings). The settings are Istio API values, schema-validated, kept as written."""
+
+    port: int
+    load_balancer: Mapping[str, Any] | None = None
+    connection_pool: Mapping[str, Any] | None = None
+    outlier_detection: Mapping[str, Any] | None = None
+    tls: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    """A declared traffic policy (a service's, or a subset's, which may also set `tls`)."""
+
+    load_balancer: Mapping[str, Any] | None = None
+    connection_pool: Mapping[str, Any] | None = None
+    outlier_detection: Mapping[str, Any] | None = None
+    tls: Mapping[str, Any] | None = None
+    port_level: tuple[PortPolicy, ...] = ()
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> TrafficPolicy | None:
+        """From schema-valid declaration data (None stays None)."""
+        if data is None:
+            return None
+        return cls(data.get("loadBalancer"), data.get("connectionPool"), data.get("outlierDetection"),
+                   data.get("tls"), tuple(PortPolicy(int(e["port"]), e.get("loadBalancer"), e.get("connectionPool"),
+                                                     e.get("outlierDetection"), e.get("tls"))
+                                          for e in data.get("portLevel", ())))
+
+
+@dataclass(frozen=True, slots=True)
 class Subset:
     name: str
     labels: Mapping[str, str]
-    traffic_policy: Mapping[str, Any] | None
+    traffic_policy: TrafficPolicy | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +185,7 @@ class Service:
     selector: Mapping[str, str]
     tls: Tls | None
     client_selector: Mapping[str, str]
-    traffic_policy: Mapping[str, Any] | None
+    traffic_policy: TrafficPolicy | None
     subsets: tuple[Subset, ...]
     export_to: tuple[str, ...]
     decl: ServiceDecl = field(compare=False, repr=False)
