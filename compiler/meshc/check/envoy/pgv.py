@@ -6,10 +6,10 @@ pairs, one per violated ``validate.rules`` annotation, placed at the field that 
 How: the ``protoc-gen-validate`` PyPI package (1.3.x, ``protoc_gen_validate.validator``) compiles
 a checker per message type just in time. Three limits are worked around here:
 * it keeps at most 128 compiled checkers (``functools.lru_cache()``), fewer than the message types
-  of one bootstrap, so checkers were compiled again and again; `_patched` makes the cache
+  of one bootstrap, so checkers were compiled again and again; `patched` makes the cache
   unbounded (one checker per message type for the life of the process), and makes the Jinja2
   templates it renders checkers from parse once per source instead of once per field;
-* it reads ``FieldDescriptor.label``, which protobuf 7 removed; `_patched` hands it
+* it reads ``FieldDescriptor.label``, which protobuf 7 removed; `patched` hands it
   descriptor views that add ``label`` (derived from ``is_repeated``) and forward everything else;
 * it does not look inside ``google.protobuf.Any`` (typed_config, typed extension options), so
   every Any is unpacked with the default descriptor pool and validated as a root of its own;
@@ -119,10 +119,15 @@ def _replacements() -> dict[tuple[Any, str], Any]:
 
 
 @contextlib.contextmanager
-def _patched() -> Iterator[None]:
-    """The replacements in place for the duration of one validation, and the package as it was
-    afterwards: nothing outside meshc's own calls sees a changed protoc-gen-validate."""
+def patched() -> Iterator[None]:
+    """The replacements in place for the duration of one validation (a bootstrap, or one message),
+    and the package as it was afterwards: nothing outside meshc's own calls sees a changed
+    protoc-gen-validate. Nested uses leave the outer one's replacements in place."""
+    if _pgv is None or getattr(_pgv, "_meshc_patched", False):
+        yield
+        return
     saved = [(owner, name, getattr(owner, name)) for owner, name in _replacements()]
+    _pgv._meshc_patched = True
     try:
         for (owner, name), value in _REPLACEMENTS.items():
             setattr(owner, name, value)
@@ -130,6 +135,7 @@ def _patched() -> Iterator[None]:
     finally:
         for owner, name, value in saved:
             setattr(owner, name, value)
+        del _pgv._meshc_patched
 
 
 @functools.cache
@@ -227,7 +233,7 @@ def pgv_violations(message: Message, path: Path) -> list[tuple[Path, str]]:
     if _pgv is None:
         return []
     out: list[tuple[Path, str]] = []
-    with _patched():
+    with patched():
         for root_path, root in [(path, message), *_any_roots(message, path)]:
             errors = _errors(root)
             if errors:

@@ -49,7 +49,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from meshc.check.envoy.pgv import descriptor_of, pgv_violations
+from meshc.check.envoy.pgv import descriptor_of, patched, pgv_violations
 from meshc.model.diagnostics import Finding, Severity
 
 Path = tuple[Any, ...]
@@ -181,6 +181,13 @@ def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], An
     if not isinstance(bootstrap, dict):
         return [_finding("E001", (), "the bootstrap must be a JSON object")]
     out: list[tuple[Path, Finding]] = []
+    with patched():  # once for the whole bootstrap, not per message
+        _validate_items(bootstrap, memo, out)
+    return out
+
+
+def _validate_items(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] | None,
+                    out: list[tuple[Path, Finding]]) -> None:
     for path, data, cls in _split(bootstrap):
         if memo is None:
             out.extend(_validate_item(path, data, cls))
@@ -190,7 +197,6 @@ def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], An
         if key not in memo:  # stored relative to the item, re-based below
             memo[key] = [(p[len(path):], f) for p, f in _validate_item(path, data, cls)]
         out.extend((path + rel, f) for rel, f in memo[key])
-    return out
 
 
 def envoy_validate_binary(bootstrap_path: str) -> list[Finding]:
