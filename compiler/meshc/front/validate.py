@@ -3,7 +3,7 @@
 Input: schema-valid merged declarations of one environment and its settings.
 Output: `Service` values that expand can trust. Invariants: a Service is only built when its
 declaration has no error; derived values (port names, WorkloadEntry names, namespaces) are fixed here.
-Codes (docs/declarations.md): V001-V030, each a way a declaration would produce Istio config that is
+Codes (docs/declarations.md): V001-V032, each a way a declaration would produce Istio config that is
 rejected or that silently does something other than what its author meant
 (istio-facts.md section 9).
 """
@@ -66,7 +66,7 @@ def _check(chk: Checker) -> None:
         chk.add(d.code, path, d.message, d.hint)
     if chk.errors:
         return
-    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations, _budget):
+    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations, _budget, _failover):
         fn(chk)
     check_tls(chk, _ports_by_number(chk.data))
 
@@ -217,6 +217,44 @@ def _policies(data: Mapping[str, Any]) -> Iterator[tuple[DataPath, Mapping[str, 
     for i, sub in enumerate(data.get("subsets", [])):
         if sub.get("trafficPolicy"):
             yield ("subsets", i, "trafficPolicy"), sub["trafficPolicy"]
+
+
+# failoverPriority labels Istio fills from an endpoint's locality and network (pilot's
+# LocalityLbSetting handling, pkg/config/labels: topology.istio.io/network, topology.kubernetes.io/region
+# and zone, topology.istio.io/subzone), not from its labels.
+_TOPOLOGY = {"topology.istio.io/network": ("network",), "topology.kubernetes.io/region": ("locality", "region"),
+             "topology.kubernetes.io/zone": ("locality", "zone"), "topology.istio.io/subzone": ("locality", "subzone")}
+
+
+def _carries(ep: Mapping[str, Any], selector: Mapping[str, Any], label: str) -> bool:
+    if label in _TOPOLOGY:
+        value: Any = ep
+        for key in _TOPOLOGY[label]:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        return bool(value)
+    return label in (ep.get("labels") or {}) or label in selector
+
+
+def _failover(chk: Checker) -> None:
+    """V032: a failoverPriority label no endpoint of the service carries orders nothing: every
+    endpoint matches the client equally on it, so Istio's failover priority ignores it."""
+    data = chk.data
+    endpoints = data.get("endpoints") or []
+    selector = (data.get("selector") or {}) if data.get("endpointsAs") == "workloadEntries" else {}
+    levels: list[tuple[DataPath, Mapping[str, Any]]] = []
+    for path, policy in _policies(data):
+        levels.append((path, policy))
+        levels.extend(((*path, "portLevel", j), entry) for j, entry in enumerate(policy.get("portLevel") or []))
+    for path, policy in levels:
+        setting = ((policy.get("loadBalancer") or {}).get("localityLbSetting") or {})
+        for i, entry in enumerate(setting.get("failoverPriority") or []):
+            label = str(entry).split("=", 1)[0]
+            if not any(_carries(ep, selector, label) for ep in endpoints):
+                where = (*path, "loadBalancer", "localityLbSetting", "failoverPriority", i)
+                chk.add("V032", where, f"failoverPriority label {label!r} is carried by no endpoint of this "
+                        "service, so it orders nothing", f"set {label!r} on the endpoints that should be "
+                        "preferred (labels:, or locality:/network: for topology labels), or remove it",
+                        Severity.WARNING)
 
 
 def _endpoints(chk: Checker) -> None:

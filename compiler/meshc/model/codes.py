@@ -140,6 +140,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("V029", E, "owner and description over the API server's 256 KiB annotation limit"),
     ("V030", E, "an emitted object over 1.5 MiB (etcd's request limit)"),
     ("V031", E, "a declaration that expands past 1,024 Envoy clusters or 65,536 endpoint entries (Limits, above)"),
+    ("V032", W, "a failoverPriority label no endpoint of the service carries (it orders nothing)"),
     # X: templates (meshc.expand.services)
     ("X001", E, "a template failed while rendering (undefined value, unknown test, value printed without "
                 "`| json`)"),
