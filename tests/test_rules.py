@@ -348,6 +348,31 @@ def _pair(protocol_b: str, scope_a: list[str], scope_b: list[str]) -> list[dict[
             se("b", ns="team-b", exportTo=scope_b, ports=[{"number": 443, "name": "p", "protocol": protocol_b}])]
 
 
+def kube(kind: str, name: str, ns: str | None = "default", labels: Any = None, annotations: Any = None,
+         **body: Any) -> dict[str, Any]:
+    """A Kubernetes core/v1 object (Service, Pod, Node, Namespace); `ns=None` for cluster-scoped kinds."""
+    meta: dict[str, Any] = {"name": name}
+    if ns is not None:
+        meta["namespace"] = ns
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta, **body}
+
+
+def service(name: str = "details", ns: str = "default", selector: Any = None, ports: Any = None,
+            annotations: Any = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"ports": ports or [{"name": "http", "port": 80}]}
+    if selector is not None:
+        spec["selector"] = selector
+    return kube("Service", name, ns, annotations=annotations, spec=spec)
+
+
+def pod(name: str, labels: dict[str, str], ns: str = "default", node: str | None = None) -> dict[str, Any]:
+    return kube("Pod", name, ns, labels=labels, spec={"nodeName": node} if node else {"containers": []})
+
+
 NO_ALLOC = AnalyzerSettings(auto_allocate=False)
 TCP_SE = se(ports=[{"number": 5432, "name": "pg", "protocol": "tcp"}])
 ORPHAN = we("orphan", labels={"app": "orphan"})
@@ -364,6 +389,8 @@ ANALYZER_TRIGGERS: list[tuple[str, Severity, list[dict[str, Any]], AnalyzerSetti
     ("A407", W, [DETAILS, *VMS, ORPHAN], None, ("WorkloadEntry", "default", "orphan"), ("metadata", "name")),
     ("A408", E, [se(), se()], None, ("ServiceEntry", "default", "se"), ("metadata", "name")),
     ("A409", W, [se(), dr("one"), dr("two")], None, ("DestinationRule", "default", "two"), ("spec", "host")),
+    ("A410", I, [service(ports=[{"name": "web", "port": 8080}])], None, ("Service", "default", "details"),
+     ("spec", "ports", 0, "name")),
 ]
 
 ANALYZER_NEAR: list[tuple[str, list[dict[str, Any]], AnalyzerSettings | None]] = [
@@ -377,6 +404,10 @@ ANALYZER_NEAR: list[tuple[str, list[dict[str, Any]], AnalyzerSettings | None]] =
     ("A407", [DETAILS, *VMS], None),
     ("A408", [se(), se(ns="other")], None),
     ("A409", [se(), dr("one"), dr("two", workloadSelector={"matchLabels": {"app": "x"}}, exportTo=["."])], None),
+    ("A410", [service(ports=[{"name": "http-web", "port": 8080}, {"name": "web", "port": 8081, "appProtocol": "http"},
+                             {"name": "db", "port": 3306}, {"name": "dns", "port": 5353, "protocol": "UDP"},
+                             {"name": "grpc-web-ui", "port": 8082}]),
+              service(ns="kube-system", ports=[{"name": "web", "port": 8080}])], None),
 ]
 
 
@@ -500,6 +531,86 @@ def test_metadata_labels_win_over_spec_labels_for_selection() -> None:
 def test_protocol_conflict_is_reported_once_per_entry() -> None:
     found = analyze(_pair("TLS", ["*"], ["*"]))
     assert sorted((ident[2], f.code) for ident, f in found) == [("a", "A402"), ("b", "A402")]
+
+
+# --- Kubernetes objects (core/v1 Service, Pod, Node, Namespace) in the analyzers' inventory --------------
+
+def _found(manifests: list[dict[str, Any]], settings: AnalyzerSettings | None = None) -> list[tuple[str, str]]:
+    return sorted((ident[2], f.code) for ident, f in analyze(manifests, settings))
+
+
+def test_kubernetes_service_selecting_workload_entry_is_not_unused() -> None:
+    """Istio's Kubernetes registry selects WorkloadEntries with a Service's selector (istio-facts.md 2:
+    a WorkloadEntry is paired with a MESH_INTERNAL ServiceEntry *or Kubernetes Service* whose selector
+    matches its labels), so A407 must not report such a WorkloadEntry (it did: a false positive on
+    Istio's own analyzer datasets, pkg/config/analysis/analyzers/testdata)."""
+    vm = we("details-vm", labels={"app": "details"})
+    assert ("details-vm", "A407") in _found([vm])
+    assert ("details-vm", "A407") not in _found([vm, service(selector={"app": "details"})])
+    assert ("details-vm", "A407") in _found([vm, service(selector={"app": "other"})])
+    assert ("details-vm", "A407") in _found([vm, service(ns="other", selector={"app": "details"})])
+    assert ("details-vm", "A407") in _found([vm, service(selector={})])  # no selector selects nothing
+
+
+def test_destination_rule_host_may_be_a_kubernetes_service() -> None:
+    """destinationrule/subset.go: the DR host is looked up among ServiceEntry hosts *and* Kubernetes
+    Services (`<name>.<ns>.svc.<domain>`) visible to the DR's namespace, else IST0174 (A403). A Service
+    is scoped by its `networking.istio.io/exportTo` annotation like a ServiceEntry's exportTo."""
+    svc = service(selector={"app": "details"})
+    assert _found([svc, pod("p", {"app": "details"}), dr(host="details")]) == []
+    assert _found([svc, pod("p", {"app": "details"}), dr(host="details.default.svc.cluster.local")]) == []
+    # with Services in the input, an unknown .svc. host is no longer "maybe a Service" (A404) but A403
+    assert ("dr", "A403") in _found([svc, dr(host="reviews")])
+    hidden = service(selector={"app": "details"}, annotations={"networking.istio.io/exportTo": "."})
+    assert ("dr", "A403") in _found([hidden, dr(host="details.default.svc.cluster.local", ns="team-b")])
+    assert ("dr", "A403") not in _found([hidden, dr(host="details.default.svc.cluster.local", ns="istio-system")])
+
+
+def test_subsets_select_pods_through_services_and_nodes() -> None:
+    """destinationrule/subset.go (SubsetSelectPodAnalyzer, IST0173 DestinationRuleSubsetNotSelectPods,
+    Error): a subset's selector is the service's selector plus the subset labels, matched against the
+    Pods of the service's namespace, whose labels are augmented with their Node's topology labels
+    (topology.kubernetes.io/region, topology.kubernetes.io/zone, topology.istio.io/subzone). meshc's
+    A406 also counts WorkloadEntries (istio-facts.md pitfall 28), so VM-only subsets are not errors."""
+    svc = service(selector={"app": "details"})
+    pods = [pod("p1", {"app": "details", "version": "v1"}, node="n1"), pod("p2", {"app": "other", "version": "v2"})]
+    node = kube("Node", "n1", None, labels={"topology.kubernetes.io/zone": "z1"})
+
+    def rule(**labels: str) -> dict[str, Any]:
+        return dr(host="details", subsets=[{"name": "s", "labels": labels}])
+
+    assert _found([svc, *pods, node, rule(version="v1")]) == []
+    assert _found([svc, *pods, node, rule(version="v2")]) == [("dr", "A406")]  # p2 is not selected by the Service
+    assert _found([svc, *pods, node, rule(**{"topology.kubernetes.io/zone": "z1"})]) == []
+    assert _found([svc, *pods, rule(**{"topology.kubernetes.io/zone": "z1"})]) == [("dr", "A406")]  # no Node
+    assert _found([svc, *pods, node, rule(**{"topology.kubernetes.io/zone": "z2"})]) == [("dr", "A406")]
+    assert _found([svc, we("vm", labels={"app": "details", "version": "v3"}), rule(version="v3")]) == []
+    assert _found([service(), *pods, rule(version="nothing")]) == []  # no selector: endpoints unknown
+    # a ServiceEntry's workloadSelector selects Pods too
+    assert _found([DETAILS, pod("p", {"app": "details", "version": "v9"}), _details_dr("v9")]) == []
+
+
+def test_service_entry_addresses_required_as_istioctl_analyze() -> None:
+    """serviceentry/protocoladdresses.go (IST0134 ServiceEntryAddressesRequired, Warning) decides from
+    the mesh config's proxyMetadata alone (ISTIO_META_DNS_CAPTURE and ISTIO_META_DNS_AUTO_ALLOCATE /
+    PILOT_ENABLE_IP_AUTOALLOCATE), not from the resolution (istio-facts.md 4.5 and pitfall 8): offline,
+    a DNS or STATIC ServiceEntry with a TCP port and no addresses is reported too."""
+    parity = AnalyzerSettings(mesh_dns_auto_allocate=False)
+    dns_tcp = se(ports=[{"number": 5432, "name": "pg", "protocol": "TCP"}])
+    static_unset = static(ports=[{"number": 9000, "name": "raw"}], endpoints=[{"address": "192.0.2.1"}])
+    assert _found([dns_tcp], parity) == [("se", "A405")]
+    assert _found([static_unset], parity) == [("se", "A405")]
+    assert _found([dns_tcp]) == []  # istiod's view: a VIP is auto-allocated
+    assert _found([dns_tcp], AnalyzerSettings(mesh_dns_auto_allocate=True)) == []
+    assert _found([se(ports=[{"number": 5432, "name": "pg", "protocol": "TCP"}], addresses=["192.0.2.9"])],
+                  parity) == []
+    with_status = dns_tcp | {"status": {"addresses": [{"value": "240.240.0.1", "host": "api.example.com"}]}}
+    assert _found([with_status], parity) == []
+
+
+def test_kubernetes_objects_get_no_webhook_findings() -> None:
+    for obj in (service(), pod("p", {"app": "x"}), kube("Node", "n", None), kube("Namespace", "ns", None)):
+        assert check_object(obj) == []
 
 
 # --- lint suite --------------------------------------------------------------------------------------

@@ -1,8 +1,14 @@
 """`meshc lint`: the schema and Istio checks on existing Istio YAML (files, directories, stdin).
 
 Input: paths (or "-" for stdin) holding multi-document YAML. Output: diagnostics at the
-file:line:col of the offending field in that YAML. Objects of other kinds are skipped (counted);
-YAML errors are input errors (exit 2).
+file:line:col of the offending field in that YAML. ServiceEntry, WorkloadEntry and DestinationRule
+are checked; the Kubernetes core/v1 Service, Pod, Node and Namespace are read into the analyzers'
+inventory (Istio's analyzers read them from the cluster: Service hosts and selectors, Pod labels with
+their Node's topology labels) and get the analyzers' findings about them, not the CRD/webhook checks.
+Objects of other kinds are skipped (counted); YAML errors are input errors (exit 2).
+The analyzers run with `istioctl analyze`'s view of the mesh config (LINT_SETTINGS): no proxyMetadata
+turning on DNS capture and VIP auto-allocation, so A405 (IST0134) reports every TCP port of a
+ServiceEntry without addresses, whatever its resolution, as istioctl analyze does.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshc.check.istio import analyze, check_object
+from meshc.check.istio import AnalyzerSettings, analyze, check_object
+from meshc.check.istio.inventory import CORE_KINDS, is_core
 from meshc.files.source import Document, locate, parse
 from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity, format_path
 
-KINDS = {"ServiceEntry", "WorkloadEntry", "DestinationRule"}
+KINDS = {"ServiceEntry", "WorkloadEntry", "DestinationRule", *CORE_KINDS}
+LINT_SETTINGS = AnalyzerSettings(mesh_dns_auto_allocate=False)
 
 
 @dataclass
@@ -48,7 +56,8 @@ def _add(out: LintInput, name: str, data: bytes) -> None:
     docs, diags = parse(name, data, carried=False)
     out.errors.extend(diags)
     for doc in docs:
-        if isinstance(doc.value, dict) and doc.value.get("kind") in KINDS:
+        if isinstance(doc.value, dict) and doc.value.get("kind") in KINDS and (
+                doc.value.get("kind") not in CORE_KINDS or is_core(doc.value)):
             out.docs.append(doc)
         else:
             out.skipped += 1
@@ -69,10 +78,12 @@ def lint_docs(docs: Sequence[Document], crds: Any | None) -> list[Diagnostic]:
     for doc in docs:
         meta = doc.value.get("metadata") or {}
         by_id.setdefault((doc.value["kind"], meta.get("namespace", "default"), meta.get("name", "")), doc)
+        if is_core(doc.value):
+            continue  # no CRD and no webhook rule: the analyzers read it
         findings = list(crds.validate(doc.value)) if crds is not None else []
         findings.extend(check_object(doc.value))
         out.extend(_diag(doc, f) for f in findings)
-    for ident, finding in analyze([_with_ns(d.value) for d in docs]):
+    for ident, finding in analyze([_with_ns(d.value) for d in docs], LINT_SETTINGS):
         found = by_id.get(ident)
         if found is not None:
             out.append(_diag(found, finding))

@@ -275,10 +275,11 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("A404", INFO, "DestinationRule host matches no ServiceEntry but looks like a Kubernetes Service"),
     ("A405", W, "TCP or protocol-less port on a ServiceEntry without addresses and without an auto-allocated VIP"),
     ("A406", E, "DestinationRule subset labels select no endpoint of the service"),
-    ("A407", W, "WorkloadEntry is selected by no ServiceEntry in its namespace"),
+    ("A407", W, "WorkloadEntry is selected by no ServiceEntry or Kubernetes Service in its namespace"),
     ("A408", E, "the same kind/namespace/name is defined twice"),
     ("A409", W, "several DestinationRules for one host in one namespace are merged"),
     # P: check layer cue (meshc.check.cue)
+    ("A410", INFO, "Kubernetes Service port name without a protocol prefix (and no appProtocol)"),
     ("P001", E, "an organisation policy is violated (the policy's message; see also: the constraint in the "
                 ".cue file)"),
     # E: check layer envoy (meshc.check.envoy)

@@ -8,8 +8,14 @@ output order is deterministic (analyzer order, then input order).
 Codes emitted: A401 same host+port in two visible ServiceEntries, A402 same with different protocol
 (IST0177), A403 DestinationRule host without ServiceEntry (IST0174), A404 the same for a host that
 looks like a Kubernetes Service (info), A405 TCP port without addresses or VIP (IST0134), A406 subset
-selects no endpoint (IST0173 variant), A407 WorkloadEntry selected by no ServiceEntry, A408 duplicate
-object, A409 DestinationRules merged for one host.
+selects no endpoint (IST0173 variant), A407 WorkloadEntry selected by no ServiceEntry or Kubernetes
+Service, A408 duplicate object, A409 DestinationRules merged for one host, A410 Kubernetes Service port
+name without a protocol prefix (IST0118).
+Kubernetes objects (core/v1 Service, Pod, Node, Namespace; `meshc lint` reads them, emitted
+environments have none): a DestinationRule host may be a Service `<name>.<ns>.svc.<domain>` (visible
+by its `networking.istio.io/exportTo` annotation), a subset may select Pods (with their Node's
+topology labels) through a ServiceEntry's or a Service's selector, and a Service selector selects
+WorkloadEntries of its namespace as istiod's Kubernetes registry does.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from meshc.check.istio.inventory import (
     Identity,
     Inventory,
     Item,
+    KubeServiceView,
     ServiceEntryView,
-    WorkloadIndex,
     endpoint_labels,
     qualify,
 )
 from meshc.check.istio.primitives import string_map, wildcard_domain_error
+from meshc.check.istio.scoping import visible_in
 from meshc.check.istio.serviceentry import AUTOALLOCATE_LABEL, DYNAMIC_DNS, NONE, auto_allocates
 from meshc.model.diagnostics import Finding, Severity
 from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN
@@ -60,11 +67,13 @@ TCP_WITHOUT_ADDRESS = Rule(
 SUBSET_NO_ENDPOINT = Rule(
     "A406", Severity.ERROR, "DestinationRule subset labels select no endpoint of the service",
     f"{_AN}/destinationrule/subset.go SubsetSelectPodAnalyzer (extended to endpoints and WorkloadEntries)",
-    "match the subset labels to labels of the ServiceEntry endpoints or selected WorkloadEntries", "IST0173")
+    "match the subset labels to labels of the service's endpoints: ServiceEntry endpoints, or the "
+    "WorkloadEntries and Pods its selector selects", "IST0173")
 UNSELECTED_WORKLOAD = Rule(
-    "A407", Severity.WARNING, "WorkloadEntry is selected by no ServiceEntry in its namespace",
-    "meshc (istio-facts.md 2: a WorkloadEntry must be paired with a selecting ServiceEntry)",
-    "add a ServiceEntry whose workloadSelector.labels match this WorkloadEntry, or delete it")
+    "A407", Severity.WARNING, "WorkloadEntry is selected by no ServiceEntry or Kubernetes Service in its namespace",
+    "meshc (istio-facts.md 2: a WorkloadEntry must be paired with a selecting ServiceEntry or Kubernetes Service)",
+    "add a ServiceEntry whose workloadSelector.labels (or a Service whose selector) match this WorkloadEntry, "
+    "or delete it")
 DUPLICATE_OBJECT = Rule(
     "A408", Severity.ERROR, "the same kind/namespace/name is defined twice",
     "meshc (Kubernetes object identity)", "rename one object or remove the duplicate")
@@ -73,9 +82,14 @@ MERGED_DESTINATION_RULES = Rule(
     "pilot/pkg/model/destination_rule.go mergeDestinationRule",
     "put all policies and subsets for the host into one DestinationRule")
 
+PORT_NAME_CONVENTION = Rule(
+    "A410", Severity.INFO, "Kubernetes Service port name without a protocol prefix (and no appProtocol)",
+    f"{_AN}/service/portname.go PortNameAnalyzer; pkg/config/kube/conversion.go ConvertProtocol",
+    "name the port <protocol>[-suffix] (http-web, grpc, tcp-db...) or set appProtocol", "IST0118")
+
 RULES: tuple[Rule, ...] = (DUPLICATE_HOST, CONFLICTING_PROTOCOL, UNKNOWN_HOST, UNKNOWN_KUBE_HOST,
                            TCP_WITHOUT_ADDRESS, SUBSET_NO_ENDPOINT, UNSELECTED_WORKLOAD, DUPLICATE_OBJECT,
-                           MERGED_DESTINATION_RULES)
+                           MERGED_DESTINATION_RULES, PORT_NAME_CONVENTION)
 
 Result = tuple[Identity, Finding]
 
@@ -83,6 +97,10 @@ Result = tuple[Identity, Finding]
 @dataclass(frozen=True)
 class AnalyzerSettings:
     auto_allocate: bool = True    # whether istiod auto-allocates VIPs (affects the TCP-without-addresses analyzer)
+    # A405 as `istioctl analyze` decides IST0134: from the mesh config's proxyMetadata alone
+    # (ISTIO_META_DNS_CAPTURE=true and ISTIO_META_DNS_AUTO_ALLOCATE / PILOT_ENABLE_IP_AUTOALLOCATE=true),
+    # whatever the resolution. None: from what istiod does (`auto_allocate`, resolution, opt-out label).
+    mesh_dns_auto_allocate: bool | None = None
     root_namespace: str = "istio-system"
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # short DestinationRule hosts: <host>.<ns>.svc.<this>
 
@@ -91,7 +109,8 @@ def run_all(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings) 
     inventory = Inventory(manifests)
     return [*duplicate_objects(inventory), *conflicting_hosts(inventory),
             *tcp_without_addresses(inventory, settings), *destination_rule_hosts(inventory, settings),
-            *merged_destination_rules(inventory, settings), *unselected_workloads(inventory)]
+            *merged_destination_rules(inventory, settings), *unselected_workloads(inventory),
+            *port_names(inventory)]
 
 
 def _names(items: Iterable[Item], limit: int = 3) -> str:
@@ -210,10 +229,16 @@ def tcp_without_addresses(inventory: Inventory, settings: AnalyzerSettings) -> I
         status = as_map(se.item.manifest.get("status"))
         if has_items(spec.get("addresses")) or has_items(status.get("addresses")):
             continue
-        if auto_allocates(spec, labels, settings.auto_allocate):
+        if settings.mesh_dns_auto_allocate is not None:
+            if settings.mesh_dns_auto_allocate:
+                continue
+            why = ("the mesh config's proxyMetadata does not turn on DNS capture and VIP auto-allocation "
+                   "(as istioctl analyze reads it; istiod's own allocation is not seen offline)")
+        elif auto_allocates(spec, labels, settings.auto_allocate):
             continue
-        why = ("resolution is NONE" if se.resolution == NONE else "auto-allocation is off in AnalyzerSettings"
-               if not settings.auto_allocate else f"the label {AUTOALLOCATE_LABEL}=false opts out of a VIP")
+        else:
+            why = ("resolution is NONE" if se.resolution == NONE else "auto-allocation is off in AnalyzerSettings"
+                   if not settings.auto_allocate else f"the label {AUTOALLOCATE_LABEL}=false opts out of a VIP")
         for i, port in enumerate(as_list(spec.get("ports"))):
             if is_map(port) and as_str(port.get("protocol")).upper() in ("", "TCP"):
                 yield se.item.ident, TCP_WITHOUT_ADDRESS.at(("spec", "ports", i), (
@@ -221,35 +246,66 @@ def tcp_without_addresses(inventory: Inventory, settings: AnalyzerSettings) -> I
                     "clients match it by port alone and other TCP services on that port conflict"))
 
 
+Destination = ServiceEntryView | KubeServiceView
+
+
 class _Destinations:
-    """Resolves DR hosts to visible ServiceEntries; a host seen from one namespace is resolved once."""
+    """Resolves DR hosts to visible ServiceEntries and Kubernetes Services; a host seen from one
+    namespace is resolved once."""
 
     def __init__(self, inventory: Inventory, settings: AnalyzerSettings) -> None:
         self.inventory, self.root = inventory, settings.root_namespace
-        self._services: dict[tuple[str, str], list[ServiceEntryView]] = {}
-        self._labelled: dict[tuple[str, str], list[ServiceEntryView]] = {}
+        self._services: dict[tuple[str, str], list[Destination]] = {}
+        self._labelled: dict[tuple[str, str], list[Destination]] = {}
         self._selected: dict[tuple[str, str, frozenset[tuple[str, str]]], bool] = {}
+        self._kube: dict[str, list[KubeServiceView]] = defaultdict(list)
+        for service in inventory.services:
+            self._kube[service.host(settings.cluster_domain)].append(service)
 
-    def services(self, host: str, namespace: str) -> list[ServiceEntryView]:
+    def _kube_candidates(self, host: str) -> list[KubeServiceView]:
+        if not host.startswith("*"):
+            return self._kube.get(host, [])
+        suffix = host[1:]
+        return [s for name, found in self._kube.items() if name.endswith(suffix) for s in found]
+
+    def services(self, host: str, namespace: str) -> list[Destination]:
         key = (host, namespace)
         if key not in self._services:
-            self._services[key] = self.inventory.hosts.visible(host, namespace, namespace == self.root)
+            everywhere = namespace == self.root
+            kube = [s for s in self._kube_candidates(host) if everywhere or visible_in(s.scope, namespace)]
+            self._services[key] = [*self.inventory.hosts.visible(host, namespace, everywhere), *kube]
         return self._services[key]
 
-    def labelled(self, host: str, namespace: str) -> list[ServiceEntryView]:
-        """Services whose endpoints subsets filter (not DYNAMIC_DNS, not NONE without selector)."""
+    def labelled(self, host: str, namespace: str) -> list[Destination]:
+        """Services whose endpoints subsets filter (not DYNAMIC_DNS, not NONE without selector, not a
+        Kubernetes Service without selector)."""
         key = (host, namespace)
         if key not in self._labelled:
-            self._labelled[key] = [se for se in self.services(host, namespace) if se.resolution != DYNAMIC_DNS
-                                   and not (se.resolution == NONE and se.selector is None)]
+            self._labelled[key] = [d for d in self.services(host, namespace) if (
+                d.selector is not None if isinstance(d, KubeServiceView) else
+                d.resolution != DYNAMIC_DNS and not (d.resolution == NONE and d.selector is None))]
         return self._labelled[key]
 
     def selects(self, host: str, namespace: str, labels: Mapping[str, str]) -> bool:
         key = (host, namespace, frozenset(labels.items()))
         if key not in self._selected:
-            workloads = self.inventory.workload_index
-            self._selected[key] = any(_selects(se, labels, workloads) for se in self.labelled(host, namespace))
+            self._selected[key] = any(self._selects(d, labels) for d in self.labelled(host, namespace))
         return self._selected[key]
+
+    def _selects(self, destination: Destination, labels: Mapping[str, str]) -> bool:
+        """Whether an endpoint of the service carries `labels`: an inline endpoint, or a WorkloadEntry
+        or Pod (with its Node's topology labels) in the service's namespace that its selector selects."""
+        if isinstance(destination, ServiceEntryView):
+            for endpoint in destination.endpoints:
+                own = endpoint_labels(labels_of(endpoint), endpoint)
+                if all(own.get(k) == v for k, v in labels.items()):
+                    return True
+        selector = destination.selector
+        if selector is None or any(selector.get(k, v) != v for k, v in labels.items()):
+            return False
+        wanted, namespace = {**selector, **labels}, destination.item.namespace
+        return bool(self.inventory.workload_index.select(namespace, wanted)
+                    or self.inventory.pod_index.select(namespace, wanted))
 
 
 def destination_rule_hosts(inventory: Inventory, settings: AnalyzerSettings) -> Iterator[Result]:
@@ -261,23 +317,14 @@ def destination_rule_hosts(inventory: Inventory, settings: AnalyzerSettings) -> 
             continue  # I301 already rejects it
         if destinations.services(host, dr.namespace):
             yield from _subsets(dr, host, destinations)
-        elif ".svc." in host:
+        elif ".svc." in host and not inventory.services:
             yield dr.ident, UNKNOWN_KUBE_HOST.at(("spec", "host"), f"host {written} ({host}) matches no "
                                                  f"ServiceEntry visible in namespace {dr.namespace}; it only "
                                                  "applies if a Kubernetes Service of that name exists")
         else:
-            yield dr.ident, UNKNOWN_HOST.at(("spec", "host"), f"host {written} matches no ServiceEntry visible "
+            what = "ServiceEntry or Kubernetes Service" if inventory.services else "ServiceEntry"
+            yield dr.ident, UNKNOWN_HOST.at(("spec", "host"), f"host {written} matches no {what} visible "
                                             f"in namespace {dr.namespace}; the rule is ignored")
-
-
-def _selects(se: ServiceEntryView, labels: Mapping[str, str], workloads: WorkloadIndex) -> bool:
-    for endpoint in se.endpoints:
-        own = endpoint_labels(labels_of(endpoint), endpoint)
-        if all(own.get(k) == v for k, v in labels.items()):
-            return True
-    if se.selector is None or any(se.selector.get(k, v) != v for k, v in labels.items()):
-        return False
-    return bool(workloads.select(se.item.namespace, {**se.selector, **labels}))
 
 
 def _subsets(dr: Item, host: str, destinations: _Destinations) -> Iterator[Result]:
@@ -290,8 +337,8 @@ def _subsets(dr: Item, host: str, destinations: _Destinations) -> Iterator[Resul
             shown = ", ".join(f"{k}={v}" for k, v in labels.items())
             yield dr.ident, SUBSET_NO_ENDPOINT.at(("spec", "subsets", i, "labels"), (
                 f"subset {as_str(as_map(subset).get('name'))!r} ({shown}) selects no endpoint of {host}: neither "
-                f"the endpoints of {_names(se.item for se in services)} nor the WorkloadEntries they select "
-                "carry these labels, so its cluster is empty"))
+                f"the endpoints of {_names(d.item for d in services)} nor the WorkloadEntries and Pods they "
+                "select carry these labels, so its cluster is empty"))
 
 
 def merged_destination_rules(inventory: Inventory, settings: AnalyzerSettings) -> Iterator[Result]:
@@ -317,11 +364,53 @@ def unselected_workloads(inventory: Inventory) -> Iterator[Result]:
     workloads = inventory.workload_index
     selectors = {(se.item.namespace, frozenset(se.selector.items())): se.selector
                  for se in inventory.service_entries if se.selector is not None}
+    selectors.update({(s.item.namespace, frozenset(s.selector.items())): s.selector
+                      for s in inventory.services if s.selector})  # a Service selects WorkloadEntries too
     selected: set[int] = set()
     for (namespace, _), labels in selectors.items():
         selected |= workloads.select(namespace, labels)
     for i, item in enumerate(workloads.items):
         if i not in selected:
             yield item.ident, UNSELECTED_WORKLOAD.at(("metadata", "name"), (
-                f"{item.ref} is selected by no ServiceEntry workloadSelector in namespace {item.namespace}, "
-                "so no service sends traffic to it"))
+                f"{item.ref} is selected by no ServiceEntry workloadSelector or Kubernetes Service selector in "
+                f"namespace {item.namespace}, so no service sends traffic to it"))
+
+
+#: `ConvertProtocol`'s protocol names (case-insensitive) and the ports that default to TCP.
+_PORT_PROTOCOLS = {"tcp", "udp", "grpc", "grpc-web", "http", "http_proxy", "http2", "https", "tls", "mongo",
+                   "redis", "mysql"}
+_APP_PROTOCOLS = {"kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"}
+_WELL_KNOWN_PORTS = {25, 53, 3306, 27017}
+#: Namespaces the port-name analyzer skips (inject.IgnoredNamespaces).
+_IGNORED_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease", "local-path-storage"}
+
+
+def _port_protocol_known(port: Mapping[str, Any]) -> bool:
+    if as_str(port.get("protocol")).upper() == "UDP":
+        return True
+    name = as_str(port.get("name"))
+    if is_set(port, "appProtocol"):
+        name = as_str(port.get("appProtocol"))
+        if name in _APP_PROTOCOLS:
+            return True
+    if name.lower().startswith("grpc-web"):
+        return True
+    if name.partition("-")[0].lower() in _PORT_PROTOCOLS:
+        return True
+    return as_int(port.get("port")) in _WELL_KNOWN_PORTS
+
+
+def port_names(inventory: Inventory) -> Iterator[Result]:
+    for service in inventory.services:
+        item = service.item
+        if item.namespace in _IGNORED_NAMESPACES:
+            continue
+        for i, port in enumerate(as_list(item.spec.get("ports"))):
+            if not is_map(port):
+                continue
+            name = as_str(port.get("name"))
+            if _port_protocol_known(port):
+                continue
+            yield item.ident, PORT_NAME_CONVENTION.at(("spec", "ports", i, "name"), (
+                f"port {port.get('port')} named {name or '(unnamed)'!r} of {item.ref} has no protocol prefix and "
+                "no appProtocol: Istio falls back to protocol sniffing for it"))

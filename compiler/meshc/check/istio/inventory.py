@@ -1,9 +1,10 @@
 """Indexes over a set of manifests for the cross-object analyzers.
 
-Input: a sequence of manifest dicts (any kinds; only ServiceEntry, WorkloadEntry and
-DestinationRule are indexed).
+Input: a sequence of manifest dicts (any kinds; ServiceEntry, WorkloadEntry and DestinationRule
+of networking.istio.io, and the Kubernetes core/v1 Service, Pod, Node and Namespace are indexed).
 Output: `Inventory` with typed views of those objects, `HostIndex` (ServiceEntry hosts: exact,
-wildcard and dotted-suffix lookups) and `WorkloadIndex` (WorkloadEntries by namespace and label).
+wildcard and dotted-suffix lookups) and `WorkloadIndex` (WorkloadEntries, or Pods with their
+Node's topology labels, by namespace and label).
 Invariants: everything is built in one pass, O(objects x hosts); lookups are dictionary hits plus
 a walk over the suffixes of one hostname, so analyzers never compare objects pairwise. Objects
 missing a namespace are placed in `default` (what `kubectl apply` does).
@@ -13,7 +14,7 @@ Codes emitted: none.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -37,6 +38,10 @@ Identity = ObjectId  # (kind, namespace, name)
 GROUP = "networking.istio.io"
 NETWORK_LABEL = "topology.istio.io/network"
 LOCALITY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
+#: Kubernetes core/v1 kinds the analyzers read (Istio's analyzers read them from the cluster).
+CORE_KINDS = ("Service", "Pod", "Node", "Namespace")
+#: Service annotation that scopes a Kubernetes Service like a ServiceEntry's exportTo (comma-separated).
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,23 @@ class ServiceEntryView:
     hosts: tuple[str, ...]
     selector: Mapping[str, str] | None
     endpoints: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KubeServiceView:
+    """A Kubernetes Service: its scope (exportTo annotation) and selector (None: no selector)."""
+
+    item: Item
+    scope: Scope
+    selector: Mapping[str, str] | None
+
+    def host(self, cluster_domain: str) -> str:
+        return f"{self.item.ident[2]}.{self.item.namespace}.svc.{cluster_domain}"
+
+
+def is_core(manifest: Mapping[str, Any]) -> bool:
+    """A Kubernetes core/v1 object of a kind the analyzers read (apiVersion `v1`, or none)."""
+    return as_str(manifest.get("apiVersion")) in ("v1", "") and as_str(manifest.get("kind")) in CORE_KINDS
 
 
 def identity_of(manifest: Mapping[str, Any]) -> Identity:
@@ -112,21 +134,43 @@ class Inventory:
         self.service_entries: list[ServiceEntryView] = []
         self.workloads: list[Item] = []
         self.destination_rules: list[Item] = []
+        self.services: list[KubeServiceView] = []
+        self.pods: list[Item] = []
+        self.nodes: dict[str, Mapping[str, str]] = {}  # node name -> its labels
+        self.namespaces: dict[str, Item] = {}
         for index, manifest in enumerate(manifests):
             if is_map(manifest):
                 self._add(Item(index, identity_of(manifest), effective_namespace(manifest), manifest))
 
     def _add(self, item: Item) -> None:
         self.items.append(item)
+        kind = item.ident[0]
+        if is_core(item.manifest):
+            self._add_core(kind, item)
+            return
         if not is_istio(item.manifest):
             return
-        kind = item.ident[0]
         if kind == "ServiceEntry":
             self.service_entries.append(_service_entry_view(item))
         elif kind == "WorkloadEntry":
             self.workloads.append(item)
         elif kind == "DestinationRule":
             self.destination_rules.append(item)
+
+    def _add_core(self, kind: str, item: Item) -> None:
+        if kind == "Service":
+            self.services.append(_kube_service_view(item))
+        elif kind == "Pod":
+            self.pods.append(item)
+        elif kind == "Node":
+            self.nodes[item.ident[2]] = labels_of(metadata_of(item.manifest))
+        elif kind == "Namespace":
+            self.namespaces[item.ident[2]] = item
+
+    @cached_property
+    def pod_index(self) -> WorkloadIndex:
+        """Pods by label; a Pod also carries its Node's region/zone/subzone labels."""
+        return WorkloadIndex(self.pods, lambda manifest: pod_labels(manifest, self.nodes))
 
     @cached_property
     def hosts(self) -> HostIndex:
@@ -135,6 +179,23 @@ class Inventory:
     @cached_property
     def workload_index(self) -> WorkloadIndex:
         return WorkloadIndex(self.workloads)
+
+
+def pod_labels(manifest: Mapping[str, Any], nodes: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """A Pod's labels plus the topology labels of the Node it runs on (`spec.nodeName`)."""
+    out = dict(labels_of(metadata_of(manifest)))
+    node = nodes.get(as_str(as_map(manifest.get("spec")).get("nodeName")), {})
+    for key in LOCALITY_LABELS:
+        if node.get(key):
+            out.setdefault(key, node[key])
+    return out
+
+
+def _kube_service_view(item: Item) -> KubeServiceView:
+    annotations = as_map(metadata_of(item.manifest).get("annotations"))
+    export = [e.strip() for e in as_str(annotations.get(EXPORT_TO_ANNOTATION)).split(",") if e.strip()]
+    selector = labels_of({"labels": item.spec.get("selector")})
+    return KubeServiceView(item, scope_of(item.namespace, export), selector or None)
 
 
 def _service_entry_view(item: Item) -> ServiceEntryView:
@@ -190,16 +251,17 @@ class HostIndex:
 
 
 class WorkloadIndex:
-    """WorkloadEntries by namespace and by (namespace, label key, label value)."""
+    """Workloads (WorkloadEntries, or Pods) by namespace and by (namespace, label key, label value)."""
 
-    def __init__(self, workloads: Sequence[Item]) -> None:
+    def __init__(self, workloads: Sequence[Item],
+                 labeller: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None) -> None:
         self.items = list(workloads)
         self.by_namespace: dict[str, set[int]] = defaultdict(set)
         self.by_label: dict[tuple[str, str, str], set[int]] = defaultdict(set)
         self._cache: dict[tuple[str, frozenset[tuple[str, str]]], frozenset[int]] = {}
         for i, item in enumerate(self.items):
             self.by_namespace[item.namespace].add(i)
-            for key, value in workload_labels(item.manifest).items():
+            for key, value in (labeller or workload_labels)(item.manifest).items():
                 self.by_label[(item.namespace, key, value)].add(i)
 
     def select(self, namespace: str, labels: Mapping[str, str]) -> frozenset[int]:
