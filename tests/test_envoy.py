@@ -287,8 +287,10 @@ def test_tls_origination_modes() -> None:
     found = clusters(build(load_case("tls_modes")))
     mutual = found["outbound|27018||mongo.db.internal"]["transport_socket"]["typed_config"]
     common = mutual["common_tls_context"]
-    assert common["tls_certificates"][0]["certificate_chain"] == {"filename": "/etc/certs/myclientcert.pem"}
-    assert common["validation_context"]["trusted_ca"] == {"filename": "/etc/certs/rootcacerts.pem"}
+    assert [s["name"] for s in common["tls_certificate_sds_secret_configs"]] == [
+        "file-cert:/etc/certs/myclientcert.pem~/etc/certs/client_private_key.pem"]
+    assert common["combined_validation_context"]["validation_context_sds_secret_config"]["name"] == (
+        "file-root:/etc/certs/rootcacerts.pem")
     assert mutual["sni"] == "mongo.db.internal"
     assert "transport_socket" not in found["outbound|443||secret.example.com"]  # credentialName
     assert "transport_socket" not in found["outbound|9000||plain.apps.internal"]  # DISABLE
@@ -457,3 +459,136 @@ def test_pgv_is_left_as_it_was_after_a_validation() -> None:
     assert _broken(lambda b: _cluster(b).update(name=""))  # a validation that finds something
     after = {name: getattr(validator, name) for name in names} | {"init": validator.ValidatingMessage.__init__}
     assert after == before
+
+
+# --- fidelity to istiod (docs/envoy.md "Fidelity"; issue 17) ---------------------------------
+
+HPO = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def _sds_configs(node: Any) -> list[Json]:
+    """Every `sds_config` ConfigSource anywhere below `node`."""
+    if isinstance(node, dict):
+        found = [node["sds_config"]] if "sds_config" in node else []
+        return found + [c for value in node.values() for c in _sds_configs(value)]
+    if isinstance(node, list):
+        return [c for item in node for c in _sds_configs(item)]
+    return []
+
+
+def _tls_context(cluster: Json) -> Json:
+    socket = cluster["transport_socket"]
+    if socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol":
+        socket = socket["typed_config"]["transport_socket"]
+    context: Json = socket["typed_config"]
+    return context
+
+
+def _simple_case(**tls: Any) -> Json:
+    return clusters(build([
+        se("ext", hosts=["ext.example.com"], resolution="DNS", location="MESH_EXTERNAL",
+           ports=[{"number": 443, "name": "https", "protocol": "HTTP"}]),
+        dr("ext", host="ext.example.com", trafficPolicy={"tls": tls}),
+    ]))
+
+
+def test_file_certificates_are_sds_secrets_named_as_the_agent_serves_them() -> None:
+    """istiod never inlines DR certificate files: `buildUpstreamClusterTLSContext`
+    (pilot/pkg/networking/core/cluster_tls.go) puts `SdsCertificateConfig{CertificatePath,
+    PrivateKeyPath}.GetResourceName()` = ``file-cert:<cert>~<key>`` in
+    tls_certificate_sds_secret_configs (MUTUAL) and `GetRootResourceName()` = ``file-root:<ca>`` as
+    the combined validation context's SDS secret (pkg/security/security.go, ResourceSeparator "~"),
+    "rather than reading directly in Envoy, which does not support rotation"; the agent serves
+    those names from the files and watches them (security/pkg/nodeagent/cache/secretcache.go,
+    generateFileSecret). `caCrl` stays a `crl.filename` in the default validation context."""
+    context = _simple_case(mode="MUTUAL", clientCertificate="/c/cert.pem", privateKey="/c/key.pem",
+                           caCertificates="/c/ca.pem", caCrl="/c/crl.pem",
+                           subjectAltNames=["ext.example.com"])["outbound|443||ext.example.com"]
+    common = _tls_context(context)["common_tls_context"]
+    assert [s["name"] for s in common["tls_certificate_sds_secret_configs"]] == [
+        "file-cert:/c/cert.pem~/c/key.pem"]
+    combined = common["combined_validation_context"]
+    assert combined["validation_context_sds_secret_config"]["name"] == "file-root:/c/ca.pem"
+    assert combined["default_validation_context"] == {
+        "match_subject_alt_names": [{"exact": "ext.example.com"}], "crl": {"filename": "/c/crl.pem"}}
+    assert "validation_context" not in common and "tls_certificates" not in common
+
+
+def test_no_ca_certificates_is_the_system_root_over_sds() -> None:
+    """An empty `caCertificates` (VERIFY_CERTIFICATE_AT_CLIENT, default on) is the SDS secret
+    ``file-root:system`` (security.FileRootSystemCACert, pkg/security/security.go), which the agent
+    answers with the OS trust bundle it finds (security/pkg/nodeagent/cafile); no CA path is
+    written into the bootstrap, so it runs on any distribution."""
+    found = _simple_case(mode="SIMPLE")
+    common = _tls_context(found["outbound|443||ext.example.com"])["common_tls_context"]
+    secret = common["combined_validation_context"]["validation_context_sds_secret_config"]
+    assert secret["name"] == "file-root:system"
+    assert "sds-grpc" in found
+
+
+def test_insecure_skip_verify_has_no_validation_and_no_sds() -> None:
+    """`insecureSkipVerify` → an empty `validation_context {}` and no SDS secret at all
+    (cluster_tls.go: "don't set up SdsSecretConfig"), so no sds-grpc cluster is needed."""
+    found = _simple_case(mode="SIMPLE", insecureSkipVerify=True)
+    assert _tls_context(found["outbound|443||ext.example.com"])["common_tls_context"][
+        "validation_context"] == {}
+    assert "sds-grpc" not in found
+
+
+def test_every_sds_config_waits_for_its_secret() -> None:
+    """`defaultSDSConfig` (pilot/pkg/security/model/authentication.go, used by
+    ConstructSdsSecretConfig for ``default``, ``ROOTCA``, ``file-root:`` and ``file-cert:``) has
+    `InitialFetchTimeout: 0s`: Envoy waits for the certificates instead of starting the cluster
+    without them."""
+    manifests = load_case("tls_modes") + load_case("worked_example")
+    configs = _sds_configs(build(manifests)["static_resources"]["clusters"])
+    assert len(configs) > 4
+    assert all(c["initial_fetch_timeout"] == "0s" for c in configs)
+    assert all(c["api_config_source"]["grpc_services"] == [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]
+               for c in configs)
+
+
+def test_auto_san_validation_is_decided_before_service_entry_sans() -> None:
+    """`setAutoSniAndAutoSanValidation` (cluster_tls.go) runs on the DR's own `tls` before the
+    ServiceEntry's `subjectAltNames` are copied in: with no DR `sni` and no DR SANs, both
+    auto_sni and auto_san_validation are set even when the SE's SANs are then verified."""
+    found = clusters(build([
+        se("ext", hosts=["ext.example.com"], resolution="DNS", subjectAltNames=["ext.example.com"],
+           ports=[{"number": 443, "name": "https", "protocol": "HTTP"}]),
+        dr("ext", host="ext.example.com", trafficPolicy={"tls": {"mode": "SIMPLE"}}),
+    ]))["outbound|443||ext.example.com"]
+    options = found["typed_extension_protocol_options"][HPO]["upstream_http_protocol_options"]
+    assert options == {"auto_sni": True, "auto_san_validation": True}
+    validation = _tls_context(found)["common_tls_context"]["combined_validation_context"]
+    assert validation["default_validation_context"]["match_subject_alt_names"] == [
+        {"exact": "ext.example.com"}]
+    dr_sans = _simple_case(mode="SIMPLE", subjectAltNames=["x.example.com"])["outbound|443||ext.example.com"]
+    assert dr_sans["typed_extension_protocol_options"][HPO]["upstream_http_protocol_options"] == {
+        "auto_sni": True}
+
+
+def test_passthrough_cluster_keeps_the_downstream_protocol() -> None:
+    """`buildDefaultPassthroughCluster` (pilot/pkg/networking/core/cluster_builder.go) attaches
+    `passthroughHttpProtocolOptions`: use_downstream_protocol_config (HTTP/1.1 and HTTP/2), so
+    h2c or plaintext gRPC to an unregistered host is forwarded as HTTP/2, and a 5 minute idle
+    timeout."""
+    passthrough = clusters(build(load_case("passthrough_none")))["PassthroughCluster"]
+    assert passthrough["typed_extension_protocol_options"][HPO] == {
+        "@type": f"type.googleapis.com/{HPO}",
+        "common_http_protocol_options": {"idle_timeout": "300s"},
+        "use_downstream_protocol_config": {"http_protocol_options": {}, "http2_protocol_options": {}}}
+
+
+def test_external_metadata_only_on_the_default_cluster() -> None:
+    """`applyDestinationRule` (cluster_builder.go) marks the default cluster of a MESH_EXTERNAL
+    service `istio.external: true`; `buildSubsetCluster` adds only `config` and `subset`."""
+    found = clusters(build([
+        se("ext", hosts=["ext.example.com"], resolution="DNS",
+           ports=[{"number": 80, "name": "http", "protocol": "HTTP"}]),
+        dr("ext", host="ext.example.com", subsets=[{"name": "a"}]),
+    ]))
+    default = found["outbound|80||ext.example.com"]["metadata"]["filter_metadata"]["istio"]
+    subset = found["outbound|80|a|ext.example.com"]["metadata"]["filter_metadata"]["istio"]
+    assert default["external"] is True
+    assert "external" not in subset and subset["subset"] == "a"
+    assert subset["config"] == default["config"]

@@ -87,7 +87,7 @@ def _metadata(service: Service, rule: DestRule | None, subset: str, tls: TlsChoi
         istio["config"] = DR_CONFIG_PATH.format(ns=rule.ident[1], name=rule.ident[2])
     if subset:
         istio["subset"] = subset
-    if service.mesh_external:
+    if service.mesh_external and not subset:  # applyDestinationRule sets it on the default cluster only
         istio["external"] = True
     if tls.alpn_override:
         istio["alpn_override"] = "false"
@@ -182,6 +182,14 @@ def service_clusters(service: Service, rule: DestRule | None,
     return out
 
 
+# `passthroughHttpProtocolOptions` (cluster_builder.go): HTTP/1.1 or h2c as the downstream spoke it,
+# so plaintext gRPC / h2c to an unregistered host is not downgraded; idle connections closed after 5m.
+PASSTHROUGH_HTTP_OPTIONS: Json = {
+    "common_http_protocol_options": {"idle_timeout": "300s"},
+    "use_downstream_protocol_config": {"http_protocol_options": {}, "http2_protocol_options": {}},
+}
+
+
 def _default_thresholds() -> Json:
     return circuit_breakers(Policy())
 
@@ -192,7 +200,8 @@ def special_clusters(settings: ProxySettings, with_sds: bool) -> list[BuiltClust
     out = [
         BuiltCluster(PASSTHROUGH_CLUSTER, {
             "name": PASSTHROUGH_CLUSTER, "type": "ORIGINAL_DST", "connect_timeout": timeout,
-            "lb_policy": "CLUSTER_PROVIDED", "circuit_breakers": _default_thresholds()}),
+            "lb_policy": "CLUSTER_PROVIDED", "circuit_breakers": _default_thresholds(),
+            "typed_extension_protocol_options": {HPO_KEY: typed(HPO_KEY, PASSTHROUGH_HTTP_OPTIONS)}}),
         BuiltCluster(BLACKHOLE_CLUSTER, {
             "name": BLACKHOLE_CLUSTER, "type": "STATIC", "connect_timeout": timeout}),
     ]

@@ -5,12 +5,14 @@ cluster speaks HTTP/2 and whether it is ORIGINAL_DST. Output: a `TlsChoice` hold
 plain ``transport_socket`` or auto-mTLS ``transport_socket_matches``, plus the
 ``upstream_http_protocol_options`` (auto SNI / auto SAN) and cluster-metadata flags.
 
-Static-bootstrap decisions (documented in docs/envoy.md):
-* ISTIO_MUTUAL keeps istiod's SDS secret names ``default`` / ``ROOTCA``, served by the Istio agent
-  through the static ``sds-grpc`` cluster (`SDS_CLUSTER`, a unix socket).
-* SIMPLE / MUTUAL with file paths use Envoy's file-based ``trusted_ca`` / ``tls_certificates``
-  instead of istiod's ``file-root:`` / ``file-cert:`` SDS names (no SDS server serves those);
-  an empty ``caCertificates`` means `SYSTEM_CA_BUNDLE`.
+Certificates as istiod sends them (docs/envoy.md, "Fidelity"), all served by the Istio agent through
+the static ``sds-grpc`` cluster (`SDS_CLUSTER`, a unix socket), every SDS config source with
+``initial_fetch_timeout: 0s`` (the proxy waits for its certificates):
+* ISTIO_MUTUAL: the SDS secrets ``default`` / ``ROOTCA``.
+* SIMPLE / MUTUAL with file paths: the SDS secrets ``file-cert:<cert>~<key>`` (client certificate)
+  and ``file-root:<ca>`` (validation; ``file-root:system``, the OS bundle the agent finds, when no
+  ``caCertificates`` is given), so rotated files are picked up; ``caCrl`` stays a file
+  (``crl.filename``), as istiod writes it.
 * ``credentialName`` needs istiod; like a sidecar without a DR workloadSelector, the TLS context
   is dropped (plaintext), which docs/envoy.md calls out.
 * ALPN for Istio mTLS is ``istio`` (+``h2``): the istio.metadata_exchange filter is not an
@@ -30,7 +32,9 @@ from meshc.proxy.envoy.values import TLS_MATCH_KEY, typed
 Json = dict[str, Any]
 SDS_CLUSTER = "sds-grpc"
 SDS_SOCKET = "./var/run/secrets/workload-spiffe-uds/socket"
-SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SYSTEM_ROOT = "file-root:system"  # security.FileRootSystemCACert: the agent serves the OS bundle
+FILE_ROOT = "file-root:"  # + CA path (SdsCertificateConfig.GetRootResourceName)
+FILE_CERT = "file-cert:"  # + cert path + "~" + key path (SdsCertificateConfig.GetResourceName)
 TLS_SOCKET = "envoy.transport_sockets.tls"
 RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
 PROXY_SOCKET = "envoy.transport_sockets.upstream_proxy_protocol"
@@ -57,8 +61,22 @@ def sds_config() -> Json:
             "set_node_on_first_message_only": True,
             "transport_api_version": "V3",
         },
+        "initial_fetch_timeout": "0s",
         "resource_api_version": "V3",
     }
+
+
+def sds_secret(name: str) -> Json:
+    """`ConstructSdsSecretConfig`: a secret by name from the agent's SDS server."""
+    return {"name": name, "sds_config": sds_config()}
+
+
+def file_root(ca: str) -> str:
+    return FILE_ROOT + ca if ca else SYSTEM_ROOT
+
+
+def file_cert(cert: str, key: str) -> str:
+    return f"{FILE_CERT}{cert}~{key}"
 
 
 def raw_buffer_socket() -> Json:
@@ -78,47 +96,51 @@ def istio_mutual_socket(sni: str, sans: list[str], h2: bool) -> Json:
     common: Json = {
         "tls_params": dict(TLS_PARAMS),
         "alpn_protocols": ["istio", "h2"] if h2 else ["istio"],
-        "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": sds_config()}],
+        "tls_certificate_sds_secret_configs": [sds_secret("default")],
         "combined_validation_context": {
             "default_validation_context": validation,
-            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": sds_config()},
+            "validation_context_sds_secret_config": sds_secret("ROOTCA"),
         },
     }
     return _tls_socket({"common_tls_context": common, "sni": sni})
 
 
 def _validation_context(tls: Mapping[str, Any], sans: list[str]) -> Json:
+    """common_tls_context's validation: none when insecure, else the CA over SDS (file-root:)."""
     if tls.get("insecureSkipVerify"):
-        return {}
-    out: Json = {"trusted_ca": {"filename": tls.get("caCertificates") or SYSTEM_CA_BUNDLE}}
-    if sans:
-        out["match_subject_alt_names"] = _san_matchers(sans)
+        return {"validation_context": {}}
+    default: Json = {"match_subject_alt_names": _san_matchers(sans)} if sans else {}
     if tls.get("caCrl"):
-        out["crl"] = {"filename": tls["caCrl"]}
-    return out
+        default["crl"] = {"filename": tls["caCrl"]}
+    return {"combined_validation_context": {
+        "default_validation_context": default,
+        "validation_context_sds_secret_config": sds_secret(file_root(str(tls.get("caCertificates") or ""))),
+    }}
 
 
 def _origination(tls: Mapping[str, Any], service: Service, h2: bool) -> TlsChoice:
-    """SIMPLE / MUTUAL with files."""
-    sans = list(tls.get("subjectAltNames") or service.service_accounts)
+    """SIMPLE / MUTUAL with files, the files served over SDS. Auto SNI / SAN validation are
+    decided on the DR's own SANs, before the ServiceEntry's are filled in (cluster_tls.go)."""
+    own_sans = list(tls.get("subjectAltNames") or [])
+    sans = own_sans or list(service.service_accounts)
     common: Json = {"tls_params": dict(TLS_PARAMS)}
     if h2:
         common["alpn_protocols"] = ["h2"]
     if tls.get("mode") == "MUTUAL":
-        common["tls_certificates"] = [{
-            "certificate_chain": {"filename": tls.get("clientCertificate")},
-            "private_key": {"filename": tls.get("privateKey")},
-        }]
-    common["validation_context"] = _validation_context(tls, sans)
+        name = file_cert(str(tls.get("clientCertificate") or ""), str(tls.get("privateKey") or ""))
+        common["tls_certificate_sds_secret_configs"] = [sds_secret(name)]
+    common.update(_validation_context(tls, sans))
     context: Json = {"common_tls_context": common}
     options: Json = {}
     if tls.get("sni"):
         context["sni"] = tls["sni"]
     else:
         options["auto_sni"] = True
-        if not sans and not tls.get("insecureSkipVerify"):
+        if not own_sans and not tls.get("insecureSkipVerify"):
             options["auto_san_validation"] = True
-    return TlsChoice(_tls_socket(context), upstream_http_options=options, alpn_override=True)
+    uses_sds = tls.get("mode") == "MUTUAL" or not tls.get("insecureSkipVerify")
+    return TlsChoice(_tls_socket(context), upstream_http_options=options, alpn_override=True,
+                     uses_sds=uses_sds)
 
 
 def istio_sni(port: int, subset: str, host: str) -> str:
