@@ -13,7 +13,6 @@ import pytest
 
 from meshc.check.istio import AnalyzerSettings, analyze
 from meshc.files.tree import MemoryTree
-from meshc.front.load import load_env_settings
 from meshc.model.settings import ProxySettings, VmSettings
 from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.bootstrap import build_bootstrap
@@ -31,36 +30,7 @@ SERVICE = """services:
 """
 
 
-def _settings(env_yaml: str) -> Any:
-    settings, diags = load_env_settings(MemoryTree({"environments/dev/env.yaml": env_yaml}), "dev")
-    assert diags == [] and settings is not None
-    return settings
-
-
 # --- typed settings ---------------------------------------------------------------------------
-
-
-def test_defaults_are_the_dataclass_defaults() -> None:
-    settings = _settings("name: dev\nnamespace: egress\n")
-    assert settings.proxy == ProxySettings()
-    assert settings.vm == VmSettings()
-    assert (settings.trust_domain, settings.cluster_domain) == ("cluster.local", "cluster.local")
-
-
-def test_env_yaml_is_read_into_typed_settings() -> None:
-    settings = _settings(
-        "name: dev\nnamespace: egress\ntrustDomain: corp.example\nclusterDomain: k8s.internal\n"
-        "proxy: {locality: eu-west1/b, dnsRefreshRate: 30s, connectTimeout: 2s, outboundTrafficPolicy: REGISTRY_ONLY}\n"
-        "vm: {dnsCapture: false, egressAllowList: true, excludeInboundPorts: [22],"
-        " includeOutboundCIDRs: [10.0.0.0/8], excludeOutboundCIDRs: [10.1.0.0/16], excludeOutboundPorts: [25]}\n")
-    assert settings.proxy == ProxySettings(trust_domain="corp.example", dns_refresh_rate="30s", connect_timeout="2s",
-                                           locality="eu-west1/b", outbound_policy="REGISTRY_ONLY",
-                                           cluster_domain="k8s.internal")
-    assert settings.vm == VmSettings(dns_capture=False, egress_allow_list=True, exclude_inbound_ports=(22,),
-                                     include_outbound_cidrs=("10.0.0.0/8",), exclude_outbound_cidrs=("10.1.0.0/16",),
-                                     exclude_outbound_ports=(25,))
-    hash(settings.proxy), hash(settings.vm)  # frozen values: lists were read as tuples
-    assert settings.raw["proxy"]["locality"] == "eu-west1/b"  # raw (the cache fingerprint) as written
 
 
 def test_vm_defaults_are_the_capture_defaults() -> None:

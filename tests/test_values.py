@@ -11,10 +11,8 @@ import pytest
 
 from meshc.check.istio.primitives import check_duration, parse_duration
 from meshc.check.schema.cel_ext import go_parse_duration
-from meshc.files.tree import MemoryTree
 from meshc.model.netaddr import cidr_parts, is_cidr, is_ip, normalise_address
 from meshc.model.values import duration_nanos, parse_go_duration
-from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.values import envoy_duration, whole_seconds
 
 GO = [("0", 0), ("-0", 0), ("+0", 0), ("1ms", 10**6), ("1h30m", 5400 * 10**9), ("1.5s", 1_500_000_000),
@@ -62,13 +60,3 @@ def test_ip_helpers() -> None:
     assert normalise_address("10.0.0.1/32") == "10.0.0.1" and normalise_address("10.0.0.0/24") == "10.0.0.0/24"
 
 
-def test_a_declared_duration_beyond_int64_is_v019() -> None:
-    """Go (so istiod) refuses a duration past int64 nanoseconds (~2562047h): meshc says so at the declaration."""
-    service = ("services:\n  - name: api\n    owner: team\n    hosts: [api.example.com]\n    resolution: dns\n"
-               "    ports:\n      - number: 443\n        protocol: HTTPS\n"
-               "    trafficPolicy:\n      connectionPool:\n        tcp: {connectTimeout: %s}\n")
-    files = {"environments/dev/env.yaml": "name: dev\nnamespace: egress\n"}
-    ok = compile_estate(MemoryTree({**files, "environments/base/a.yaml": service % "2562047h"}))
-    assert ok.ok, [str(d) for d in ok.diagnostics]
-    bad = compile_estate(MemoryTree({**files, "environments/base/a.yaml": service % "2562048h"}))
-    assert [d.code for d in bad.diagnostics] == ["V019"]

@@ -1,4 +1,8 @@
-"""Provenance is built where values are made: expand gives each artifact an origin table (body
+"""Pass `expand` (expand/services.py, `pipeline.expand_pass`): a typed Service -> its Istio objects
+(`Artifact`s) through the sandboxed templates, each with its origin table; a template error is an
+X-code and no object. Run per unit by `units`. Fixtures: tests/fixtures/passes/expand/.
+
+Provenance is built where values are made: expand gives each artifact an origin table (body
 path prefix -> declaration path) beside the views it renders (expand/services.py). These tests
 hold the table to what expand actually does, so it cannot drift from it: every value in every
 emitted object of the example estate and the case estates, followed through the table, leads to
@@ -15,9 +19,11 @@ import pytest
 from meshc.files.tree import DiskTree
 from meshc.front.provenance import decl_path_of, locate_finding
 from meshc.model.core import Artifact, ServiceDecl
-from meshc.pipeline import compile_estate
+from meshc.pipeline import compile_estate, expand_pass, validate_pass
 
-from .conftest import REPO
+from ..conftest import REPO
+from .estates import FIXTURES, VM, upto
+from .estates import estate as small_estate
 
 ESTATES = [REPO] + sorted(p for p in (REPO / "tests" / "cases").glob("*") if (p / "environments").is_dir())
 _MISSING = object()
@@ -121,3 +127,29 @@ def test_findings_in_a_destination_rule_are_placed_at_the_layer_that_wrote_the_v
             assert (sni.file, sni.line) == ("environments/base/saas.yaml", 26), sni
             return
     pytest.fail("payments-stripe has no DestinationRule in prod")
+
+
+# --- the pass's contract (new) -------------------------------------------------------------------
+
+
+def _expand(files: dict[str, str], templates: tuple[Path, ...] = ()):  # type: ignore[no-untyped-def]
+    prepared = upto("templates", files, templates)
+    service, diags = validate_pass(prepared.settings["dev"], prepared.merged.decls["dev"][0])
+    assert service is not None, diags
+    return expand_pass(prepared.expanders["dev"], service)
+
+
+def test_a_service_expands_to_its_objects_each_with_its_origin() -> None:
+    artifacts, diags = _expand(small_estate(a=VM.replace("SELECTOR", "db")))
+    assert diags == []
+    assert [str(a.identity) for a in artifacts] == [
+        "ServiceEntry/egress/db", "WorkloadEntry/egress/db-10-9-1-1", "DestinationRule/egress/db"]
+    assert all(a.service == "db" and a.origin for a in artifacts)
+    se = artifacts[0].body
+    assert se["spec"]["hosts"] == ["db.example.com"] and se["spec"]["resolution"] == "STATIC"
+
+
+def test_a_template_printing_a_raw_value_gives_x001_and_no_object() -> None:
+    artifacts, diags = _expand(small_estate(a=VM.replace("SELECTOR", "db")), (FIXTURES / "expand" / "raw-value",))
+    assert artifacts == [] and [d.code for d in diags] == ["X001"]
+    assert diags[0].position is not None and diags[0].position.line == 6
