@@ -26,6 +26,8 @@ import yaml
 
 from meshc.check.envoy import pgv as envoy_pgv
 from meshc.check.envoy.validate import envoy_validate_binary, validate_bootstrap
+from meshc.files.tree import MemoryTree
+from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
 from meshc.proxy.envoy.values import envoy_duration, whole_seconds
 
@@ -592,3 +594,47 @@ def test_external_metadata_only_on_the_default_cluster() -> None:
     assert default["external"] is True
     assert "external" not in subset and subset["subset"] == "a"
     assert subset["config"] == default["config"]
+
+
+def _we(name: str, address: str, **labels: str) -> Json:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"address": address, "labels": {"app": "db", **labels}}}
+
+
+def test_failover_priority_orders_endpoints_by_matching_client_labels() -> None:
+    """`applyPriorityFailoverPerLocality` (pilot/pkg/networking/core/loadbalancer/loadbalancer.go):
+    each endpoint's priority is the number of `failoverPriority` labels from the first one that
+    differs from the client proxy's value (all match → 0), for any label, not only
+    region/zone/subzone; the proxy's labels are its own plus its locality's topology labels
+    (`AugmentLabels`, pilot/pkg/serviceregistry/util/label/label.go), here env.yaml `proxy.labels`.
+    Priorities are then made consecutive from 0."""
+    manifests = [
+        se("db", hosts=["db.example.com"], resolution="STATIC", location="MESH_INTERNAL",
+           workloadSelector={"labels": {"app": "db"}},
+           ports=[{"number": 5432, "name": "tcp", "protocol": "TCP"}]),
+        _we("a", "10.0.0.1", **{"topology.istio.io/network": "n1", "rack": "r1"}),
+        _we("b", "10.0.0.2", **{"topology.istio.io/network": "n1", "rack": "r2"}),
+        _we("c", "10.0.0.3", **{"topology.istio.io/network": "n2", "rack": "r1"}),
+        dr("db", host="db.example.com", trafficPolicy={
+            "outlierDetection": {"consecutive5xxErrors": 3},
+            "loadBalancer": {"localityLbSetting": {
+                "failoverPriority": ["topology.istio.io/network", "rack"]}}}),
+    ]
+    labels = (("rack", "r1"), ("topology.istio.io/network", "n1"))
+    found = clusters(build(manifests, labels=labels))["outbound|5432||db.example.com"]
+    priorities = {e["endpoint"]["address"]["socket_address"]["address"]: g["priority"]
+                  for g in found["load_assignment"]["endpoints"] for e in g["lb_endpoints"]}
+    assert priorities == {"10.0.0.1": 0, "10.0.0.2": 1, "10.0.0.3": 2}
+    assert found["common_lb_config"]["locality_weighted_lb_config"] == {}
+    unknown = clusters(build(manifests))["outbound|5432||db.example.com"]  # no client: no priorities
+    assert all("priority" not in g for g in unknown["load_assignment"]["endpoints"])
+
+
+def test_proxy_labels_are_read_from_env_yaml() -> None:
+    env = "name: dev\nnamespace: egress\nproxy: {labels: {topology.istio.io/network: n1, rack: r1}}\n"
+    service = "services:\n  - name: api\n    owner: team\n    hosts: [api.example.com]\n    resolution: dns\n" \
+              "    ports:\n      - number: 443\n        protocol: HTTPS\n"
+    result = compile_estate(MemoryTree({"environments/dev/env.yaml": env, "environments/base/a.yaml": service}))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    assert result.envs["dev"].settings.proxy.labels == (("rack", "r1"), ("topology.istio.io/network", "n1"))

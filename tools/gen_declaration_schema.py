@@ -135,7 +135,10 @@ env = {
     "production": {"type": "boolean", "description": "Marks a production environment (review diffs flag changes to it)."},
     "proxy": obj({"locality": s("Locality of the client proxies (region/zone/subzone), for Envoy priorities."),
                   "dnsRefreshRate": dur("DNS refresh rate"), "connectTimeout": dur("Default connect timeout"),
-                  "outboundTrafficPolicy": {"enum": ["ALLOW_ANY", "REGISTRY_ONLY"]}}),
+                  "outboundTrafficPolicy": {"enum": ["ALLOW_ANY", "REGISTRY_ONLY"]},
+                  "labels": {"type": "object", "additionalProperties": S,
+                             "description": "Labels of the client proxies (e.g. topology.istio.io/network), "
+                                            "matched by DestinationRule failoverPriority (docs/envoy.md)."}}),
     "vm": obj({"dnsCapture": {"type": "boolean"}, "egressAllowList": {"type": "boolean"},
                "excludeInboundPorts": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
                "includeOutboundCIDRs": {"type": "array", "items": S}, "excludeOutboundCIDRs": {"type": "array", "items": S},

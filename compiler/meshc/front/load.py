@@ -158,16 +158,22 @@ def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, l
 # env.yaml keys of the proxy: and vm: blocks -> fields of ProxySettings and VmSettings (whose
 # defaults apply to the keys left out)
 _PROXY_KEYS = {"dnsRefreshRate": "dns_refresh_rate", "connectTimeout": "connect_timeout",
-               "locality": "locality", "outboundTrafficPolicy": "outbound_policy"}
+               "locality": "locality", "outboundTrafficPolicy": "outbound_policy", "labels": "labels"}
 _VM_KEYS = {"dnsCapture": "dns_capture", "egressAllowList": "egress_allow_list",
             "excludeInboundPorts": "exclude_inbound_ports", "includeOutboundCIDRs": "include_outbound_cidrs",
             "excludeOutboundCIDRs": "exclude_outbound_cidrs", "excludeOutboundPorts": "exclude_outbound_ports"}
 
 
 def _fields(block: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
-    """The keys a schema-valid block sets, as field values (lists as tuples: settings are frozen)."""
-    return {field: tuple(block[key]) if isinstance(block[key], list) else block[key]
-            for key, field in keys.items() if key in block}
+    """The keys a schema-valid block sets, as field values (lists as tuples, maps as sorted pairs:
+    settings are frozen)."""
+    return {field: _frozen(block[key]) for key, field in keys.items() if key in block}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+    return tuple(value) if isinstance(value, list) else value
 
 
 def list_envs(tree: SourceTree) -> list[str]:

@@ -22,6 +22,9 @@ class ProxySettings:
     locality: str = ""  # client proxy locality "region/zone/subzone" for priorities; "" = unknown
     outbound_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # short DestinationRule hosts: <host>.<ns>.svc.<this>
+    # the client proxy's own labels (sorted pairs), matched by DR failoverPriority with region/zone/
+    # subzone from `locality`; e.g. topology.istio.io/network
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def _discovery(service: Service, port: SvcPort, policy: Policy, name: str,
         return None
     fields = _dns_fields(service, settings) if service.resolution in DNS_MODES else {"type": "STATIC"}
     fields.update(lb_fields(policy))
-    return fields, load_assignment(name, endpoints, port, policy, settings.locality)
+    return fields, load_assignment(name, endpoints, port, policy, settings.locality, settings.labels)
 
 
 def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,

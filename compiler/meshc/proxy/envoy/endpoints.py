@@ -8,7 +8,10 @@ LbEndpoint, the object it came from (for provenance).
 Invariants: locality groups are sorted by their locality string (then priority); endpoints in a
 group keep the service's endpoint order. Weights 0 count as 1; group weights saturate at 2^32-1.
 Priorities are computed only when locality LB is enabled, outlierDetection is present and the
-client locality is known; they are renumbered to be contiguous from 0.
+client is known (its locality or its labels); they are renumbered to be contiguous from 0.
+`failoverPriority` compares each endpoint's labels with the client proxy's labels: env.yaml
+``proxy.labels`` plus region/zone/subzone from ``proxy.locality`` (`client_labels`, as istiod's
+`AugmentLabels` builds a proxy's labels).
 """
 
 from __future__ import annotations
@@ -72,19 +75,31 @@ def _region_priority(client: str, locality: str, failover: Sequence[Mapping[str,
     return priority
 
 
-def _label_priority(endpoint: Endpoint, client: str, labels: Sequence[str]) -> int:
-    client_values = dict(zip(_CLIENT_KEYS, locality_parts(client), strict=False))
+def client_labels(locality: str, labels: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """The client proxy's labels: its own, with region/zone/subzone of its locality on top
+    (`AugmentLabels`, pilot/pkg/serviceregistry/util/label/label.go)."""
+    topology = {k: v for k, v in zip(_CLIENT_KEYS, locality_parts(locality), strict=False) if v}
+    return {**dict(labels), **topology}
+
+
+def _label_priority(endpoint: Endpoint, client: Mapping[str, str], labels: Sequence[str]) -> int:
+    """`applyPriorityFailoverPerLocality`: the priority is the number of labels after the first
+    one that does not match (0: all match); ``key=value`` gives the value to match."""
     matched = 0
     for entry in labels:
-        key, _, override = entry.partition("=")
-        wanted = override or client_values.get(key, "")
-        if not wanted or endpoint.labels.get(key) != wanted:
+        key, sep, override = entry.partition("=")
+        if sep:
+            wanted: str | None = override
+        else:
+            wanted = client.get(key)
+        if wanted is None or endpoint.labels.get(key, "") != wanted:
             break
         matched += 1
     return len(labels) - matched
 
 
-def _split_by_priority(groups: list[_Group], client: str, setting: Mapping[str, Any]) -> list[_Group]:
+def _split_by_priority(groups: list[_Group], client: str, setting: Mapping[str, Any],
+                       proxy_labels: Mapping[str, str]) -> list[_Group]:
     failover = list(setting.get("failover") or [])
     labels = list(setting.get("failoverPriority") or [])
     out: list[_Group] = []
@@ -95,7 +110,7 @@ def _split_by_priority(groups: list[_Group], client: str, setting: Mapping[str, 
             continue
         split: dict[int, list[Endpoint]] = {}
         for endpoint in group.members:
-            level = _label_priority(endpoint, client, labels)
+            level = _label_priority(endpoint, proxy_labels, labels)
             split.setdefault(level * 5 + region if failover else level, []).append(endpoint)
         out.extend(_Group(group.locality, members, p) for p, members in sorted(split.items()))
     ranks = {p: rank for rank, p in enumerate(sorted({g.priority for g in out}))}
@@ -137,22 +152,25 @@ def _lb_endpoint(endpoint: Endpoint, port: SvcPort) -> Json:
     return out
 
 
-def _shape(groups: list[_Group], policy: Policy, client: str) -> tuple[list[_Group], bool, bool]:
+def _shape(groups: list[_Group], policy: Policy, client: str,
+           proxy_labels: Mapping[str, str]) -> tuple[list[_Group], bool, bool]:
     """(groups, priorities_used, locality_weighted) after distribute / failover."""
     setting = (policy.load_balancer or {}).get("localityLbSetting") or {}
-    if setting.get("enabled") is False or not client:
+    if setting.get("enabled") is False or not (client or proxy_labels):
         return groups, False, False
     if setting.get("distribute"):
         return _distribute(groups, client, setting["distribute"]), False, True
     if not isinstance(policy.outlier, Mapping):
         return groups, False, False
     weighted = bool(setting.get("failover") or setting.get("failoverPriority"))
-    return _split_by_priority(groups, client, setting), True, weighted
+    return _split_by_priority(groups, client, setting, proxy_labels), True, weighted
 
 
 def load_assignment(cluster_name: str, endpoints: Sequence[Endpoint], port: SvcPort,
-                    policy: Policy, client_locality: str) -> LoadAssignment:
-    groups, prioritised, weighted = _shape(_group(endpoints), policy, client_locality)
+                    policy: Policy, client_locality: str,
+                    proxy_labels: Sequence[tuple[str, str]] = ()) -> LoadAssignment:
+    client = client_labels(client_locality, proxy_labels)
+    groups, prioritised, weighted = _shape(_group(endpoints), policy, client_locality, client)
     rendered: list[Json] = []
     origins: list[tuple[int, int, ObjectId]] = []
     for g_index, group in enumerate(groups):
