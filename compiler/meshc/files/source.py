@@ -5,6 +5,14 @@ diagnostics. Invariants: values are plain dict/list/str/int/float/bool/None with
 from the file can run code (safe tags only); positions are looked up lazily from the kept node
 tree (`locate`), so the happy path pays nothing for provenance.
 
+Scalars are read as Kubernetes reads YAML, not as PyYAML's YAML 1.1 does (docs/checks.md,
+"YAML scalars"): the YAML 1.2 core schema resolves plain scalars (`true/false` are the only booleans,
+`yes/no/on/off/y/n` are strings; `0o17` and `0x1F` are integers, `017` is 17, `1_000`, `0b11` and
+`1:20` are strings; `1e3` is a float; no timestamps: `2024-02-30` is a string), and a `:` inside a
+plain scalar of a flow collection ends it only before a blank, as go-yaml's scanner (the one kubectl
+and the API server use) does: `addresses: [1.2.3.4, 001:db8::]` is two strings, where PyYAML reads a
+mapping (pure Python) or fails (libyaml).
+
 Codes: Y001 unreadable file, Y002 not UTF-8 text / binary, Y003 YAML syntax error,
 Y004 duplicate key, Y005 alias expansion too large, Y006 non-string mapping key,
 Y007 unsupported YAML feature (merge keys, custom tags), Y008 a string Kubernetes' tooling cannot
@@ -13,6 +21,8 @@ carry (meshc.yamlout.kubernetes_problem: DEL, C1 controls, U+FFFE/U+FFFF, lone s
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,17 +33,113 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from meshc.files.yamlout import kubernetes_problem
 from meshc.model.diagnostics import DataPath, Diagnostic, Position, Severity, printable
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
+_BOOL, _INT, _FLOAT, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "null"))
+_MERGE = "tag:yaml.org,2002:merge"
+#: The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), in resolution order.
+CORE_SCHEMA: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (_NULL, re.compile(r"(?:~|null|Null|NULL|)\Z")),
+    (_BOOL, re.compile(r"(?:true|True|TRUE|false|False|FALSE)\Z")),
+    (_INT, re.compile(r"(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)\Z")),
+    (_FLOAT, re.compile(r"(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z")),
+)
+
+
+def _core_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """PyYAML's implicit-resolver table for CORE_SCHEMA (keyed by first character), plus `<<`
+    (kept only so that merge keys are refused with Y007 rather than read as a key named "<<")."""
+    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    firsts = {_NULL: "~nN", _BOOL: "tTfF", _INT: "-+0123456789", _FLOAT: "-+.0123456789"}
+    for tag, pattern in CORE_SCHEMA:
+        for first in firsts[tag]:
+            table.setdefault(first, []).append((tag, pattern))
+    table.setdefault("", []).append((_NULL, CORE_SCHEMA[0][1]))  # the empty scalar
+    table.setdefault("<", []).append((_MERGE, re.compile(r"<<\Z")))
+    return table
+
+
+class _GoScanner:
+    """go-yaml's plain-scalar rule for flow collections: `:` ends a plain scalar only before a blank
+    (PyYAML also ends it before `,[]{}`, libyaml refuses it). Mixed into the pure-Python loader."""
+
+    def scan_plain(self: Any) -> Any:
+        chunks: list[str] = []
+        start = end = self.get_mark()
+        indent = self.indent + 1
+        spaces: list[str] = []
+        while self.peek() != "#":
+            length = 0
+            while True:
+                ch = self.peek(length)
+                if ch in _BLANKZ or (ch == ":" and self.peek(length + 1) in _BLANKZ) or (
+                        self.flow_level and ch in ",?[]{}"):
+                    break
+                length += 1
+            if length == 0:
+                break
+            self.allow_simple_key = False
+            chunks.extend(spaces)
+            chunks.append(self.prefix(length))
+            self.forward(length)
+            end = self.get_mark()
+            spaces = self.scan_plain_spaces(indent, start)
+            if not spaces or self.peek() == "#" or (not self.flow_level and self.column < indent):
+                break
+        return yaml.tokens.ScalarToken("".join(chunks), True, start, end)
+
+
+_BLANKZ = "\0 \t\r\n\x85\u2028\u2029"
+
+
+class _PyLoader(_GoScanner, yaml.SafeLoader):
+    yaml_implicit_resolvers = _core_resolvers()
+
+
+class _CLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    yaml_implicit_resolvers = _core_resolvers()
+
+
+def compose_all(text: str) -> list[Node | None]:
+    """The node trees of a YAML stream, tags resolved by the YAML 1.2 core schema. libyaml is used
+    when it reads the text as go-yaml does; the pure-Python scanner when libyaml refuses a `:`
+    in a flow scalar (`[001:db8::]`)."""
+    try:
+        return list(yaml.compose_all(text, Loader=_CLoader))
+    except yaml.scanner.ScannerError as exc:
+        if exc.problem != "found unexpected ':'":
+            raise
+    return list(yaml.compose_all(text, Loader=_PyLoader))
 _SAFE_SCALAR_TAGS = {
     _STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
 }
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
-_NUMBERS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _MAX_EXPANSION = 20  # constructed nodes per distinct node before aliases count as a bomb
-_SCALARS = yaml.constructor.SafeConstructor()
+_NOT_CORE = object()
+
+
+def core_value(tag: str, text: str) -> Any:
+    """A scalar's value under the YAML 1.2 core schema (`_NOT_CORE` when `text` does not spell
+    a value of `tag`: an explicit `!!int 1_000`); a float tag also takes an integer's spelling."""
+    patterns = dict(CORE_SCHEMA)
+    if tag == _FLOAT and patterns[_INT].match(text) and not text.startswith(("0o", "0x")):
+        return float(text)
+    if tag not in patterns or not patterns[tag].match(text):
+        return _NOT_CORE
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return text.lower() == "true"
+    if tag == _INT:
+        return int(text[2:], 8) if text.startswith("0o") else int(text[2:], 16) if text.startswith("0x") else int(text)
+    lowered = text.lower()
+    if lowered.endswith(".nan"):
+        return math.nan
+    if lowered.endswith(".inf"):
+        return -math.inf if text.startswith("-") else math.inf
+    return float(text)
 
 
 class LoadError(Exception):
@@ -86,7 +192,7 @@ def parse(file: str, data: bytes, carried: bool = True) -> tuple[list[Document],
     if text is None:
         return [], diags
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        nodes = compose_all(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -149,11 +255,13 @@ class _Builder:
         if node.tag not in _SAFE_SCALAR_TAGS:
             raise LoadError(_error("Y007", self.file, f"unsupported YAML tag {node.tag!r}",
                                    "quote the value to make it a string", node))
-        if node.tag == _TIMESTAMP or (node.tag in _NUMBERS and ":" in node.value):
-            # Kubernetes reads YAML into JSON: no date type, no base-60 numbers. `2024-02-30`
-            # and `1:20` are the strings written, as kubectl would apply them.
-            return node.value
-        return _SCALARS.construct_object(node)
+        if node.tag == _TIMESTAMP:
+            return node.value  # Kubernetes reads YAML into JSON: no date type
+        value = core_value(node.tag, node.value)
+        if value is _NOT_CORE:
+            raise LoadError(_error("Y007", self.file, f"{node.value!r} is not a YAML 1.2 {node.tag.rsplit(':', 1)[-1]}",
+                                   "drop the tag, or write the value as YAML 1.2 spells it", node))
+        return value
 
     def mapping(self, node: MappingNode) -> dict[str, Any]:
         out: dict[str, Any] = {}
