@@ -638,3 +638,24 @@ def test_proxy_labels_are_read_from_env_yaml() -> None:
     result = compile_estate(MemoryTree({"environments/dev/env.yaml": env, "environments/base/a.yaml": service}))
     assert result.ok, [str(d) for d in result.diagnostics]
     assert result.envs["dev"].settings.proxy.labels == (("rack", "r1"), ("topology.istio.io/network", "n1"))
+
+
+def test_alpn_as_istiod_advertises_it() -> None:
+    """`buildUpstreamClusterTLSContext` (cluster_tls.go): SIMPLE/MUTUAL advertise `h2` only on
+    HTTP/2 clusters (util.ALPNH2Only) and nothing otherwise, and mark the cluster
+    `alpn_override: "false"` (util.AddALPNOverrideToMetadata); ISTIO_MUTUAL advertises
+    util.ALPNInMesh / ALPNInMeshH2 (`istio`, `h2`). The `istio-peer-exchange` variant needs the
+    istio.metadata_exchange filter, which upstream Envoy lacks (deliberate, docs/envoy.md)."""
+    def alpn(protocol: str, tls: Json) -> tuple[Any, Any]:
+        found = clusters(build([
+            se("a", hosts=["a.example.com"], resolution="DNS", location="MESH_INTERNAL",
+               ports=[{"number": 443, "name": "p", "protocol": protocol}]),
+            dr("a", host="a.example.com", trafficPolicy={"tls": tls}),
+        ]))["outbound|443||a.example.com"]
+        meta = found["metadata"]["filter_metadata"]["istio"].get("alpn_override")
+        return _tls_context(found)["common_tls_context"].get("alpn_protocols"), meta
+
+    assert alpn("HTTP2", {"mode": "SIMPLE"}) == (["h2"], "false")
+    assert alpn("HTTP", {"mode": "SIMPLE"}) == (None, "false")
+    assert alpn("GRPC", {"mode": "ISTIO_MUTUAL"}) == (["istio", "h2"], None)
+    assert alpn("TCP", {"mode": "ISTIO_MUTUAL"}) == (["istio"], None)

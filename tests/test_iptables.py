@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from meshc.model.diagnostics import Severity
+from meshc import api
+from meshc.model.bundle import content
+from meshc.model.diagnostics import Diagnostic, Severity
 from meshc.proxy.iptables.rules import (
     APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, rules_filename, validate_spec,
 )
@@ -36,10 +40,16 @@ def chain_lines(lines: list[str], chain: str) -> list[str]:
     return [ln for ln in lines if ln.startswith(f"-A {chain} ")]
 
 
-VM = CaptureSpec("vm-a")
+# istioctl's VM defaults with one nameserver in the VM's /etc/resolv.conf (env.yaml vm.dnsServers).
+VM = CaptureSpec("vm-a", dns_servers=(SVC_IP,))
+
+
+def vm(**changes: object) -> CaptureSpec:
+    return replace(VM, **changes)  # type: ignore[arg-type]
+
 
 # istio-facts.md 6.3 for the istioctl VM defaults (-b '*' -d 22,15090,15021,15020 -i '*', DNS
-# capture to any server), in Istio's generation order, ISTIO_ renamed to MESHC_.
+# capture to the resolv.conf server 10.250.0.2), in Istio's generation order, ISTIO_ renamed to MESHC_.
 ISTIO_ORDER = """\
 -A MESHC_INBOUND -p tcp --dport 15008 -j RETURN
 -A MESHC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
@@ -59,8 +69,8 @@ ISTIO_ORDER = """\
 -A MESHC_OUTPUT -o lo -p tcp ! --dport 53 -m owner ! --gid-owner 1337 -j RETURN
 -A MESHC_OUTPUT -m owner --gid-owner 1337 -j RETURN
 -A MESHC_OUTPUT -j MESHC_OUTPUT_DNS
--A MESHC_OUTPUT_DNS -p tcp --dport 53 -j REDIRECT --to-ports 15053
--A MESHC_OUTPUT_DNS -p udp --dport 53 -j REDIRECT --to-ports 15053
+-A MESHC_OUTPUT_DNS -p tcp --dport 53 -d 10.250.0.2/32 -j REDIRECT --to-ports 15053
+-A MESHC_OUTPUT_DNS -p udp --dport 53 -d 10.250.0.2/32 -j REDIRECT --to-ports 15053
 -A MESHC_OUTPUT -d 127.0.0.1/32 -j RETURN
 -A MESHC_OUTPUT -j MESHC_REDIRECT
 """.splitlines()
@@ -87,8 +97,8 @@ def test_default_vm_raw_table_sets_dns_conntrack_zones() -> None:
         "-A MESHC_OUTPUT_DNS -p udp --sport 15053 -m owner --uid-owner 1337 -j CT --zone 2",
         "-A MESHC_OUTPUT_DNS -p udp --dport 53 -m owner --gid-owner 1337 -j CT --zone 1",
         "-A MESHC_OUTPUT_DNS -p udp --sport 15053 -m owner --gid-owner 1337 -j CT --zone 2",
-        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -j CT --zone 2",
-        "-A MESHC_INBOUND -p udp --sport 53 -j CT --zone 1",
+        "-A MESHC_OUTPUT_DNS -p udp --dport 53 -d 10.250.0.2/32 -j CT --zone 2",
+        "-A MESHC_INBOUND -p udp --sport 53 -s 10.250.0.2/32 -j CT --zone 1",
         "-A OUTPUT -j MESHC_OUTPUT_DNS",
         "-A PREROUTING -j MESHC_INBOUND",
     ]
@@ -96,7 +106,7 @@ def test_default_vm_raw_table_sets_dns_conntrack_zones() -> None:
 
 def test_file_layout_header_and_determinism() -> None:
     text = render(build_ruleset(VM))
-    assert text == render(build_ruleset(CaptureSpec("vm-a")))
+    assert text == render(build_ruleset(CaptureSpec("vm-a", dns_servers=(SVC_IP,))))
     assert text.endswith("COMMIT\n") and "\r" not in text
     lines = text.splitlines()
     assert lines[:2] == [
@@ -141,6 +151,51 @@ def test_dns_servers_limit_redirect_and_zones_to_those_servers() -> None:
         "-A MESHC_INBOUND -p udp --sport 53 -s 10.0.0.53/32 -j CT --zone 1",
         "-A MESHC_INBOUND -p udp --sport 53 -s 10.0.0.54/32 -j CT --zone 1",
     ]
+
+
+def test_dns_capture_without_servers_captures_no_dns_and_warns() -> None:
+    """istio-iptables (tools/istio-iptables/pkg/capture/run.go `Run`, cmd/root.go; istio-facts.md
+    6.2 `--capture-all-dns`) captures DNS only to the nameservers of /etc/resolv.conf and, with
+    none, disables DNS capture entirely (no DNS chain, no port-53 tweaks in the owner rules). meshc
+    cannot read the VM's resolv.conf, so with no `dns_servers` it writes what istio-iptables would
+    write with an empty resolv.conf, and says so (T015) instead of capturing every port-53 packet,
+    which would loop a local resolver's (systemd-resolved, dnsmasq) upstream queries back to the agent."""
+    text = render(build_ruleset(CaptureSpec("vm-a")))
+    assert text == render(build_ruleset(CaptureSpec("vm-a", dns_capture=False)))
+    assert "--dport 53" not in text and "15053" not in text and "*raw" not in text
+    (finding,) = validate_spec(CaptureSpec("vm-a"))
+    assert (finding.code, finding.severity, finding.path) == ("T015", Severity.WARNING, ("dns_capture",))
+    assert "vm.dnsServers" in finding.hint and "vm.dnsCapture: false" in finding.hint
+    assert validate_spec(CaptureSpec("vm-a", dns_capture=False)) == []
+
+
+def test_every_dns_redirect_names_a_server() -> None:
+    """No rules file redirects DNS without `-d <server>`: there is no capture-all mode."""
+    for spec in (VM, vm(dns_servers=("10.0.0.53", "10.0.0.54")), vm(egress_allow_list=())):
+        for line in render(build_ruleset(spec)).splitlines():
+            if "--to-ports 15053" in line or ("--zone 2" in line and "--dport 53" in line):
+                assert re.search(r" -d \d+\.\d+\.\d+\.\d+/32 ", line), line
+            if "--zone 1" in line and "--sport 53" in line:
+                assert re.search(r" -s \d+\.\d+\.\d+\.\d+/32 ", line), line
+
+
+def test_explicit_all_cidr_keeps_the_app_loopback_return_like_star() -> None:
+    """istio-iptables' `separateV4V6` sets HasLoopBackIP only for an include CIDR whose address is a
+    loopback address (capture/run.go; istio-facts.md 6.3 step 11b): `-i 0.0.0.0/0` keeps the
+    `-o lo ! --uid-owner` RETURN exactly like `-i '*'`; only the last rule's text differs, and
+    iptables-save prints `-d 0.0.0.0/0` as nothing (the netns test compares the saved state)."""
+    for dns in (False, True):
+        star = chain_lines(section(render(build_ruleset(vm(dns_capture=dns))), "nat"), "MESHC_OUTPUT")
+        every = chain_lines(section(render(build_ruleset(vm(dns_capture=dns, include_outbound_cidrs=("0.0.0.0/0",)))),
+                                    "nat"), "MESHC_OUTPUT")
+        assert star[:-1] == every[:-1]
+        assert (star[-1], every[-1]) == ("-A MESHC_OUTPUT -j MESHC_REDIRECT",
+                                         "-A MESHC_OUTPUT -d 0.0.0.0/0 -j MESHC_REDIRECT")
+        assert sum("! --uid-owner 1337 -j RETURN" in ln for ln in every) == 1
+    for cidrs, kept in ((("0.0.0.0/1", "128.0.0.0/1"), True), (("10.0.0.0/8",), True),
+                        (("127.0.0.0/8",), False), (("10.0.0.0/8", "127.0.0.1/32"), False)):
+        out = render(build_ruleset(vm(include_outbound_cidrs=cidrs)))
+        assert ("! --uid-owner 1337 -j RETURN" in out) is kept, cidrs
 
 
 def test_inbound_port_list_captures_only_those_ports() -> None:
@@ -204,7 +259,7 @@ def test_allow_list_filter_table() -> None:
 
 
 def test_custom_proxy_ids_and_duplicates() -> None:
-    spec = CaptureSpec("vm-a", proxy_uid=999, proxy_gid=998, exclude_inbound_ports=(22, 22),
+    spec = vm(proxy_uid=999, proxy_gid=998, exclude_inbound_ports=(22, 22),
                        egress_allow_list=(Destination("10.0.0.1", 80), Destination("10.0.0.1", 80)))
     text = render(build_ruleset(spec))
     assert "1337" not in text and "--uid-owner 999" in text and "--gid-owner 998" in text
@@ -215,26 +270,28 @@ def test_custom_proxy_ids_and_duplicates() -> None:
 # --- unit: validation --------------------------------------------------------------------------
 
 BAD = [
-    (CaptureSpec("VM_A"), ["T001"]),
-    (CaptureSpec("vm-a", inbound_ports=(0, 70000)), ["T002", "T002"]),
-    (CaptureSpec("vm-a", exclude_outbound_ports=(-1,), include_outbound_ports=(True,)), ["T002", "T002"]),
-    (CaptureSpec("vm-a", include_outbound_cidrs=("10.0.0.0/33",), exclude_outbound_cidrs=("example.com",)),
+    (vm(workload="VM_A"), ["T001"]),
+    (vm(inbound_ports=(0, 70000)), ["T002", "T002"]),
+    (vm(exclude_outbound_ports=(-1,), include_outbound_ports=(True,)), ["T002", "T002"]),
+    (vm(include_outbound_cidrs=("10.0.0.0/33",), exclude_outbound_cidrs=("example.com",)),
      ["T003", "T003"]),
-    (CaptureSpec("vm-a", dns_servers=("10.0.0.0/24",)), ["T003"]),
-    (CaptureSpec("vm-a", exclude_outbound_cidrs=("*",)), ["T004"]),
-    (CaptureSpec("vm-a", include_outbound_cidrs=("*", "10.0.0.0/8")), ["T004"]),
-    (CaptureSpec("vm-a", egress_allow_list=(Destination("*", 80),)), ["T004"]),
-    (CaptureSpec("vm-a", exclude_outbound_cidrs=("fd00::/8",), dns_servers=("::1",)), ["T005", "T005"]),
-    (CaptureSpec("vm-a", egress_allow_list=(Destination("10.0.0.1", 80, "sctp"), Destination("10.0.0.1", 0))),
+    (vm(dns_servers=("10.0.0.0/24",)), ["T003"]),
+    (vm(exclude_outbound_cidrs=("*",)), ["T004"]),
+    (vm(include_outbound_cidrs=("*", "10.0.0.0/8")), ["T004"]),
+    (vm(egress_allow_list=(Destination("*", 80),)), ["T004"]),
+    (vm(exclude_outbound_cidrs=("fd00::/8",), dns_servers=("::1",)), ["T005", "T005"]),
+    (vm(egress_allow_list=(Destination("10.0.0.1", 80, "sctp"), Destination("10.0.0.1", 0))),
      ["T006", "T002"]),
-    (CaptureSpec("vm-a", proxy_uid=-1, proxy_gid=2 ** 32), ["T007", "T007"]),
-    (CaptureSpec("vm-a", proxy_uid=0), ["T008"]),
-    (CaptureSpec("vm-a", include_outbound_cidrs=("10.1.2.3/16",)), ["T010"]),
-    (CaptureSpec("vm-a", inbound_ports=(22,), exclude_inbound_ports=(22,)), ["T011"]),
-    (CaptureSpec("vm-a", include_outbound_ports=(25,), exclude_outbound_ports=(25,)), ["T011"]),
-    (CaptureSpec("vm-a", inbound_ports=(15006,)), ["T012"]),
-    (CaptureSpec("vm-a", egress_allow_list=()), ["T013"]),
-    (CaptureSpec("vm-a", dns_capture=False, dns_servers=("10.0.0.53",)), ["T014"]),
+    (vm(proxy_uid=-1, proxy_gid=2 ** 32), ["T007", "T007"]),
+    (vm(proxy_uid=0), ["T008"]),
+    (vm(include_outbound_cidrs=("10.1.2.3/16",)), ["T010"]),
+    (vm(inbound_ports=(22,), exclude_inbound_ports=(22,)), ["T011"]),
+    (vm(include_outbound_ports=(25,), exclude_outbound_ports=(25,)), ["T011"]),
+    (vm(inbound_ports=(15006,)), ["T012"]),
+    (vm(egress_allow_list=()), ["T013"]),
+    (vm(dns_capture=False, dns_servers=("10.0.0.53",)), ["T014"]),
+    (CaptureSpec("vm-a"), ["T015"]),
+    (CaptureSpec("vm-a", dns_servers=("10.0.0.53", "10.0.0.53")), ["T009"]),
 ]
 
 
@@ -253,7 +310,7 @@ def test_validate_spec_reports(spec: CaptureSpec, codes: list[str]) -> None:
 
 def test_validate_spec_accepts_defaults_and_finding_paths() -> None:
     assert validate_spec(VM) == []
-    (finding,) = validate_spec(CaptureSpec("vm-a", egress_allow_list=(Destination("10.0.0.1", 80, "icmp"),)))
+    (finding,) = validate_spec(vm(egress_allow_list=(Destination("10.0.0.1", 80, "icmp"),)))
     assert (finding.code, finding.severity) == ("T006", Severity.ERROR)
     assert finding.path == ("egress_allow_list", 0, "protocol")
 
@@ -301,6 +358,87 @@ def test_docs_show_the_apply_script_verbatim() -> None:
     assert APPLY_SCRIPT in (REPO / "docs" / "iptables.md").read_text()
 
 
+# --- build: env.yaml vm: settings and the declarations -> rules files ----------------------------
+
+VM_DECL = """\
+services:
+  - name: orders
+    hosts: [orders.example.com]
+    location: internal
+    resolution: static
+    endpointsAs: workloadEntries
+    ports:
+      - {number: 8080, protocol: HTTP}
+      - {number: 9000, protocol: TCP}
+    endpoints:
+      - address: 10.1.0.5
+        name: a
+        serviceAccount: orders
+        ports: {http-8080: 18080}
+      - address: 10.1.0.6
+        name: b
+        serviceAccount: orders
+"""
+
+
+def compile_vms(root: Path, vm_block: str) -> tuple[dict[str, str], list[Diagnostic]]:
+    (root / "environments" / "base").mkdir(parents=True)
+    (root / "environments" / "dev").mkdir()
+    (root / "environments" / "base" / "vm.yaml").write_text(VM_DECL)
+    (root / "environments" / "dev" / "env.yaml").write_text(f"name: dev\nnamespace: egress\n{vm_block}")
+    _, result = api.compile_repo(root, use_cache=False)
+    env = result.envs.get("dev")
+    files = env.bundle.files if env is not None and env.bundle is not None else {}
+    rules = {k.removeprefix("iptables/"): content(v).decode() for k, v in files.items() if k.endswith(".rules")}
+    return rules, [d for d in result.diagnostics if d.code.startswith("T")]
+
+
+def where(diag: Diagnostic, root: Path) -> str:
+    assert diag.position is not None
+    return f"{diag.position.file.removeprefix(str(root) + '/')}:{diag.position.line}"
+
+
+def test_inbound_ports_are_the_workload_entry_ports_or_all(tmp_path: Path) -> None:
+    """istioctl's VM bootstrap (istioctl/pkg/workload/workload.go `createClusterEnv`; istio-facts.md
+    6.2): ISTIO_INBOUND_PORTS is the WorkloadGroup template's `ports` values, or `*` when it has
+    none, not the Service's ports. A WorkloadEntry with `ports` captures those target ports; one
+    without captures every port except the excluded ones (22, 15090, 15021, 15020)."""
+    rules, _ = compile_vms(tmp_path, "vm: {dnsServers: [10.0.0.53]}\n")
+    a = chain_lines(section(rules["orders-a.rules"], "nat"), "MESHC_INBOUND")
+    assert a == ["-A MESHC_INBOUND -p tcp --dport 15008 -j RETURN",
+                 "-A MESHC_INBOUND -p tcp --dport 18080 -j MESHC_IN_REDIRECT"]
+    b = chain_lines(section(rules["orders-b.rules"], "nat"), "MESHC_INBOUND")
+    assert b == chain_lines(ISTIO_ORDER, "MESHC_INBOUND")
+    assert "--dport 8080 " not in rules["orders-b.rules"] and "--dport 9000 " not in rules["orders-b.rules"]
+
+
+def test_env_yaml_dns_servers_limit_dns_capture(tmp_path: Path) -> None:
+    rules, diags = compile_vms(tmp_path, "vm:\n  dnsCapture: true\n  dnsServers: [10.0.0.53, 10.0.0.54]\n")
+    assert diags == []
+    nat = section(rules["orders-b.rules"], "nat")
+    assert chain_lines(nat, "MESHC_OUTPUT_DNS") == [
+        f"-A MESHC_OUTPUT_DNS -p {p} --dport 53 -d 10.0.0.{n}/32 -j REDIRECT --to-ports 15053"
+        for p in ("tcp", "udp") for n in (53, 54)]
+
+
+def test_dns_capture_without_dns_servers_is_one_warning_at_env_yaml(tmp_path: Path) -> None:
+    rules, diags = compile_vms(tmp_path, "vm:\n  egressAllowList: false\n  dnsCapture: true\n")
+    (diag,) = diags  # two VMs, one setting: one finding
+    assert (diag.code, diag.severity, where(diag, tmp_path)) == ("T015", Severity.WARNING,
+                                                                 "environments/dev/env.yaml:5")
+    assert "vm.dnsServers" in diag.hint
+    assert sorted(rules) == ["orders-a.rules", "orders-b.rules"]
+    assert all("--dport 53" not in text and "*raw" not in text for text in rules.values())
+
+
+def test_bad_dns_servers_are_errors_at_their_env_yaml_line(tmp_path: Path) -> None:
+    rules, diags = compile_vms(tmp_path, "vm:\n  dnsServers:\n    - 10.0.0.53\n    - 10.0.0.0/24\n    - fd00::53\n")
+    assert [(d.code, d.severity, where(d, tmp_path)) for d in diags] == [
+        ("T003", Severity.ERROR, "environments/dev/env.yaml:6"),
+        ("T005", Severity.ERROR, "environments/dev/env.yaml:7")]
+    assert rules == {}
+
+
 # --- netns: iptables-restore, traffic, idempotency ----------------------------------------------
 
 BACKENDS = ["nft", "legacy"]
@@ -331,6 +469,8 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 RESTORE_SPECS = {
     "vm-default": VM,
     "no-dns": CaptureSpec("vm-a", dns_capture=False),
+    "dns-capture-no-servers": CaptureSpec("vm-a"),
+    "include-all-explicit": vm(include_outbound_cidrs=("0.0.0.0/0",)),
     "dns-servers": CaptureSpec("vm-a", dns_servers=("10.250.0.53", "10.250.0.54")),
     "inbound-list": CaptureSpec("vm-a", inbound_ports=(8080, 9090)),
     "outbound-tuning": CaptureSpec("vm-a", exclude_outbound_ports=(25, 587), include_outbound_ports=(3306,),
@@ -401,12 +541,40 @@ def test_dns_is_redirected_to_the_agent_but_not_for_the_agent(lab: Lab) -> None:
     assert lab.call(lab.vm, SVC_IP, 5353, proto="udp") == "svc port=5353"
 
 
+@pytest.mark.netns
+def test_dns_is_captured_only_to_the_declared_servers(lab: Lab) -> None:
+    """As istio-iptables with resolv.conf servers (capture/run.go `SetupDNSRedir`): DNS to another
+    server (a local resolver's upstream) is left alone; with no server known nothing is captured."""
+    svc_servers(lab)
+    proxy(lab)
+    for spec in (vm(dns_servers=("10.250.0.99",)), CaptureSpec("vm-a")):
+        lab.apply(render(build_ruleset(spec)))
+        assert lab.call(lab.vm, SVC_IP, 53, proto="udp") == "svc port=53"
+        assert lab.call(lab.vm, SVC_IP, 8080) == f"proxy port=15001 orig={SVC_IP}:8080"
+
+
+@pytest.mark.netns
+def test_explicit_all_cidr_equals_star(lab: Lab) -> None:
+    """istio-iptables gives `-i '*'` and `-i 0.0.0.0/0` the same state (HasLoopBackIP is false for
+    both, capture/run.go `separateV4V6`; iptables-save prints `-d 0.0.0.0/0` as no match): app-to-app
+    traffic over lo returns, the rest goes to Envoy."""
+    lab.serve(lab.vm, "local", "tcp:7000")
+    proxy(lab)
+    saved = []
+    for cidrs in (("*",), ("0.0.0.0/0",)):
+        lab.apply(render(build_ruleset(vm(include_outbound_cidrs=cidrs))))
+        saved.append(meaningful(lab.save()))
+        assert lab.call(lab.vm, VM_IP, 7000) == f"local port=7000 orig={VM_IP}:7000"
+        assert lab.call(lab.vm, SVC_IP, 8080) == f"proxy port=15001 orig={SVC_IP}:8080"
+    assert saved[0] == saved[1]
+
+
 ALLOW = (Destination(SVC_IP, 8080), Destination(SVC_IP, 5353, "udp"))
 
 
 @pytest.mark.netns
 def test_allow_list_with_capture_judges_the_original_destination(lab: Lab) -> None:
-    lab.apply(render(build_ruleset(CaptureSpec("vm-a", egress_allow_list=ALLOW))))
+    lab.apply(render(build_ruleset(vm(egress_allow_list=ALLOW))))
     svc_servers(lab)
     proxy(lab)
     assert lab.call(lab.vm, SVC_IP, 8080) == f"proxy port=15001 orig={SVC_IP}:8080"
@@ -482,7 +650,7 @@ def meshc_jumps(save: str) -> dict[tuple[str, str], int]:
 
 @pytest.mark.netns
 def test_applying_twice_gives_identical_iptables_save(lab: Lab) -> None:
-    spec = CaptureSpec("vm-a", egress_allow_list=ALLOW)
+    spec = vm(egress_allow_list=ALLOW)
     lab.restore(FOREIGN, "--noflush")
     lab.apply(render(build_ruleset(spec)))
     once = lab.save()
@@ -515,7 +683,7 @@ def test_apply_over_an_older_meshc_file_equals_a_fresh_install(lab: Lab) -> None
     lab.restore(OLDER, "--noflush")
     lab.restore(OLDER, "--noflush")
     assert meshc_jumps(lab.save())[("nat", "OUTPUT")] == 2
-    lab.apply(render(build_ruleset(CaptureSpec("vm-a", egress_allow_list=ALLOW))))  # DNS + filter too
+    lab.apply(render(build_ruleset(vm(egress_allow_list=ALLOW))))  # DNS + filter too
     lab.apply(new)
     assert meaningful(lab.save()) == fresh
     assert meshc_jumps(lab.save()) == {("nat", "OUTPUT"): 1, ("nat", "PREROUTING"): 1}

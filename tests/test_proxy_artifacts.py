@@ -47,7 +47,8 @@ def test_every_vm_host_has_rules(bundles: dict[str, dict[str, bytes]]) -> None:
     dev = {p for p in bundles["dev"] if p.endswith(".rules")}
     assert "iptables/orders-db-pg-2.rules" not in dev  # removed from dev by its overlay
     rules = bundles["prod"]["iptables/orders-db-pg-1.rules"].decode()
-    assert "--dport 5432 -j MESHC_IN_REDIRECT" in rules and "*filter" in rules  # prod: allow-list
+    # inbound: every port but the excluded ones, as istioctl for a WorkloadEntry without ports
+    assert "-A MESHC_INBOUND -p tcp -j MESHC_IN_REDIRECT" in rules and "*filter" in rules  # prod: allow-list
     assert "*filter" not in bundles["dev"]["iptables/orders-db-pg-1.rules"].decode()
 
 

@@ -142,7 +142,10 @@ env = {
     "vm": obj({"dnsCapture": {"type": "boolean"}, "egressAllowList": {"type": "boolean"},
                "excludeInboundPorts": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
                "includeOutboundCIDRs": {"type": "array", "items": S}, "excludeOutboundCIDRs": {"type": "array", "items": S},
-               "excludeOutboundPorts": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}}}),
+               "excludeOutboundPorts": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
+               "dnsServers": {"type": "array", "items": S,
+                              "description": "IPv4 nameservers of the VMs' /etc/resolv.conf: DNS capture redirects "
+                                             "only DNS to these to the agent (none: DNS is not captured)."}}),
   }, ["name", "namespace"]),
 }
 decl["$defs"] = {"service": service, "override": override}

@@ -161,7 +161,8 @@ _PROXY_KEYS = {"dnsRefreshRate": "dns_refresh_rate", "connectTimeout": "connect_
                "locality": "locality", "outboundTrafficPolicy": "outbound_policy", "labels": "labels"}
 _VM_KEYS = {"dnsCapture": "dns_capture", "egressAllowList": "egress_allow_list",
             "excludeInboundPorts": "exclude_inbound_ports", "includeOutboundCIDRs": "include_outbound_cidrs",
-            "excludeOutboundCIDRs": "exclude_outbound_cidrs", "excludeOutboundPorts": "exclude_outbound_ports"}
+            "excludeOutboundCIDRs": "exclude_outbound_cidrs", "excludeOutboundPorts": "exclude_outbound_ports",
+            "dnsServers": "dns_servers"}
 
 
 def _fields(block: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:

@@ -163,6 +163,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("T012", W, "an Istio proxy port is listed for inbound capture (would loop or hide the proxy)"),
     ("T013", W, "empty egress allow-list: only DNS, loopback and the proxy may be reached"),
     ("T014", W, "DNS servers given but neither DNS capture nor the allow-list uses them"),
+    ("T015", W, "DNS capture without DNS servers: no DNS is captured (declare vm.dnsServers)"),
     # S: check layer schema (meshc.check.schema)
     ("S001", E, "OpenAPI schema violation (unknown field, type, enum, range, length, required, oneOf...)"),
     ("S002", E, "an `x-kubernetes-validations` (CEL) rule evaluated to false (its message)"),

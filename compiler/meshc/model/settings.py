@@ -35,4 +35,7 @@ class VmSettings:
     include_outbound_cidrs: tuple[str, ...] = ("*",)
     exclude_outbound_cidrs: tuple[str, ...] = ()
     exclude_outbound_ports: tuple[int, ...] = ()
+    # nameservers DNS capture redirects to the agent (istio-iptables: those of /etc/resolv.conf);
+    # none = DNS is not captured (warning T015), never every packet to port 53
+    dns_servers: tuple[str, ...] = ()
 

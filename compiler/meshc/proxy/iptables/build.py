@@ -90,18 +90,26 @@ def build_ruleset(spec: CaptureSpec) -> Ruleset:
         raise ValueError("invalid CaptureSpec: " + "; ".join(f"{f.code} {f.message}" for f in errors))
     b = _Builder()
     _nat(b, spec)
-    if spec.dns_capture:
+    if dns_redirect(spec):
         _raw_dns(b, spec)
     if spec.egress_allow_list is not None:
         _egress(b, spec)
     return b.freeze(spec.workload)
 
 
+def dns_redirect(spec: CaptureSpec) -> bool:
+    """DNS is captured only to known nameservers: istio-iptables (capture/run.go `Run`) reads them
+    from /etc/resolv.conf and, without `--capture-all-dns`, disables DNS capture when there are
+    none ("no DNS servers provided. DNS capture disabled."); meshc has no capture-all mode, which
+    would send a local resolver's (systemd-resolved, dnsmasq) upstream queries back to the agent."""
+    return spec.dns_capture and bool(spec.dns_servers)
+
+
 # --- nat ------------------------------------------------------------------------------------------
 
 def _nat(b: _Builder, spec: CaptureSpec) -> None:
     b.declare("nat", INBOUND, REDIRECT, IN_REDIRECT, OUTPUT)
-    if spec.dns_capture:
+    if dns_redirect(spec):
         b.declare("nat", OUTPUT_DNS)
     b.add("nat", INBOUND, [Proto("tcp"), Port("--dport", INBOUND_TUNNEL_PORT)], Return())
     b.add("nat", REDIRECT, [Proto("tcp")], Redirect(OUTBOUND_CAPTURE_PORT))
@@ -114,7 +122,7 @@ def _nat(b: _Builder, spec: CaptureSpec) -> None:
     b.add("nat", OUTPUT, [Iface("-o", "lo"), Addr("-s", PASSTHROUGH_SOURCE)], Return())
     _owner_rules(b, spec, "uid", spec.proxy_uid)
     _owner_rules(b, spec, "gid", spec.proxy_gid)
-    if spec.dns_capture:
+    if dns_redirect(spec):
         _nat_dns(b, spec)
     b.add("nat", OUTPUT, [Addr("-d", LOOPBACK)], Return())
     for cidr in unique(net(c) for c in spec.exclude_outbound_cidrs):
@@ -140,22 +148,25 @@ def _inbound(b: _Builder, spec: CaptureSpec) -> None:
 def _owner_rules(b: _Builder, spec: CaptureSpec, kind: str, ident: int) -> None:
     """Istio 6.3 steps 11/12 for one proxy uid or gid."""
     lo: list[Match] = [Iface("-o", "lo")]
-    if spec.dns_capture and kind == "uid":
+    dns = dns_redirect(spec)
+    if dns and kind == "uid":
         not_tunnel: Match = MultiPort((53, INBOUND_TUNNEL_PORT), negated=True)
     else:
         not_tunnel = Port("--dport", INBOUND_TUNNEL_PORT, negated=True)
     b.add("nat", OUTPUT, [*lo, Addr("-d", LOOPBACK, negated=True), Proto("tcp"), not_tunnel,
                           Owner(kind, ident)], Jump(IN_REDIRECT))
     if not _loopback_included(spec):
-        not_dns: list[Match] = [Proto("tcp"), Port("--dport", 53, negated=True)] if spec.dns_capture else []
+        not_dns: list[Match] = [Proto("tcp"), Port("--dport", 53, negated=True)] if dns else []
         b.add("nat", OUTPUT, [*lo, *not_dns, Owner(kind, ident, negated=True)], Return())
     b.add("nat", OUTPUT, [Owner(kind, ident)], Return())
 
 
 def _loopback_included(spec: CaptureSpec) -> bool:
-    loopback = ipaddress.ip_network("127.0.0.0/8")
-    nets = (ipaddress.ip_network(c, strict=False) for c in spec.include_outbound_cidrs if c != "*")
-    return any(n.version == 4 and n.overlaps(loopback) for n in nets)
+    """istio-iptables' `HasLoopBackIP` (capture/run.go `separateV4V6`): an include CIDR whose address,
+    as written, is a loopback address. A range that merely contains loopback (0.0.0.0/0) does not
+    count, so an explicit 0.0.0.0/0 keeps the app-to-app `-o lo` RETURN exactly like `*`."""
+    addrs = (ipaddress.ip_interface(c).ip for c in spec.include_outbound_cidrs if c != "*")
+    return any(a.version == 4 and a.is_loopback for a in addrs)
 
 
 def _nat_dns(b: _Builder, spec: CaptureSpec) -> None:
@@ -167,9 +178,7 @@ def _nat_dns(b: _Builder, spec: CaptureSpec) -> None:
 
 
 def _dns_matches(spec: CaptureSpec) -> list[list[Match]]:
-    """One `-d <server>/32` per configured server, or a single empty match (any server)."""
-    if not spec.dns_servers:
-        return [[]]
+    """One `-d <server>/32` per configured server (`dns_redirect`: there is at least one)."""
     return [[Addr("-d", net(s))] for s in unique(spec.dns_servers)]
 
 

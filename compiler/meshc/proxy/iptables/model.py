@@ -40,7 +40,7 @@ class CaptureSpec:
     include_outbound_ports: tuple[int, ...] = ()
     exclude_outbound_ports: tuple[int, ...] = _VM.exclude_outbound_ports
     dns_capture: bool = _VM.dns_capture
-    dns_servers: tuple[str, ...] = ()  # () = capture DNS to any server on port 53
+    dns_servers: tuple[str, ...] = _VM.dns_servers  # DNS is captured only to these; () = none (T015)
     proxy_uid: int = 1337
     proxy_gid: int = 1337
     egress_allow_list: tuple[Destination, ...] | None = None  # None = no egress filter

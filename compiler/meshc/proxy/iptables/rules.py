@@ -22,7 +22,7 @@ Invariants:
   same file twice, or after an older meshc file, leaves one copy of every rule and one jump.
 * IPv4 only (no ip6tables file); validation rejects IPv6 entries.
 
-Diagnostics: `validate_spec` returns `Finding`s with codes T001-T014 (see
+Diagnostics: `validate_spec` returns `Finding`s with codes T001-T015 (see
 `meshc.iptables_validate`); `build_ruleset` raises `ValueError` for a spec with errors, which
 the pipeline never passes because it validates first.
 """

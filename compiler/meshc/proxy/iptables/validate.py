@@ -18,6 +18,9 @@ Paths are field names of `CaptureSpec` (``("egress_allow_list", 2, "port")``). C
   T012 warning  an Istio proxy port is listed for inbound capture (would loop or hide the proxy)
   T013 warning  empty egress allow-list: only DNS, loopback and the proxy may be reached
   T014 warning  dns_servers given but neither DNS capture nor the allow-list uses them
+  T015 warning  DNS capture without dns_servers: no DNS is captured (istio-iptables reads the
+                servers from /etc/resolv.conf and captures DNS only to them; meshc cannot read
+                the VM's file, so the servers must be declared)
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ PROXY_PORTS = frozenset({15000, 15001, 15004, 15006, 15020, 15021, 15053, 15090}
 MAX_ID = 4294967294
 
 E, W = Severity.ERROR, Severity.WARNING
+DNS_SERVERS_HINT = ("list the VM's nameservers (the `nameserver` lines of its /etc/resolv.conf) in env.yaml "
+                    "vm.dnsServers, or set vm.dnsCapture: false")
 
 
 def _f(code: str, sev: Severity, msg: str, path: DataPath, hint: str = "") -> Finding:
@@ -56,6 +61,9 @@ def validate_spec(spec: CaptureSpec) -> list[Finding]:
     if spec.dns_servers and not spec.dns_capture and spec.egress_allow_list is None:
         out.append(_f("T014", W, "dns_servers has no effect without dns_capture or an egress allow-list",
                       ("dns_servers",)))
+    if spec.dns_capture and not spec.dns_servers:
+        out.append(_f("T015", W, "DNS capture is on but no DNS servers are known: DNS is not captured",
+                      ("dns_capture",), DNS_SERVERS_HINT))
     return out
 
 
