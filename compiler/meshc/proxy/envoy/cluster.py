@@ -195,7 +195,7 @@ def _default_thresholds() -> Json:
 
 
 def special_clusters(settings: ProxySettings, with_sds: bool) -> list[BuiltCluster]:
-    """PassthroughCluster, BlackHoleCluster and (when Istio mTLS is used) sds-grpc."""
+    """PassthroughCluster, BlackHoleCluster and (when a cluster needs an SDS secret) sds-grpc."""
     timeout = envoy_duration(settings.connect_timeout)
     out = [
         BuiltCluster(PASSTHROUGH_CLUSTER, {
