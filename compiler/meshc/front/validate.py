@@ -3,7 +3,7 @@
 Input: schema-valid merged declarations of one environment and its settings.
 Output: `Service` values that expand can trust. Invariants: a Service is only built when its
 declaration has no error; derived values (port names, WorkloadEntry names, namespaces) are fixed here.
-Codes (docs/declarations.md): V001-V032, each a way a declaration would produce Istio config that is
+Codes (docs/declarations.md): V001-V033, each a way a declaration would produce Istio config that is
 rejected or that silently does something other than what its author meant
 (istio-facts.md section 9).
 """
@@ -66,7 +66,8 @@ def _check(chk: Checker) -> None:
         chk.add(d.code, path, d.message, d.hint)
     if chk.errors:
         return
-    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations, _budget, _failover):
+    for fn in (_hosts, _addresses, _ports, _endpoints, _durations, _labels, _annotations, _budget, _failover,
+               _shadowed):
         fn(chk)
     check_tls(chk, _ports_by_number(chk.data))
 
@@ -255,6 +256,30 @@ def _failover(chk: Checker) -> None:
                         "service, so it orders nothing", f"set {label!r} on the endpoints that should be "
                         "preferred (labels:, or locality:/network: for topology labels), or remove it",
                         Severity.WARNING)
+
+
+# Port-level settings replace these service-level settings wholesale for their port
+# (istio-facts.md 3.2 portLevelSettings and pitfall 22; pilot/pkg/networking/core/cluster_traffic_policy.go).
+_REPLACED_PER_PORT = ("connectionPool", "outlierDetection")
+
+
+def _shadowed(chk: Checker) -> None:
+    """V033: a service-level connectionPool/outlierDetection that a portLevel entry shadows: Istio
+    applies the port's entry instead of the service-level policy (nothing is inherited), so a
+    setting the entry does not repeat never reaches that port."""
+    for scope, policy in _policies(chk.data):
+        for key in _REPLACED_PER_PORT:
+            if not policy.get(key):
+                continue
+            for j, entry in enumerate(policy.get("portLevel") or []):
+                if entry.get(key):
+                    continue
+                port = entry.get("port")
+                chk.add("V033", (*scope, key), f"{key} never applies to port {port}: its portLevel entry "
+                        f"replaces the service-level policy for that port wholesale and sets no {key}",
+                        f"repeat the {key} under the portLevel entry for port {port}, or move it there "
+                        "if it is meant for that port only", Severity.WARNING,
+                        involves=((*scope, "portLevel", j),))
 
 
 def _endpoints(chk: Checker) -> None:

@@ -141,6 +141,8 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("V030", E, "an emitted object over 1.5 MiB (etcd's request limit)"),
     ("V031", E, "a declaration that expands past 1,024 Envoy clusters or 65,536 endpoint entries (Limits, above)"),
     ("V032", W, "a failoverPriority label no endpoint of the service carries (it orders nothing)"),
+    ("V033", W, "a service-level connectionPool or outlierDetection a portLevel entry shadows (never applies to "
+                "its port)"),
     # X: templates (meshc.expand.services)
     ("X001", E, "a template failed while rendering (undefined value, unknown test, value printed without "
                 "`| json`)"),
@@ -279,8 +281,8 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("A407", W, "WorkloadEntry is selected by no ServiceEntry or Kubernetes Service in its namespace"),
     ("A408", E, "the same kind/namespace/name is defined twice"),
     ("A409", W, "several DestinationRules for one host in one namespace are merged"),
-    # P: check layer cue (meshc.check.cue)
     ("A410", INFO, "Kubernetes Service port name without a protocol prefix (and no appProtocol)"),
+    # P: check layer cue (meshc.check.cue)
     ("P001", E, "an organisation policy is violated (the policy's message; see also: the constraint in the "
                 ".cue file)"),
     # E: check layer envoy (meshc.check.envoy)
