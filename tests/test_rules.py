@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given, settings as hsettings, strategies as st
 
 from meshc.model.diagnostics import Severity
 from meshc.check.istio import ALL_RULES, AnalyzerSettings, analyze, check_object
+from meshc.files.source import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "lint_cases"
@@ -624,7 +624,10 @@ def _expected(path: Path, tag: str) -> set[str] | None:
 
 
 def _lint(path: Path) -> list[Any]:
-    documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    """The case as `meshc lint` reads it (meshc.files.source: YAML 1.2 scalars, go-yaml's flow colons)."""
+    docs, diags = parse(path.name, path.read_bytes(), carried=False)
+    assert not diags, [(d.code, d.message) for d in diags]
+    documents = [d.value for d in docs if d.value]
     found = [f for d in documents for f in check_object(d)]
     return found + [f for _, f in analyze(documents)]
 
