@@ -82,3 +82,18 @@ def test_a_declaration_the_schema_refuses_is_an_error_at_its_key() -> None:
     step = load_pass(ctx, tree)
     assert step.value is None
     assert [(d.code, d.position.line, d.position.col) for d in step.diagnostics if d.position] == [("D001", 3, 5)]
+
+
+def test_positions_of_a_file_served_from_the_parse_cache_read_it_as_load_did() -> None:
+    """A declaration file read from the parse cache is composed again only when a diagnostic needs
+    a position; it is then read with the same reader (YAML 1.2, go-yaml's flow colons), so a file
+    libyaml refuses (`[10.0.0.1, 001:db8::]`) still gives positions instead of an exception."""
+    from meshc.files.source import compose_all
+    from meshc.model.core import NodeSource
+
+    raw = b"services:\n  - name: api\n    addresses: [10.0.0.1, 001:db8::]\n"
+    node = NodeSource("environments/base/a.yaml", raw, compose=compose_all).node((0,))
+    services = next(v for k, v in node.value if k.value == "services")
+    addresses = next(v for k, v in services.value[0].value if k.value == "addresses")
+    assert [a.value for a in addresses.value] == ["10.0.0.1", "001:db8::"]
+    assert addresses.value[1].start_mark.line == 2

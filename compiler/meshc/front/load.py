@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshc.files.confine import ConfinementError
-from meshc.files.source import Document, parse
+from meshc.files.source import Document, compose_all, parse
 from meshc.files.tree import SourceTree
 from meshc.front import declschema
 from meshc.model.core import EnvSettings, Layer, NodeSource
@@ -85,7 +85,7 @@ def load_decl_file(tree: SourceTree, path: str, allow_overrides: bool,
     key = hashlib.sha256(raw).hexdigest() + ("o" if allow_overrides else "b")
     hit = cache.get(key) if cache is not None else None
     if hit is not None:
-        return _decl_file(path, hit, NodeSource(path, raw)), []
+        return _decl_file(path, hit, NodeSource(path, raw, compose=compose_all)), []
     docs, diags = parse(path, raw)
     items: list[tuple[str, int, int, int, int, Any]] = []
     for d, doc in enumerate(docs):

@@ -9,7 +9,7 @@ Positions are kept out of equality: provenance fields are `compare=False`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,15 +25,20 @@ class NodeSource:
     """The YAML nodes of one file, parsed on first use: positions are needed only for diagnostics,
     so a build that reads declarations from the parse cache never composes nodes."""
 
-    def __init__(self, file: str, text: bytes, nodes: list[Node] | None = None) -> None:
-        self.file, self.text, self.nodes = file, text, nodes
+    def __init__(self, file: str, text: bytes, nodes: list[Node] | None = None,
+                 compose: Callable[[str], list[Node | None]] | None = None) -> None:
+        """`compose` reads the text as the file was read when it was loaded (front.load passes
+        files.source.compose_all: YAML 1.2 scalars, go-yaml's flow colons)."""
+        self.file, self.text, self.nodes, self.compose = file, text, nodes, compose
 
     def node(self, index: tuple[Any, ...]) -> Node:
         if self.nodes is None:
-
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            self.nodes = [n for n in yaml.compose_all(self.text.decode("utf-8"), Loader=loader)
-                          if n is not None]
+            text = self.text.decode("utf-8")
+            if self.compose is not None:
+                composed = self.compose(text)
+            else:
+                composed = list(yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+            self.nodes = [n for n in composed if n is not None]
         node: Any = self.nodes[index[0]]
         for elem in index[1:]:
             if isinstance(elem, str):
