@@ -80,7 +80,6 @@ NO_HINT: dict[str, str] = {
     "T006": "library only: a destination protocol other than tcp/udp comes from no declaration",
     "T007": "library only: proxy uid/gid are not settable in env.yaml",
     "T013": "library only: a VM's own endpoint is always on its allow-list",
-    "T014": "library only: DNS servers are not settable in env.yaml",
 }
 
 # Codes a fixture reaches through the library API only: no declaration, meshc.yaml or command
@@ -93,7 +92,6 @@ LIBRARY_ONLY: dict[str, str] = {
     "T007": "proxy uid/gid are not settable in env.yaml",
     "T008": "proxy uid/gid are not settable in env.yaml",
     "T013": "a VM's own endpoint is always on its allow-list",
-    "T014": "DNS servers are not settable in env.yaml",
 }
 
 

@@ -463,7 +463,7 @@ def test_pgv_is_left_as_it_was_after_a_validation() -> None:
     assert after == before
 
 
-# --- fidelity to istiod (docs/envoy.md "Fidelity"; issue 17) ---------------------------------
+# --- fidelity to istiod (docs/envoy.md "Fidelity") ---------------------------------
 
 HPO = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 

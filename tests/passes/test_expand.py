@@ -114,17 +114,18 @@ def test_every_value_leads_back_to_the_declaration_value_it_was_made_from(kind: 
 
 
 def test_findings_in_a_destination_rule_are_placed_at_the_layer_that_wrote_the_value() -> None:
-    """payments-stripe in the example estate: the base file declares the port-level TLS on port 80
-    (line 23, `- port: 80`), the prod overlay the connection pool."""
+    """payments-stripe in the example estate: the base file declares port 80's TLS origination
+    (`sni`, line 31), the prod overlay the connection pool (line 32) and port 80's own entry
+    (`- port: 80`, line 40: the overlay wins a tie with the base's entry for the same port)."""
     for estate, art, decl, env in ARTIFACTS:
         if estate == REPO.name and art.identity.kind == "DestinationRule" and env == "prod" \
                 and art.service == "payments-stripe":
             port = locate_finding(art, decl, ("spec", "trafficPolicy", "portLevelSettings", 0, "port", "number"))
-            assert (port.file, port.line) == ("environments/base/saas.yaml", 23), port
+            assert (port.file, port.line) == ("environments/prod/services.yaml", 40), port
             pool = locate_finding(art, decl, ("spec", "trafficPolicy", "connectionPool", "tcp", "maxConnections"))
             assert (pool.file, pool.line) == ("environments/prod/services.yaml", 32), pool
             sni = locate_finding(art, decl, ("spec", "trafficPolicy", "portLevelSettings", 0, "tls", "sni"))
-            assert (sni.file, sni.line) == ("environments/base/saas.yaml", 26), sni
+            assert (sni.file, sni.line) == ("environments/base/saas.yaml", 31), sni
             return
     pytest.fail("payments-stripe has no DestinationRule in prod")
 
