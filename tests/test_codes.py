@@ -370,11 +370,7 @@ def test_codes_named_in_docs_and_docstrings_exist() -> None:
 
 
 # Codes named in text (not emitted) that are known to be stale; reported, outside this test's files.
-STALE_MENTIONS: dict[str, str] = {
-    "L005": "compiler/meshc/front/load.py's docstring lists 'L005 no base layer', which is never emitted",
-    "M004": "compiler/meshc/front/merge.py's docstring lists 'M004 duplicate keyed item in one list', which is "
-            "never emitted (duplicate ports and endpoints are V004 and V023)",
-}
+STALE_MENTIONS: dict[str, str] = {}
 
 
 # --- (d): a test per code ----------------------------------------------------------------------------

@@ -3,11 +3,11 @@
 Input: a SourceTree holding environments/base/*.yaml and environments/<env>/{env.yaml,*.yaml}.
 Output: `Estate` with every file checked against the declaration schemas, or diagnostics.
 Invariants: every Layer's data is schema-valid for its role; files are read in sorted order.
-Codes: Y0xx (see meshc.source), D001-D004 (see meshc.declschema), L001 no environments,
+Codes: Y0xx (see meshc.files.source), D001-D004 (see meshc.front.declschema), L001 no environments,
 L002 env.yaml name does not match its directory, L003 overrides in base, L004 bad file name,
-L005 no base layer, L006 a folder under environments/ without env.yaml, L007 a declaration
-file that declares nothing (warning), L008 a link out of the repository or a file name with control
-characters (meshc.confine).
+L006 a folder under environments/ without env.yaml, L007 a declaration file that declares
+nothing (warning), L008 a link out of the repository or a file name with control characters
+(meshc.files.confine).
 """
 
 from __future__ import annotations

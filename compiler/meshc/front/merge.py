@@ -6,7 +6,7 @@ number, endpoints by address, subsets by name, portLevel by port); other lists r
 under an environment's services: exists in that environment only.
 Invariants: inputs are not mutated; each ServiceDecl keeps every layer that contributed.
 Codes: M001 duplicate service name, M002 override of an unknown service, M003 delete of an
-unknown keyed item, M004 duplicate keyed item in one list.
+unknown keyed item.
 """
 
 from __future__ import annotations
