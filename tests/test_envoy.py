@@ -27,6 +27,7 @@ import yaml
 from meshc.check.envoy import pgv as envoy_pgv
 from meshc.check.envoy.validate import envoy_validate_binary, validate_bootstrap
 from meshc.files.tree import MemoryTree
+from meshc.model.ids import ObjectId
 from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.bootstrap import ProxySettings, build_bootstrap
 from meshc.proxy.envoy.values import envoy_duration, whole_seconds
@@ -537,17 +538,31 @@ def test_insecure_skip_verify_has_no_validation_and_no_sds() -> None:
     assert "sds-grpc" not in found
 
 
-def test_every_sds_config_waits_for_its_secret() -> None:
-    """`defaultSDSConfig` (pilot/pkg/security/model/authentication.go, used by
-    ConstructSdsSecretConfig for ``default``, ``ROOTCA``, ``file-root:`` and ``file-cert:``) has
-    `InitialFetchTimeout: 0s`: Envoy waits for the certificates instead of starting the cluster
-    without them."""
+def test_only_the_workload_secrets_are_waited_for() -> None:
+    """Istio's preset SDS configs for ``default`` and ``ROOTCA`` (`defaultSDSConfig`,
+    `rootSDSConfig`, pkg/model/authentication.go:57,78) set `InitialFetchTimeout: 0s`: Envoy waits
+    for the workload certificate. Every other secret (``file-cert:``, ``file-root:``) goes through
+    `constructSdsSecretConfig` (:93-127), which sets none: Envoy's default applies."""
     manifests = load_case("tls_modes") + load_case("worked_example")
-    configs = _sds_configs(build(manifests)["static_resources"]["clusters"])
-    assert len(configs) > 4
-    assert all(c["initial_fetch_timeout"] == "0s" for c in configs)
-    assert all(c["api_config_source"]["grpc_services"] == [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]
-               for c in configs)
+    found: list[tuple[str, Json]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "sds_config" in node and "name" in node:
+                found.append((node["name"], node["sds_config"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(build(manifests)["static_resources"]["clusters"])
+    names = {name for name, _ in found}
+    assert {"default", "ROOTCA"} <= names and any(n.startswith(("file-root:", "file-cert:")) for n in names)
+    for name, config in found:
+        assert ("initial_fetch_timeout" in config) == (name in ("default", "ROOTCA")), name
+        assert config.get("initial_fetch_timeout", "0s") == "0s"
+        assert config["api_config_source"]["grpc_services"] == [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]
 
 
 def test_auto_san_validation_is_decided_before_service_entry_sans() -> None:
@@ -603,12 +618,14 @@ def _we(name: str, address: str, **labels: str) -> Json:
 
 
 def test_failover_priority_orders_endpoints_by_matching_client_labels() -> None:
-    """`applyPriorityFailoverPerLocality` (pilot/pkg/networking/core/loadbalancer/loadbalancer.go):
-    each endpoint's priority is the number of `failoverPriority` labels from the first one that
-    differs from the client proxy's value (all match → 0), for any label, not only
-    region/zone/subzone; the proxy's labels are its own plus its locality's topology labels
-    (`AugmentLabels`, pilot/pkg/serviceregistry/util/label/label.go), here env.yaml `proxy.labels`.
-    Priorities are then made consecutive from 0."""
+    """`applyFailoverPriorityPerLocality` (pilot/pkg/networking/core/loadbalancer/loadbalancer.go:605-637,
+    Istio 1.31): each endpoint's priority is the number of `failoverPriority` labels from the first
+    one that differs from the client proxy's value (all match → 0), for any label, not only
+    region/zone/subzone; when the first label is the network and differs, the other labels still
+    rank the endpoint, after the client's network (+ the number of labels: :626-635, istio#60829).
+    The proxy's labels are its own plus its locality's topology labels (`AugmentLabels`,
+    pilot/pkg/serviceregistry/util/label/label.go), here env.yaml `proxy.labels`. Priorities are
+    then made consecutive from 0."""
     manifests = [
         se("db", hosts=["db.example.com"], resolution="STATIC", location="MESH_INTERNAL",
            workloadSelector={"labels": {"app": "db"}},
@@ -616,6 +633,7 @@ def test_failover_priority_orders_endpoints_by_matching_client_labels() -> None:
         _we("a", "10.0.0.1", **{"topology.istio.io/network": "n1", "rack": "r1"}),
         _we("b", "10.0.0.2", **{"topology.istio.io/network": "n1", "rack": "r2"}),
         _we("c", "10.0.0.3", **{"topology.istio.io/network": "n2", "rack": "r1"}),
+        _we("d", "10.0.0.4", **{"topology.istio.io/network": "n2", "rack": "r2"}),
         dr("db", host="db.example.com", trafficPolicy={
             "outlierDetection": {"consecutive5xxErrors": 3},
             "loadBalancer": {"localityLbSetting": {
@@ -625,10 +643,34 @@ def test_failover_priority_orders_endpoints_by_matching_client_labels() -> None:
     found = clusters(build(manifests, labels=labels))["outbound|5432||db.example.com"]
     priorities = {e["endpoint"]["address"]["socket_address"]["address"]: g["priority"]
                   for g in found["load_assignment"]["endpoints"] for e in g["lb_endpoints"]}
-    assert priorities == {"10.0.0.1": 0, "10.0.0.2": 1, "10.0.0.3": 2}
+    assert priorities == {"10.0.0.1": 0, "10.0.0.2": 1, "10.0.0.3": 2, "10.0.0.4": 3}
     assert found["common_lb_config"]["locality_weighted_lb_config"] == {}
     unknown = clusters(build(manifests))["outbound|5432||db.example.com"]  # no client: no priorities
     assert all("priority" not in g for g in unknown["load_assignment"]["endpoints"])
+
+
+def test_failover_priority_label_neither_side_has_matches() -> None:
+    """loadbalancer.go:620-625 compares `proxyLabels[label]` with `endpoint.Labels[label]`, both ""
+    when absent: a label neither the client nor the endpoint has is a match, not a mismatch."""
+    from meshc.proxy.envoy.endpoints import _label_priority
+    from meshc.proxy.envoy.istio import Endpoint as IstioEndpoint
+
+    endpoint = IstioEndpoint(address="10.0.0.1", ports={}, labels={"rack": "r1"}, locality="", weight=1,
+                             tls_mode="", origin=ObjectId("WorkloadEntry", "ns", "a"))
+    assert _label_priority(endpoint, {"rack": "r1"}, ["tier", "rack"]) == 0
+    assert _label_priority(endpoint, {"rack": "r1", "tier": "gold"}, ["tier", "rack"]) == 2
+
+
+def test_an_endpoint_network_label_is_not_overridden_by_its_network_field() -> None:
+    """`AugmentLabels` (label.go:62) sets topology.istio.io/network only when the label is not
+    already set; region/zone/subzone always come from the locality."""
+    from meshc.proxy.envoy.istio import _endpoint
+
+    spec = {"address": "10.0.0.1", "network": "n2", "locality": "r/z",
+            "labels": {"topology.istio.io/network": "n1", "topology.kubernetes.io/region": "old"}}
+    made = _endpoint(spec, spec["labels"], ObjectId("WorkloadEntry", "ns", "a"))
+    assert made.labels["topology.istio.io/network"] == "n1"
+    assert made.labels["topology.kubernetes.io/region"] == "r"
 
 
 def test_proxy_labels_are_read_from_env_yaml() -> None:

@@ -5,7 +5,7 @@ VM host (an endpoint with a serviceAccount: it runs a sidecar), rendered to
 `iptables/<workload>.rules`, plus diagnostics placed at the endpoint's declaration.
 A VM is identified by its address and named after its first WorkloadEntry. Inbound capture follows
 istioctl's VM bootstrap (`istioctl x workload entry configure`, workload.go `createClusterEnv`):
-ISTIO_INBOUND_PORTS is the WorkloadEntry template's `ports` values, or `*` when it has none. Here:
+ISTIO_INBOUND_PORTS is the WorkloadGroup's `spec.template.ports` values, or `*` when it has none. Here:
 the union of the `ports` values of the host's WorkloadEntries, or all ports (with the excluded
 ones returned) as soon as one of them has no `ports`.
 DNS capture redirects only DNS to `vm.dnsServers` (istio-iptables reads them from the VM's

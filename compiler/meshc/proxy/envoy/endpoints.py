@@ -82,20 +82,26 @@ def client_labels(locality: str, labels: Sequence[tuple[str, str]] = ()) -> dict
     return {**dict(labels), **topology}
 
 
+NETWORK_LABEL = "topology.istio.io/network"
+
+
 def _label_priority(endpoint: Endpoint, client: Mapping[str, str], labels: Sequence[str]) -> int:
-    """`applyPriorityFailoverPerLocality`: the priority is the number of labels after the first
-    one that does not match (0: all match); ``key=value`` gives the value to match."""
-    matched = 0
-    for entry in labels:
+    """`applyFailoverPriorityPerLocality` (pilot/pkg/networking/core/loadbalancer/loadbalancer.go,
+    Istio 1.31): the priority is the number of labels from the first one that does not match
+    (0: all match); ``key=value`` gives the value to match; a label neither side has matches (both
+    are ""). When the first label is the network and it does not match, the other labels still
+    rank the endpoint, after every endpoint of the client's network (+ the number of labels)."""
+    adjust = 0
+    for j, entry in enumerate(labels):
         key, sep, override = entry.partition("=")
-        if sep:
-            wanted: str | None = override
-        else:
-            wanted = client.get(key)
-        if wanted is None or endpoint.labels.get(key, "") != wanted:
-            break
-        matched += 1
-    return len(labels) - matched
+        wanted = override if sep else client.get(key, "")
+        if endpoint.labels.get(key, "") == wanted:
+            continue
+        if j == 0 and key == NETWORK_LABEL and not sep:
+            adjust = len(labels)
+            continue
+        return len(labels) - j + adjust
+    return adjust
 
 
 def _split_by_priority(groups: list[_Group], client: str, setting: Mapping[str, Any],

@@ -130,7 +130,10 @@ def _topology_labels(locality: str, network: str) -> dict[str, str]:
 def _endpoint(spec: Mapping[str, Any], labels: Mapping[str, str], origin: ObjectId) -> Endpoint:
     account = str(spec.get("serviceAccount") or "")
     locality = _locality(spec, labels)
-    augmented = {**labels, **_topology_labels(locality, str(spec.get("network") or ""))}
+    augmented = {**labels, **_topology_labels(locality, "")}  # `AugmentLabels` (label.go): region/zone/subzone
+    network = str(spec.get("network") or "")
+    if network and "topology.istio.io/network" not in labels:  # ... and the network only when not set
+        augmented["topology.istio.io/network"] = network
     return Endpoint(
         address=str(spec.get("address") or ""),
         ports={str(k): int(v) for k, v in (spec.get("ports") or {}).items()},

@@ -6,8 +6,10 @@ plain ``transport_socket`` or auto-mTLS ``transport_socket_matches``, plus the
 ``upstream_http_protocol_options`` (auto SNI / auto SAN) and cluster-metadata flags.
 
 Certificates as istiod sends them (docs/envoy.md, "Fidelity"), all served by the Istio agent through
-the static ``sds-grpc`` cluster (`SDS_CLUSTER`, a unix socket), every SDS config source with
-``initial_fetch_timeout: 0s`` (the proxy waits for its certificates):
+the static ``sds-grpc`` cluster (`SDS_CLUSTER`, a unix socket); the workload's own ``default`` and
+``ROOTCA`` secrets with ``initial_fetch_timeout: 0s`` (the proxy waits for them: Istio's preset
+`defaultSDSConfig` / `rootSDSConfig`, pkg/model/authentication.go), the file secrets without it
+(istio's `constructSdsSecretConfig` sets none: Envoy's 15 s default):
 * ISTIO_MUTUAL: the SDS secrets ``default`` / ``ROOTCA``.
 * SIMPLE / MUTUAL with file paths: the SDS secrets ``file-cert:<cert>~<key>`` (client certificate)
   and ``file-root:<ca>`` (validation; ``file-root:system``, the OS bundle the agent finds, when no
@@ -53,22 +55,27 @@ class TlsChoice:
     uses_sds: bool = False
 
 
-def sds_config() -> Json:
-    return {
+WAITED_FOR = ("default", "ROOTCA")  # istio's preset SDS configs, the only ones with InitialFetchTimeout 0s
+
+
+def sds_config(wait: bool = False) -> Json:
+    config: Json = {
         "api_config_source": {
             "api_type": "GRPC",
             "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}],
             "set_node_on_first_message_only": True,
             "transport_api_version": "V3",
         },
-        "initial_fetch_timeout": "0s",
         "resource_api_version": "V3",
     }
+    if wait:
+        config["initial_fetch_timeout"] = "0s"
+    return config
 
 
 def sds_secret(name: str) -> Json:
     """`ConstructSdsSecretConfig`: a secret by name from the agent's SDS server."""
-    return {"name": name, "sds_config": sds_config()}
+    return {"name": name, "sds_config": sds_config(wait=name in WAITED_FOR)}
 
 
 def file_root(ca: str) -> str:
