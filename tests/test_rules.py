@@ -685,3 +685,22 @@ def test_valid_objects_yield_no_errors_and_output_is_stable() -> None:
     objects = [se(), DETAILS, *VMS, _details_dr("v1")]
     assert not [f for m in objects for f in check_object(m) if f.severity == E]
     assert analyze(objects) == analyze(copy.deepcopy(objects))
+
+
+def test_lint_checks_the_items_of_a_kubectl_list(tmp_path: Path) -> None:
+    """`kubectl get se,we,dr -A -o yaml` prints one `kind: List`: its items are linted at their own
+    lines, and what lint does not check is said (Y009), never passed over in silence."""
+    from meshc import api
+
+    text = ("apiVersion: v1\nkind: List\nitems:\n"
+            "  - apiVersion: networking.istio.io/v1\n    kind: DestinationRule\n"
+            "    metadata: {name: db, namespace: egress}\n"
+            "    spec:\n      host: db.example.com\n      subsets:\n        - name: v1\n"
+            "          labels: {version: v1}\n"
+            "  - apiVersion: networking.istio.io/v1alpha3\n    kind: Gateway\n    metadata: {name: gw}\n")
+    (tmp_path / "live.yaml").write_text(text)
+    outcome = api.lint(tmp_path, [str(tmp_path / "live.yaml")])
+    codes = {d.code: d for d in outcome.diagnostics}
+    assert "Y009" in codes and "Gateway" in codes["Y009"].message and not outcome.input_error
+    assert any(d.code.startswith(("A", "I")) and d.position is not None and d.position.line >= 4
+               for d in outcome.diagnostics), [str(d) for d in outcome.diagnostics]

@@ -286,7 +286,7 @@ def lint(root: Path, paths: Sequence[str], crds: Path | None = None) -> CheckOut
 
     project, _ = load_project(root)
     inputs = read_inputs(paths)
-    outcome = CheckOutcome(list(inputs.errors), input_error=bool(inputs.errors))
+    outcome = CheckOutcome(list(inputs.errors), input_error=has_errors(inputs.errors))
     crd_path = crds or project.crd_file()
     try:
         crd_set = CrdSet.load(crd_path, eager=crds is not None or project.crds is not None)

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yaml.nodes import MappingNode, Node, SequenceNode
+
 from meshc.check.istio import AnalyzerSettings, analyze, check_object
 from meshc.check.istio.inventory import CORE_KINDS, is_core
-from meshc.files.source import Document, locate, parse
+from meshc.files.source import Document, locate, node_position, parse
 from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity, format_path
 
 KINDS = {"ServiceEntry", "WorkloadEntry", "DestinationRule", *CORE_KINDS}
@@ -55,12 +57,47 @@ def read_inputs(paths: Sequence[str]) -> LintInput:
 def _add(out: LintInput, name: str, data: bytes) -> None:
     docs, diags = parse(name, data, carried=False)
     out.errors.extend(diags)
-    for doc in docs:
+    skipped: list[Document] = []
+    for doc in _unwrap(docs):
         if isinstance(doc.value, dict) and doc.value.get("kind") in KINDS and (
                 doc.value.get("kind") not in CORE_KINDS or is_core(doc.value)):
             out.docs.append(doc)
         else:
-            out.skipped += 1
+            skipped.append(doc)
+    out.skipped += len(skipped)
+    if skipped:
+        kinds = sorted({str(d.value.get("kind") or "(no kind)") if isinstance(d.value, dict) else "(not an object)"
+                        for d in skipped})
+        first = skipped[0]
+        out.errors.append(Diagnostic(
+            "Y009", Severity.INFO, f"{len(skipped)} document(s) not checked: {', '.join(kinds)}",
+            node_position(name, first.node) if first.node is not None else Position(name),
+            hint="meshc lint checks ServiceEntry, WorkloadEntry and DestinationRule, and reads Kubernetes "
+                 "Service, Pod, Node and Namespace for the analyzers; other kinds are left to their own tools"))
+
+
+def _unwrap(docs: Sequence[Document]) -> list[Document]:
+    """Documents, with the items of a `kind: List` (what `kubectl get -o yaml` prints) in its place."""
+    out: list[Document] = []
+    for doc in docs:
+        value = doc.value
+        items = value.get("items") if isinstance(value, dict) and value.get("kind") == "List" else None
+        if not isinstance(items, list):
+            out.append(doc)
+            continue
+        nodes = _item_nodes(doc.node)
+        out.extend(_unwrap([Document(doc.file, item, nodes[i] if i < len(nodes) else doc.node)
+                            for i, item in enumerate(items)]))
+    return out
+
+
+def _item_nodes(node: Node | None) -> list[Node]:
+    if not isinstance(node, MappingNode):
+        return []
+    for key, value in node.value:
+        if getattr(key, "value", None) == "items" and isinstance(value, SequenceNode):
+            return list(value.value)
+    return []
 
 
 def _diag(doc: Document, finding: Finding) -> Diagnostic:

@@ -90,6 +90,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("Y008", E, "a string Kubernetes' tooling cannot carry through a bundle (DEL, C1 controls, U+FFFE/U+FFFF, "
                 "lone surrogates, several lines ending in U+2028/U+2029; keys `<<` or over 1,024 characters as "
                 "JSON)"),
+    ("Y009", INFO, "meshc lint: documents of kinds it does not check, counted per file (a `kind: List` is unwrapped)"),
     # D: declaration schema (meshc.front.declschema)
     ("D001", E, "unknown key (with did-you-mean)"),
     ("D002", E, "wrong type"),
