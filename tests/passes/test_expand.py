@@ -154,3 +154,21 @@ def test_a_template_printing_a_raw_value_gives_x001_and_no_object() -> None:
     artifacts, diags = _expand(small_estate(a=VM.replace("SELECTOR", "db")), (FIXTURES / "expand" / "raw-value",))
     assert artifacts == [] and [d.code for d in diags] == ["X001"]
     assert diags[0].position is not None and diags[0].position.line == 6
+
+
+def test_a_value_no_layer_wrote_is_placed_where_the_service_is_declared() -> None:
+    """A finding about a missing key (a policy wanting `owner`) belongs to the base entry that
+    declares the service, not to an overlay that only changed something else."""
+    from meshc.files.tree import MemoryTree
+    from meshc.front.provenance import locate_decl
+
+    files = {"environments/prod/env.yaml": "name: prod\nnamespace: egress\n",
+             "environments/base/a.yaml": "services:\n  - name: api\n    hosts: [api.example.com]\n"
+                                         "    ports:\n      - {number: 443, protocol: HTTPS}\n",
+             "environments/prod/a.yaml": "overrides:\n  - name: api\n    description: prod api\n"}
+    result = compile_estate(MemoryTree(files))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    decl = result.envs["prod"].services[0].decl
+    assert len(decl.layers) == 2
+    assert locate_decl(decl, ("owner",)).file == "environments/base/a.yaml"
+    assert locate_decl(decl, ("description",)).file == "environments/prod/a.yaml"

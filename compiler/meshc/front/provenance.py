@@ -78,7 +78,9 @@ def _best(decl: ServiceDecl, path: DataPath) -> tuple[Position, int, list[Positi
     full: list[Position] = []
     for i, layer in enumerate(decl.layers):
         pos, depth = _in_layer(layer, kpath)
-        if depth >= best_depth:
+        # a later layer wins a tie only when it wrote part of the path: a value no layer wrote
+        # (a missing key) belongs where the service is declared, not to an overlay that left it alone
+        if depth > best_depth or (depth == best_depth and depth > 0):
             best, best_depth, best_layer = pos, depth, i
         if kpath and depth == len(kpath):
             full.append(pos)

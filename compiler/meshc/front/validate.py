@@ -312,8 +312,11 @@ def _endpoint(chk: Checker, i: int, ep: Mapping[str, Any], res: str, names: set[
     addr = ep["address"]
     where = ("endpoints", i, "address")
     if res == "static" and not (is_ip(addr) or is_unix(addr)):
+        looks_like_ip = bool(addr) and all(c in "0123456789abcdefABCDEF.:/" for c in addr) and any(
+            c in ".:" for c in addr) and any(c.isdigit() for c in addr)
         chk.add("V007", where, f"endpoint {addr!r} is not an IP: resolution static needs IPs",
-                "use resolution: dns for hostname endpoints")
+                "fix the address (an IPv4 address is four numbers 0-255)" if looks_like_ip
+                else "use resolution: dns for hostname endpoints")
     if res.startswith("dns") and not (is_ip(addr) or is_fqdn(addr)):
         chk.add("V008", where, f"endpoint {addr!r} is neither an IP nor a DNS name",
                 "write an IP address or a host name")
