@@ -44,6 +44,7 @@ import yaml
 from meshc import api
 from meshc.check.common import CheckOptions
 from meshc.check.istio import ALL_RULES
+from meshc.check.envoy.validate import validate_bootstrap
 from meshc.check.layers import run_checks
 from meshc.model.codes import _ROWS, CODES, FAMILIES, RETIRED
 from meshc.model.diagnostics import Diagnostic, Finding, Severity, format_path
@@ -92,6 +93,8 @@ LIBRARY_ONLY: dict[str, str] = {
     "T007": "proxy uid/gid are not settable in env.yaml",
     "T008": "proxy uid/gid are not settable in env.yaml",
     "T013": "a VM's own endpoint is always on its allow-list",
+    "E001": "meshc's own bootstraps parse; env.yaml values Envoy would refuse are L009 at load",
+    "E002": "meshc's own bootstraps keep Envoy's rules; env.yaml values Envoy would refuse are L009 at load",
 }
 
 
@@ -394,8 +397,8 @@ def test_every_code_has_a_test() -> None:
     assert not set(UNTESTABLE) & (have | istio), "a code in UNTESTABLE has a test: remove it from UNTESTABLE"
     assert set(NO_HINT) <= set(have), "NO_HINT names a code without a fixture"
     library = {code for code, path in fixtures().items()
-               if yaml.safe_load(path.read_text(encoding="utf-8")).get("run") in ("iptables", "run_checks")}
-    assert library == set(LIBRARY_ONLY), ("fixtures that call the library (run: iptables, run_checks) are the "
+               if yaml.safe_load(path.read_text(encoding="utf-8")).get("run") in ("iptables", "run_checks", "envoy")}
+    assert library == set(LIBRARY_ONLY), ("fixtures that call the library (run: iptables, run_checks, envoy) are the "
                                           f"codes in LIBRARY_ONLY: {sorted(library ^ set(LIBRARY_ONLY))}")
 
 
@@ -488,6 +491,9 @@ def _run(case: dict[str, Any], root: Path) -> list[Diagnostic] | list[Finding]:
         return run_checks(result, CheckOptions(layers=tuple(layers), repo_root=root, **case.get("options", {})))
     if run == "iptables":
         return validate_spec(_capture_spec(case["spec"]))
+    if run == "envoy":  # the envoy layer's validator on a bootstrap meshc itself would not write
+        return [Finding(f.code, f.severity, f.message, tuple(path), f.istio_code, f.hint)
+                for path, f in validate_bootstrap(case["bootstrap"])]
     raise AssertionError(f"unknown run: {run}")
 
 

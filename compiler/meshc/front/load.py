@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshc.files.confine import ConfinementError
-from meshc.files.source import Document, compose_all, parse
+from meshc.files.source import Document, compose_all, locate, parse
 from meshc.files.tree import SourceTree
 from meshc.front import declschema
 from meshc.model.core import EnvSettings, Layer, NodeSource
 from meshc.model.diagnostics import Diagnostic, Position, Severity
 from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, ProxySettings, VmSettings
+from meshc.model.values import duration_nanos
 
 ROOT = "environments"
 BASE = "base"
@@ -143,6 +144,9 @@ def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, l
         pos = Position(path, _line(doc), 1)
         return None, [_err("L002", f"env.yaml name {raw['name']!r} does not match directory {env!r}",
                            pos, f"set name: {env}")]
+    timing = _proxy_durations(path, doc, raw.get("proxy") or {})
+    if timing:
+        return None, timing
     trust_domain = raw.get("trustDomain", DEFAULT_TRUST_DOMAIN)
     cluster_domain = raw.get("clusterDomain", DEFAULT_CLUSTER_DOMAIN)
     return EnvSettings(
@@ -153,6 +157,28 @@ def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, l
                             **_fields(raw.get("proxy") or {}, _PROXY_KEYS)),
         vm=VmSettings(**_fields(raw.get("vm") or {}, _VM_KEYS)), raw=raw,
         source=Layer(path, raw, 1, 1, NodeSource(path, b"", [d.node for d in docs if d.node is not None]), (0,))), []
+
+
+# Envoy refuses a cluster whose connect timeout is not above 0 (PGV `gt: {}`) or a DNS refresh rate
+# under 1 ms (`gte: 0.001s`), and any duration past protobuf's limit (315,576,000,000 s).
+_PROXY_DURATIONS = {"connectTimeout": 1, "dnsRefreshRate": 1_000_000}
+_MAX_DURATION_NS = 315_576_000_000 * 10**9
+
+
+def _proxy_durations(path: str, doc: Document, proxy: Mapping[str, Any]) -> list[Diagnostic]:
+    """L009: an env.yaml proxy duration Envoy would refuse, at its line (not later, per cluster)."""
+    out: list[Diagnostic] = []
+    for key, least in _PROXY_DURATIONS.items():
+        if not isinstance(proxy.get(key), str):
+            continue
+        nanos = duration_nanos(proxy[key])
+        if nanos is not None and least <= nanos <= _MAX_DURATION_NS:
+            continue
+        pos = locate(path, doc.node, ("proxy", key))[0] if doc.node is not None else Position(path, _line(doc), 1)
+        floor = "more than 0" if least == 1 else "at least 1ms"
+        out.append(_err("L009", f"proxy.{key} {proxy[key]!r} is not a duration Envoy accepts here ({floor}, at "
+                                "most 315,576,000,000s)", pos, f"write a duration such as 10s for proxy.{key}"))
+    return out
 
 
 # env.yaml keys of the proxy: and vm: blocks -> fields of ProxySettings and VmSettings (whose

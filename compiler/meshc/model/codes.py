@@ -105,6 +105,8 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("L007", W, "a declaration file that declares nothing (its services are gone from every environment it "
                 "reaches)"),
     ("L008", E, "a link out of the repository, or a file name with control characters (docs/security.md)"),
+    ("L009", E, "env.yaml proxy.connectTimeout or proxy.dnsRefreshRate is a duration Envoy refuses (0s, under "
+                "1ms, past protobuf's limit)"),
     # M: merging layers (meshc.front.merge)
     ("M001", E, "service declared twice / base service redeclared in an environment"),
     ("M002", E, "override of a service no layer declares"),
