@@ -31,7 +31,7 @@ CASES = [
     ("unknown-key", {"environments/base/a.yaml": GOOD.replace("    owner: team", "    ownr: team")},
      "D001", "environments/base/a.yaml", 3, 5, "did you mean 'owner'"),
     ("wrong-type", {"environments/base/a.yaml": GOOD.replace("number: 443", "number: [443]")},
-     "D002", "environments/base/a.yaml", 7, 17, "expected a integer"),
+     "D002", "environments/base/a.yaml", 7, 17, "expected an integer"),
     ("missing-key", {"environments/base/a.yaml": GOOD.replace("    hosts: [api.example.com]\n", "")},
      "D003", "environments/base/a.yaml", 2, 5, "hosts"),
     ("bad-enum", {"environments/base/a.yaml": GOOD.replace("resolution: dns", "resolution: dsn")},

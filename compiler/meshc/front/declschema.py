@@ -104,11 +104,21 @@ def _explain(err: Any, root: dict[str, Any], value: Any, file: str, node: Node |
     if kind == "Type":
         got = _TYPES.get(type(_value_at(value, path)), "value")
         want = sub.get("type", "?")
-        hint = "quote the value to make it a string" if want == "string" else f"write a {want}"
-        return [Diagnostic("D002", Severity.ERROR, f"expected a {want}, found a {got}", pos, shown,
+        described = str(sub.get("description") or "")
+        if want == "string" and "duration" in described.lower():
+            hint = f"write a duration with its unit, e.g. {_value_at(value, path)}s (units: ms, s, m, h)"
+        elif want == "string":
+            hint = "quote the value to make it a string"
+        else:
+            hint = f"write {_a(str(want))}"
+        return [Diagnostic("D002", Severity.ERROR, f"expected {_a(str(want))}, found {_a(got)}", pos, shown,
                            hint=hint)]
     message, hint = _invalid(err, sub)
     return [Diagnostic("D004", Severity.ERROR, message, pos, shown, hint=hint)]
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 def _invalid(err: Any, sub: dict[str, Any]) -> tuple[str, str]:
