@@ -688,3 +688,19 @@ def test_apply_over_an_older_meshc_file_equals_a_fresh_install(lab: Lab) -> None
     assert meaningful(lab.save()) == fresh
     assert meshc_jumps(lab.save()) == {("nat", "OUTPUT"): 1, ("nat", "PREROUTING"): 1}
     assert "MESHC_LEGACY" not in lab.save() and "MESHC_MARK" not in lab.save()
+
+
+def test_a_bad_dns_server_is_an_error_before_any_vm_exists() -> None:
+    """env.yaml's vm: DNS settings are checked even when no service has VM workloads yet: a
+    mistake is reported at its line now, not on the day the first VM is declared."""
+    from meshc.files.tree import MemoryTree
+    from meshc.pipeline import compile_estate
+
+    env = "name: dev\nnamespace: egress\nvm:\n  dnsCapture: true\n  dnsServers: [not-an-ip]\n"
+    service = "services:\n  - name: api\n    hosts: [api.example.com]\n    ports:\n      - {number: 443, protocol: HTTPS}\n"
+    result = compile_estate(MemoryTree({"environments/dev/env.yaml": env, "environments/base/a.yaml": service}))
+    errors = [d for d in result.diagnostics if d.severity.label == "error"]
+    assert [d.code for d in errors] == ["T003"] and errors[0].position is not None
+    assert (errors[0].position.file, errors[0].position.line) == ("environments/dev/env.yaml", 5)
+    warnings = [d.code for d in result.diagnostics if d.severity.label == "warning"]
+    assert "T015" not in warnings  # capture without servers matters only once VMs exist

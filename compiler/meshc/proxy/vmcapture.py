@@ -85,7 +85,7 @@ def capture_spec(host: _Host, vm: VmSettings, allow: tuple[Destination, ...] | N
 def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, bytes], list[Diagnostic]]:
     hosts = vm_hosts(services)
     if not hosts:
-        return {}, []
+        return {}, _env_errors(settings)
     allow = destinations(services) if settings.vm.egress_allow_list else None
     files: dict[str, bytes] = {APPLY_FILE: APPLY_SCRIPT.encode()}
     diags: list[Diagnostic] = []
@@ -111,6 +111,20 @@ def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, 
 
 
 _ENV_KEYS = {"dns_capture": "dnsCapture", "dns_servers": "dnsServers"}
+
+
+def _env_errors(settings: EnvSettings) -> list[Diagnostic]:
+    """Without VM workloads no rules are written, but a malformed vm: DNS setting in env.yaml is
+    still an error at its line (not a surprise on the day the first VM is declared)."""
+    spec = CaptureSpec(workload="env", dns_capture=settings.vm.dns_capture, dns_servers=settings.vm.dns_servers)
+    out: list[Diagnostic] = []
+    for f in validate_spec(spec):
+        at_env = _env_yaml_path(f)
+        if at_env is not None and f.severity.label == "error":
+            out.append(Diagnostic(f.code, f.severity, f.message, _env_position(settings, at_env),
+                                  f"vm: {format_path(f.path)}", f.hint or "fix the vm: settings in env.yaml",
+                                  settings.name, "VM capture"))
+    return out
 
 
 def _env_yaml_path(f: Finding) -> DataPath | None:
