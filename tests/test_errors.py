@@ -14,17 +14,9 @@ import pytest
 from meshc.model.diagnostics import Severity
 from meshc.pipeline import compile_estate
 from meshc.files.tree import MemoryTree
+from .passes.estates import API as GOOD  # the smallest valid service
 
 ENV = "name: dev\nnamespace: egress\n"
-GOOD = """services:
-  - name: api
-    owner: team
-    hosts: [api.example.com]
-    resolution: dns
-    ports:
-      - number: 443
-        protocol: HTTPS
-"""
 
 # (case id, files, expected code, file, line, col, text in message)
 CASES = [

@@ -17,17 +17,9 @@ from meshc.model.settings import ProxySettings, VmSettings
 from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.bootstrap import build_bootstrap
 from meshc.proxy.iptables.model import CaptureSpec
+from .passes.estates import API as SERVICE  # the smallest valid service
 
 Json = dict[str, Any]
-SERVICE = """services:
-  - name: api
-    owner: team
-    hosts: [api.example.com]
-    resolution: dns
-    ports:
-      - number: 443
-        protocol: HTTPS
-"""
 
 
 # --- typed settings ---------------------------------------------------------------------------

@@ -122,7 +122,8 @@ def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
         for key in service_keys:  # a service's document reports its own service and objects only
             violations.extend(v for v in found[key] if v.path and v.path[0] in ("services", "objects"))
         violations.sort(key=lambda v: _path_key(v.path))
-        out.extend(_place(result.envs[name], v, opts.repo_root) for v in violations)
+        placer = Placer(result.envs[name])  # one artifact index per environment, not per violation
+        out.extend(_place(placer, v, opts.repo_root) for v in violations)
     return out
 
 
@@ -207,7 +208,8 @@ def _engine_diag(exc: Exception, policies: Path) -> Diagnostic:
                       "or fix the policy file named above")
 
 
-def _place(env: EnvResult, v: Any, root: Path) -> Diagnostic:
+def _place(placer: Placer, v: Any, root: Path) -> Diagnostic:
+    env = placer.env
     rule = Position(_rel(v.policy_file, root), v.policy_line, v.policy_col)
     path = tuple(v.path)
     pos: Position | None = None
@@ -218,9 +220,9 @@ def _place(env: EnvResult, v: Any, root: Path) -> Diagnostic:
             pos, obj = locate_decl(svc.decl, path[2:]), f"service {svc.name}"
     elif len(path) >= 2 and path[0] == "objects":
         parts = str(path[1]).split("/")
-        art = Placer(env).by_identity((parts[0], parts[1], parts[2])) if len(parts) == 3 else None
+        art = placer.by_identity((parts[0], parts[1], parts[2])) if len(parts) == 3 else None
         if art is not None:
-            return Placer(env)(art, Finding("P001", Severity.ERROR, v.message, path[2:]))
+            return placer(art, Finding("P001", Severity.ERROR, v.message, path[2:]))
     elif path and path[0] == "env" and env.settings.source is not None:
         pos = env.settings.source.position
     return Diagnostic("P001", Severity.ERROR, v.message, pos or rule, format_path(path[2:]),

@@ -42,8 +42,9 @@ def run_envoy(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
             run.learned.update(learned)
         sources: Sources = envoy.sources
         names = _ClusterNames(envoy)
+        placer = Placer(env)  # one artifact index per environment, not per finding
         for path, finding in found:
-            out.append(_place(env, sources, tuple(path), finding, names))
+            out.append(_place(placer, sources, tuple(path), finding, names))
         if opts.envoy_binary:
             out.extend(_binary(env))
     return out
@@ -104,11 +105,11 @@ def validate_config(bootstrap: dict[str, Any], sha256: str, cache: Mapping[Check
     return found, dict(dict.items(memo))
 
 
-def _place(env: EnvResult, sources: Sources, path: DataPath, finding: Finding,
+def _place(placer: Placer, sources: Sources, path: DataPath, finding: Finding,
            names: Callable[[], list[str]] = list) -> Diagnostic:
     """At the declaration behind the Istio object the bootstrap path came from: at the field of
     its traffic policy (or of the ServiceEntry) that made the Envoy field, when one did."""
-    placer = Placer(env)
+    env = placer.env
     for cut in range(len(path), -1, -1):
         ident = sources.get(tuple(path[:cut]))
         if ident is not None:
