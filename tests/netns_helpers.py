@@ -23,6 +23,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from meshc.proxy.iptables.model import BUILTIN_CHAINS
 from meshc.proxy.iptables.rules import APPLY_SCRIPT
 
 VM_IP, SVC_IP = "10.250.0.1", "10.250.0.2"
@@ -158,6 +161,23 @@ def backend_unavailable(name: str) -> str | None:
     return None if proc.returncode == 0 else f"{backend.restore} does not work here: {proc.stderr.strip()}"
 
 
+BACKENDS = ["nft", "legacy"]
+
+
+def require_backend(name: str) -> None:
+    """Skip (with the reason) when namespaces or this backend's tools are missing here, or when
+    only this backend is broken and the other one is tested; fail when neither backend works."""
+    reason = backend_unavailable(name)
+    if reason is None:
+        return
+    if netns_unavailable() or "not installed" in reason:
+        pytest.skip(reason)
+    other = "legacy" if name == "nft" else "nft"
+    if backend_unavailable(other) is None:
+        pytest.skip(f"{reason} (the {other} backend is tested)")
+    pytest.fail(reason)
+
+
 def normalise_save(text: str) -> str:
     """iptables-save output without comments and with counters zeroed."""
     lines = [re.sub(r"\[\d+:\d+\]", "[0:0]", ln) for ln in text.splitlines() if not ln.startswith("#")]
@@ -178,6 +198,14 @@ def parse_save(text: str) -> dict[str, dict[str, tuple[str, list[str]]]]:
         elif line.startswith("-A "):
             tables[table][line.split()[1]][1].append(line)
     return tables
+
+
+def meaningful(save: str) -> dict[str, dict[str, tuple[str, list[str]]]]:
+    """Parsed iptables-save without empty built-in chains and empty tables (which nft creates
+    on first use and never removes)."""
+    tables = {t: {c: v for c, v in chains.items() if not (c in BUILTIN_CHAINS and v == ("ACCEPT", []))}
+              for t, chains in parse_save(save).items()}
+    return {t: chains for t, chains in tables.items() if chains}
 
 
 class Lab:
@@ -208,8 +236,9 @@ class Lab:
 
     # --- iptables -------------------------------------------------------------------------------
 
-    def restore(self, text: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        return run(["ip", "netns", "exec", self.vm, self.backend.restore, *flags], stdin=text)
+    def restore(self, text: str, *flags: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Plain iptables-restore of `text` in `ns` (default "vm")."""
+        return run(["ip", "netns", "exec", ns or self.vm, self.backend.restore, *flags], stdin=text)
 
     def apply(self, text: str) -> None:
         """Install a rules file in "vm" the documented way (APPLY_SCRIPT)."""
@@ -219,8 +248,9 @@ class Lab:
         run(["ip", "netns", "exec", self.vm, "env", f"IPTABLES_SAVE={self.backend.save}",
              f"IPTABLES_RESTORE={self.backend.restore}", "sh", str(script), str(rules)])
 
-    def save(self) -> str:
-        return normalise_save(run(["ip", "netns", "exec", self.vm, self.backend.save]).stdout)
+    def save(self, ns: str | None = None) -> str:
+        """iptables-save of `ns` (default "vm"), normalised (`normalise_save`)."""
+        return normalise_save(run(["ip", "netns", "exec", ns or self.vm, self.backend.save]).stdout)
 
     # --- traffic --------------------------------------------------------------------------------
 

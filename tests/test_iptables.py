@@ -27,7 +27,9 @@ from meshc.proxy.iptables.rules import (
 from meshc.proxy.iptables.model import BUILTIN_CHAINS
 
 from .conftest import REPO
-from .netns_helpers import SVC_IP, VM_IP, Backend, Lab, backend_unavailable, netns_unavailable, parse_save
+from .netns_helpers import (
+    BACKENDS, SVC_IP, VM_IP, Backend, Lab, meaningful, parse_save, require_backend,
+)
 
 
 def section(text: str, table: str) -> list[str]:
@@ -441,21 +443,6 @@ def test_bad_dns_servers_are_errors_at_their_env_yaml_line(tmp_path: Path) -> No
 
 # --- netns: iptables-restore, traffic, idempotency ----------------------------------------------
 
-BACKENDS = ["nft", "legacy"]
-
-
-def require_backend(name: str) -> None:
-    reason = backend_unavailable(name)
-    if reason is None:
-        return
-    if netns_unavailable() or "not installed" in reason:
-        pytest.skip(reason)
-    other = "legacy" if name == "nft" else "nft"
-    if backend_unavailable(other) is None:
-        pytest.skip(f"{reason} (the {other} backend is tested)")
-    pytest.fail(reason)
-
-
 @pytest.fixture(params=BACKENDS)
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     require_backend(request.param)
@@ -628,14 +615,6 @@ COMMIT
 -A OUTPUT -j MESHC_MARK
 COMMIT
 """
-
-
-def meaningful(save: str) -> dict[str, dict[str, tuple[str, list[str]]]]:
-    """Parsed iptables-save without empty built-in chains and empty tables (which nft creates
-    on first use and never removes)."""
-    tables = {t: {c: v for c, v in chains.items() if not (c in BUILTIN_CHAINS and v == ("ACCEPT", []))}
-              for t, chains in parse_save(save).items()}
-    return {t: chains for t, chains in tables.items() if chains}
 
 
 def meshc_jumps(save: str) -> dict[tuple[str, str], int]:
