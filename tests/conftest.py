@@ -4,11 +4,14 @@ Goldens (tests/goldens/, reviewed like code) are compared byte for byte by `chec
 file) and `check_golden_dir` (a whole bundle: same file set, same bytes). A mismatch fails with a
 unified diff of each differing file, and lists missing and stale ones.
 
-Envoy bootstraps are stored split, so a review sees only what changed: the golden of
-``<dir>/envoy/bootstrap.json`` is the folder ``<dir>/envoy/bootstrap/`` with
+Envoy files are stored split, so a review sees only what changed: the golden of
+``<dir>/envoy/bootstrap.json`` (likewise ``clusters.json``, ``listeners.json``) is the folder
+``<dir>/envoy/bootstrap/`` with
 
-* ``clusters/<name>.json`` and ``listeners/<name>.json``: one file per cluster and listener;
-* ``rest.json``: the bootstrap with each of those lists replaced by the ordered list of names.
+* ``clusters/<name>.json`` and ``listeners/<name>.json`` (a Bootstrap's static resources), or
+  ``resources/<name>.json`` (the shared CDS / LDS files): one file per cluster and listener;
+* ``rest.json``: the file with each of those lists replaced by the ordered list of names.
+  (A VM workload's envoy/workloads/<group>.json is small and stored whole.)
 
 File names are the cluster or listener name with ``|`` written as ``,``; every other character
 except letters, digits, ``.``, ``_`` and ``-`` (and a leading ``.``) is written %XX (UTF-8), so
@@ -168,31 +171,44 @@ def _dump(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
 
 
+def _lists(doc: Any) -> list[tuple[str, dict[str, Any], str]]:
+    """(piece folder, the object holding the list, its key): a Bootstrap's static clusters and
+    listeners, a DiscoveryResponse's resources (envoy/clusters.json, envoy/listeners.json)."""
+    if not isinstance(doc, dict):
+        return []
+    if "resources" in doc:
+        return [("resources", doc, "resources")]
+    static = doc.get("static_resources")
+    return [(section, static, section) for section in SPLIT_SECTIONS] if isinstance(static, dict) else []
+
+
 def split_envoy_bootstrap(data: bytes) -> dict[str, bytes]:
-    """An Envoy bootstrap as its pieces (relative file name -> bytes); raises GoldenSplitError
-    unless `join_envoy_bootstrap` gives `data` back byte for byte."""
+    """An Envoy file (a Bootstrap, or a DiscoveryResponse of clusters or listeners) as its pieces
+    (relative file name -> bytes); raises GoldenSplitError unless `join_envoy_bootstrap` gives
+    `data` back byte for byte."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise GoldenSplitError(f"not JSON: {exc}") from None
-    static = doc.get("static_resources") if isinstance(doc, dict) else None
-    if not isinstance(static, dict):
-        raise GoldenSplitError("no static_resources object")
+    lists = _lists(doc)
+    if not lists:
+        raise GoldenSplitError("no static_resources or resources object")
     pieces: dict[str, bytes] = {}
-    for section in SPLIT_SECTIONS:
-        items = static.get(section)
+    for folder, holder, key in lists:
+        items = holder.get(key)
         if items is None:
             continue
+        where = "resources" if folder == "resources" else f"static_resources.{key}"
         if not isinstance(items, list) or not all(
                 isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] for item in items):
-            raise GoldenSplitError(f"static_resources.{section} is not a list of named objects")
+            raise GoldenSplitError(f"{where} is not a list of named objects")
         names = [item["name"] for item in items]
         twice = sorted(name for name, n in Counter(names).items() if n > 1)
         if twice:
-            raise GoldenSplitError(f"static_resources.{section} has names more than once: {twice}")
+            raise GoldenSplitError(f"{where} has names more than once: {twice}")
         for item, file in zip(items, piece_files(names), strict=True):
-            pieces[f"{section}/{file}"] = _dump(item)
-        static[section] = names
+            pieces[f"{folder}/{file}"] = _dump(item)
+        holder[key] = names
     pieces["rest.json"] = _dump(doc)
     if join_envoy_bootstrap(pieces.get) != data:
         raise GoldenSplitError("the pieces do not reassemble to the same bytes (format changed?)")
@@ -200,7 +216,7 @@ def split_envoy_bootstrap(data: bytes) -> dict[str, bytes]:
 
 
 def join_envoy_bootstrap(read: Callable[[str], bytes | None]) -> bytes:
-    """The bootstrap from its pieces; `read` gives a piece's bytes by relative name (None: missing)."""
+    """The file from its pieces; `read` gives a piece's bytes by relative name (None: missing)."""
     def load(name: str) -> Any:
         data = read(name)
         if data is None:
@@ -208,12 +224,10 @@ def join_envoy_bootstrap(read: Callable[[str], bytes | None]) -> bytes:
         return orjson.loads(data)
 
     doc = load("rest.json")
-    static = doc.get("static_resources") if isinstance(doc, dict) else None
-    if isinstance(static, dict):
-        for section in SPLIT_SECTIONS:
-            names = static.get(section)
-            if isinstance(names, list) and all(isinstance(n, str) for n in names):
-                static[section] = [load(f"{section}/{file}") for file in piece_files(names)]
+    for folder, holder, key in _lists(doc):
+        names = holder.get(key)
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            holder[key] = [load(f"{folder}/{file}") for file in piece_files(names)]
     return _dump(doc)
 
 
@@ -227,9 +241,12 @@ def join_pieces_on_disk(folder: Path) -> bytes:
 
 
 def _stored_split(path: Path) -> bool:
-    """Goldens stored as pieces: every envoy/bootstrap.json of a bundle, and the Envoy fixtures'
-    expected bootstraps (tests/fixtures/envoy/<case>/bootstrap.json)."""
-    return path.name == "bootstrap.json" and (path.parent.name == "envoy" or path.parent.parent.name == "envoy")
+    """Goldens stored as pieces: a bundle's envoy/bootstrap.json, envoy/clusters.json and
+    envoy/listeners.json, and the Envoy fixtures' expected bootstraps
+    (tests/fixtures/envoy/<case>/bootstrap.json)."""
+    if path.parent.name == "envoy":
+        return path.name in ("bootstrap.json", "clusters.json", "listeners.json")
+    return path.name == "bootstrap.json" and path.parent.parent.name == "envoy"
 
 
 def pieces_dir(path: Path) -> Path:

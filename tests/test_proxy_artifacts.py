@@ -7,14 +7,14 @@ network namespace; the bundle carries the rules of every VM host (goldens: tests
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
 from meshc import api
-from meshc.emit.bundle import read_bundle
 from meshc.check.envoy.validate import validate_bootstrap
+from meshc.emit.bundle import read_bundle
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS
+from meshc.model.results import whole_bootstrap
 
 from .conftest import REPO
 from .netns_helpers import Backend, Lab, backend_unavailable, netns_unavailable
@@ -32,7 +32,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, byt
 
 @pytest.mark.parametrize("env", ENVS)
 def test_bootstrap_parses_strictly(bundles: dict[str, dict[str, bytes]], env: str) -> None:
-    bootstrap = orjson.loads(bundles[env]["envoy/bootstrap.json"])
+    files = bundles[env]
+    bootstrap = whole_bootstrap(*(orjson.loads(files[f]) for f in (ENVOY_CLUSTERS, ENVOY_LISTENERS, ENVOY_BOOTSTRAP)))
     assert validate_bootstrap(bootstrap) == []
     clusters = {c["name"] for c in bootstrap["static_resources"]["clusters"]}
     assert "outbound|5432||orders-db.data.internal.example.com" in clusters
@@ -41,7 +42,8 @@ def test_bootstrap_parses_strictly(bundles: dict[str, dict[str, bytes]], env: st
 
 def test_every_vm_host_has_rules(bundles: dict[str, dict[str, bytes]]) -> None:
     prod = {p for p in bundles["prod"] if p.startswith("iptables/")}
-    assert prod == {"iptables/meshc-iptables-apply", "iptables/inventory-api-inv-a.rules",
+    assert prod == {"iptables/meshc-iptables-apply", "iptables/checkout-batch-batch-1.rules",
+                    "iptables/checkout-batch-batch-2.rules", "iptables/inventory-api-inv-a.rules",
                     "iptables/inventory-api-inv-b.rules", "iptables/orders-db-pg-1.rules",
                     "iptables/orders-db-pg-2.rules", "iptables/orders-db-pg-3.rules"}
     dev = {p for p in bundles["dev"] if p.endswith(".rules")}

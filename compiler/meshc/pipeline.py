@@ -32,12 +32,13 @@ from meshc.files.tree import SourceTree
 from meshc.front.load import Estate, load
 from meshc.front.merge import merge_estate
 from meshc.front.validate import build_service, cross_check, validate_service
-from meshc.model.bundle import Bundle, Spooled
+from meshc.model.bundle import ENVOY_CLUSTERS, Bundle, Spooled
 from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
 from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
-from meshc.proxy.envoy.bootstrap import build_bootstrap
+from meshc.proxy.envoy.proxies import build_proxy_files
 from meshc.proxy.vmcapture import vm_rules
+from meshc.proxy.workloads import egress_proxy, unselected_credentials, workload_proxies
 from meshc.runtime.cache import BuildCache
 from meshc.runtime.executor import CacheDelta, Executor, apply
 
@@ -262,6 +263,8 @@ def proxy_pass(ctx: Context, assembled: Assembled) -> Step[Proxied]:
         out_envs[name] = replace(env_result, envoy=envoy)
         vm_files[name], problems = vm_rules(env_result.settings, env_result.services)
         diags.extend(problems)
+        diags.extend(unselected_credentials(env_result.settings, env_result.services,
+                                            workload_proxies(env_result.settings, env_result.services)))
     delta = CacheDelta(envoy={k: v for _, used, _ in configs for k, v in used.items()} if memo is not None
                        else None, checks=learned_checks if executor.cache is not None else None)
     value = Proxied(replace(assembled, envs=out_envs), vm_files)
@@ -362,23 +365,29 @@ def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
                  options: ProxyOptions = ProxyOptions(),
                  checks: Mapping[tuple[str, ...], Any] | None = None
                  ) -> tuple[EnvoyConfig, dict[str, bytes], dict[tuple[str, ...], Any]]:
-    """The Envoy bootstrap a sidecar (or a standalone egress Envoy) needs for these objects,
-    with its sources table; the per-service cluster memo entries it used; and, with
+    """The Envoy files of an environment's proxies (the egress Envoy and each VM workload group)
+    with their sources tables; the per-service cluster memo entries they used; and, with
     `options.check_envoy`, the check-cache entries the envoy layer computed reading `checks`
     (all for the cache)."""
 
     s = env_result.settings
     used: dict[str, bytes] = {}
-    bootstrap, sources = build_bootstrap([a.body for a in env_result.artifacts], s.proxy,
-                                         memo, used if memo is not None else None)
-    data = emit.json_bytes(bootstrap)
-    sha = hashlib.sha256(data).hexdigest()
-    file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data, sha)
+    built = build_proxy_files([a.body for a in env_result.artifacts], egress_proxy(s),
+                              workload_proxies(s, env_result.services), memo, used if memo is not None else None)
+    data = emit.json_bytes(built.files.pop(ENVOY_CLUSTERS))
+    files = {rel: emit.json_bytes(doc) for rel, doc in sorted(built.files.items())}
+    digest = hashlib.sha256(data)
+    for rel, blob in files.items():
+        digest.update(f"\0{rel}\0{len(blob)}\0".encode() + blob)
+    sha = digest.hexdigest()
+    file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data,
+                                                         hashlib.sha256(data).hexdigest())
     del data  # on disk when spooled: not held while the dict is validated
+    config = EnvoyConfig(file, sha, built.sources, None, files, built.workload_sources)
     if options.check_envoy:
-        findings, learned = validate_config(bootstrap, sha, checks)
-        return EnvoyConfig(file, sha, sources, findings), used, learned
-    return EnvoyConfig(file, sha, sources), used, {}
+        findings, learned = validate_config(built.bootstrap, config, checks)
+        return replace(config, findings=findings), used, learned
+    return config, used, {}
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],
@@ -387,7 +396,8 @@ def bundle_for(env_result: EnvResult, outs: list[UnitOut],
     entries = [e for out in outs for e in out.entries]
     extra_files: dict[str, bytes | Spooled] = dict(vm_files or {})
     if env_result.envoy is not None:
-        extra_files[emit.ENVOY_FILE] = env_result.envoy.file
+        extra_files[ENVOY_CLUSTERS] = env_result.envoy.file
+        extra_files.update(env_result.envoy.files)
     source = env_result.settings.source
     extra = {"production": env_result.settings.production,
              "environmentSource": source.file if source is not None else ""}

@@ -1,6 +1,6 @@
 """Pass `bundle` (emit/bundle.py, `pipeline.bundle_pass`): Proxied -> CompileResult, per environment
-a `Bundle`: the manifest files, kustomization.yaml, index.json, envoy/bootstrap.json and the VM
-iptables files. The driver runs it only when no pass before it left an error.
+a `Bundle`: the manifest files, kustomization.yaml, index.json, the Envoy files (envoy/: shared
+clusters and listeners, the egress and per-workload bootstraps) and the VM iptables files. The driver runs it only when no pass before it left an error.
 
 Whole bundles against goldens: tests/test_estate.py and tests/test_cases.py.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 import yaml
 
-from meshc.emit.bundle import ENVOY_FILE
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS
 from meshc.model.results import CompileResult
 from meshc.pipeline import Assembled, bundle_pass, compile_estate, compile_passes, run_passes
 from meshc.proxy.vmcapture import APPLY_FILE
@@ -29,15 +29,15 @@ def test_each_environment_gets_its_bundle() -> None:
     assert env.artifacts == proxied.assembled.envs["dev"].artifacts
     names = list(env.bundle.files)
     assert names == sorted(names) and set(names) == {
-        "egress/api.yaml", "egress/db.yaml", "kustomization.yaml", "index.json", ENVOY_FILE, APPLY_FILE,
-        "iptables/db-10-9-1-1.rules"}
+        "egress/api.yaml", "egress/db.yaml", "kustomization.yaml", "index.json", ENVOY_CLUSTERS, ENVOY_LISTENERS,
+        ENVOY_BOOTSTRAP, "envoy/workloads/db-10-9-1-1.json", APPLY_FILE, "iptables/db-10-9-1-1.rules"}
     kustomization = yaml.safe_load(env.bundle.files["kustomization.yaml"])  # type: ignore[arg-type]
     assert kustomization["resources"] == ["egress/api.yaml", "egress/db.yaml"]
     index = orjson.loads(env.bundle.files["index.json"])  # type: ignore[arg-type]
     assert index["meshcBundle"] == 1 and index["environment"] == "dev"
     assert [(o["kind"], o["name"]) for o in index["objects"]] == [
         ("DestinationRule", "db"), ("ServiceEntry", "api"), ("ServiceEntry", "db"), ("WorkloadEntry", "db-10-9-1-1")]
-    assert env.bundle.files[ENVOY_FILE] == env.envoy.file  # type: ignore[union-attr]
+    assert env.bundle.files[ENVOY_CLUSTERS] == env.envoy.file  # type: ignore[union-attr]
 
 
 def test_nothing_is_bundled_after_a_unit_failed() -> None:

@@ -15,6 +15,7 @@ import pytest
 from meshc import pipeline
 from meshc.check.layers import CheckInputError, CheckOptions, check_run, run_checks
 from meshc.files.tree import MemoryTree
+from meshc.model.bundle import ENVOY_CLUSTERS
 from meshc.pipeline import compile_estate
 
 from ..conftest import CRDS
@@ -51,18 +52,21 @@ def test_analyzer_finding_points_at_the_subset() -> None:
 
 def _break_db_clusters(monkeypatch: pytest.MonkeyPatch, **fields: str) -> None:
     """Make the emitted bootstrap wrong on purpose: `fields` set on every db.example.com cluster."""
-    from meshc.proxy.envoy import bootstrap as envoy
+    from meshc.proxy.envoy import proxies
 
-    real = envoy.build_bootstrap
+    real = proxies.build_proxy_files
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        bootstrap, sources = real(*args, **kwargs)
-        for cluster in bootstrap["static_resources"]["clusters"]:
+        built = real(*args, **kwargs)
+        docs = [built.bootstrap, *built.files.values()]
+        clusters = [c for doc in docs for c in [*doc.get("resources", []),
+                                                 *doc.get("static_resources", {}).get("clusters", [])]]
+        for cluster in clusters:
             if cluster["name"].endswith("|db.example.com"):
                 cluster.update(fields)
-        return bootstrap, sources
+        return built
 
-    monkeypatch.setattr(pipeline, "build_bootstrap", broken)
+    monkeypatch.setattr(pipeline, "build_proxy_files", broken)
 
 
 def test_wrong_envoy_field_is_reported_against_the_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,9 +126,9 @@ def test_envoy_layer_run_by_the_proxy_worker_equals_the_layer(monkeypatch: pytes
     assert calls == [] and [str(d) for d in got] == [str(d) for d in expected]
     assert cache.checks == plain_cache
     for name, env in fused.envs.items():
-        spooled = env.bundle.files[emit.ENVOY_FILE]  # type: ignore[union-attr]
+        spooled = env.bundle.files[ENVOY_CLUSTERS]  # type: ignore[union-attr]
         assert isinstance(spooled, emit.Spooled) and Path(spooled.path).parent == spool
-        assert spooled.read() == plain.envs[name].bundle.files[emit.ENVOY_FILE]  # type: ignore[union-attr]
+        assert spooled.read() == plain.envs[name].bundle.files[ENVOY_CLUSTERS]  # type: ignore[union-attr]
         out = emit.write_bundle(tmp_path / "out", env.bundle)  # type: ignore[arg-type]
         assert emit.read_bundle(out).files == plain.envs[name].bundle.files  # type: ignore[union-attr]
 

@@ -14,7 +14,9 @@ or when a built-in rule (Secret data, stringData) or a meshc.yaml ``diff.mask`` 
 path glob over the printed path, matching the value or any ancestor). A masked value becomes
 `Masked(length, digest)`: digest = first 8 hex digits of HMAC-SHA256(salt, value);
 salt = $MESHC_DIFF_SALT or "meshc.diff/v1".
-Masking covers added and removed bodies, field changes, renamed objects and risk messages.
+Masking covers added and removed bodies, field changes, renamed objects and risk messages; a
+string anywhere in the change set that contains a masked value (an Envoy secret name made from a
+masked credentialName) is masked too.
 """
 
 from __future__ import annotations
@@ -227,6 +229,19 @@ class Masker:
     def change(self, kind: str, c: FieldChange) -> FieldChange:
         return replace(c, before=self.value(kind, c.path, c.before), after=self.value(kind, c.path, c.after))
 
+    def leaks(self, value: Any) -> Any:
+        """`value` with every string that contains a masked value masked too: a secret's name
+        masked in a DestinationRule must not show in the Envoy cluster made from it."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.masked(value) if any(secret in value for secret in self.secrets) else value
+        if isinstance(value, dict):
+            return {k: self.leaks(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.leaks(v) for v in value]
+        return value
+
     def scrub(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, "<masked>")
@@ -247,5 +262,16 @@ def mask_changeset(cs: ChangeSet, rules: Sequence[Mapping[str, Any]], salt: str)
     envs = {name: replace(e, added=tuple(map(snap, e.added)), removed=tuple(map(snap, e.removed)),
                           modified=tuple(map(diff, e.modified)), renamed=tuple(map(diff, e.renamed)))
             for name, e in cs.envs.items()}
+    if m.secrets:  # second pass: values derived from a masked one (it is known only now)
+        def snap2(s: ObjectSnapshot) -> ObjectSnapshot:
+            return replace(s, body=m.leaks(s.body))
+
+        def diff2(d: ObjectDiff) -> ObjectDiff:
+            return replace(d, changes=tuple(replace(c, before=m.leaks(c.before), after=m.leaks(c.after))
+                                            for c in d.changes))
+
+        envs = {name: replace(e, added=tuple(map(snap2, e.added)), removed=tuple(map(snap2, e.removed)),
+                              modified=tuple(map(diff2, e.modified)), renamed=tuple(map(diff2, e.renamed)))
+                for name, e in envs.items()}
     risks = tuple(replace(r, message=m.scrub(r.message)) for r in cs.risks)
     return cs.with_envs(envs, risks=risks, notes=tuple(m.scrub(n) for n in cs.notes))

@@ -140,13 +140,25 @@ def _key(oid: ObjectId) -> Key:
 
 def envoy_objects(rel: str, data: bytes) -> list[tuple[Entry, dict[str, Any]]]:
     doc = orjson.loads(data) if rel.endswith(".json") else yaml.load(data, Loader=_Loader)
-    static = (doc or {}).get("static_resources") or {} if isinstance(doc, dict) else {}
-    out: list[tuple[Entry, dict[str, Any]]] = []
-    for key, kind in (("clusters", "EnvoyCluster"), ("listeners", "EnvoyListener")):
-        for item in static.get(key) or []:
-            if isinstance(item, dict) and "name" in item:
-                out.append((Entry(ObjectId(kind, rel, str(item["name"])), digest_of(item), rel, rel), item))
-    return out
+    """The clusters and listeners of an Envoy file: a Bootstrap's static resources, or the resources
+    of a DiscoveryResponse (the shared CDS / LDS files), kind told by their `@type`."""
+    if not isinstance(doc, dict):
+        return []
+    static = doc.get("static_resources") or {}
+    items: list[tuple[str, Any]] = [(kind, item) for key, kind in (("clusters", "EnvoyCluster"),
+                                                                 ("listeners", "EnvoyListener"))
+                                    for item in (static.get(key) or [] if isinstance(static, dict) else [])]
+    for item in doc.get("resources") or []:
+        if isinstance(item, dict):
+            kind = _RESOURCE_KINDS.get(str(item.get("@type", "")))
+            if kind is not None:
+                items.append((kind, {k: v for k, v in item.items() if k != "@type"}))
+    return [(Entry(ObjectId(kind, rel, str(item["name"])), digest_of(item), rel, rel), item)
+            for kind, item in items if isinstance(item, dict) and "name" in item]
+
+
+_RESOURCE_KINDS = {"type.googleapis.com/envoy.config.cluster.v3.Cluster": "EnvoyCluster",
+                   "type.googleapis.com/envoy.config.listener.v3.Listener": "EnvoyListener"}
 
 
 def iptables_objects(rel: str, data: bytes) -> list[tuple[Entry, dict[str, Any]]]:

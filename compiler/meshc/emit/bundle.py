@@ -85,7 +85,6 @@ def index_entry(art: Artifact, file: str, sha: str, source: str) -> dict[str, st
             "service": art.service, "source": source}
 
 
-ENVOY_FILE = "envoy/bootstrap.json"
 
 
 def json_bytes(value: Any) -> bytes:

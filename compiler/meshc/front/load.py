@@ -184,11 +184,12 @@ def _proxy_durations(path: str, doc: Document, proxy: Mapping[str, Any]) -> list
 # env.yaml keys of the proxy: and vm: blocks -> fields of ProxySettings and VmSettings (whose
 # defaults apply to the keys left out)
 _PROXY_KEYS = {"dnsRefreshRate": "dns_refresh_rate", "connectTimeout": "connect_timeout",
-               "locality": "locality", "outboundTrafficPolicy": "outbound_policy", "labels": "labels"}
+               "locality": "locality", "outboundTrafficPolicy": "outbound_policy", "labels": "labels",
+               "configDir": "config_dir"}
 _VM_KEYS = {"dnsCapture": "dns_capture", "egressAllowList": "egress_allow_list",
             "excludeInboundPorts": "exclude_inbound_ports", "includeOutboundCIDRs": "include_outbound_cidrs",
             "excludeOutboundCIDRs": "exclude_outbound_cidrs", "excludeOutboundPorts": "exclude_outbound_ports",
-            "dnsServers": "dns_servers"}
+            "dnsServers": "dns_servers", "dnsServersByNetwork": "dns_servers_by_network"}
 
 
 def _fields(block: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def _fields(block: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]
 
 def _frozen(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else str(v)) for k, v in value.items()))
     return tuple(value) if isinstance(value, list) else value
 
 

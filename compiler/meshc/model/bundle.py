@@ -19,6 +19,14 @@ class Spooled:
         return Path(self.path).read_bytes()
 
 
+# The Envoy files of a bundle (meshc.proxy.envoy.proxies): shared CDS and LDS, the egress proxy's
+# bootstrap, one bootstrap per VM workload group.
+ENVOY_CLUSTERS = "envoy/clusters.json"
+ENVOY_LISTENERS = "envoy/listeners.json"
+ENVOY_BOOTSTRAP = "envoy/bootstrap.json"
+ENVOY_WORKLOADS = "envoy/workloads"
+
+
 def content(data: bytes | Spooled) -> bytes:
     return data.read() if isinstance(data, Spooled) else data
 

@@ -60,14 +60,15 @@ FAMILIES: dict[str, Family] = {f.letter: f for f in (
     Family("V", "validation: a declaration that Istio would reject or that would not do what it says",
            ("meshc.front.validate", "meshc.front.validate_tls", "meshc.expand.services"), "docs/declarations.md"),
     Family("X", "templates: rendering the Istio objects", ("meshc.expand.services",), "docs/declarations.md"),
-    Family("T", "VM iptables capture settings", ("meshc.proxy.iptables.validate",), "docs/iptables.md"),
+    Family("T", "VM iptables capture settings", ("meshc.proxy.iptables.validate", "meshc.proxy.vmcapture"),
+           "docs/iptables.md"),
     Family("S", "check layer schema: the Istio CRDs' OpenAPI schema and CEL rules", ("meshc.check.schema",),
            "docs/checks.md"),
     Family("I", "check layer istio: istiod's validating-webhook rules", ("meshc.check.istio",), "docs/checks.md"),
     Family("A", "check layer istio: `istioctl analyze` analyzers across objects", ("meshc.check.istio.analyzers",),
            "docs/checks.md"),
     Family("P", "check layer cue: organisation policies", ("meshc.check.cue",), "docs/policies.md"),
-    Family("E", "check layer envoy: the emitted Envoy bootstrap", ("meshc.check.envoy",), "docs/envoy.md"),
+    Family("E", "the emitted Envoy configuration", ("meshc.check.envoy", "meshc.proxy.workloads"), "docs/envoy.md"),
     Family("W", "waivers", ("meshc.check.waivers",), "docs/checks.md"),
     Family("C", "project settings (meshc.yaml) and the inputs of the check layers",
            ("meshc.front.project", "meshc.check.layers", "meshc.check.cue", "meshc.api"), "docs/declarations.md"),
@@ -169,6 +170,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("T013", W, "empty egress allow-list: only DNS, loopback and the proxy may be reached"),
     ("T014", W, "DNS servers given but neither DNS capture nor the allow-list uses them"),
     ("T015", W, "DNS capture without DNS servers: no DNS is captured (declare vm.dnsServers)"),
+    ("T016", E, "vm.dnsServersByNetwork names a network env.yaml does not declare"),
     # S: check layer schema (meshc.check.schema)
     ("S001", E, "OpenAPI schema violation (unknown field, type, enum, range, length, required, oneOf...)"),
     ("S002", E, "an `x-kubernetes-validations` (CEL) rule evaluated to false (its message)"),
@@ -293,6 +295,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("E002", E, "protoc-gen-validate (PGV) rules in Envoy's protos (`validate.rules`: `min_len`, `gt`, `lte`, "
                 "required oneofs, ...)"),
     ("E003", E, "`envoy --mode validate -c FILE` failed"),
+    ("E004", W, "a credentialName DestinationRule (clientSelector) that selects no VM workload group"),
     # W: waivers (meshc.check.waivers)
     ("W000", E, "the waivers file cannot be read or is malformed (missing field, `expires` not a date)"),
     ("W001", E, "a waiver has expired: fix the finding, or renew the waiver with a reason"),

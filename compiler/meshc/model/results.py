@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from meshc.model.bundle import Bundle, Spooled, content
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_LISTENERS, Bundle, Spooled, content
 from meshc.model.core import Artifact, EnvSettings, Service
 from meshc.model.diagnostics import Diagnostic, Finding, has_errors
 from meshc.model.ids import ObjectId
@@ -20,22 +20,44 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EnvoyConfig:
-    """An environment's Envoy bootstrap as its bundle file (bytes, or spooled to disk by the worker
-    that built it: at 10,000 services it is ~130 MB of JSON and ~300 MB as dicts), where each part
-    came from (path prefix -> Istio object), and, when the worker that built it also ran the envoy
-    check layer on it, that layer's findings."""
+    """An environment's Envoy files: `file` is the large shared one (envoy/clusters.json: bytes, or
+    spooled to disk by the worker that built it: ~130 MB of JSON at 10,000 services), `files` the
+    others (listeners.json, the egress bootstrap.json, workloads/<group>.json). `sources` maps paths
+    of the egress proxy's whole configuration (`bootstrap()`) to the Istio object each part came
+    from, `workload_sources` the same for each workload file's own static part; when the worker
+    that built them also ran the envoy check layer, `findings` holds its findings."""
 
     file: bytes | Spooled
-    sha256: str
+    sha256: str  # of every Envoy file of the environment
     sources: dict[tuple[Any, ...], ObjectId]  # bootstrap path prefix -> the Istio object it came from
-    findings: list[tuple[tuple[Any, ...], Finding]] | None = None  # (bootstrap path, finding)
+    findings: list[tuple[tuple[Any, ...], Finding]] | None = None  # (path, finding); workload files' prefixed
+    files: dict[str, bytes] = field(default_factory=dict)
+    workload_sources: dict[str, dict[tuple[Any, ...], ObjectId]] = field(default_factory=dict)
 
     def data(self) -> bytes:
         return content(self.file)
 
     def bootstrap(self) -> dict[str, Any]:
-        value: dict[str, Any] = orjson.loads(self.data())
-        return value
+        """The egress proxy's configuration as one static Bootstrap: the shared clusters and
+        listeners with its own, in name order (as built)."""
+        return whole_bootstrap(orjson.loads(self.data()), orjson.loads(self.files[ENVOY_LISTENERS]),
+                               orjson.loads(self.files[ENVOY_BOOTSTRAP]))
+
+
+def whole_bootstrap(clusters: dict[str, Any], listeners: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """One static Bootstrap from shared CDS and LDS files and a proxy's bootstrap."""
+    static = own.get("static_resources") or {}
+
+    def merged(shared: dict[str, Any], key: str) -> list[dict[str, Any]]:
+        items = [{k: v for k, v in r.items() if k != "@type"} for r in shared.get("resources") or []]
+        return sorted([*items, *(static.get(key) or [])], key=lambda item: str(item.get("name", "")))
+
+    out: dict[str, Any] = {"static_resources": {"listeners": merged(listeners, "listeners"),
+                                                "clusters": merged(clusters, "clusters")}}
+    ads = (own.get("dynamic_resources") or {}).get("ads_config")
+    if ads is not None:
+        out["dynamic_resources"] = {"ads_config": ads}
+    return out
 
 
 @dataclass

@@ -25,6 +25,12 @@ class ProxySettings:
     # the client proxy's own labels (sorted pairs), matched by DR failoverPriority with region/zone/
     # subzone from `locality`; e.g. topology.istio.io/network
     labels: tuple[tuple[str, str], ...] = ()
+    # the client proxy's namespace: DestinationRules with a workloadSelector apply to a proxy only in
+    # their own namespace and when the selector is a subset of its labels ("" = selected by none)
+    namespace: str = ""
+    # where the proxies read the shared cluster and listener files (envoy/clusters.json,
+    # envoy/listeners.json) from: their bootstraps name them there (env.yaml proxy.configDir)
+    config_dir: str = "/etc/meshc/envoy"
 
 
 @dataclass(frozen=True)
@@ -38,4 +44,9 @@ class VmSettings:
     # nameservers DNS capture redirects to the agent (istio-iptables: those of /etc/resolv.conf);
     # none = DNS is not captured (warning T015), never every packet to port 53
     dns_servers: tuple[str, ...] = ()
+    # per network (env.yaml vm.dnsServersByNetwork): the VMs of that network use these instead
+    dns_servers_by_network: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def dns_servers_for(self, network: str | None) -> tuple[str, ...]:
+        return dict(self.dns_servers_by_network).get(network or "", self.dns_servers)
 

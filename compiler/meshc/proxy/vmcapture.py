@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from meshc.front.provenance import locate_decl, locate_in_layer
 from meshc.model.core import EnvSettings, Port, Service
-from meshc.model.diagnostics import DataPath, Diagnostic, Finding, Position, format_path
+from meshc.model.diagnostics import DataPath, Diagnostic, Finding, Position, Severity, format_path
 from meshc.model.netaddr import is_cidr, is_ip
 from meshc.model.settings import VmSettings
 from meshc.proxy.iptables.rules import APPLY_SCRIPT, CaptureSpec, Destination, build_ruleset, render, validate_spec
@@ -34,7 +34,7 @@ APPLY_FILE = "iptables/meshc-iptables-apply"
 
 
 @dataclass
-class _Host:
+class VmHost:
     name: str
     service: Service
     index: int
@@ -46,13 +46,13 @@ def _target(svc: Service, ep_ports: Mapping[str, int], port: Port) -> int:
     return int(ep_ports.get(port.name) or port.target_port or port.number)
 
 
-def vm_hosts(services: list[Service]) -> list[_Host]:
-    hosts: dict[str, _Host] = {}
+def vm_hosts(services: list[Service]) -> list[VmHost]:
+    hosts: dict[str, VmHost] = {}
     for svc in services:
         for i, ep in enumerate(svc.endpoints):
             if not ep.service_account or not is_ip(ep.address):
                 continue
-            host = hosts.setdefault(ep.address, _Host(f"{svc.name}-{ep.name}", svc, i))
+            host = hosts.setdefault(ep.address, VmHost(f"{svc.name}-{ep.name}", svc, i))
             host.ports.update(int(p) for p in ep.ports.values())
             host.all_ports = host.all_ports or not ep.ports
     return sorted(hosts.values(), key=lambda h: h.name)
@@ -74,12 +74,16 @@ def destinations(services: list[Service]) -> tuple[Destination, ...]:
     return tuple(sorted(out, key=lambda d: (d.cidr, d.port, d.protocol)))
 
 
-def capture_spec(host: _Host, vm: VmSettings, allow: tuple[Destination, ...] | None) -> CaptureSpec:
+def _network(host: VmHost) -> str:
+    return host.service.endpoints[host.index].network or ""
+
+
+def capture_spec(host: VmHost, vm: VmSettings, allow: tuple[Destination, ...] | None) -> CaptureSpec:
     return CaptureSpec(
         workload=host.name, inbound_ports=() if host.all_ports else tuple(sorted(host.ports)),
         exclude_inbound_ports=vm.exclude_inbound_ports, include_outbound_cidrs=vm.include_outbound_cidrs,
         exclude_outbound_cidrs=vm.exclude_outbound_cidrs, exclude_outbound_ports=vm.exclude_outbound_ports,
-        dns_capture=vm.dns_capture, dns_servers=vm.dns_servers, egress_allow_list=allow)
+        dns_capture=vm.dns_capture, dns_servers=vm.dns_servers_for(_network(host)), egress_allow_list=allow)
 
 
 def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, bytes], list[Diagnostic]]:
@@ -94,7 +98,8 @@ def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, 
         spec = capture_spec(host, settings.vm, allow)
         problems = validate_spec(spec)
         for f in problems:
-            at_env = _env_yaml_path(f)
+            at_env = _env_yaml_path(f, _network(host) if _network(host) in dict(settings.vm.dns_servers_by_network)
+                                    else None)
             if at_env is not None:
                 diag = Diagnostic(f.code, f.severity, f.message, _env_position(settings, at_env),
                                   f"vm: {format_path(f.path)}", f.hint or "fix the vm: settings in env.yaml",
@@ -107,7 +112,7 @@ def vm_rules(settings: EnvSettings, services: list[Service]) -> tuple[dict[str, 
                                     f"VM {host.name}"))
         if not any(f.severity.label == "error" for f in problems):
             files[f"iptables/{spec.workload}.rules"] = render(build_ruleset(spec)).encode()
-    return files, [*env_level.values(), *diags]
+    return files, [*env_level.values(), *diags, *_unknown_networks(settings)]
 
 
 _ENV_KEYS = {"dns_capture": "dnsCapture", "dns_servers": "dnsServers"}
@@ -116,21 +121,37 @@ _ENV_KEYS = {"dns_capture": "dnsCapture", "dns_servers": "dnsServers"}
 def _env_errors(settings: EnvSettings) -> list[Diagnostic]:
     """Without VM workloads no rules are written, but a malformed vm: DNS setting in env.yaml is
     still an error at its line (not a surprise on the day the first VM is declared)."""
-    spec = CaptureSpec(workload="env", dns_capture=settings.vm.dns_capture, dns_servers=settings.vm.dns_servers)
+    vm = settings.vm
     out: list[Diagnostic] = []
-    for f in validate_spec(spec):
-        at_env = _env_yaml_path(f)
-        if at_env is not None and f.severity.label == "error":
-            out.append(Diagnostic(f.code, f.severity, f.message, _env_position(settings, at_env),
-                                  f"vm: {format_path(f.path)}", f.hint or "fix the vm: settings in env.yaml",
-                                  settings.name, "VM capture"))
-    return out
+    for network in (None, *dict(vm.dns_servers_by_network)):
+        spec = CaptureSpec(workload="env", dns_capture=vm.dns_capture, dns_servers=vm.dns_servers_for(network)
+                           if network is not None else vm.dns_servers)
+        for f in validate_spec(spec):
+            at_env = _env_yaml_path(f, network)
+            if at_env is not None and f.severity.label == "error":
+                out.append(Diagnostic(f.code, f.severity, f.message, _env_position(settings, at_env),
+                                      f"vm: {format_path(f.path)}", f.hint or "fix the vm: settings in env.yaml",
+                                      settings.name, "VM capture"))
+    return out + _unknown_networks(settings)
 
 
-def _env_yaml_path(f: Finding) -> DataPath | None:
-    """The env.yaml path (under vm:) of a finding about a DNS setting, None for the others."""
+def _unknown_networks(settings: EnvSettings) -> list[Diagnostic]:
+    """T016: a dnsServersByNetwork entry for a network env.yaml does not declare."""
+    return [Diagnostic("T016", Severity.ERROR, f"vm.dnsServersByNetwork names network {network!r}, which "
+                       "env.yaml does not declare under networks: (no VM can be on it; its servers would "
+                       "never be used)", _env_position(settings, ("vm", "dnsServersByNetwork", network)),
+                       "vm: dnsServersByNetwork", "add the network to networks: or correct its name",
+                       settings.name, "VM capture")
+            for network in dict(settings.vm.dns_servers_by_network) if network not in settings.networks]
+
+
+def _env_yaml_path(f: Finding, network: str | None = None) -> DataPath | None:
+    """The env.yaml path (under vm:) of a finding about a DNS setting, None for the others; the
+    servers of a network listed in dnsServersByNetwork are found there."""
     if not f.path or f.path[0] not in _ENV_KEYS:
         return None
+    if network is not None and f.path[0] == "dns_servers":
+        return ("vm", "dnsServersByNetwork", network, *f.path[1:])
     return ("vm", _ENV_KEYS[str(f.path[0])], *f.path[1:])
 
 

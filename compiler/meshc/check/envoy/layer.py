@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from meshc.check.common import CheckKey, CheckOptions, CheckRun, Placer
 from meshc.check.envoy.validate import Located, envoy_validate_binary, validate_bootstrap
 from meshc.front.provenance import locate_in_layer
@@ -40,11 +42,15 @@ def run_envoy(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
     for (env, envoy), (found, learned) in zip(configs, checked, strict=False):
         if opts.cache is not None:
             run.learned.update(learned)
-        sources: Sources = envoy.sources
         names = _ClusterNames(envoy)
         placer = Placer(env)  # one artifact index per environment, not per finding
         for path, finding in found:
-            out.append(_place(placer, sources, tuple(path), finding, names))
+            rel = path[0] if path and isinstance(path[0], str) and path[0] in envoy.workload_sources else None
+            if rel is None:
+                out.append(_place(placer, envoy.sources, tuple(path), finding, names))
+            else:
+                out.append(_place(placer, envoy.workload_sources[rel], tuple(path[1:]), finding,
+                                  _WorkloadNames(envoy, rel), rel))
         if opts.envoy_binary:
             out.extend(_binary(env))
     return out
@@ -63,6 +69,17 @@ class _ClusterNames:
             clusters = self.envoy.bootstrap().get("static_resources", {}).get("clusters", [])
             self.names = [str(c.get("name", "")) for c in clusters]
         return self.names
+
+
+class _WorkloadNames:
+    """The names of a workload file's own static clusters, in file order."""
+
+    def __init__(self, envoy: EnvoyConfig, rel: str) -> None:
+        self.envoy, self.rel = envoy, rel
+
+    def __call__(self) -> list[str]:
+        static = orjson.loads(self.envoy.files[self.rel]).get("static_resources") or {}
+        return [str(c.get("name", "")) for c in static.get("clusters") or []]
 
 
 class _Overlay(dict[CheckKey, Any]):
@@ -86,27 +103,34 @@ def _validate_env(env: EnvResult, opts: CheckOptions) -> tuple[Located, dict[Che
     assert envoy is not None
     if envoy.findings is not None:
         return envoy.findings, {}
-    key = ("envoy", envoy.sha256)  # as CheckOptions.memo; the file's bytes have sorted keys
+    key = ("envoy", envoy.sha256)  # as CheckOptions.memo; the files' bytes have sorted keys
     if opts.cache is not None and key in opts.cache:
         return opts.cache[key], {}
-    return validate_config(envoy.bootstrap(), envoy.sha256, opts.cache)
+    return validate_config(envoy.bootstrap(), envoy, opts.cache)
 
 
-def validate_config(bootstrap: dict[str, Any], sha256: str, cache: Mapping[CheckKey, Any] | None
+def validate_config(bootstrap: dict[str, Any], envoy: EnvoyConfig, cache: Mapping[CheckKey, Any] | None
                     ) -> tuple[Located, dict[CheckKey, Any]]:
-    """The envoy layer on one bootstrap (`sha256`: of its bundle file): findings (path, Finding),
-    and the check-cache entries computed (read through `cache`, which is not modified)."""
+    """The envoy layer on an environment's Envoy files: the egress proxy's whole configuration
+    (`bootstrap`) and each workload file's own static part (findings' paths start with the file);
+    findings (path, Finding), and the check-cache entries computed (read through `cache`, which is
+    not modified)."""
 
     memo = _Overlay(cache)
-    key = ("envoy", sha256)
+    key = ("envoy", envoy.sha256)
     if key not in memo:
-        memo[key] = validate_bootstrap(bootstrap, memo)
-    found: Located = memo[key]
-    return found, dict(dict.items(memo))
+        found = list(validate_bootstrap(bootstrap, memo))
+        for rel in sorted(envoy.workload_sources):
+            static = orjson.loads(envoy.files[rel]).get("static_resources") or {}
+            found += [((rel, *path), finding)
+                      for path, finding in validate_bootstrap({"static_resources": static}, memo)]
+        memo[key] = found
+    result: Located = memo[key]
+    return result, dict(dict.items(memo))
 
 
 def _place(placer: Placer, sources: Sources, path: DataPath, finding: Finding,
-           names: Callable[[], list[str]] = list) -> Diagnostic:
+           names: Callable[[], list[str]] = list, rel: str = "") -> Diagnostic:
     """At the declaration behind the Istio object the bootstrap path came from: at the field of
     its traffic policy (or of the ServiceEntry) that made the Envoy field, when one did."""
     env = placer.env
@@ -121,14 +145,16 @@ def _place(placer: Placer, sources: Sources, path: DataPath, finding: Finding,
                 diag = placer(art, Finding(finding.code, finding.severity, finding.message, where,
                                            finding.istio_code, finding.hint))
                 return Diagnostic(diag.code, diag.severity, diag.message, diag.position,
-                                  f"envoy: {format_path(path)}", diag.hint, diag.env, diag.object)
+                                  f"envoy: {rel + ': ' if rel else ''}{format_path(path)}", diag.hint, diag.env,
+                                  diag.object)
     source = env.settings.source
     at = None
     if source is not None and len(path) >= 4 and path[:2] == ("static_resources", "clusters") \
             and path[3] == "connect_timeout":  # meshc's own clusters, and services without a policy
         at = locate_in_layer(source, ENV_TIMEOUT[1:])
     return Diagnostic(finding.code, finding.severity, finding.message, at,
-                      f"envoy: {format_path(path)}", finding.hint, env.settings.name, "envoy bootstrap")
+                      f"envoy: {rel + ': ' if rel else ''}{format_path(path)}", finding.hint, env.settings.name,
+                      "envoy bootstrap")
 
 
 # The Envoy cluster field -> the traffic-policy field it is made from (istiod's cluster builder:
@@ -223,6 +249,6 @@ def _binary(env: EnvResult) -> list[Diagnostic]:
         return []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bootstrap.json"
-        path.write_bytes(env.envoy.data())
+        path.write_bytes(orjson.dumps(env.envoy.bootstrap()))
         return [Diagnostic(f.code, f.severity, f.message, None, "", f.hint, env.settings.name,
                            "envoy bootstrap") for f in envoy_validate_binary(str(path))]

@@ -26,13 +26,23 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
-from meshc.proxy.envoy.cluster import BuiltCluster, service_clusters, special_clusters
-from meshc.proxy.envoy.istio import find_rule, load_destination_rules, load_services
+from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, service_clusters, special_clusters
+from meshc.proxy.envoy.endpoints import client_labels
+from meshc.proxy.envoy.istio import (
+    DestRule,
+    find_rule,
+    find_selected,
+    load_destination_rules,
+    load_selector_rules,
+    load_services,
+    rules_selecting,
+)
 from meshc.proxy.envoy.listener import BuiltListener, build_listeners
 
 __all__ = ["ProxySettings", "build_bootstrap"]
@@ -44,7 +54,7 @@ HCM_ROUTES = ("filters", 0, "typed_config", "route_config", "virtual_hosts")
 Memo = dict[str, bytes]  # pickled list[BuiltCluster]: compact to hold, quick to cache
 
 
-def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Mapping[str, Any] | None,
+def memo_service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Mapping[str, Any] | None,
                       used: Memo | None) -> list[BuiltCluster]:
     """service_clusters, looked up by the content hash of its inputs when a memo is given."""
     if memo is None and used is None:
@@ -61,23 +71,61 @@ def _service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Ma
     return built
 
 
+RulePicker = Callable[[Any], Any]
+
+
+def rule_picker(settings: ProxySettings, rules: Mapping[str, list[DestRule]],
+                selector_rules: Sequence[DestRule]) -> RulePicker:
+    """The DR a proxy uses for a service: a workloadSelector DR of its namespace that selects it
+    (first in Istio's order), else the catch-all one (`SidecarScope.DestinationRule`)."""
+    chosen = rules_selecting(selector_rules, settings.namespace,
+                             client_labels(settings.locality, settings.labels)) if settings.namespace else []
+    if not chosen:
+        return lambda service: find_rule(rules, service)
+    return lambda service: find_selected(chosen, service) or find_rule(rules, service)
+
+
+@dataclass
+class BuiltProxy:
+    """One proxy's clusters by name (first producer wins), which service produced each, listeners."""
+
+    clusters: dict[str, BuiltCluster]
+    winner: dict[str, int]
+    listeners: list[BuiltListener]
+
+
+def build_proxy(services: Sequence[Any], pick: RulePicker, settings: ProxySettings,
+           memo: Mapping[str, Any] | None, used: Memo | None) -> BuiltProxy:
+    chosen: dict[str, BuiltCluster] = {}
+    winner: dict[str, int] = {}
+    for index, service in enumerate(services):  # oldest first: first cluster of a name wins
+        for built in memo_service_clusters(service, pick(service), settings, memo, used):
+            if built.name not in chosen:
+                chosen[built.name] = built
+                winner[built.name] = index
+    return BuiltProxy(chosen, winner, build_listeners(list(services), pick, settings))
+
+
+def with_specials(clusters: Mapping[str, BuiltCluster], settings: ProxySettings) -> list[BuiltCluster]:
+    chosen = dict(clusters)
+    with_sds = any(c.uses_sds for c in chosen.values())
+    with_ads = any(c.uses_ads for c in chosen.values())
+    for built in special_clusters(settings, with_sds, with_ads):
+        chosen.setdefault(built.name, built)
+    return sorted(chosen.values(), key=lambda c: c.name)
+
+
 def _clusters(manifests: Sequence[Mapping[str, Any]], settings: ProxySettings,
               memo: Mapping[str, Any] | None = None, used: Memo | None = None
               ) -> tuple[list[BuiltCluster], list[BuiltListener]]:
     services = load_services(manifests, settings.trust_domain)
     rules = load_destination_rules(manifests, settings.cluster_domain)
-    chosen: dict[str, BuiltCluster] = {}
-    for service in services:  # oldest first: first cluster of a name wins
-        for built in _service_clusters(service, find_rule(rules, service), settings, memo, used):
-            chosen.setdefault(built.name, built)
-    with_sds = any(c.uses_sds for c in chosen.values())
-    for built in special_clusters(settings, with_sds):
-        chosen.setdefault(built.name, built)
-    listeners = build_listeners(services, lambda s: find_rule(rules, s), settings)
-    return sorted(chosen.values(), key=lambda c: c.name), listeners
+    pick = rule_picker(settings, rules, load_selector_rules(manifests, settings.cluster_domain))
+    built = build_proxy(services, pick, settings, memo, used)
+    return with_specials(built.clusters, settings), built.listeners
 
 
-def _cluster_sources(clusters: list[BuiltCluster]) -> dict[Path, ObjectId]:
+def cluster_sources(clusters: list[BuiltCluster]) -> dict[Path, ObjectId]:
     out: dict[Path, ObjectId] = {}
     for index, built in enumerate(clusters):
         base: Path = ("static_resources", "clusters", index)
@@ -89,7 +137,7 @@ def _cluster_sources(clusters: list[BuiltCluster]) -> dict[Path, ObjectId]:
     return out
 
 
-def _listener_sources(listeners: list[BuiltListener]) -> dict[Path, ObjectId]:
+def listener_sources(listeners: list[BuiltListener]) -> dict[Path, ObjectId]:
     out: dict[Path, ObjectId] = {}
     for index, built in enumerate(listeners):
         base: Path = ("static_resources", "listeners", index, "filter_chains")
@@ -107,9 +155,11 @@ def build_bootstrap(manifests: Sequence[Mapping[str, Any]], settings: ProxySetti
     `memo` (content hash of a service's inputs -> its clusters) skips unchanged services; every
     entry this build used is put in `used`, the memo for the next build."""
     clusters, listeners = _clusters(manifests, settings, memo, used)
-    bootstrap = {"static_resources": {
+    bootstrap: dict[str, Any] = {"static_resources": {
         "listeners": [built.body for built in listeners],
         "clusters": [built.body for built in clusters],
     }}
-    sources = {**_cluster_sources(clusters), **_listener_sources(listeners)}
+    if any(c.uses_ads for c in clusters):
+        bootstrap["dynamic_resources"] = {"ads_config": ADS_CONFIG}
+    sources = {**cluster_sources(clusters), **listener_sources(listeners)}
     return bootstrap, sources

@@ -54,6 +54,7 @@ class BuiltCluster:
     origin: ObjectId | None = None
     endpoint_origins: tuple[tuple[int, int, ObjectId], ...] = field(default=())
     uses_sds: bool = False
+    uses_ads: bool = False  # needs the proxy's ADS connection (credentialName secrets)
 
 
 def cluster_name(port: int, subset: str, host: str) -> str:
@@ -133,7 +134,7 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
     fields, assignment = discovery
     original_dst = fields["type"] == "ORIGINAL_DST"
     tls = upstream_tls(service, port.number, subset_name, policy,
-                       wants_h2(policy, port.protocol), original_dst)
+                       wants_h2(policy, port.protocol), original_dst, bool(rule is not None and rule.selector))
     body: Json = {"name": name, "alt_stat_name": name + ";",
                   "connect_timeout": connect_timeout(policy, settings.connect_timeout), **fields,
                   "circuit_breakers": circuit_breakers(policy),
@@ -146,7 +147,7 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
             body["common_lb_config"]["locality_weighted_lb_config"] = {}
     origin = rule.ident if rule is not None else service.origin
     origins = assignment.origins if assignment is not None else ()
-    return BuiltCluster(name, body, origin, origins, tls.uses_sds)
+    return BuiltCluster(name, body, origin, origins, tls.uses_sds, tls.uses_ads)
 
 
 def _add_optional(body: Json, policy: Policy, port: SvcPort, tls: TlsChoice) -> None:
@@ -194,8 +195,27 @@ def _default_thresholds() -> Json:
     return circuit_breakers(Policy())
 
 
-def special_clusters(settings: ProxySettings, with_sds: bool) -> list[BuiltCluster]:
-    """PassthroughCluster, BlackHoleCluster and (when a cluster needs an SDS secret) sds-grpc."""
+def _pipe_cluster(name: str, path: str, timeout: str) -> BuiltCluster:
+    """A static HTTP/2 (gRPC) cluster to one of the agent's unix sockets."""
+    h2: Json = {"explicit_http_config": {"http2_protocol_options": {}}}
+    return BuiltCluster(name, {
+        "name": name, "type": "STATIC", "connect_timeout": timeout,
+        "load_assignment": {"cluster_name": name, "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": path}}}}]}]},
+        "typed_extension_protocol_options": {HPO_KEY: typed(HPO_KEY, h2)}})
+
+
+# The agent's xDS proxy socket (Istio's bootstrap template: cluster xds-grpc, ./etc/istio/proxy/XDS);
+# credentialName secrets come from istiod through it.
+XDS_CLUSTER = "xds-grpc"
+XDS_SOCKET = "./etc/istio/proxy/XDS"
+ADS_CONFIG: Json = {"api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
+                    "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]}
+
+
+def special_clusters(settings: ProxySettings, with_sds: bool, with_ads: bool = False) -> list[BuiltCluster]:
+    """PassthroughCluster, BlackHoleCluster, sds-grpc (when a cluster needs an SDS secret from the
+    agent) and xds-grpc (when one needs a credentialName secret over ADS)."""
     timeout = envoy_duration(settings.connect_timeout)
     out = [
         BuiltCluster(PASSTHROUGH_CLUSTER, {
@@ -206,10 +226,7 @@ def special_clusters(settings: ProxySettings, with_sds: bool) -> list[BuiltClust
             "name": BLACKHOLE_CLUSTER, "type": "STATIC", "connect_timeout": timeout}),
     ]
     if with_sds:
-        h2: Json = {"explicit_http_config": {"http2_protocol_options": {}}}
-        out.append(BuiltCluster(SDS_CLUSTER, {
-            "name": SDS_CLUSTER, "type": "STATIC", "connect_timeout": timeout,
-            "load_assignment": {"cluster_name": SDS_CLUSTER, "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": SDS_SOCKET}}}}]}]},
-            "typed_extension_protocol_options": {HPO_KEY: typed(HPO_KEY, h2)}}))
+        out.append(_pipe_cluster(SDS_CLUSTER, SDS_SOCKET, timeout))
+    if with_ads:
+        out.append(_pipe_cluster(XDS_CLUSTER, XDS_SOCKET, timeout))
     return out

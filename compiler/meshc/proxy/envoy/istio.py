@@ -72,6 +72,7 @@ class DestRule:
     host: str
     traffic_policy: Mapping[str, Any]
     subsets: tuple[Mapping[str, Any], ...] = field(default=())
+    selector: tuple[tuple[str, str], ...] = ()  # workloadSelector.matchLabels; () = applies to every proxy
 
 
 def _of_kind(manifests: Iterable[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
@@ -280,6 +281,43 @@ def load_destination_rules(manifests: Sequence[Mapping[str, Any]],
         out.setdefault(namespace, []).append(
             DestRule(merged.ident, host, merged.traffic_policy, merged.subsets))
     return out
+
+
+def load_selector_rules(manifests: Sequence[Mapping[str, Any]], cluster_domain: str) -> list[DestRule]:
+    """DRs with a workloadSelector, in Istio's order (selector DRs sort first, then by creation:
+    here (namespace, name)); DRs of one namespace, host and selector are merged."""
+    grouped: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Mapping[str, Any]]] = {}
+    for dr in _of_kind(manifests, "DestinationRule"):
+        spec = _spec(dr)
+        chosen = spec.get("workloadSelector")
+        if not isinstance(chosen, Mapping) or not spec.get("host"):
+            continue
+        labels = chosen.get("matchLabels") or {}
+        selector = tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, Mapping) else ()
+        host = _fqdn(str(spec["host"]), _namespace(dr), cluster_domain)
+        grouped.setdefault((_namespace(dr), host, selector), []).append(dr)
+    out: list[DestRule] = []
+    for (_, host, selector), rules in grouped.items():
+        merged = _merge(rules)
+        out.append(DestRule(merged.ident, host, merged.traffic_policy, merged.subsets, selector))
+    return out
+
+
+def rules_selecting(rules: Sequence[DestRule], namespace: str, labels: Mapping[str, str]) -> list[DestRule]:
+    """The workloadSelector DRs that apply to a proxy: those of its own namespace whose selector is
+    a subset of its labels (`SidecarScope.DestinationRule`, pilot/pkg/model/sidecar.go)."""
+    return [r for r in rules if r.ident.namespace == namespace
+            and all(labels.get(k) == v for k, v in r.selector)]
+
+
+def find_selected(rules: Sequence[DestRule], service: Service) -> DestRule | None:
+    """The first selected DR for a service's host: an exact host, else the most specific wildcard."""
+    exact = next((r for r in rules if r.host == service.host), None)
+    if exact is not None:
+        return exact
+    scored = [(_host_score(r.host, service.host), i, r) for i, r in enumerate(rules)]
+    scored = [item for item in scored if item[0] >= 0]
+    return max(scored, key=lambda item: (item[0], -item[1]))[2] if scored else None
 
 
 _INDEX: dict[int, tuple[Any, dict[str, tuple[dict[str, DestRule], list[DestRule]]]]] = {}

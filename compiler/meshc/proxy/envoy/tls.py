@@ -15,8 +15,12 @@ the static ``sds-grpc`` cluster (`SDS_CLUSTER`, a unix socket); the workload's o
   and ``file-root:<ca>`` (validation; ``file-root:system``, the OS bundle the agent finds, when no
   ``caCertificates`` is given), so rotated files are picked up; ``caCrl`` stays a file
   (``crl.filename``), as istiod writes it.
-* ``credentialName`` needs istiod; like a sidecar without a DR workloadSelector, the TLS context
-  is dropped (plaintext), which docs/envoy.md calls out.
+* SIMPLE / MUTUAL with ``credentialName`` (a DR with a workloadSelector, for the workloads it
+  selects): the secrets ``kubernetes://<name>`` and ``kubernetes://<name>-cacert`` over ADS, which
+  the proxy reaches through the agent's xDS socket (``xds-grpc``); istiod serves them
+  (`ApplyCustomSDSToClientCommonTLSContext`, pilot/pkg/security/model/authentication.go). Without a
+  workloadSelector a sidecar gets no TLS context at all (plaintext; cluster_tls.go
+  `buildUpstreamClusterTLSContext`), except for ``configmap://`` CA names, allowed to anyone.
 * ALPN for Istio mTLS is ``istio`` (+``h2``): the istio.metadata_exchange filter is not an
   upstream Envoy extension, so the "without metadata exchange" variant applies.
 """
@@ -53,6 +57,7 @@ class TlsChoice:
     upstream_http_options: Json = field(default_factory=dict)
     alpn_override: bool = False
     uses_sds: bool = False
+    uses_ads: bool = False  # a credentialName secret: fetched over ADS (istiod, through the agent)
 
 
 WAITED_FOR = ("default", "ROOTCA")  # istio's preset SDS configs, the only ones with InitialFetchTimeout 0s
@@ -76,6 +81,19 @@ def sds_config(wait: bool = False) -> Json:
 def sds_secret(name: str) -> Json:
     """`ConstructSdsSecretConfig`: a secret by name from the agent's SDS server."""
     return {"name": name, "sds_config": sds_config(wait=name in WAITED_FOR)}
+
+
+KUBERNETES_SECRET = "kubernetes://"
+CONFIGMAP = "configmap://"
+CA_SUFFIX = "-cacert"  # SdsCaSuffix
+
+
+def ads_secret(credential: str) -> Json:
+    """`ConstructSdsSecretConfigForCredential`: a credentialName as a resource name (`ToResourceName`:
+    ``kubernetes://`` unless the name already says its kind) fetched over ADS, without
+    initial_fetch_timeout (a missing secret must not block the proxy: `SDSAdsConfig`)."""
+    name = credential if credential.startswith((KUBERNETES_SECRET, CONFIGMAP)) else KUBERNETES_SECRET + credential
+    return {"name": name, "sds_config": {"ads": {}, "resource_api_version": "V3"}}
 
 
 def file_root(ca: str) -> str:
@@ -133,10 +151,14 @@ def _origination(tls: Mapping[str, Any], service: Service, h2: bool) -> TlsChoic
     common: Json = {"tls_params": dict(TLS_PARAMS)}
     if h2:
         common["alpn_protocols"] = ["h2"]
-    if tls.get("mode") == "MUTUAL":
-        name = file_cert(str(tls.get("clientCertificate") or ""), str(tls.get("privateKey") or ""))
-        common["tls_certificate_sds_secret_configs"] = [sds_secret(name)]
-    common.update(_validation_context(tls, sans))
+    credential = str(tls.get("credentialName") or "")
+    if credential:
+        common.update(_credential_context(tls, credential, sans))
+    else:
+        if tls.get("mode") == "MUTUAL":
+            name = file_cert(str(tls.get("clientCertificate") or ""), str(tls.get("privateKey") or ""))
+            common["tls_certificate_sds_secret_configs"] = [sds_secret(name)]
+        common.update(_validation_context(tls, sans))
     context: Json = {"common_tls_context": common}
     options: Json = {}
     if tls.get("sni"):
@@ -145,9 +167,23 @@ def _origination(tls: Mapping[str, Any], service: Service, h2: bool) -> TlsChoic
         options["auto_sni"] = True
         if not own_sans and not tls.get("insecureSkipVerify"):
             options["auto_san_validation"] = True
-    uses_sds = tls.get("mode") == "MUTUAL" or not tls.get("insecureSkipVerify")
+    secrets = tls.get("mode") == "MUTUAL" or not tls.get("insecureSkipVerify")
     return TlsChoice(_tls_socket(context), upstream_http_options=options, alpn_override=True,
-                     uses_sds=uses_sds)
+                     uses_sds=secrets and not credential, uses_ads=secrets and bool(credential))
+
+
+def _credential_context(tls: Mapping[str, Any], credential: str, sans: list[str]) -> Json:
+    """`ApplyCustomSDSToClientCommonTLSContext`: the client certificate (MUTUAL) and, unless
+    insecureSkipVerify, the CA ``<name>-cacert`` with the SANs, all over ADS; no CRL."""
+    out: Json = {}
+    if tls.get("mode") == "MUTUAL":
+        out["tls_certificate_sds_secret_configs"] = [ads_secret(credential)]
+    if not tls.get("insecureSkipVerify"):
+        out["combined_validation_context"] = {
+            "default_validation_context": {"match_subject_alt_names": _san_matchers(sans)} if sans else {},
+            "validation_context_sds_secret_config": ads_secret(credential + CA_SUFFIX),
+        }
+    return out
 
 
 def istio_sni(port: int, subset: str, host: str) -> str:
@@ -155,15 +191,16 @@ def istio_sni(port: int, subset: str, host: str) -> str:
 
 
 def _explicit(tls: Mapping[str, Any], service: Service, port: int, subset: str,
-              h2: bool) -> TlsChoice:
+              h2: bool, selected: bool) -> TlsChoice:
     mode = str(tls.get("mode") or "DISABLE")
     if mode == "ISTIO_MUTUAL":
         sni = str(tls.get("sni") or istio_sni(port, subset, service.host))
         sans = list(tls.get("subjectAltNames") or service.service_accounts)
         return TlsChoice(istio_mutual_socket(sni, sans, h2), uses_sds=True)
-    if mode in ("SIMPLE", "MUTUAL") and not tls.get("credentialName"):
+    credential = str(tls.get("credentialName") or "")
+    if mode in ("SIMPLE", "MUTUAL") and (selected or not credential or credential.startswith(CONFIGMAP)):
         return _origination(tls, service, h2)
-    return TlsChoice()  # DISABLE, or credentialName (needs istiod: dropped, as on sidecars)
+    return TlsChoice()  # DISABLE, or credentialName in a DR without workloadSelector: no TLS on sidecars
 
 
 def _auto_mtls(service: Service, port: int, subset: str, h2: bool, original_dst: bool) -> TlsChoice:
@@ -182,10 +219,11 @@ def _auto_mtls(service: Service, port: int, subset: str, h2: bool, original_dst:
 
 
 def upstream_tls(service: Service, port: int, subset: str, policy: Policy,
-                 h2: bool, original_dst: bool) -> TlsChoice:
-    """DR tls if present; else auto-mTLS for MESH_INTERNAL; then PROXY protocol wrapping."""
+                 h2: bool, original_dst: bool, selected: bool = False) -> TlsChoice:
+    """DR tls if present; else auto-mTLS for MESH_INTERNAL; then PROXY protocol wrapping.
+    `selected`: the DR has a workloadSelector (credentialName is honoured only then)."""
     if isinstance(policy.tls, Mapping):
-        choice = _explicit(policy.tls, service, port, subset, h2)
+        choice = _explicit(policy.tls, service, port, subset, h2, selected)
     elif service.mesh_external:
         choice = TlsChoice()
     else:
@@ -207,10 +245,10 @@ def _with_proxy_protocol(choice: TlsChoice, version: str) -> TlsChoice:
             for m in choice.transport_socket_matches
         ]
         return TlsChoice(None, matches, choice.upstream_http_options, choice.alpn_override,
-                         choice.uses_sds)
+                         choice.uses_sds, choice.uses_ads)
     socket = _proxy_wrap(choice.transport_socket or raw_buffer_socket(), version)
     return TlsChoice(socket, [], choice.upstream_http_options, choice.alpn_override,
-                     choice.uses_sds)
+                     choice.uses_sds, choice.uses_ads)
 
 
 def endpoint_tls_metadata(tls_mode: str) -> Json:

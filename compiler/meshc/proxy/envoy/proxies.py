@@ -1,0 +1,201 @@
+"""The Envoy files of one environment: one configuration per proxy, what they share written once.
+
+Input: the environment's Istio objects, the egress proxy (`Proxy`: the standalone egress Envoy,
+with env.yaml's `proxy:` settings) and one `Proxy` per VM workload group (its namespace, labels,
+locality and network: `meshc.proxy.workloads`). Output (`ProxyFiles`), files under ``envoy/``:
+
+* ``clusters.json`` / ``listeners.json``: Envoy DiscoveryResponses (CDS / LDS from the file
+  system) with every cluster and listener that is the same for every proxy: the bulk of the
+  configuration, written once whatever the number of groups;
+* ``bootstrap.json`` (the egress proxy) and ``workloads/<group>.json`` (each VM workload group):
+  a Bootstrap naming the two shared files (`ProxySettings.config_dir`) and holding, as static
+  resources, what is that proxy's own: its version of every cluster or listener that differs
+  between proxies (a workloadSelector DestinationRule that selects it, locality failover seen from
+  its locality and labels), and the agent clusters (sds-grpc, xds-grpc) it needs.
+
+A service's clusters are rebuilt for a group only when they can differ: its DR differs for the
+group, or the DR enables locality load balancing (outlier detection or localityLbSetting: the
+priorities depend on the client). The egress proxy's full configuration (`bootstrap`, one static
+Bootstrap, with `sources`) is what the envoy check layer validates; each workload file's own
+static part is validated as well (`workload_sources`).
+
+Invariants: deterministic; the shared files plus a proxy's bootstrap hold exactly the clusters and
+listeners `build_bootstrap` gives that proxy; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS, ENVOY_WORKLOADS
+from meshc.model.ids import ObjectId
+from meshc.model.settings import ProxySettings
+from meshc.proxy.envoy.bootstrap import (
+    BuiltProxy,
+    Memo,
+    Path,
+    build_proxy,
+    cluster_sources,
+    listener_sources,
+    memo_service_clusters,
+    rule_picker,
+    with_specials,
+)
+from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, special_clusters
+from meshc.proxy.envoy.istio import DestRule, load_destination_rules, load_selector_rules, load_services
+from meshc.proxy.envoy.listener import BuiltListener, build_listeners
+
+Json = dict[str, Any]
+CLUSTERS_FILE = ENVOY_CLUSTERS
+LISTENERS_FILE = ENVOY_LISTENERS
+BOOTSTRAP_FILE = ENVOY_BOOTSTRAP
+WORKLOADS_DIR = ENVOY_WORKLOADS
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A proxy the bundle configures: its settings and its Bootstrap `node`."""
+
+    name: str  # "" for the egress proxy, else the workload group (envoy/workloads/<name>.json)
+    settings: ProxySettings
+    node: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProxyFiles:
+    bootstrap: Json  # the egress proxy's configuration as one static Bootstrap (checked)
+    sources: dict[Path, ObjectId]
+    files: dict[str, Json]  # bundle path -> document
+    workload_sources: dict[str, dict[Path, ObjectId]]  # workload file -> its static paths' origins
+
+
+def _client_dependent(rule: DestRule | None) -> bool:
+    """Whether a DR's clusters depend on the client's locality or labels: locality load balancing
+    applies only with outlier detection or a localityLbSetting (`applyLocalityLoadBalancer`)."""
+    if rule is None:
+        return False
+    text = orjson.dumps([rule.traffic_policy, rule.subsets])
+    return b'"outlierDetection"' in text or b'"localityLbSetting"' in text
+
+
+@dataclass
+class _Variant:
+    """What a proxy has that differs from the egress proxy."""
+
+    clusters: dict[str, BuiltCluster]  # its own version of these names
+    removed: set[str]  # names the egress proxy has and it does not
+    listeners: dict[str, BuiltListener]
+    listeners_removed: set[str]
+
+
+def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick: Any, settings: ProxySettings,
+             memo: Mapping[str, Any] | None, used: Memo | None) -> _Variant:
+    rebuilt: set[int] = set()
+    own: dict[str, BuiltCluster] = {}
+    rules_differ = False
+    for index, service in enumerate(services):
+        rule = pick(service)
+        if rule is egress_pick(service) and not _client_dependent(rule):
+            continue
+        rules_differ = rules_differ or rule is not egress_pick(service)
+        rebuilt.add(index)
+        for built in memo_service_clusters(service, rule, settings, memo, used):
+            first = egress.winner.get(built.name)
+            if first == index or (first is None and built.name not in own):
+                own[built.name] = built
+    removed = {name for name, index in egress.winner.items() if index in rebuilt and name not in own}
+    clusters = {name: built for name, built in own.items()
+                if name not in egress.clusters or egress.clusters[name].body != built.body}
+    listeners: dict[str, BuiltListener] = {}
+    listeners_removed: set[str] = set()
+    if rules_differ:
+        mine = {built.name: built for built in build_listeners(list(services), pick, settings)}
+        theirs = {built.name: built for built in egress.listeners}
+        listeners = {n: b for n, b in mine.items() if n not in theirs or theirs[n].body != b.body}
+        listeners_removed = set(theirs) - set(mine)
+    return _Variant(clusters, removed, listeners, listeners_removed)
+
+
+def _discovery(type_url: str, bodies: Sequence[Json]) -> Json:
+    return {"resources": [{"@type": type_url, **body} for body in bodies]}
+
+
+def _config_source(config_dir: str, file: str) -> Json:
+    path = f"{config_dir.rstrip('/')}/{file.rsplit('/', 1)[-1]}"
+    return {"path_config_source": {"path": path}, "resource_api_version": "V3"}
+
+
+def _proxy_bootstrap(proxy: Proxy, clusters: list[BuiltCluster], listeners: list[BuiltListener],
+                     with_ads: bool) -> Json:
+    dynamic: Json = {"cds_config": _config_source(proxy.settings.config_dir, CLUSTERS_FILE),
+                     "lds_config": _config_source(proxy.settings.config_dir, LISTENERS_FILE)}
+    if with_ads:
+        dynamic["ads_config"] = ADS_CONFIG
+    out: Json = {}
+    if proxy.node:
+        out["node"] = dict(proxy.node)
+    out["dynamic_resources"] = dynamic
+    out["static_resources"] = {"listeners": [b.body for b in listeners], "clusters": [b.body for b in clusters]}
+    return out
+
+
+def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, groups: Sequence[Proxy],
+                      memo: Mapping[str, Any] | None = None, used: Memo | None = None) -> ProxyFiles:
+    settings = egress.settings
+    services = load_services(manifests, settings.trust_domain)
+    rules = load_destination_rules(manifests, settings.cluster_domain)
+    selector_rules = load_selector_rules(manifests, settings.cluster_domain)
+    egress_pick = rule_picker(settings, rules, selector_rules)
+    base = build_proxy(services, egress_pick, settings, memo, used)
+    variants = {g.name: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
+                                 g.settings, memo, used) for g in groups}
+    varying = set().union(*(set(v.clusters) | v.removed for v in variants.values()))
+    varying_listeners = set().union(*(set(v.listeners) | v.listeners_removed for v in variants.values()))
+
+    full = with_specials(base.clusters, settings)
+    listeners = base.listeners
+    specials = {c.name for c in full} - set(base.clusters)
+    shared = [c for c in full if c.name not in varying and c.name not in specials]
+    shared_listeners = [b for b in listeners if b.name not in varying_listeners]
+    files: dict[str, Json] = {
+        CLUSTERS_FILE: _discovery(CLUSTER_TYPE, [c.body for c in shared]),
+        LISTENERS_FILE: _discovery(LISTENER_TYPE, [b.body for b in shared_listeners]),
+    }
+    shared_sds = any(c.uses_sds for c in shared)
+    shared_ads = any(c.uses_ads for c in shared)
+
+    def own_part(proxy: Proxy, variant: _Variant | None
+                 ) -> tuple[list[BuiltCluster], list[BuiltListener], bool]:
+        mine = {n: c for n, c in base.clusters.items() if n in varying}
+        mine_listeners = {b.name: b for b in listeners if b.name in varying_listeners}
+        if variant is not None:
+            for name in variant.removed:
+                mine.pop(name, None)
+            mine.update(variant.clusters)
+            for name in variant.listeners_removed:
+                mine_listeners.pop(name, None)
+            mine_listeners.update(variant.listeners)
+        with_sds = shared_sds or any(c.uses_sds for c in mine.values())
+        with_ads = shared_ads or any(c.uses_ads for c in mine.values())
+        own = sorted([*mine.values(), *special_clusters(proxy.settings, with_sds, with_ads)], key=lambda c: c.name)
+        return own, sorted(mine_listeners.values(), key=lambda b: b.name), with_ads
+
+    workload_sources: dict[str, dict[Path, ObjectId]] = {}
+    for proxy, variant in [(egress, None), *((g, variants[g.name]) for g in groups)]:
+        clusters, own_listeners, with_ads = own_part(proxy, variant)
+        rel = BOOTSTRAP_FILE if variant is None else f"{WORKLOADS_DIR}/{proxy.name}.json"
+        files[rel] = _proxy_bootstrap(proxy, clusters, own_listeners, with_ads)
+        if variant is not None:
+            workload_sources[rel] = {**cluster_sources(clusters), **listener_sources(own_listeners)}
+    bootstrap: Json = {"static_resources": {"listeners": [b.body for b in listeners],
+                                            "clusters": [c.body for c in full]}}
+    if any(c.uses_ads for c in full):
+        bootstrap["dynamic_resources"] = {"ads_config": ADS_CONFIG}
+    sources = {**cluster_sources(full), **listener_sources(listeners)}
+    return ProxyFiles(bootstrap, sources, files, workload_sources)
