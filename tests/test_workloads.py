@@ -1,0 +1,257 @@
+"""Per-workload proxy configuration (meshc.proxy.workloads, meshc.proxy.envoy.proxies).
+
+Istio facts and where they come from (istio/istio at 86c9f01fd735fb01d8192f5bcaf0d424afb7f14c):
+* a DestinationRule with a workloadSelector applies, for outbound traffic, only to proxies of its
+  own namespace whose labels include the selector, and wins over the catch-all DR of the host
+  (pilot/pkg/model/sidecar.go:713-738 `SidecarScope.DestinationRule`; selector DRs sort first,
+  pilot/pkg/model/push_context.go:2040-2050);
+* a sidecar gets no TLS context at all for SIMPLE/MUTUAL with a credentialName from a DR without a
+  workloadSelector, except configmap:// names (pilot/pkg/networking/core/cluster_tls.go:117-128);
+  with one, the secrets are `kubernetes://<name>` and `<name>-cacert` over ADS with no
+  initial_fetch_timeout (pilot/pkg/security/model/authentication.go:55-63, 233-265;
+  pilot/pkg/model/credentials/resource.go:79-94 `ToResourceName`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from google.protobuf import json_format
+
+from meshc import api
+from meshc.check.envoy.validate import validate_bootstrap
+from meshc.files.tree import MemoryTree
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS
+from meshc.model.results import whole_bootstrap
+from meshc.model.settings import ProxySettings
+from meshc.pipeline import compile_estate
+from meshc.proxy.envoy.bootstrap import build_bootstrap
+
+from .conftest import REPO
+
+Json = dict[str, Any]
+ENV = "name: dev\nnamespace: egress\nnetworks: [net-a, net-b]\nproxy:\n  locality: r1/z1\n"
+
+
+def _vm(name: str, app: str, zone: str, network: str = "net-a", address: str = "10.1.0.1") -> str:
+    return f"""
+  - name: {name}
+    hosts: [{name}.internal.example.com]
+    location: internal
+    resolution: static
+    endpointsAs: workloadEntries
+    ports:
+      - {{number: 8080, protocol: HTTP, name: http}}
+    endpoints:
+      - {{address: {address}, name: a, labels: {{app: {app}}}, locality: {{region: r1, zone: {zone}}},
+         network: {network}, serviceAccount: {name}, ports: {{http: 8080}}}}
+"""
+
+
+VENDOR = """
+  - name: vendor
+    hosts: [api.vendor.example.com]
+    resolution: dns
+    ports:
+      - {number: 80, protocol: HTTP, name: http, targetPort: 443}
+    clientSelector: {app: billing}
+    tls: {mode: mutual, credentialName: vendor-client, sni: api.vendor.example.com}
+"""
+DB = """
+  - name: db
+    hosts: [db.internal.example.com]
+    location: internal
+    resolution: static
+    ports:
+      - {number: 5432, protocol: TCP, name: pg}
+    endpoints:
+      - {address: 10.2.0.1, name: z1, locality: {region: r1, zone: z1}}
+      - {address: 10.2.0.2, name: z2, locality: {region: r1, zone: z2}}
+    trafficPolicy:
+      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
+"""
+
+
+def _estate(*services: str, env: str = ENV) -> Any:
+    files = {"environments/dev/env.yaml": env, "environments/base/s.yaml": "services:\n" + "".join(services)}
+    result = compile_estate(MemoryTree(files))
+    assert result.ok, [str(d) for d in result.diagnostics]
+    return result.envs["dev"]
+
+
+def _files(env: Any) -> dict[str, Json]:
+    assert env.envoy is not None
+    out = {rel: orjson.loads(data) for rel, data in env.envoy.files.items()}
+    out[ENVOY_CLUSTERS] = orjson.loads(env.envoy.data())
+    return out
+
+
+def _whole(files: dict[str, Json], rel: str) -> Json:
+    return whole_bootstrap(files[ENVOY_CLUSTERS], files[ENVOY_LISTENERS], files[rel])
+
+
+def _clusters(doc: Json) -> dict[str, Json]:
+    return {c["name"]: c for c in doc["static_resources"]["clusters"]}
+
+
+def test_each_proxy_gets_exactly_its_own_static_configuration() -> None:
+    """The shared files plus a proxy's bootstrap are exactly the static bootstrap built for that
+    proxy alone (its namespace, labels, locality): nothing is lost or borrowed by the sharing."""
+    env = _estate(_vm("billing", "billing", "z2"), _vm("batch", "batch", "z1", "net-b", "10.1.0.2"), VENDOR, DB)
+    files = _files(env)
+    manifests = [a.body for a in env.artifacts]
+    settings = env.settings
+    groups = {"billing-a": ProxySettings(namespace="egress", locality="r1/z2",
+                                         labels=(("app", "billing"), ("topology.istio.io/network", "net-a"))),
+              "batch-a": ProxySettings(namespace="egress", locality="r1/z1",
+                                       labels=(("app", "batch"), ("topology.istio.io/network", "net-b")))}
+    assert sorted(files) == sorted([ENVOY_CLUSTERS, ENVOY_LISTENERS, ENVOY_BOOTSTRAP,
+                                    "envoy/workloads/billing-a.json", "envoy/workloads/batch-a.json"])
+    for name, proxy in groups.items():
+        own = ProxySettings(**{**proxy.__dict__, "trust_domain": settings.trust_domain})
+        alone, _ = build_bootstrap(manifests, own)
+        assert _whole(files, f"envoy/workloads/{name}.json") == alone, name
+    egress, _ = build_bootstrap(manifests, ProxySettings(namespace="egress", locality="r1/z1"))
+    assert _whole(files, ENVOY_BOOTSTRAP) == egress
+    assert env.envoy.bootstrap() == egress  # what the envoy check layer validates
+
+
+def test_only_what_differs_is_repeated_per_proxy() -> None:
+    """Locality failover (outlier detection) differs per locality: db's cluster is each proxy's own;
+    the credentialName cluster differs for the selected group; everything else is written once."""
+    env = _estate(_vm("billing", "billing", "z2"), VENDOR, DB)
+    files = _files(env)
+    shared = {r["name"] for r in files[ENVOY_CLUSTERS]["resources"]}
+    assert "outbound|8080||billing.internal.example.com" in shared
+    assert not shared & {"outbound|5432||db.internal.example.com", "outbound|80||api.vendor.example.com"}
+    for rel in (ENVOY_BOOTSTRAP, "envoy/workloads/billing-a.json"):
+        own = _clusters(files[rel])
+        assert "outbound|5432||db.internal.example.com" in own
+        assert "outbound|8080||billing.internal.example.com" not in own
+    egress_db = _clusters(files[ENVOY_BOOTSTRAP])["outbound|5432||db.internal.example.com"]
+    vm_db = _clusters(files["envoy/workloads/billing-a.json"])["outbound|5432||db.internal.example.com"]
+    first = {e["locality"]["zone"]: e["priority"] for e in egress_db["load_assignment"]["endpoints"]}
+    second = {e["locality"]["zone"]: e["priority"] for e in vm_db["load_assignment"]["endpoints"]}
+    assert first == {"z1": 0, "z2": 1} and second == {"z1": 1, "z2": 0}  # each prefers its own zone
+
+
+def test_credential_name_is_served_to_the_selected_workloads_over_ads() -> None:
+    env = _estate(_vm("billing", "billing", "z2"), _vm("other", "other", "z1", address="10.1.0.3"), VENDOR)
+    files = _files(env)
+    selected = files["envoy/workloads/billing-a.json"]
+    cluster = _clusters(selected)["outbound|80||api.vendor.example.com"]
+    common = cluster["transport_socket"]["typed_config"]["common_tls_context"]
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    assert common["tls_certificate_sds_secret_configs"] == [{"name": "kubernetes://vendor-client", "sds_config": ads}]
+    validation = common["combined_validation_context"]["validation_context_sds_secret_config"]
+    assert validation == {"name": "kubernetes://vendor-client-cacert", "sds_config": ads}
+    grpc = selected["dynamic_resources"]["ads_config"]["grpc_services"]
+    assert grpc == [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]
+    assert _clusters(selected)["xds-grpc"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"] == {
+        "address": {"pipe": {"path": "./etc/istio/proxy/XDS"}}}
+    for rel in (ENVOY_BOOTSTRAP, "envoy/workloads/other-a.json"):  # not selected: the DR does not apply
+        plain = _clusters(files[rel])["outbound|80||api.vendor.example.com"]
+        assert "transport_socket" not in plain and "ads_config" not in files[rel]["dynamic_resources"]
+        assert "xds-grpc" not in _clusters(files[rel])
+    assert validate_bootstrap(_whole(files, "envoy/workloads/billing-a.json")) == []
+
+
+def test_selector_rules_apply_only_in_their_namespace() -> None:
+    """A VM in another namespace with the selector's labels is not selected (sidecar.go:725)."""
+    other_ns = _vm("billing", "billing", "z2").replace("    location: internal", "    namespace: billing\n"
+                                                                                  "    location: internal")
+    env = _estate(other_ns, VENDOR)
+    cluster = _clusters(_files(env)["envoy/workloads/billing-a.json"]) if "envoy/workloads/billing-a.json" in \
+        env.envoy.files else {}
+    assert "outbound|80||api.vendor.example.com" not in cluster  # shared: the catch-all view
+    assert "E004" in [d.code for d in compile_estate(MemoryTree({
+        "environments/dev/env.yaml": ENV, "environments/base/s.yaml": "services:\n" + other_ns + VENDOR})).diagnostics]
+
+
+def test_credential_name_without_selector_is_plaintext_but_configmap_ca_is_kept() -> None:
+    from meshc.proxy.envoy.istio import Service
+    from meshc.proxy.envoy.policy import Policy
+    from meshc.proxy.envoy.tls import upstream_tls
+
+    service = Service("api.example.com", "egress", (), (), "DNS", True, (), (), None)  # type: ignore[arg-type]
+    secret = upstream_tls(service, 443, "", Policy(tls={"mode": "SIMPLE", "credentialName": "ca"}), False, False)
+    assert secret.transport_socket is None
+    kept = upstream_tls(service, 443, "", Policy(tls={"mode": "SIMPLE", "credentialName": "configmap://ns/ca"}),
+                        False, False)
+    context = kept.transport_socket["typed_config"]["common_tls_context"]  # type: ignore[index]
+    assert context["combined_validation_context"]["validation_context_sds_secret_config"]["name"] == \
+        "configmap://ns/ca-cacert"
+
+
+def test_vms_that_share_everything_share_one_group() -> None:
+    two = _vm("batch", "batch", "z1").replace(
+        "ports: {http: 8080}}\n",
+        "ports: {http: 8080}}\n      - {address: 10.1.0.9, name: b, labels: {app: batch}, locality: {region: r1, "
+        "zone: z1},\n         network: net-a, serviceAccount: batch, ports: {http: 8080}}\n")
+    env = _estate(two)
+    workloads = sorted(rel for rel in env.envoy.files if rel.startswith("envoy/workloads/"))
+    assert workloads == ["envoy/workloads/batch-a.json"]
+    node = orjson.loads(env.envoy.files["envoy/workloads/batch-a.json"])["node"]
+    assert node["metadata"]["MESHC_HOSTS"] == ["batch-a 10.1.0.1", "batch-b 10.1.0.9"]
+    assert node["id"] == "sidecar~10.1.0.1~batch-a.egress~egress.svc.cluster.local"
+    assert node["locality"] == {"region": "r1", "zone": "z1"}
+
+
+def test_workload_bootstraps_parse_as_envoy_bootstraps() -> None:
+    """node, dynamic_resources (CDS/LDS from files, ADS) and the static part: Envoy's own proto."""
+    env = _estate(_vm("billing", "billing", "z2"), VENDOR, DB)
+    for rel, data in env.envoy.files.items():
+        if rel != ENVOY_LISTENERS:
+            json_format.ParseDict(orjson.loads(data), bootstrap_pb2.Bootstrap())
+    files = _files(env)
+    cds = files[ENVOY_BOOTSTRAP]["dynamic_resources"]["cds_config"]["path_config_source"]["path"]
+    assert cds == "/etc/meshc/envoy/clusters.json"
+
+
+def test_config_dir_names_where_the_shared_files_are() -> None:
+    env = _estate(DB, env=ENV + "  configDir: /opt/envoy/prod\n")
+    lds = _files(env)[ENVOY_BOOTSTRAP]["dynamic_resources"]["lds_config"]["path_config_source"]["path"]
+    assert lds == "/opt/envoy/prod/listeners.json"
+
+
+def test_dns_servers_by_network_apply_to_the_vms_of_that_network() -> None:
+    env_yaml = ENV + "vm:\n  dnsServers: [10.0.0.2]\n  dnsServersByNetwork:\n    net-b: [10.9.0.53]\n"
+    env = _estate(_vm("billing", "billing", "z2"), _vm("batch", "batch", "z1", "net-b", "10.1.0.2"), env=env_yaml)
+    assert env.bundle is not None
+    on_b = env.bundle.files["iptables/batch-a.rules"].decode()  # type: ignore[union-attr]
+    on_a = env.bundle.files["iptables/billing-a.rules"].decode()  # type: ignore[union-attr]
+    assert "-d 10.9.0.53/32" in on_b and "10.0.0.2" not in on_b
+    assert "-d 10.0.0.2/32" in on_a and "10.9.0.53" not in on_a
+
+
+def test_the_example_estate_gives_checkout_vms_the_fraud_scoring_certificate() -> None:
+    _, result = api.compile_repo(REPO, ["prod"], False)
+    assert result.ok
+    env = result.envs["prod"]
+    files = _files(env)
+    batch = _clusters(files["envoy/workloads/checkout-batch-batch-1.json"])["outbound|80||api.fraudscore.example.net"]
+    names = orjson.dumps(batch).decode()
+    assert "kubernetes://fraud-scoring-client" in names
+    assert "transport_socket" not in _clusters(files[ENVOY_BOOTSTRAP])["outbound|80||api.fraudscore.example.net"]
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_bundle_size_grows_by_what_differs_not_by_the_estate(groups: int) -> None:
+    """Many services, `groups` VM groups: the shared clusters file is written once; a group adds
+    only its varying clusters (here: none but the agent and fallback clusters)."""
+    services = "".join(f"""
+  - name: s{i}
+    hosts: [s{i}.example.com]
+    resolution: dns
+    ports:
+      - {{number: 443, protocol: HTTPS}}
+""" for i in range(60))
+    vms = "".join(_vm(f"vm{g}", f"app{g}", f"z{g}", address=f"10.1.0.{g + 1}") for g in range(groups))
+    env = _estate(services, vms)
+    shared = len(env.envoy.data())
+    for rel, data in env.envoy.files.items():
+        if rel.startswith("envoy/workloads/"):
+            assert len(data) < shared / 10, rel
