@@ -5,7 +5,8 @@
 Each version is a `git worktree` of its ref under bench/.work/paired/ (HEAD: this working tree),
 run as `python -m meshc` with its own compiler/ first on sys.path and the same Python packages.
 Every run starts clean (fresh per-user state folder, no .meshc-cache/, no out/), so it measures
-a CI runner's build. Prints each pair's wall times and the ratios head ÷ base, and their median.
+a CI runner's build. Prints each pair's wall times and the ratios head ÷ base, and their median,
+and the bytes of out/ each version wrote (the bundles) with their ratio.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _checkout(ref: str) -> Path:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(target), ref],
                        check=True, capture_output=True)
     return target
+
+
+def _out_bytes(estate: Path) -> int:
+    out = estate / "out"
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else 0
 
 
 def _run(src: Path, estate: Path, args: list[str]) -> float:
@@ -67,7 +73,9 @@ def main() -> None:
     base, head = _checkout(opts.base), _checkout(opts.head)
     args = opts.args.split()
     _run(base, estate, args)  # warm the page cache and the CUE engine install for both
+    base_bytes = _out_bytes(estate)
     _run(head, estate, args)
+    head_bytes = _out_bytes(estate)
     ratios = []
     print(f"meshc {opts.args} at {opts.services} x {opts.envs}, {opts.pairs} pairs: base {opts.base}, head {opts.head}")
     for i in range(opts.pairs):
@@ -78,6 +86,8 @@ def main() -> None:
         ratios.append(th / tb)
         print(f"pair {i + 1}: base {tb:.2f} s, head {th:.2f} s, head/base {th / tb:.3f}")
     print(f"median head/base {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+    if base_bytes and head_bytes:
+        print(f"out/ bytes: base {base_bytes:,}, head {head_bytes:,}, head/base {head_bytes / base_bytes:.3f}")
 
 
 if __name__ == "__main__":

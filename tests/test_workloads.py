@@ -89,8 +89,15 @@ def _files(env: Any) -> dict[str, Json]:
     return out
 
 
+def _own(files: dict[str, Json], rel: str) -> Json:
+    """A proxy's own bootstrap: bootstrap.json, or the view file a workload's node names."""
+    if rel.startswith("envoy/workloads/"):
+        return files["envoy/" + files[rel]["node"]["metadata"]["MESHC_VIEW"]]
+    return files[rel]
+
+
 def _whole(files: dict[str, Json], rel: str) -> Json:
-    return whole_bootstrap(files[ENVOY_CLUSTERS], files[ENVOY_LISTENERS], files[rel])
+    return whole_bootstrap(files[ENVOY_CLUSTERS], files[ENVOY_LISTENERS], _own(files, rel))
 
 
 def _clusters(doc: Json) -> dict[str, Json]:
@@ -108,8 +115,10 @@ def test_each_proxy_gets_exactly_its_own_static_configuration() -> None:
                                          labels=(("app", "billing"), ("topology.istio.io/network", "net-a"))),
               "batch-a": ProxySettings(namespace="egress", locality="r1/z1",
                                        labels=(("app", "batch"), ("topology.istio.io/network", "net-b")))}
-    assert sorted(files) == sorted([ENVOY_CLUSTERS, ENVOY_LISTENERS, ENVOY_BOOTSTRAP,
-                                    "envoy/workloads/billing-a.json", "envoy/workloads/batch-a.json"])
+    assert sorted(f for f in files if not f.startswith("envoy/views/")) == sorted([
+        ENVOY_CLUSTERS, ENVOY_LISTENERS, ENVOY_BOOTSTRAP,
+        "envoy/workloads/billing-a.json", "envoy/workloads/batch-a.json"])
+    assert len([f for f in files if f.startswith("envoy/views/")]) == 2  # two localities
     for name, proxy in groups.items():
         own = ProxySettings(**{**proxy.__dict__, "trust_domain": settings.trust_domain})
         alone, _ = build_bootstrap(manifests, own)
@@ -128,11 +137,11 @@ def test_only_what_differs_is_repeated_per_proxy() -> None:
     assert "outbound|8080||billing.internal.example.com" in shared
     assert not shared & {"outbound|5432||db.internal.example.com", "outbound|80||api.vendor.example.com"}
     for rel in (ENVOY_BOOTSTRAP, "envoy/workloads/billing-a.json"):
-        own = _clusters(files[rel])
+        own = _clusters(_own(files, rel))
         assert "outbound|5432||db.internal.example.com" in own
         assert "outbound|8080||billing.internal.example.com" not in own
     egress_db = _clusters(files[ENVOY_BOOTSTRAP])["outbound|5432||db.internal.example.com"]
-    vm_db = _clusters(files["envoy/workloads/billing-a.json"])["outbound|5432||db.internal.example.com"]
+    vm_db = _clusters(_own(files, "envoy/workloads/billing-a.json"))["outbound|5432||db.internal.example.com"]
     first = {e["locality"]["zone"]: e["priority"] for e in egress_db["load_assignment"]["endpoints"]}
     second = {e["locality"]["zone"]: e["priority"] for e in vm_db["load_assignment"]["endpoints"]}
     assert first == {"z1": 0, "z2": 1} and second == {"z1": 1, "z2": 0}  # each prefers its own zone
@@ -141,7 +150,7 @@ def test_only_what_differs_is_repeated_per_proxy() -> None:
 def test_credential_name_is_served_to_the_selected_workloads_over_ads() -> None:
     env = _estate(_vm("billing", "billing", "z2"), _vm("other", "other", "z1", address="10.1.0.3"), VENDOR)
     files = _files(env)
-    selected = files["envoy/workloads/billing-a.json"]
+    selected = _own(files, "envoy/workloads/billing-a.json")
     cluster = _clusters(selected)["outbound|80||api.vendor.example.com"]
     common = cluster["transport_socket"]["typed_config"]["common_tls_context"]
     ads = {"ads": {}, "resource_api_version": "V3"}
@@ -153,9 +162,9 @@ def test_credential_name_is_served_to_the_selected_workloads_over_ads() -> None:
     assert _clusters(selected)["xds-grpc"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"] == {
         "address": {"pipe": {"path": "./etc/istio/proxy/XDS"}}}
     for rel in (ENVOY_BOOTSTRAP, "envoy/workloads/other-a.json"):  # not selected: the DR does not apply
-        plain = _clusters(files[rel])["outbound|80||api.vendor.example.com"]
-        assert "transport_socket" not in plain and "ads_config" not in files[rel]["dynamic_resources"]
-        assert "xds-grpc" not in _clusters(files[rel])
+        plain = _clusters(_own(files, rel))["outbound|80||api.vendor.example.com"]
+        assert "transport_socket" not in plain and "ads_config" not in _own(files, rel)["dynamic_resources"]
+        assert "xds-grpc" not in _clusters(_own(files, rel))
     assert validate_bootstrap(_whole(files, "envoy/workloads/billing-a.json")) == []
 
 
@@ -164,8 +173,7 @@ def test_selector_rules_apply_only_in_their_namespace() -> None:
     other_ns = _vm("billing", "billing", "z2").replace("    location: internal", "    namespace: billing\n"
                                                                                   "    location: internal")
     env = _estate(other_ns, VENDOR)
-    cluster = _clusters(_files(env)["envoy/workloads/billing-a.json"]) if "envoy/workloads/billing-a.json" in \
-        env.envoy.files else {}
+    cluster = _clusters(_own(_files(env), "envoy/workloads/billing-a.json"))
     assert "outbound|80||api.vendor.example.com" not in cluster  # shared: the catch-all view
     assert "E004" in [d.code for d in compile_estate(MemoryTree({
         "environments/dev/env.yaml": ENV, "environments/base/s.yaml": "services:\n" + other_ns + VENDOR})).diagnostics]
@@ -194,7 +202,9 @@ def test_vms_that_share_everything_share_one_group() -> None:
     env = _estate(two)
     workloads = sorted(rel for rel in env.envoy.files if rel.startswith("envoy/workloads/"))
     assert workloads == ["envoy/workloads/batch-a.json"]
-    node = orjson.loads(env.envoy.files["envoy/workloads/batch-a.json"])["node"]
+    workload = orjson.loads(env.envoy.files["envoy/workloads/batch-a.json"])
+    assert list(workload) == ["node"]  # merged into its view with --config-yaml
+    node = workload["node"]
     assert node["metadata"]["MESHC_HOSTS"] == ["batch-a 10.1.0.1", "batch-b 10.1.0.9"]
     assert node["id"] == "sidecar~10.1.0.1~batch-a.egress~egress.svc.cluster.local"
     assert node["locality"] == {"region": "r1", "zone": "z1"}
@@ -207,6 +217,10 @@ def test_workload_bootstraps_parse_as_envoy_bootstraps() -> None:
         if rel != ENVOY_LISTENERS:
             json_format.ParseDict(orjson.loads(data), bootstrap_pb2.Bootstrap())
     files = _files(env)
+    merged = bootstrap_pb2.Bootstrap()  # envoy -c views/<view>.json --config-yaml "$(cat workloads/<group>.json)"
+    json_format.ParseDict(_own(files, "envoy/workloads/billing-a.json"), merged)
+    merged.MergeFrom(json_format.ParseDict(files["envoy/workloads/billing-a.json"], bootstrap_pb2.Bootstrap()))
+    assert merged.node.locality.zone == "z2" and merged.dynamic_resources.cds_config.path_config_source.path
     cds = files[ENVOY_BOOTSTRAP]["dynamic_resources"]["cds_config"]["path_config_source"]["path"]
     assert cds == "/etc/meshc/envoy/clusters.json"
 
@@ -232,7 +246,8 @@ def test_the_example_estate_gives_checkout_vms_the_fraud_scoring_certificate() -
     assert result.ok
     env = result.envs["prod"]
     files = _files(env)
-    batch = _clusters(files["envoy/workloads/checkout-batch-batch-1.json"])["outbound|80||api.fraudscore.example.net"]
+    batch = _clusters(_own(files, "envoy/workloads/checkout-batch-batch-1.json"))[
+        "outbound|80||api.fraudscore.example.net"]
     names = orjson.dumps(batch).decode()
     assert "kubernetes://fraud-scoring-client" in names
     assert "transport_socket" not in _clusters(files[ENVOY_BOOTSTRAP])["outbound|80||api.fraudscore.example.net"]
@@ -240,8 +255,8 @@ def test_the_example_estate_gives_checkout_vms_the_fraud_scoring_certificate() -
 
 @pytest.mark.parametrize("groups", [1, 8])
 def test_bundle_size_grows_by_what_differs_not_by_the_estate(groups: int) -> None:
-    """Many services, `groups` VM groups: the shared clusters file is written once; a group adds
-    only its varying clusters (here: none but the agent and fallback clusters)."""
+    """Many services, `groups` VM groups: the shared clusters file is written once; a view adds
+    only its varying clusters (here: none but the agent and fallback clusters), a group its node."""
     services = "".join(f"""
   - name: s{i}
     hosts: [s{i}.example.com]
@@ -253,5 +268,15 @@ def test_bundle_size_grows_by_what_differs_not_by_the_estate(groups: int) -> Non
     env = _estate(services, vms)
     shared = len(env.envoy.data())
     for rel, data in env.envoy.files.items():
-        if rel.startswith("envoy/workloads/"):
+        if rel.startswith(("envoy/workloads/", "envoy/views/")):
             assert len(data) < shared / 10, rel
+
+
+def test_groups_in_one_locality_share_one_view() -> None:
+    """Hundreds of VM groups, few localities: one view file per locality (the clusters depend on
+    the locality, not on which group), one node-only file per group."""
+    vms = "".join(_vm(f"vm{g}", f"app{g}", f"z{g % 3}", address=f"10.1.{g // 200}.{g % 200 + 1}") for g in range(40))
+    env = _estate(vms, DB)
+    views = [rel for rel in env.envoy.files if rel.startswith("envoy/views/")]
+    workloads = [rel for rel in env.envoy.files if rel.startswith("envoy/workloads/")]
+    assert len(views) == 3 and len(workloads) == 40

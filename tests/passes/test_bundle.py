@@ -1,6 +1,7 @@
 """Pass `bundle` (emit/bundle.py, `pipeline.bundle_pass`): Proxied -> CompileResult, per environment
 a `Bundle`: the manifest files, kustomization.yaml, index.json, the Envoy files (envoy/: shared
-clusters and listeners, the egress and per-workload bootstraps) and the VM iptables files. The driver runs it only when no pass before it left an error.
+clusters and listeners, the egress bootstrap, views and workload nodes) and the VM iptables
+files. The driver runs it only when no pass before it left an error.
 
 Whole bundles against goldens: tests/test_estate.py and tests/test_cases.py.
 """
@@ -28,7 +29,9 @@ def test_each_environment_gets_its_bundle() -> None:
     assert env.bundle is not None and env.bundle.env == "dev"
     assert env.artifacts == proxied.assembled.envs["dev"].artifacts
     names = list(env.bundle.files)
-    assert names == sorted(names) and set(names) == {
+    views = [n for n in names if n.startswith("envoy/views/")]
+    assert len(views) == 1
+    assert names == sorted(names) and set(names) - set(views) == {
         "egress/api.yaml", "egress/db.yaml", "kustomization.yaml", "index.json", ENVOY_CLUSTERS, ENVOY_LISTENERS,
         ENVOY_BOOTSTRAP, "envoy/workloads/db-10-9-1-1.json", APPLY_FILE, "iptables/db-10-9-1-1.rules"}
     kustomization = yaml.safe_load(env.bundle.files["kustomization.yaml"])  # type: ignore[arg-type]

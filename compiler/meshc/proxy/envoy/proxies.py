@@ -7,26 +7,31 @@ locality and network: `meshc.proxy.workloads`). Output (`ProxyFiles`), files und
 * ``clusters.json`` / ``listeners.json``: Envoy DiscoveryResponses (CDS / LDS from the file
   system) with every cluster and listener that is the same for every proxy: the bulk of the
   configuration, written once whatever the number of groups;
-* ``bootstrap.json`` (the egress proxy) and ``workloads/<group>.json`` (each VM workload group):
-  a Bootstrap naming the two shared files (`ProxySettings.config_dir`) and holding, as static
-  resources, what is that proxy's own: its version of every cluster or listener that differs
-  between proxies (a workloadSelector DestinationRule that selects it, locality failover seen from
-  its locality and labels), and the agent clusters (sds-grpc, xds-grpc) it needs.
+* ``bootstrap.json``: the egress proxy's Bootstrap: its node, the two shared files (named under
+  `ProxySettings.config_dir`) and, as static resources, its own version of every cluster or
+  listener that differs between proxies, and the agent clusters (sds-grpc, xds-grpc) it needs;
+* ``views/<locality>-<hash>.json``: the same for each distinct *view*: what a group's clusters
+  depend on (its locality, the workloadSelector DRs that select it, its labels a failoverPriority
+  names). Hundreds of groups in a few localities share a few views;
+* ``workloads/<group>.json``: the group's ``node`` only (Istio's node id of its first host, its
+  locality, and metadata naming its view and hosts), merged into the view at start:
+  ``envoy -c views/<view>.json --config-yaml "$(cat workloads/<group>.json)"``.
 
-A service's clusters are rebuilt for a group only when they can differ: its DR differs for the
-group, or the DR enables locality load balancing (outlier detection or localityLbSetting: the
+A service's clusters are rebuilt for a view only when they can differ: its DR differs for the
+view, or the DR enables locality load balancing (outlier detection or localityLbSetting: the
 priorities depend on the client). The egress proxy's full configuration (`bootstrap`, one static
-Bootstrap, with `sources`) is what the envoy check layer validates; each workload file's own
-static part is validated as well (`workload_sources`).
+Bootstrap, with `sources`) is what the envoy check layer validates; each view's own static part
+is validated as well (`workload_sources`).
 
-Invariants: deterministic; the shared files plus a proxy's bootstrap hold exactly the clusters and
-listeners `build_bootstrap` gives that proxy; no I/O.
+Invariants: deterministic; the shared files plus a proxy's own part hold exactly the clusters and
+listeners `build_bootstrap` gives that proxy (tests/test_workloads.py); no I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -46,7 +51,14 @@ from meshc.proxy.envoy.bootstrap import (
     with_specials,
 )
 from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, special_clusters
-from meshc.proxy.envoy.istio import DestRule, load_destination_rules, load_selector_rules, load_services
+from meshc.proxy.envoy.endpoints import client_labels
+from meshc.proxy.envoy.istio import (
+    DestRule,
+    load_destination_rules,
+    load_selector_rules,
+    load_services,
+    rules_selecting,
+)
 from meshc.proxy.envoy.listener import BuiltListener, build_listeners
 
 Json = dict[str, Any]
@@ -54,6 +66,7 @@ CLUSTERS_FILE = ENVOY_CLUSTERS
 LISTENERS_FILE = ENVOY_LISTENERS
 BOOTSTRAP_FILE = ENVOY_BOOTSTRAP
 WORKLOADS_DIR = ENVOY_WORKLOADS
+VIEWS_DIR = "envoy/views"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
@@ -75,13 +88,15 @@ class ProxyFiles:
     workload_sources: dict[str, dict[Path, ObjectId]]  # workload file -> its static paths' origins
 
 
-def _client_dependent(rule: DestRule | None) -> bool:
+def _client_dependent(rule: DestRule | None, seen: dict[int, bool]) -> bool:
     """Whether a DR's clusters depend on the client's locality or labels: locality load balancing
     applies only with outlier detection or a localityLbSetting (`applyLocalityLoadBalancer`)."""
     if rule is None:
         return False
-    text = orjson.dumps([rule.traffic_policy, rule.subsets])
-    return b'"outlierDetection"' in text or b'"localityLbSetting"' in text
+    if id(rule) not in seen:
+        text = orjson.dumps([rule.traffic_policy, rule.subsets])
+        seen[id(rule)] = b'"outlierDetection"' in text or b'"localityLbSetting"' in text
+    return seen[id(rule)]
 
 
 @dataclass
@@ -99,9 +114,10 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
     rebuilt: set[int] = set()
     own: dict[str, BuiltCluster] = {}
     rules_differ = False
+    seen: dict[int, bool] = {}
     for index, service in enumerate(services):
         rule = pick(service)
-        if rule is egress_pick(service) and not _client_dependent(rule):
+        if rule is egress_pick(service) and not _client_dependent(rule, seen):
             continue
         rules_differ = rules_differ or rule is not egress_pick(service)
         rebuilt.add(index)
@@ -145,6 +161,22 @@ def _proxy_bootstrap(proxy: Proxy, clusters: list[BuiltCluster], listeners: list
     return out
 
 
+def _failover_keys(rules: Sequence[DestRule]) -> set[str]:
+    """The label keys any failoverPriority names: the only client labels clusters depend on."""
+    keys: set[str] = set()
+    for rule in rules:
+        for policy in [rule.traffic_policy, *((s.get("trafficPolicy") or {}) for s in rule.subsets)]:
+            for level in [policy, *(policy.get("portLevelSettings") or [])]:
+                setting = ((level.get("loadBalancer") or {}).get("localityLbSetting") or {})
+                keys.update(str(entry).partition("=")[0] for entry in setting.get("failoverPriority") or [])
+    return keys
+
+
+def _view_name(key: tuple[Any, ...]) -> str:
+    place = str(key[0]).replace("/", ".") or "any"
+    return f"{VIEWS_DIR}/{place}-{hashlib.sha256(repr(key).encode()).hexdigest()[:10]}.json"
+
+
 def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, groups: Sequence[Proxy],
                       memo: Mapping[str, Any] | None = None, used: Memo | None = None) -> ProxyFiles:
     settings = egress.settings
@@ -153,8 +185,22 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     selector_rules = load_selector_rules(manifests, settings.cluster_domain)
     egress_pick = rule_picker(settings, rules, selector_rules)
     base = build_proxy(services, egress_pick, settings, memo, used)
-    variants = {g.name: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
-                                 g.settings, memo, used) for g in groups}
+    failover_keys = _failover_keys([r for per_ns in rules.values() for r in per_ns] + selector_rules)
+
+    def view_key(proxy: Proxy) -> tuple[Any, ...]:
+        """What a group's clusters depend on: its locality, the selector DRs that select it, and
+        its labels that a failoverPriority names; groups with the same key share one view file."""
+        ps = proxy.settings
+        labels = client_labels(ps.locality, ps.labels)
+        chosen = rules_selecting(selector_rules, ps.namespace, labels) if ps.namespace else []
+        return (ps.locality, tuple(r.ident for r in chosen),
+                tuple((k, v) for k, v in sorted(labels.items()) if k in failover_keys))
+
+    views: dict[tuple[Any, ...], Proxy] = {}
+    for group in groups:
+        views.setdefault(view_key(group), group)
+    variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
+                              g.settings, memo, used) for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
     varying = set().union(*(set(v.clusters) | v.removed for v in variants.values()))
     varying_listeners = set().union(*(set(v.listeners) | v.listeners_removed for v in variants.values()))
 
@@ -186,16 +232,21 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
         own = sorted([*mine.values(), *special_clusters(proxy.settings, with_sds, with_ads)], key=lambda c: c.name)
         return own, sorted(mine_listeners.values(), key=lambda b: b.name), with_ads
 
-    workload_sources: dict[str, dict[Path, ObjectId]] = {}
-    for proxy, variant in [(egress, None), *((g, variants[g.name]) for g in groups)]:
-        clusters, own_listeners, with_ads = own_part(proxy, variant)
-        rel = BOOTSTRAP_FILE if variant is None else f"{WORKLOADS_DIR}/{proxy.name}.json"
-        files[rel] = _proxy_bootstrap(proxy, clusters, own_listeners, with_ads)
-        if variant is not None:
-            workload_sources[rel] = {**cluster_sources(clusters), **listener_sources(own_listeners)}
+    clusters, own_listeners, with_ads = own_part(egress, None)
+    files[BOOTSTRAP_FILE] = _proxy_bootstrap(egress, clusters, own_listeners, with_ads)
+    view_sources: dict[str, dict[Path, ObjectId]] = {}
+    for key, variant in variants.items():
+        rel = _view_name(key)
+        clusters, own_listeners, with_ads = own_part(views[key], variant)
+        files[rel] = _proxy_bootstrap(replace(views[key], node={}), clusters, own_listeners, with_ads)
+        view_sources[rel] = {**cluster_sources(clusters), **listener_sources(own_listeners)}
+    for group in groups:
+        node = {**group.node, "metadata": {**(group.node.get("metadata") or {}),
+                                           "MESHC_VIEW": _view_name(view_key(group)).removeprefix("envoy/")}}
+        files[f"{WORKLOADS_DIR}/{group.name}.json"] = {"node": node}
     bootstrap: Json = {"static_resources": {"listeners": [b.body for b in listeners],
                                             "clusters": [c.body for c in full]}}
     if any(c.uses_ads for c in full):
         bootstrap["dynamic_resources"] = {"ads_config": ADS_CONFIG}
     sources = {**cluster_sources(full), **listener_sources(listeners)}
-    return ProxyFiles(bootstrap, sources, files, workload_sources)
+    return ProxyFiles(bootstrap, sources, files, view_sources)
