@@ -264,11 +264,11 @@ def mask_changeset(cs: ChangeSet, rules: Sequence[Mapping[str, Any]], salt: str)
             for name, e in cs.envs.items()}
     if m.secrets:  # second pass: values derived from a masked one (it is known only now)
         def snap2(s: ObjectSnapshot) -> ObjectSnapshot:
-            return replace(s, body=m.leaks(s.body))
+            return replace(s, body=m.leaks(s.body), refs=tuple(r for r in s.refs if m.leaks(r) == r))
 
         def diff2(d: ObjectDiff) -> ObjectDiff:
             return replace(d, changes=tuple(replace(c, before=m.leaks(c.before), after=m.leaks(c.after))
-                                            for c in d.changes))
+                                            for c in d.changes), refs=tuple(r for r in d.refs if m.leaks(r) == r))
 
         envs = {name: replace(e, added=tuple(map(snap2, e.added)), removed=tuple(map(snap2, e.removed)),
                               modified=tuple(map(diff2, e.modified)), renamed=tuple(map(diff2, e.renamed)))

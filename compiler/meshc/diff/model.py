@@ -80,6 +80,7 @@ class ObjectSnapshot:
     body: Mapping[str, Any] = field(compare=False, repr=False)
     norm: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
     service: str = ""
+    refs: tuple[str, ...] = ()  # hosts and addresses the object names (to attribute derived changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,8 @@ class ObjectDiff:
     after: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
     old: ObjectId | None = None
     similarity: float = 1.0
+    service: str = ""  # the declared service the object belongs to (index.json), "" for derived ones
+    refs: tuple[str, ...] = ()  # hosts and addresses the object names on either side
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,8 @@ class ChangeSet:
     ignored: tuple[IgnoredChange, ...] = ()
     risks: tuple[RiskFlag, ...] = ()
     notes: tuple[str, ...] = ()
+    # service -> declaration lines the change touches (git sides; meshc.diff.declared)
+    declared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

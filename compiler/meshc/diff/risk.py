@@ -10,6 +10,17 @@ Codes (most severe first):
                         one (MUTUAL/ISTIO_MUTUAL -> SIMPLE, anything -> DISABLE or unset), or a
                         DestinationRule with TLS origination is removed
   insecure-skip-verify  tls.insecureSkipVerify turned on (anywhere in a DestinationRule)
+  verification-weakened server-name verification removed or widened in a TLS block that keeps
+                        originating TLS: subjectAltNames dropped or added to, sni removed,
+                        caCertificates removed (the system CAs are trusted instead)
+  allow-list-opened     a VM's egress allow-list (iptables MESHC_EGRESS) removed or emptied of
+                        its final refusal
+  capture-lost          a VM workload loses traffic capture (REDIRECT rules or capture chains removed)
+  outbound-policy-changed  the proxies' catch-all moves between PassthroughCluster (ALLOW_ANY)
+                        and BlackHoleCluster (REGISTRY_ONLY)
+  became-external       a ServiceEntry moves from MESH_INTERNAL to MESH_EXTERNAL
+  certificate-changed   where a TLS certificate or CA comes from changes (credentialName,
+                        clientCertificate, privateKey, caCertificates to another value)
   new-external-host     a MESH_EXTERNAL ServiceEntry is added, or gains a host
   export-widened        exportTo gains "*" or namespaces (unset exportTo means "*")
   host-removed          a ServiceEntry, or one of its hosts, is removed
@@ -28,8 +39,9 @@ from typing import Any
 from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, RiskFlag, format_path
 from meshc.diff.rename import leaves
 
-ORDER = ("tls-weakened", "insecure-skip-verify", "new-external-host", "export-widened",
-         "host-removed", "endpoint-removed", "resolution-changed", "location-changed",
+ORDER = ("tls-weakened", "insecure-skip-verify", "verification-weakened", "allow-list-opened", "capture-lost",
+         "outbound-policy-changed", "new-external-host", "became-external", "export-widened",
+         "certificate-changed", "host-removed", "endpoint-removed", "resolution-changed", "location-changed",
          "iptables-changed", "production-touched")
 _TLS_RANK = {"ISTIO_MUTUAL": 3, "MUTUAL": 3, "SIMPLE": 2}
 Body = Mapping[str, Any]
@@ -74,7 +86,10 @@ def _flags(env: str, obj: str, kind: str, before: Body, after: Body, source: str
             yield flag("endpoint-removed", f"workload address {old} " +
                        ("removed" if removed else f"replaced by {new}"))
     elif kind == "IptablesChain":
+        yield from (flag(c, m) for c, m in _capture(obj, before, after))
         yield flag("iptables-changed", _iptables(obj, before, after))
+    elif kind == "EnvoyListener":
+        yield from (flag(c, m) for c, m in _outbound_policy(before, after))
     if kind in ("ServiceEntry", "DestinationRule") and not added and not removed:
         wider = _exported(after) - _exported(before)
         if wider and "*" not in _exported(before):
@@ -115,6 +130,10 @@ def _service_entry(before: Body, after: Body, added: bool, removed: bool) -> Ite
     for key, code in (("resolution", "resolution-changed"), ("location", "location-changed")):
         if not added and not removed and b.get(key) != a.get(key):
             yield code, f"{key} {b.get(key, 'unset')} -> {a.get(key, 'unset')}"
+    if not added and not removed and b.get("location") == "MESH_INTERNAL" and \
+            a.get("location", "MESH_EXTERNAL") == "MESH_EXTERNAL":
+        yield "became-external", ("hosts " + ", ".join(sorted(a_hosts)) + " move from MESH_INTERNAL to "
+                                  "MESH_EXTERNAL: no mTLS, no service-account identity, external metrics")
 
 
 def _tls(before: Body, after: Body) -> Iterator[tuple[str, str]]:
@@ -129,6 +148,80 @@ def _tls(before: Body, after: Body) -> Iterator[tuple[str, str]]:
     for path, value in sorted(a.items(), key=lambda kv: repr(kv[0])):
         if path[-2:] == ("tls", "insecureSkipVerify") and value is True and b.get(path) is not True:
             yield "insecure-skip-verify", f"insecureSkipVerify turned on at {format_path(path[:-1])}"
+    yield from _verification(before, after)
+
+
+_CERT_FIELDS = ("credentialName", "clientCertificate", "privateKey", "caCertificates")
+
+
+def _tls_blocks(body: Body, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Body]:
+    """Every `tls` mapping of a DestinationRule body, by path."""
+    out: dict[tuple[Any, ...], Body] = {}
+    if isinstance(body, Mapping):
+        for key, value in body.items():
+            if key == "tls" and isinstance(value, Mapping):
+                out[(*path, key)] = value
+            else:
+                out.update(_tls_blocks(value, (*path, key)))
+    return out
+
+
+def _verification(before: Body, after: Body) -> Iterator[tuple[str, str]]:
+    """Server-name verification removed or widened, and certificate sources changed, in TLS
+    blocks that originate TLS on both sides (a weaker mode is tls-weakened)."""
+    b_blocks, a_blocks = _tls_blocks(before), _tls_blocks(after)
+    for path, old in sorted(b_blocks.items(), key=lambda kv: repr(kv[0])):
+        new = a_blocks.get(path)
+        if new is None or _TLS_RANK.get(str(new.get("mode")), 0) < 2 or _TLS_RANK.get(str(old.get("mode")), 0) < 2:
+            continue
+        where = format_path(path)
+        old_sans = set(map(str, _items(old.get("subjectAltNames"))))
+        new_sans = set(map(str, _items(new.get("subjectAltNames"))))
+        if old_sans and not new_sans:
+            yield "verification-weakened", (f"subjectAltNames removed at {where}: the server's name is no "
+                                            "longer checked against a list")
+        elif old_sans and new_sans - old_sans:
+            yield "verification-weakened", (f"subjectAltNames widened at {where}: now also accepts "
+                                            f"{', '.join(sorted(new_sans - old_sans))}")
+        if old.get("sni") and not new.get("sni"):
+            yield "verification-weakened", f"sni removed at {where}"
+        if old.get("caCertificates") and not new.get("caCertificates") and not new.get("credentialName"):
+            yield "verification-weakened", (f"caCertificates removed at {where}: every CA of the system "
+                                            "bundle is trusted")
+        changed = [f for f in _CERT_FIELDS if old.get(f) and new.get(f) and old.get(f) != new.get(f)]
+        if changed:
+            yield "certificate-changed", f"certificate source changed at {where}: {', '.join(changed)}"
+
+
+def _capture(obj: str, before: Body, after: Body) -> Iterator[tuple[str, str]]:
+    """allow-list-opened and capture-lost, from one iptables chain's change."""
+    chain = str((after or before).get("chain", ""))
+    b_rules = [str(r) for r in _items(before.get("rules"))] if before else []
+    a_rules = [str(r) for r in _items(after.get("rules"))] if after else []
+    workload = obj.split("/", 2)[-1].rsplit(".rules", 1)[0] if "/" in obj else obj
+    if chain == "MESHC_EGRESS":
+        refused = [r for r in b_rules if r.endswith(("-j DROP", "-j REJECT")) or " -j REJECT " in r]
+        if before and (not after or (refused and not any(r in a_rules for r in refused))):
+            yield "allow-list-opened", f"{workload}: the egress allow-list no longer refuses undeclared destinations"
+    gone = [r for r in b_rules if " -j REDIRECT" in r and r not in a_rules]
+    if before and (not after and chain.startswith("MESHC_") and chain.endswith(("REDIRECT", "INBOUND", "OUTPUT"))
+                   or gone):
+        more = f", {len(gone)} redirect rule(s)" if gone else ""
+        yield "capture-lost", f"{workload}: traffic capture removed ({chain}{more})"
+
+
+_FALLBACKS = ("PassthroughCluster", "BlackHoleCluster")
+
+
+def _outbound_policy(before: Body, after: Body) -> Iterator[tuple[str, str]]:
+    """The catch-all of an outbound listener moves between PassthroughCluster and BlackHoleCluster."""
+    def fallbacks(body: Body) -> set[str]:
+        return {str(v) for v in leaves(body).values() if str(v) in _FALLBACKS}
+    old, new = fallbacks(before), fallbacks(after)
+    if before and after and old != new and (old | new) == set(_FALLBACKS):
+        to = "ALLOW_ANY (unknown destinations pass)" if "PassthroughCluster" in new else \
+            "REGISTRY_ONLY (unknown destinations are refused)"
+        yield "outbound-policy-changed", f"outbound traffic policy becomes {to}"
 
 
 def _iptables(obj: str, before: Body, after: Body) -> str:

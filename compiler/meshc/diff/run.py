@@ -17,12 +17,13 @@ Input problems raise `DiffError` (exit 2 in the CLI).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from deepdiff import DeepDiff
 
+from meshc.diff.declared import declaration_changes
 from meshc.diff.filters import apply_ignore, load_ignore, mask_changeset
 from meshc.diff.model import ChangeKind, ChangeSet, EnvChanges, FieldChange, ObjectDiff, ObjectSnapshot
 from meshc.diff.model import Path as DataPath
@@ -69,6 +70,7 @@ def run(request: DiffRequest) -> ChangeSet:
         known = sorted(base.envs.keys() | head.envs.keys())
         raise DiffError(f"unknown environment {missing[0]!r} (on both sides); known: {', '.join(known) or 'none'}")
     changes = compare(base, head)
+    changes = replace(changes, declared=declaration_changes(request.root, base.info, head.info))
     changes = apply_ignore(changes, load_ignore(request.root))
     changes = changes.with_envs(changes.envs, risks=find_risks(changes))
     masks = load_mask_rules(request.root) + base.mask_rules + head.mask_rules
@@ -128,12 +130,16 @@ def diff_env(env: str, base: EnvData | None, head: EnvData | None) -> tuple[EnvC
         before, after = normalise(key[0], b_bodies[key]), normalise(key[0], h_bodies[key])
         found = field_changes(before, after)
         if found:
-            modified.append(ObjectDiff(ObjectId(*key), h.entry(key).source, b.entry(key).source, found, before, after))
+            modified.append(ObjectDiff(ObjectId(*key), h.entry(key).source, b.entry(key).source, found, before, after,
+                                       service=h.entry(key).service or b.entry(key).service,
+                                       refs=references(before) + references(after)))
     removed, added, pairs, notes = pair_renames([_snapshot(b.entry(k), b_bodies[k]) for k in gone],
                                                 [_snapshot(h.entry(k), h_bodies[k]) for k in new])
     renamed = [ObjectDiff(p.new.id, p.new.source, p.old.source,
                           field_changes(p.old.norm, p.new.norm, skip={NAME_PATH}),
-                          p.old.norm, p.new.norm, old=p.old.id, similarity=p.similarity) for p in pairs]
+                          p.old.norm, p.new.norm, old=p.old.id, similarity=p.similarity,
+                          service=p.new.service or p.old.service,
+                          refs=references(p.old.norm) + references(p.new.norm)) for p in pairs]
     production = bool((head and head.production) or (base and base.production))
     source = (head.source if head else "") or (base.source if base else "")
     return EnvChanges(env, production, source, tuple(added), tuple(removed), tuple(modified),
@@ -141,7 +147,24 @@ def diff_env(env: str, base: EnvData | None, head: EnvData | None) -> tuple[EnvC
 
 
 def _snapshot(item: Entry, body: dict[str, Any]) -> ObjectSnapshot:
-    return ObjectSnapshot(item.id, item.source, body, normalise(item.id.kind, body), item.service)
+    norm = normalise(item.id.kind, body)
+    return ObjectSnapshot(item.id, item.source, body, norm, item.service, references(norm))
+
+
+def references(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The hosts and IP addresses an Istio object names (normalised body): what links a derived
+    Envoy cluster or iptables rule to it in the review by cause."""
+    spec = body.get("spec") if isinstance(body, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return ()
+
+    def values(value: Any) -> list[Any]:
+        return list(value.values()) if isinstance(value, Mapping) else list(value) if isinstance(value, list) else []
+
+    out = [str(h) for h in values(spec.get("hosts"))] + [str(a).split("/")[0] for a in values(spec.get("addresses"))]
+    out += [str(e["address"]) for e in values(spec.get("endpoints")) if isinstance(e, Mapping) and "address" in e]
+    out += [str(spec[k]) for k in ("host", "address") if isinstance(spec.get(k), str)]
+    return tuple(sorted(set(out)))
 
 
 def _path_key(path: DataPath) -> tuple[tuple[int, Any], ...]:

@@ -4,8 +4,13 @@ Input: a masked `ChangeSet` and a size budget (`max_bytes`, UTF-8 bytes, default
 comment limit in characters; a byte is never less than a character, so fitting the bytes fits
 the characters). Output: one Markdown string, never longer than the budget.
 Order: the hidden marker ``<!-- meshc-diff -->`` (first line, used to find the comment again),
-a title line, risk flags, an environment x kind table of counts, ignored changes, then one
-``<details>`` per changed object holding a ```` ```diff ```` block (+/- in column 1).
+a title line with counts a reviewer trusts (declaration changes and Istio objects; derived Envoy
+and iptables objects apart), risk flags one row per cause and code (meshc.diff.causes), the
+changes by cause (what each declaration change does, where it was declared, the environments it
+lands in, production first, and its consequences: proxy configuration and iptables one line per
+file or workload group), the environment x kind table (collapsed), ignored changes, then one
+``<details>`` per changed object holding a ```` ```diff ```` block (+/- in column 1), in cause
+order; the objects of risky causes are open.
 Budget: the header sections take what they need (risk flags at most half the budget, ignored
 changes at most an eighth, the rest counted in a line); objects follow, those with a risk flag
 first, then other Istio objects, then Envoy/iptables ones (by environment and report order
@@ -20,8 +25,11 @@ import html
 import re
 from collections.abc import Iterable
 
-from meshc.diff.model import ChangeSet, ObjectDiff, RiskFlag
+from meshc.diff.causes import ISTIO_KINDS as CAUSE_KINDS
+from meshc.diff.causes import Cause, group_causes
+from meshc.diff.model import ChangeSet, RiskFlag
 from meshc.diff.render.plain import SYMBOL, Item, count_rows, object_lines, object_title
+from meshc.diff.risk import ORDER
 from meshc.model.diagnostics import printable
 
 MARKER = "<!-- meshc-diff -->"
@@ -79,27 +87,57 @@ def _take(rows: Iterable[str], budget: int) -> tuple[list[str], int]:
     return out, len(rows) - len(out)
 
 
-def _risks(risks: tuple[RiskFlag, ...], budget: int) -> list[str]:
+def _risks(risks: tuple[RiskFlag, ...], causes: tuple[Cause, ...], budget: int) -> list[str]:
     if not risks:
         return ["**No risk flags.**", ""]
-    head = [f"### :warning: Risk flags ({len(risks)})", "",
-            "| Risk | Env | Object | Declaration | What |", "|---|---|---|---|---|"]
-    rows, left = _take((f"| `{r.code}` | {cell(r.env)} | `{code(r.object)}` | `{code(r.source or '-')}` | "
-                        f"{cell(r.message)} |" for r in risks), budget - sum(map(size, head)) - 200)
-    tail = [f"| … | | | | {left} more risk flag(s) not listed here; {FULL_REPORT} |"] if left else []
+    rows_in = [(code_, cause.title, cause.rank, ", ".join(cause.where[:2]), message, count)
+               for cause in causes for code_, message, count in cause.flags()]
+    placed = {flag for cause in causes for flag in cause.risks}
+    rows_in += [(r.code, f"environment {r.env}", ORDER.index(r.code) if r.code in ORDER else len(ORDER), r.source,
+                 r.message, 1) for r in risks if r not in placed]
+    rows_in.sort(key=lambda r: (r[2], ORDER.index(r[0]) if r[0] in ORDER else len(ORDER), r[1]))
+    head = [f"### :warning: Risk flags ({len(rows_in)})", "",
+            "| Risk | Cause | Declared at | What |", "|---|---|---|---|"]
+    rows, left = _take((f"| `{c}` | {cell(title)} | `{code(where or '-')}` | "
+                        f"{cell(message)}{f' (and {n - 1} more like it)' if n > 1 else ''} |"
+                        for c, title, _, where, message, n in rows_in), budget - sum(map(size, head)) - 200)
+    tail = [f"| … | | | {left} more risk flag(s) not listed here; {FULL_REPORT} |"] if left else []
     return head + rows + tail + [""]
+
+
+def _causes(causes: tuple[Cause, ...], budget: int) -> list[str]:
+    """One entry per declaration change: where, what it does, its consequences in one line each."""
+    if not causes:
+        return []
+    out = [f"### Changes by cause ({len(causes)})", ""]
+    entries = []
+    for cause in causes:
+        flags = " ".join(f"`{c}`" for c, _, _ in cause.flags())
+        where = f"`{span(', '.join(cause.where[:3]))}` " if cause.where else ""
+        lines = [f"- {where}**{inline(cause.title)}**{' ' + flags if flags else ''}"]
+        lines += [f"  - {cell(text)}" for text in cause.summary[:8]]
+        if len(cause.summary) > 8:
+            lines.append(f"  - … and {len(cause.summary) - 8} more change(s) (objects below)")
+        lines += [f"  - proxy: {cell(text)}" for text in cause.proxy[:6]]
+        lines += [f"  - iptables: {cell(text)}" for text in cause.iptables[:6]]
+        entries.append("\n".join(lines))
+    shown, left = _take(entries, budget - 300)
+    out += shown
+    if left:
+        out.append(f"- … {left} more cause(s) not listed here; {FULL_REPORT}")
+    return out + [""]
 
 
 def _counts(cs: ChangeSet) -> list[str]:
     rows = count_rows(cs)
     if not rows:
         return ["No changes.", ""]
-    out = ["### Changes", "", "| Env | Kind | Added | Removed | Changed | Renamed |",
-           "|---|---|--:|--:|--:|--:|"]
+    out = ["<details><summary>Objects per environment and kind</summary>", "",
+           "| Env | Kind | Added | Removed | Changed | Renamed |", "|---|---|--:|--:|--:|--:|"]
     for env, kind, *counts in rows:
         prod = " (production)" if cs.envs[env].production else ""
         out.append(f"| {cell(env)}{prod} | {cell(kind)} | " + " | ".join(str(c) for c in counts) + " |")
-    return out + [""]
+    return out + ["", "</details>", ""]
 
 
 def _ignored(cs: ChangeSet, budget: int) -> list[str]:
@@ -114,42 +152,61 @@ def _ignored(cs: ChangeSet, budget: int) -> list[str]:
     return head + rows + tail + ["", "</details>", ""]
 
 
-def _details(env: str, what: str, item: Item) -> tuple[str, str, int]:
-    """(details block, folded summary line, number of diff lines) of one object."""
+def _details(env: str, what: str, item: Item, risky: bool = False) -> tuple[str, str, int]:
+    """(details block, folded summary line, number of diff lines) of one object; open if risky."""
     lines = object_lines(what, item)
     fence = _fence(lines)
     where = f" · {inline(item.source)}" if item.source else ""
     title = f"<code>{inline(env)}</code> {SYMBOL[what]} {inline(object_title(what, item))}"
-    block = "\n".join([f"<details><summary>{title}{where}</summary>", "", f"{fence}diff", *lines, fence,
-                       "", "</details>", ""])
+    block = "\n".join([f"<details{' open' if risky else ''}><summary>{title}{where}</summary>", "",
+                       f"{fence}diff", *lines, fence, "", "</details>", ""])
     folded = f"- `{span(env)}` {SYMBOL[what]} `{span(object_title(what, item))}` ({len(lines)} diff lines)"
     return block, folded, len(lines)
 
 
-def _by_priority(cs: ChangeSet) -> list[tuple[int, str, str, Item]]:
-    """Objects with a risk flag first, then other Istio objects, then derived ones (Envoy,
-    iptables); by environment and report order within each tier."""
-    flagged = {(r.env, r.object) for r in cs.risks}
+def _by_priority(cs: ChangeSet, causes: tuple[Cause, ...]) -> list[tuple[int, str, str, Item, bool]]:
+    """Istio objects in cause order (the riskiest cause first, production environments first
+    within a cause), then the derived ones (Envoy, iptables) in the same order; whether each
+    belongs to a cause with a risk flag."""
+    production = {name for name, env in cs.envs.items() if env.production}
     rows = []
-    for name, env in sorted(cs.envs.items()):
-        for what, item in env.objects():
-            label = f"{item.old} -> {item.id}" if isinstance(item, ObjectDiff) and item.old else str(item.id)
-            tier = 0 if (name, label) in flagged else 1 if item.id.kind in ISTIO_KINDS else 2
-            rows.append((tier, name, what, item))
+    for rank, cause in enumerate(causes):
+        for tier, items in ((0, cause.objects), (1, cause.derived)):
+            for env, what, item in sorted(items, key=lambda r: r[0] not in production):
+                rows.append((tier * len(causes) + rank, env, what, item, bool(cause.risks)))
     return sorted(rows, key=lambda r: r[0])
 
 
+def headline(cs: ChangeSet, causes: tuple[Cause, ...]) -> str:
+    """Counts a reviewer trusts: declaration changes, Istio objects, derived objects apart."""
+    istio: dict[str, int] = {"added": 0, "removed": 0, "modified": 0, "renamed": 0}
+    derived = 0
+    for env in cs.envs.values():
+        for what, item in env.objects():
+            if item.id.kind in CAUSE_KINDS:
+                istio[what] += 1
+            else:
+                derived += 1
+    declared = sum(1 for c in causes if c.objects)
+    parts = [f"{declared} declaration change(s)",
+             f"{sum(istio.values())} Istio object(s) (" + ", ".join(f"{n} {k}" for k, n in istio.items()) + ")",
+             f"{derived} derived Envoy/iptables object(s)", f"{len(cs.ignored)} ignored"]
+    return " · ".join(parts)
+
+
 def render_markdown(cs: ChangeSet, max_bytes: int = DEFAULT_BUDGET) -> str:
+    causes = group_causes(cs)
     title = (f"## meshc diff\n\nbase `{span(cs.base.label)}` → head `{span(cs.head.label)}` · "
-             + ", ".join(f"{n} {k}" for k, n in cs.counts().items()) + f" · {len(cs.ignored)} ignored\n")
+             + headline(cs, causes) + "\n")
     parts = [MARKER, title]
-    parts += _risks(cs.risks, max_bytes // 2)
+    parts += _risks(cs.risks, causes, max_bytes // 2)
+    parts += _causes(causes, max_bytes // 4)
     parts += _counts(cs)
     parts += _ignored(cs, max_bytes // 8)
     notes, _ = _take((f"> note: {cell(n)}" for n in cs.notes), 2_000)
     parts += notes + ([""] if notes else [])
     text = "\n".join(parts)
-    blocks = [_details(name, what, item) for _, name, what, item in _by_priority(cs)]
+    blocks = [_details(name, what, item, risky) for _, name, what, item, risky in _by_priority(cs, causes)]
     budget = max_bytes - size(text) - _RESERVE
     shown, folded = [], []
     for block, line, count in blocks:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 import orjson
 
+from meshc.diff.causes import DERIVED, Cause, group_causes
 from meshc.diff.model import ChangeSet, FieldChange, ItemKey, Masked, ObjectDiff, ObjectSnapshot, SideInfo
 from meshc.files.yamlout import dump
 
@@ -91,6 +92,7 @@ def render_text(cs: ChangeSet, color: bool = False) -> str:
         out.append(style(f"Risk flags ({len(cs.risks)}):", bold=True, fg="red"))
         out += [style(f"  ! {r.code}  {r.env}  {r.object}: {r.message}", fg="red") +
                 (f"  [{r.source}]" if r.source else "") for r in cs.risks]
+    out += list(_text_causes(cs))
     out += list(_text_counts(cs))
     out += list(_text_ignored(cs))
     for name, env in sorted(cs.envs.items()):
@@ -108,6 +110,28 @@ def render_text(cs: ChangeSet, color: bool = False) -> str:
 def _colour_line(line: str, style: Callable[..., str]) -> str:
     colour = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1])
     return "    " + (style(line, fg=colour) if colour else line)
+
+
+def _text_causes(cs: ChangeSet) -> Iterator[str]:
+    causes = group_causes(cs)
+    if causes:
+        yield f"Changes by cause ({len(causes)}):"
+    for cause in causes:
+        flags = "".join(f" [{c}]" for c, _, _ in cause.flags())
+        yield f"  * {cause.title}{flags}" + (f"  at {', '.join(cause.where)}" if cause.where else "")
+        yield from (f"   - {line}" for line in cause.summary)
+        yield from (f"   - proxy: {line}" for line in cause.proxy)
+        yield from (f"   - iptables: {line}" for line in cause.iptables)
+
+
+def _cause_json(cause: Cause) -> dict[str, Any]:
+    return {"service": cause.service if cause.service != DERIVED else None, "environments": list(cause.envs),
+            "declaredAt": list(cause.where), "summary": list(cause.summary),
+            "risks": [{"code": c, "message": m, "count": n} for c, m, n in cause.flags()],
+            "objects": [{"env": env, "change": what, "kind": item.id.kind, "namespace": item.id.namespace,
+                         "name": item.id.name} for env, what, item in cause.objects],
+            "proxy": list(cause.proxy), "iptables": list(cause.iptables),
+            "derivedObjects": len(cause.derived)}
 
 
 def _text_counts(cs: ChangeSet) -> Iterator[str]:
@@ -146,6 +170,7 @@ def _item_json(what: str, item: Item) -> dict[str, Any]:
 
 
 def to_json(cs: ChangeSet) -> dict[str, Any]:
+    causes = group_causes(cs)
     envs = []
     for name, env in sorted(cs.envs.items()):
         entry: dict[str, Any] = {"name": name, "production": env.production, "changed": not env.empty}
@@ -154,7 +179,11 @@ def to_json(cs: ChangeSet) -> dict[str, Any]:
         envs.append(entry)
     return {
         "schema": SCHEMA, "base": _side_json(cs.base), "head": _side_json(cs.head),
-        "summary": {**cs.counts(), "risks": len(cs.risks), "ignored": len(cs.ignored), "changed": not cs.empty},
+        "summary": {**cs.counts(), "risks": len(cs.risks), "ignored": len(cs.ignored), "changed": not cs.empty,
+                    "declarationChanges": sum(1 for c in causes if c.objects),
+                    "istioObjects": sum(len(c.objects) for c in causes),
+                    "derivedObjects": sum(len(c.derived) for c in causes)},
+        "causes": [_cause_json(c) for c in causes],
         "risks": [{"code": r.code, "env": r.env, "object": r.object, "message": r.message,
                    "source": r.source or None} for r in cs.risks],
         "environments": envs,

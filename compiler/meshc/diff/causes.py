@@ -1,0 +1,333 @@
+"""The review by cause: a `ChangeSet` regrouped by the declaration change that produced it.
+
+Input: a masked `ChangeSet` (risk flags already computed). Output: `Cause`s, most severe first.
+A cause is one service's change, the same in every environment it lands in: its Istio objects'
+changes are compared across environments by kind, name and field changes (namespaces aside), so
+a base change that lands in three environments is one cause listing the three. Each cause says
+what changed in words (`summary`), where it was declared (`where`: the declaration file:line of
+its objects; the head side's, the base side's for what was removed), and its consequences:
+the Istio objects (field-level diffs), the Envoy configuration (one line per environment and
+file: clusters added, removed, changed) and the iptables rules (one line per VM workload, the
+allow-list or capture change in words). Derived changes (Envoy, iptables) are attributed to the
+cause whose hosts or addresses they name; the rest form the cause "derived only" (e.g. an
+env.yaml setting). Invariants: every changed object of the change set is in exactly one cause;
+the order is deterministic; nothing is recomputed from rendered text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshc.diff.model import ChangeSet, ItemKey, ObjectDiff, ObjectSnapshot, RiskFlag, format_path
+from meshc.diff.risk import ORDER
+
+Item = ObjectSnapshot | ObjectDiff
+ISTIO_KINDS = ("ServiceEntry", "WorkloadEntry", "DestinationRule")
+DERIVED = "(derived only)"
+_IP = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?:/\d+)?(?![\d.])")
+
+
+@dataclass(frozen=True)
+class Cause:
+    service: str  # the service, or DERIVED
+    envs: tuple[str, ...]  # production first
+    summary: tuple[str, ...]  # what the declaration change does, in words
+    where: tuple[str, ...]  # declaration positions (file:line:col)
+    objects: tuple[tuple[str, str, Item], ...]  # (env, what, item): Istio objects
+    proxy: tuple[str, ...]  # one line per environment and Envoy file
+    iptables: tuple[str, ...]  # one line per VM workload
+    derived: tuple[tuple[str, str, Item], ...] = ()  # (env, what, item): Envoy / iptables objects
+    risks: tuple[RiskFlag, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        return min((ORDER.index(r.code) for r in self.risks if r.code in ORDER), default=len(ORDER))
+
+    def flags(self) -> list[tuple[str, str, int]]:
+        """The cause's risk flags, one per code (most severe first): (code, first message, count)."""
+        seen: dict[str, list[RiskFlag]] = {}
+        for flag in sorted(self.risks, key=lambda r: (ORDER.index(r.code) if r.code in ORDER else len(ORDER),
+                                                      r.env, r.object)):
+            seen.setdefault(flag.code, []).append(flag)
+        return [(code, flags[0].message, len(flags)) for code, flags in seen.items()]
+
+    @property
+    def title(self) -> str:
+        return f"{self.service} ({', '.join(self.envs)})" if self.service != DERIVED else \
+            f"derived configuration ({', '.join(self.envs)})"
+
+
+@dataclass
+class _Acc:
+    service: str
+    envs: list[str] = field(default_factory=list)
+    objects: list[tuple[str, str, Item]] = field(default_factory=list)
+    derived: list[tuple[str, str, Item]] = field(default_factory=list)
+    hosts: set[str] = field(default_factory=set)
+    addresses: set[str] = field(default_factory=set)
+
+
+def _label(item: Item) -> str:
+    return f"{item.old} -> {item.id}" if isinstance(item, ObjectDiff) and item.old else str(item.id)
+
+
+def _signature(what: str, item: Item) -> tuple[Any, ...]:
+    """What makes two environments' changes of one object the same change (namespaces aside)."""
+    if isinstance(item, ObjectSnapshot):
+        return (item.id.kind, item.id.name, what)
+    changes = tuple((format_path(c.path), c.kind, repr(c.before), repr(c.after)) for c in item.changes
+                    if c.path[:2] != ("metadata", "namespace"))
+    return (item.id.kind, item.id.name, what, item.old.name if item.old else "", changes)
+
+
+def _body(item: Item) -> Mapping[str, Any]:
+    if isinstance(item, ObjectSnapshot):
+        return item.body
+    return item.after or item.before
+
+
+def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = body.get("spec") if isinstance(body, Mapping) else None
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def _values(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return list(value.values())
+    return list(value) if isinstance(value, list) else []
+
+
+def _names(item: Item) -> tuple[set[str], set[str]]:
+    """Hosts and IP addresses an Istio object names (on either side)."""
+    ips = {r for r in item.refs if _IP.fullmatch(r)}
+    return set(item.refs) - ips, ips
+
+
+def _service_of(item: Item) -> str:
+    service = getattr(item, "service", "")
+    return str(service or item.id.name)
+
+
+def group_causes(cs: ChangeSet) -> tuple[Cause, ...]:
+    accs: dict[tuple[Any, ...], _Acc] = {}
+    per_env: dict[str, dict[str, tuple[Any, ...]]] = {}  # env -> service -> its cause key there
+    leftovers: list[tuple[str, str, Item]] = []
+    for env_name, env in cs.envs.items():
+        sigs: dict[str, list[tuple[Any, ...]]] = {}
+        istio: dict[str, list[tuple[str, Item]]] = {}
+        for what, item in env.objects():
+            if item.id.kind in ISTIO_KINDS:
+                service = _service_of(item)
+                istio.setdefault(service, []).append((what, item))
+                sigs.setdefault(service, []).append(_signature(what, item))
+            else:
+                leftovers.append((env_name, what, item))
+        for service, items in istio.items():
+            key = (service, tuple(sorted(sigs[service], key=repr)))
+            acc = accs.setdefault(key, _Acc(service))
+            acc.envs.append(env_name)
+            for what, item in items:
+                acc.objects.append((env_name, what, item))
+                hosts, addresses = _names(item)
+                acc.hosts |= hosts
+                acc.addresses |= addresses
+            per_env.setdefault(env_name, {})[service] = key
+    derived_acc = _Acc(DERIVED)
+    for env_name, what, item in leftovers:
+        owner = _owner(env_name, item, per_env.get(env_name, {}), accs)
+        target = accs[owner] if owner is not None else derived_acc
+        target.derived.append((env_name, what, item))
+        if owner is None and env_name not in target.envs:
+            target.envs.append(env_name)
+    production = {name for name, env in cs.envs.items() if env.production}
+    causes = [_cause(acc, cs.risks, production, cs.declared) for acc in accs.values()]
+    if derived_acc.derived:
+        causes.append(_cause(derived_acc, cs.risks, production, cs.declared))
+    return tuple(sorted(causes, key=lambda c: (c.rank, c.service == DERIVED, not (set(c.envs) & production),
+                                               c.service, c.envs)))
+
+
+def _text(item: Item) -> str:
+    """The changed values of a derived object, as text to look for hosts and addresses in."""
+    if isinstance(item, ObjectSnapshot):
+        return repr(item.body)
+    return repr([(c.before, c.after) for c in item.changes])
+
+
+def _owner(env: str, item: Item, services: Mapping[str, tuple[Any, ...]],
+           accs: Mapping[tuple[Any, ...], _Acc]) -> tuple[Any, ...] | None:
+    """The cause (in this environment) whose hosts or addresses a derived object names: an Envoy
+    cluster by its host, else any derived object by the addresses or hosts in what changed."""
+    if item.id.kind == "EnvoyCluster":
+        host = item.id.name.split("|")[-1]
+        for key in services.values():
+            if host in accs[key].hosts:
+                return key
+    if item.id.kind == "IptablesChain":  # iptables/<service>-<endpoint>.rules: that VM's own rules
+        workload = item.id.namespace.removeprefix("iptables/").removesuffix(".rules")
+        mine = [(s, key) for s, key in services.items() if workload.startswith(f"{s}-")]
+        if mine and isinstance(item, ObjectSnapshot):  # added or removed with its VM
+            return max(mine, key=lambda pair: len(pair[0]))[1]
+    text = " ".join(_rule_texts(item)) if item.id.kind == "IptablesChain" else _text(item)
+    mentioned = set(_IP.findall(text))
+    for key in services.values():
+        if mentioned & accs[key].addresses or any(h in text for h in accs[key].hosts):
+            return key
+    return None
+
+
+def _rule_changes(item: Item) -> tuple[list[str], list[str]]:
+    """(rules added, rules removed) of an iptables chain, from its field changes."""
+    if isinstance(item, ObjectSnapshot):
+        rules = [str(r) for r in _values(item.body.get("rules"))]
+        return (rules, []) if item.id.kind else ([], rules)
+    plus: list[str] = []
+    minus: list[str] = []
+    for change in item.changes:
+        if change.path[:1] != ("rules",):
+            continue
+        if change.kind != "removed":
+            plus.extend(str(r) for r in (_values(change.after) if len(change.path) == 1 else [change.after]))
+        if change.kind != "added":
+            minus.extend(str(r) for r in (_values(change.before) if len(change.path) == 1 else [change.before]))
+    return [r for r in plus if r not in minus], [r for r in minus if r not in plus]
+
+
+def _rule_texts(item: Item) -> list[str]:
+    plus, minus = _rule_changes(item)
+    return plus + minus
+
+
+def _cause(acc: _Acc, risks: Iterable[RiskFlag], production: set[str],
+           declared: Mapping[str, tuple[str, ...]]) -> Cause:
+    envs = tuple(sorted(set(acc.envs), key=lambda e: (e not in production, e)))
+    labels = {(env, _label(item)) for env, _, item in [*acc.objects, *acc.derived]}
+    mine = tuple(r for r in risks if (r.env, r.object) in labels)
+    summary = _summary(acc.objects) if acc.objects else ("changes derived configuration only "
+                                                          "(an env.yaml setting or the proxy layout)",)
+    where = list(declared.get(acc.service, ())) or sorted({item.source for _, _, item in acc.objects
+                                                           if item.source})
+    return Cause(acc.service, envs, summary, tuple(where), tuple(acc.objects), _proxy_lines(acc.derived),
+                 _iptables_lines(acc.derived), tuple(acc.derived), mine)
+
+
+def _summary(objects: list[tuple[str, str, Item]]) -> tuple[str, ...]:
+    """What the change does, from the first environment's Istio objects (the same in each)."""
+    first = objects[0][0]
+    out: list[str] = []
+    for env, what, item in objects:
+        if env != first:
+            continue
+        kind, name = item.id.kind, item.id.name
+        if what == "added":
+            out.append(_added(kind, name, item))
+        elif what == "removed":
+            out.append(f"removes {kind} {name}")
+        elif what == "renamed" and isinstance(item, ObjectDiff) and item.old is not None:
+            out.append(f"renames {kind} {item.old.name} to {name}")
+        if isinstance(item, ObjectDiff):
+            out.extend(_field_words(kind, name, item))
+    return tuple(dict.fromkeys(out))
+
+
+def _added(kind: str, name: str, item: Item) -> str:
+    spec = _spec(_body(item))
+    if kind == "ServiceEntry":
+        where = "external" if spec.get("location", "MESH_EXTERNAL") == "MESH_EXTERNAL" else "internal"
+        return f"adds {where} service {name}: {', '.join(str(h) for h in _values(spec.get('hosts')))}"
+    if kind == "WorkloadEntry":
+        return f"adds workload {name} ({spec.get('address', '?')})"
+    return f"adds {kind} {name}"
+
+
+def _field_words(kind: str, name: str, item: ObjectDiff) -> list[str]:
+    out: list[str] = []
+    for change in item.changes:
+        path = change.path
+        key = path[-1] if path else ""
+        if isinstance(key, ItemKey) and str(key).startswith("address="):
+            verb = {"added": "adds", "removed": "removes"}.get(change.kind, "changes")
+            out.append(f"{verb} endpoint {str(key).removeprefix('address=')} of {name}")
+        elif path[-2:-1] == ("hosts",) or (isinstance(key, ItemKey) and path[-2:-1] == ("hosts",)):
+            out.append(f"{'adds' if change.kind == 'added' else 'removes'} host {change.after or change.before}")
+        elif kind == "WorkloadEntry" and path == ("spec", "address"):
+            out.append(f"moves workload {name} from {change.before} to {change.after}")
+        elif change.kind == "changed":
+            out.append(f"changes {kind} {name} {format_path(path)}: {change.before} -> {change.after}")
+        else:
+            out.append(f"{'sets' if change.kind == 'added' else 'removes'} {kind} {name} {format_path(path)}")
+    return out
+
+
+def _proxy_lines(derived: list[tuple[str, str, Item]]) -> tuple[str, ...]:
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for env, what, item in derived:
+        if item.id.kind in ("EnvoyCluster", "EnvoyListener"):
+            kind = "cluster" if item.id.kind == "EnvoyCluster" else "listener"
+            bucket = counts.setdefault((env, item.id.namespace), {})
+            word = {"added": "added", "removed": "removed"}.get(what, "changed")
+            bucket[f"{kind}s {word}"] = bucket.get(f"{kind}s {word}", 0) + 1
+    same: dict[tuple[str, str], list[str]] = {}
+    for (env, file), c in sorted(counts.items()):
+        same.setdefault((env, ", ".join(f"{n} {k}" for k, n in sorted(c.items()))), []).append(file)
+    return tuple(f"{env}: {_files(files)}: {words}" for (env, words), files in same.items())
+
+
+def _files(files: list[str]) -> str:
+    names = [f.removeprefix("envoy/") for f in files]
+    if len(names) == 1:
+        return names[0]
+    views = [n for n in names if n.startswith("views/")]
+    rest = [n for n in names if not n.startswith("views/")]
+    return ", ".join(rest + ([f"{len(views)} workload views"] if views else [])) + " (each)"
+
+
+def _iptables_lines(derived: list[tuple[str, str, Item]]) -> tuple[str, ...]:
+    lines: dict[tuple[str, str], list[str]] = {}
+    whole: dict[tuple[str, str], set[str]] = {}
+    for env, what, item in derived:
+        if item.id.kind != "IptablesChain":
+            continue
+        workload = item.id.namespace.removeprefix("iptables/").removesuffix(".rules")
+        words = lines.setdefault((env, workload), [])
+        words.extend(_chain_words(what, item))
+        whole.setdefault((env, workload), set()).add(what)
+    for key, kinds in whole.items():  # every chain of the file added or removed: say it once
+        if kinds == {"removed"}:
+            lines[key] = ["all its capture rules removed (no longer a mesh VM here)"]
+        elif kinds == {"added"}:
+            lines[key] = ["capture rules installed (a new mesh VM)"]
+    same: dict[tuple[str, str], list[str]] = {}
+    for (env, workload), words in sorted(lines.items()):
+        same.setdefault((env, "; ".join(dict.fromkeys(words))), []).append(workload)
+    return tuple(f"{env}: {_workloads(workloads)}: {words}" for (env, words), workloads in same.items())
+
+
+def _workloads(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"workload {names[0]}"
+    shown = ", ".join(names[:4]) + (f", and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"{len(names)} workloads ({shown})"
+
+
+def _chain_words(what: str, item: Item) -> list[str]:
+    chain = item.id.name.split("/")[-1]
+    if what in ("added", "removed"):
+        verb = "starts" if what == "added" else "stops"
+        return [f"{verb} {'the egress allow-list' if chain == 'MESHC_EGRESS' else 'capture chain ' + chain}"]
+    plus, minus = _rule_changes(item)
+    out = [_rule_words(rule, "allows" if chain == "MESHC_EGRESS" else "adds") for rule in plus]
+    out += [_rule_words(rule, "no longer allows" if chain == "MESHC_EGRESS" else "drops") for rule in minus]
+    return out or [f"reorders {chain}"]
+
+
+def _rule_words(rule: str, verb: str) -> str:
+    dst = re.search(r"--ctorigdst (\S+) --ctorigdstport (\d+)", rule) or re.search(r"-d (\S+) .*--dport (\d+)", rule)
+    if dst:
+        return f"{verb} {dst.group(1).removesuffix('/32')}:{dst.group(2)}"
+    if "REDIRECT" in rule:
+        return f"{'captures' if verb in ('adds', 'allows') else 'stops capturing'}: {rule.split(' ', 2)[-1]}"
+    return f"{verb} rule {rule.split(' ', 2)[-1]}"

@@ -1,0 +1,120 @@
+"""The review by cause (meshc.diff.causes) and the risk flags that matter (meshc.diff.risk).
+
+Each test makes a pull request's worth of change on a git copy of the example estate (helpers of
+tests/test_diff.py) and reads the change set, the causes and the rendered comment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from meshc.diff.causes import DERIVED, group_causes
+from meshc.diff.render.markdown import render_markdown
+from meshc.diff.render.plain import render_json
+
+from .test_diff import GEO_IP, append, commit, diff, edit, estate  # noqa: F401 - `estate` is a fixture
+
+__all__ = ["estate"]
+
+
+def _pr(root: Path) -> None:
+    """The pull request of the issue: one prod endpoint removed, one TLS setting weakened, one
+    SaaS host added."""
+    edit(root, "environments/prod/services.yaml",
+         "    endpoints:\n      - address: 10.21.1.10\n        name: pg-3\n        labels: {role: replica}\n"
+         "        locality: {region: eu-central1, zone: eu-central1-a}\n        weight: 1\n"
+         "        network: net-eu-central1\n        serviceAccount: orders-db\n", "")
+    edit(root, "environments/base/saas.yaml", "            subjectAltNames: [api.stripe.com]\n", "")
+    append(root, "environments/base/saas.yaml", GEO_IP)
+    commit(root, "one endpoint, one TLS setting, one host")
+
+
+def test_one_entry_per_declaration_change_with_its_flags_and_position(estate: Path) -> None:
+    _pr(estate)
+    changes = diff(estate, "HEAD~1", "HEAD")
+    causes = {c.service: c for c in group_causes(changes)}
+    assert set(causes) >= {"orders-db", "payments-stripe", "geo-ip"}
+    geo = causes["geo-ip"]
+    assert geo.envs == ("prod", "dev", "staging")  # a base change: one cause, three environments
+    assert geo.where == ("environments/base/saas.yaml:43",)  # one line above: the SAN line is gone
+    assert [c for c, _, _ in geo.flags()] == ["new-external-host"]
+    stripe = causes["payments-stripe"]
+    assert [c for c, _, _ in stripe.flags()] == ["verification-weakened"]
+    assert stripe.where == ("environments/base/saas.yaml:32 (removed)",)
+    orders = causes["orders-db"]
+    assert orders.envs == ("prod",) and orders.where[0].startswith("environments/prod/services.yaml:")
+    assert "endpoint-removed" in [c for c, _, _ in orders.flags()]
+    assert any("no longer allows 10.21.1.10:5432" in line for line in orders.iptables)
+    assert any(line.startswith("prod: workload orders-db-pg-3: all its capture rules removed") for line in orders.iptables)
+    assert len(orders.iptables) == 2  # the workloads with the same change share one line
+    assert DERIVED not in causes or not causes[DERIVED].objects
+
+
+def test_the_comment_counts_causes_and_opens_with_what_matters(estate: Path) -> None:
+    _pr(estate)
+    md = render_markdown(diff(estate, "HEAD~1", "HEAD"))
+    header = md.split("### :warning:")[0]
+    assert "3 declaration change(s)" in header and "derived Envoy/iptables object(s)" in header
+    flags = md.split("### Changes by cause")[0]
+    for code in ("verification-weakened", "new-external-host", "endpoint-removed", "production-touched"):
+        assert f"`{code}`" in flags
+    assert flags.count("`iptables-changed`") <= 1  # one row per cause, not one per chain
+    by_cause = md.split("### Changes by cause")[1].split("<details><summary>Objects per environment")[0]
+    assert by_cause.index("payments-stripe") < by_cause.index("geo-ip")  # riskiest first
+    assert "<details open><summary><code>prod</code>" in md  # risky objects open, production first
+
+
+def test_json_carries_the_causes(estate: Path) -> None:
+    _pr(estate)
+    data = orjson.loads(render_json(diff(estate, "HEAD~1", "HEAD")))
+    assert data["summary"]["declarationChanges"] == 3
+    services = [c["service"] for c in data["causes"]]
+    assert services[0] == "payments-stripe" and "geo-ip" in services
+
+
+def _flags(root: Path) -> dict[str, list[str]]:
+    commit(root, "change")
+    out: dict[str, list[str]] = {}
+    for flag in diff(root, "HEAD~1", "HEAD").risks:
+        out.setdefault(flag.code, []).append(flag.message)
+    return out
+
+
+def test_sni_and_ca_removed_and_certificate_source_changed(estate: Path) -> None:
+    edit(estate, "environments/base/saas.yaml", "            sni: api.stripe.com\n", "")
+    assert "sni removed" in " ".join(_flags(estate)["verification-weakened"])
+    edit(estate, "environments/prod/services.yaml", "credentialName: fraud-scoring-client",
+         "credentialName: fraud-scoring-client-v2")
+    flags = _flags(estate)
+    assert flags["certificate-changed"] == ["certificate source changed at spec.trafficPolicy.tls: credentialName"]
+    assert "tls-weakened" not in flags
+
+
+def test_subject_alt_names_widened(estate: Path) -> None:
+    edit(estate, "environments/base/saas.yaml", "subjectAltNames: [api.stripe.com]",
+         "subjectAltNames: [api.stripe.com, '*.stripe.com']")
+    assert "now also accepts *.stripe.com" in " ".join(_flags(estate)["verification-weakened"])
+
+
+def test_allow_list_opened_and_outbound_policy_changed(estate: Path) -> None:
+    edit(estate, "environments/prod/env.yaml", "  egressAllowList: true\n", "  egressAllowList: false\n")
+    flags = _flags(estate)
+    assert len(flags["allow-list-opened"]) == 7  # every prod VM workload
+    edit(estate, "environments/dev/env.yaml", "  locality:", "  outboundTrafficPolicy: REGISTRY_ONLY\n  locality:")
+    flags = _flags(estate)
+    assert any("REGISTRY_ONLY" in m for m in flags["outbound-policy-changed"])
+
+
+def test_a_workload_losing_capture(estate: Path) -> None:
+    edit(estate, "environments/base/vms.yaml", "        weight: 1\n        serviceAccount: orders-db\n",
+         "        weight: 1\n")
+    assert any("orders-db-pg-2" in m for m in _flags(estate)["capture-lost"])
+
+
+def test_a_host_moving_from_internal_to_external(estate: Path) -> None:
+    edit(estate, "environments/base/vms.yaml",
+         "    location: internal\n    resolution: static\n    endpointsAs: workloadEntries",
+         "    location: external\n    resolution: static\n    endpointsAs: inline")
+    assert "became-external" in _flags(estate)
