@@ -47,7 +47,8 @@ def test_one_entry_per_declaration_change_with_its_flags_and_position(estate: Pa
     assert orders.envs == ("prod",) and orders.where[0].startswith("environments/prod/services.yaml:")
     assert "endpoint-removed" in [c for c, _, _ in orders.flags()]
     assert any("no longer allows 10.21.1.10:5432" in line for line in orders.iptables)
-    assert any(line.startswith("prod: workload orders-db-pg-3: all its capture rules removed") for line in orders.iptables)
+    removed = "prod: workload orders-db-pg-3: all its capture rules removed"
+    assert any(line.startswith(removed) for line in orders.iptables)
     assert len(orders.iptables) == 2  # the workloads with the same change share one line
     assert DERIVED not in causes or not causes[DERIVED].objects
 
