@@ -129,29 +129,44 @@ def test_each_proxy_gets_exactly_its_own_static_configuration() -> None:
 
 
 def test_only_what_differs_is_repeated_per_proxy() -> None:
-    """Locality failover (outlier detection) differs per locality: db's cluster is each proxy's own;
-    the credentialName cluster differs for the selected group; everything else is written once."""
+    """Locality failover (outlier detection) differs per locality: db's cluster differs for the
+    VM in z2; the credentialName cluster differs for the selected group. Each name is shared in
+    the version most proxy files have (here, a tie: the egress proxy's) and repeated only by the
+    files whose version differs (a static cluster shadows the shared one of its name)."""
     env = _estate(_vm("billing", "billing", "z2"), VENDOR, DB)
     files = _files(env)
     shared = {r["name"] for r in files[ENVOY_CLUSTERS]["resources"]}
-    assert "outbound|8080||billing.internal.example.com" in shared
-    assert not shared & {"outbound|5432||db.internal.example.com", "outbound|80||api.vendor.example.com"}
-    for rel in (ENVOY_BOOTSTRAP, "envoy/workloads/billing-a.json"):
-        own = _clusters(_own(files, rel))
-        assert "outbound|5432||db.internal.example.com" in own
-        assert "outbound|8080||billing.internal.example.com" not in own
-    egress_db = _clusters(files[ENVOY_BOOTSTRAP])["outbound|5432||db.internal.example.com"]
-    vm_db = _clusters(_own(files, "envoy/workloads/billing-a.json"))["outbound|5432||db.internal.example.com"]
+    assert {"outbound|8080||billing.internal.example.com", "outbound|5432||db.internal.example.com",
+            "outbound|80||api.vendor.example.com"} <= shared
+    assert "outbound|5432||db.internal.example.com" not in _clusters(files[ENVOY_BOOTSTRAP])
+    view = _clusters(_own(files, "envoy/workloads/billing-a.json"))
+    assert {"outbound|5432||db.internal.example.com", "outbound|80||api.vendor.example.com"} <= set(view)
+    assert "outbound|8080||billing.internal.example.com" not in view
+    egress_db = _clusters(_whole(files, ENVOY_BOOTSTRAP))["outbound|5432||db.internal.example.com"]
+    vm_db = _clusters(_whole(files, "envoy/workloads/billing-a.json"))["outbound|5432||db.internal.example.com"]
     first = {e["locality"]["zone"]: e["priority"] for e in egress_db["load_assignment"]["endpoints"]}
     second = {e["locality"]["zone"]: e["priority"] for e in vm_db["load_assignment"]["endpoints"]}
     assert first == {"z1": 0, "z2": 1} and second == {"z1": 1, "z2": 0}  # each prefers its own zone
+
+
+def test_the_version_most_proxies_have_is_the_shared_one() -> None:
+    """VM groups in two subzones of z2 (two views, one db version), the egress proxy in z1: z2's
+    db cluster is shared, the egress bootstrap carries its own."""
+    vms = "".join(_vm(f"vm{g}", f"app{g}", f"z2, subzone: s{g}", address=f"10.1.0.{g + 1}") for g in range(2))
+    env = _estate(vms, DB)
+    files = _files(env)
+    shared = {r["name"]: r for r in files[ENVOY_CLUSTERS]["resources"]}
+    zones = {e["locality"]["zone"]: e["priority"]
+             for e in shared["outbound|5432||db.internal.example.com"]["load_assignment"]["endpoints"]}
+    assert zones == {"z1": 1, "z2": 0}
+    assert "outbound|5432||db.internal.example.com" in _clusters(files[ENVOY_BOOTSTRAP])
 
 
 def test_credential_name_is_served_to_the_selected_workloads_over_ads() -> None:
     env = _estate(_vm("billing", "billing", "z2"), _vm("other", "other", "z1", address="10.1.0.3"), VENDOR)
     files = _files(env)
     selected = _own(files, "envoy/workloads/billing-a.json")
-    cluster = _clusters(selected)["outbound|80||api.vendor.example.com"]
+    cluster = _clusters(_whole(files, "envoy/workloads/billing-a.json"))["outbound|80||api.vendor.example.com"]
     common = cluster["transport_socket"]["typed_config"]["common_tls_context"]
     ads = {"ads": {}, "resource_api_version": "V3"}
     assert common["tls_certificate_sds_secret_configs"] == [{"name": "kubernetes://vendor-client", "sds_config": ads}]
@@ -162,7 +177,7 @@ def test_credential_name_is_served_to_the_selected_workloads_over_ads() -> None:
     assert _clusters(selected)["xds-grpc"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"] == {
         "address": {"pipe": {"path": "./etc/istio/proxy/XDS"}}}
     for rel in (ENVOY_BOOTSTRAP, "envoy/workloads/other-a.json"):  # not selected: the DR does not apply
-        plain = _clusters(_own(files, rel))["outbound|80||api.vendor.example.com"]
+        plain = _clusters(_whole(files, rel))["outbound|80||api.vendor.example.com"]
         assert "transport_socket" not in plain and "ads_config" not in _own(files, rel)["dynamic_resources"]
         assert "xds-grpc" not in _clusters(_own(files, rel))
     assert validate_bootstrap(_whole(files, "envoy/workloads/billing-a.json")) == []
@@ -246,11 +261,12 @@ def test_the_example_estate_gives_checkout_vms_the_fraud_scoring_certificate() -
     assert result.ok
     env = result.envs["prod"]
     files = _files(env)
-    batch = _clusters(_own(files, "envoy/workloads/checkout-batch-batch-1.json"))[
+    batch = _clusters(_whole(files, "envoy/workloads/checkout-batch-batch-1.json"))[
         "outbound|80||api.fraudscore.example.net"]
     names = orjson.dumps(batch).decode()
     assert "kubernetes://fraud-scoring-client" in names
-    assert "transport_socket" not in _clusters(files[ENVOY_BOOTSTRAP])["outbound|80||api.fraudscore.example.net"]
+    egress = _clusters(_whole(files, ENVOY_BOOTSTRAP))
+    assert "transport_socket" not in egress["outbound|80||api.fraudscore.example.net"]
 
 
 @pytest.mark.parametrize("groups", [1, 8])

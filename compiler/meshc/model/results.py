@@ -45,12 +45,17 @@ class EnvoyConfig:
 
 
 def whole_bootstrap(clusters: dict[str, Any], listeners: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-    """One static Bootstrap from shared CDS and LDS files and a proxy's bootstrap."""
+    """One static Bootstrap from shared CDS and LDS files and a proxy's bootstrap: what that
+    proxy runs."""
     static = own.get("static_resources") or {}
 
     def merged(shared: dict[str, Any], key: str) -> list[dict[str, Any]]:
-        items = [{k: v for k, v in r.items() if k != "@type"} for r in shared.get("resources") or []]
-        return sorted([*items, *(static.get(key) or [])], key=lambda item: str(item.get("name", "")))
+        """The shared resources, each replaced by a static one of the same name (Envoy keeps a
+        static cluster or listener and skips the CDS/LDS one), in name order."""
+        items = {str(r.get("name", "")): {k: v for k, v in r.items() if k != "@type"}
+                 for r in shared.get("resources") or []}
+        items.update((str(item.get("name", "")), item) for item in static.get(key) or [])
+        return [items[name] for name in sorted(items)]
 
     out: dict[str, Any] = {"static_resources": {"listeners": merged(listeners, "listeners"),
                                                 "clusters": merged(clusters, "clusters")}}

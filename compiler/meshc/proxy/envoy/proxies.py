@@ -201,14 +201,51 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
         views.setdefault(view_key(group), group)
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
                               g.settings, memo, used) for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
-    varying = set().union(*(set(v.clusters) | v.removed for v in variants.values()))
-    varying_listeners = set().union(*(set(v.listeners) | v.listeners_removed for v in variants.values()))
-
     full = with_specials(base.clusters, settings)
     listeners = base.listeners
     specials = {c.name for c in full} - set(base.clusters)
-    shared = [c for c in full if c.name not in varying and c.name not in specials]
-    shared_listeners = [b for b in listeners if b.name not in varying_listeners]
+
+    # Each proxy's version of every cluster and listener that differs somewhere; the version most
+    # proxy files share goes to the shared file (a static resource of the same name shadows it:
+    # Envoy does not let CDS/LDS replace a static one), the others stay in their own files. A
+    # name some proxy lacks cannot be shared (a static resource cannot remove a CDS one).
+    proxies: list[tuple[Any, _Variant | None]] = [(None, None), *variants.items()]
+
+    def versions(name: str, table: Mapping[str, Any], kind: str) -> list[Any]:
+        out = []
+        for _, variant in proxies:
+            own = getattr(variant, kind) if variant is not None else {}
+            gone = getattr(variant, f"{kind}_removed" if kind == "listeners" else "removed") if variant else set()
+            out.append(None if name in gone else own.get(name, table.get(name)))
+        return out
+
+    def split(names: set[str], table: Mapping[str, Any], kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        shared: dict[str, Any] = {}
+        own: list[dict[str, Any]] = [{} for _ in proxies]
+        for name in sorted(names):
+            mine = versions(name, table, kind)
+            if all(v is not None for v in mine):
+                bodies = [orjson.dumps(v.body, option=orjson.OPT_SORT_KEYS) for v in mine]
+                top = max(range(len(mine)), key=lambda i: (bodies.count(bodies[i]), -i))
+                shared[name] = mine[top]
+                for i, v in enumerate(mine):
+                    if bodies[i] != bodies[top]:
+                        own[i][name] = v
+            else:
+                for i, v in enumerate(mine):
+                    if v is not None:
+                        own[i][name] = v
+        return shared, own
+
+    varying = set().union(*(set(v.clusters) | v.removed for v in variants.values()))
+    varying_listeners = set().union(*(set(v.listeners) | v.listeners_removed for v in variants.values()))
+    shared_varying, own_clusters = split(varying, base.clusters, "clusters")
+    shared_varying_listeners, own_listener_sets = split(varying_listeners, {b.name: b for b in listeners},
+                                                        "listeners")
+    shared = sorted([*(c for c in full if c.name not in varying and c.name not in specials),
+                     *shared_varying.values()], key=lambda c: c.name)
+    shared_listeners = sorted([*(b for b in listeners if b.name not in varying_listeners),
+                               *shared_varying_listeners.values()], key=lambda b: b.name)
     files: dict[str, Json] = {
         CLUSTERS_FILE: _discovery(CLUSTER_TYPE, [c.body for c in shared]),
         LISTENERS_FILE: _discovery(LISTENER_TYPE, [b.body for b in shared_listeners]),
@@ -216,28 +253,19 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     shared_sds = any(c.uses_sds for c in shared)
     shared_ads = any(c.uses_ads for c in shared)
 
-    def own_part(proxy: Proxy, variant: _Variant | None
-                 ) -> tuple[list[BuiltCluster], list[BuiltListener], bool]:
-        mine = {n: c for n, c in base.clusters.items() if n in varying}
-        mine_listeners = {b.name: b for b in listeners if b.name in varying_listeners}
-        if variant is not None:
-            for name in variant.removed:
-                mine.pop(name, None)
-            mine.update(variant.clusters)
-            for name in variant.listeners_removed:
-                mine_listeners.pop(name, None)
-            mine_listeners.update(variant.listeners)
+    def own_part(proxy: Proxy, index: int) -> tuple[list[BuiltCluster], list[BuiltListener], bool]:
+        mine = own_clusters[index]
         with_sds = shared_sds or any(c.uses_sds for c in mine.values())
         with_ads = shared_ads or any(c.uses_ads for c in mine.values())
         own = sorted([*mine.values(), *special_clusters(proxy.settings, with_sds, with_ads)], key=lambda c: c.name)
-        return own, sorted(mine_listeners.values(), key=lambda b: b.name), with_ads
+        return own, sorted(own_listener_sets[index].values(), key=lambda b: b.name), with_ads
 
-    clusters, own_listeners, with_ads = own_part(egress, None)
+    clusters, own_listeners, with_ads = own_part(egress, 0)
     files[BOOTSTRAP_FILE] = _proxy_bootstrap(egress, clusters, own_listeners, with_ads)
     view_sources: dict[str, dict[Path, ObjectId]] = {}
-    for key, variant in variants.items():
+    for index, key in enumerate(variants, start=1):
         rel = _view_name(key)
-        clusters, own_listeners, with_ads = own_part(views[key], variant)
+        clusters, own_listeners, with_ads = own_part(views[key], index)
         files[rel] = _proxy_bootstrap(replace(views[key], node={}), clusters, own_listeners, with_ads)
         view_sources[rel] = {**cluster_sources(clusters), **listener_sources(own_listeners)}
     for group in groups:
