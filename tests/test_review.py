@@ -119,3 +119,30 @@ def test_a_host_moving_from_internal_to_external(estate: Path) -> None:
          "    location: internal\n    resolution: static\n    endpointsAs: workloadEntries",
          "    location: external\n    resolution: static\n    endpointsAs: inline")
     assert "became-external" in _flags(estate)
+
+
+def test_the_comment_maps_each_touched_service(estate: Path) -> None:
+    _pr(estate)
+    md = render_markdown(diff(estate, "HEAD~1", "HEAD"))
+    maps = md.split("Map of the change")[1].split("</details>")[0]
+    assert maps.count("```mermaid") >= 3
+    orders = maps[maps.index('subgraph s["orders-db in prod"]'):].split("```")[0]
+    assert "10.21.1.10" in orders and "class e0 removed" in orders  # the removed endpoint, in red
+    geo = maps[maps.index("geo-ip in prod"):].split("```")[0]
+    assert "same in dev, staging" in geo and "class se added" in geo
+    stripe = maps[maps.index("payments-stripe in prod"):].split("```")[0]
+    assert "SIMPLE" in stripe
+
+
+def test_map_labels_cannot_add_nodes_or_directives() -> None:
+    from meshc.diff.maps import ServiceMap, label, mermaid
+
+    hostile = 'x"] --> evil["pwn\nclick se call alert(1)%%'
+    assert all(ch not in label(hostile) for ch in '"[]\n%<>') and "#34;" in label(hostile)
+    m = ServiceMap(hostile, "ns", "MESH_EXTERNAL", "DNS", (hostile,), ("80/HTTP",), ((hostile, hostile, ""),), (),
+                   hostile)
+    chart = mermaid("prod", None, m)
+    lines = chart.split("\n")[2:-1]
+    assert all(line.startswith("  ") and line.count('"') % 2 == 0 for line in lines)
+    assert not any(line.strip().startswith(("click", "%%", "style", "evil")) for line in lines)
+    assert "evil[" not in chart and "-->" not in "".join(line.split('"')[1] for line in lines if '"' in line)

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from meshc.diff.maps import ServiceMap
 from meshc.model.ids import ObjectId
 
 ChangeKind = Literal["added", "removed", "changed"]
@@ -108,6 +109,8 @@ class EnvChanges:
     removed: tuple[ObjectSnapshot, ...] = ()
     modified: tuple[ObjectDiff, ...] = ()
     renamed: tuple[ObjectDiff, ...] = ()
+    # touched service -> its map on the base and head sides (None: absent there); meshc.diff.maps
+    maps: Mapping[str, tuple[ServiceMap | None, ServiceMap | None]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

@@ -25,6 +25,7 @@ from deepdiff import DeepDiff
 
 from meshc.diff.declared import declaration_changes
 from meshc.diff.filters import apply_ignore, load_ignore, mask_changeset
+from meshc.diff.maps import ServiceMap, service_map
 from meshc.diff.model import ChangeKind, ChangeSet, EnvChanges, FieldChange, ObjectDiff, ObjectSnapshot
 from meshc.diff.model import Path as DataPath
 from meshc.diff.objects import (
@@ -43,6 +44,7 @@ from meshc.diff.risk import find_risks
 from meshc.diff.sides import DiffError, EnvData, Side, load_mask_rules, resolve_side
 from meshc.model.ids import ObjectId
 
+MAP_KINDS = ("ServiceEntry", "WorkloadEntry", "DestinationRule")
 __all__ = ["DiffRequest", "DiffError", "run", "compare", "field_changes"]
 
 _CATEGORIES: dict[str, ChangeKind] = {
@@ -100,8 +102,23 @@ class _Listing:
                 self.pre = with_declared_sources(artifact_objects(data.view), self.raw)
             except (OSError, ValueError, KeyError) as exc:
                 raise DiffError(f"cannot read the bundle of environment {data.view.env}: {exc}") from None
+        self._by_service: dict[str, list[Key]] | None = None
         self.digests = {k: str(v.get("sha256", "")) for k, v in self.raw.items()}
         self.digests.update((k, e.digest) for k, (e, _) in self.pre.items())
+
+    def service_map(self, service: str) -> ServiceMap | None:
+        """The map of one service on this side (its Istio objects' bodies), None when absent."""
+        if self._by_service is None:
+            self._by_service = {}
+            for key, raw in self.raw.items():
+                if key[0] in MAP_KINDS and raw.get("service"):
+                    self._by_service.setdefault(str(raw["service"]), []).append(key)
+        keys = self._by_service.get(service, [])
+        if not keys:
+            return None
+        bodies = self.bodies(keys)
+        namespace = next((k[1] for k in keys if k[0] == "ServiceEntry"), keys[0][1])
+        return service_map(service, namespace, [bodies[k] for k in sorted(keys)])
 
     def entry(self, key: Key) -> Entry:
         return self.pre[key][0] if key in self.pre else entry(key, self.raw[key])
@@ -142,8 +159,11 @@ def diff_env(env: str, base: EnvData | None, head: EnvData | None) -> tuple[EnvC
                           refs=references(p.old.norm) + references(p.new.norm)) for p in pairs]
     production = bool((head and head.production) or (base and base.production))
     source = (head.source if head else "") or (base.source if base else "")
+    touched = {i.service for i in [*added, *removed] if i.service and i.id.kind in MAP_KINDS}
+    touched |= {d.service for d in [*modified, *renamed] if d.service and d.id.kind in MAP_KINDS}
+    maps = {s: (b.service_map(s), h.service_map(s)) for s in sorted(touched)}
     return EnvChanges(env, production, source, tuple(added), tuple(removed), tuple(modified),
-                      tuple(renamed)), notes
+                      tuple(renamed), maps), notes
 
 
 def _snapshot(item: Entry, body: dict[str, Any]) -> ObjectSnapshot:

@@ -25,8 +25,9 @@ import html
 import re
 from collections.abc import Iterable
 
+from meshc.diff.causes import DERIVED, Cause, group_causes
 from meshc.diff.causes import ISTIO_KINDS as CAUSE_KINDS
-from meshc.diff.causes import Cause, group_causes
+from meshc.diff.maps import mermaid, same_change
 from meshc.diff.model import ChangeSet, RiskFlag
 from meshc.diff.render.plain import SYMBOL, Item, count_rows, object_lines, object_title
 from meshc.diff.risk import ORDER
@@ -128,6 +129,34 @@ def _causes(causes: tuple[Cause, ...], budget: int) -> list[str]:
     return out + [""]
 
 
+MAX_MAPS = 6
+
+
+def _maps(cs: ChangeSet, causes: tuple[Cause, ...], budget: int) -> list[str]:
+    """A Mermaid map per cause (riskiest first): the service in its first environment, the
+    environments with the same change named; within the budget, at most MAX_MAPS."""
+    blocks: list[str] = []
+    for cause in causes:
+        if cause.service == DERIVED or not cause.envs:
+            continue
+        env = cause.envs[0]
+        pair = cs.envs[env].maps.get(cause.service) if env in cs.envs else None
+        if pair is None or (pair[0] is None and pair[1] is None):
+            continue
+        also = [e for e in cause.envs[1:] if e in cs.envs and same_change(cs.envs[e].maps.get(cause.service,
+                                                                                              (None, None)), pair)]
+        blocks.append(mermaid(env, pair[0], pair[1], also))
+    if not blocks:
+        return []
+    shown, left = _take(blocks[:MAX_MAPS], budget - 200)
+    left += max(0, len(blocks) - MAX_MAPS)
+    out = ["<details open><summary>Map of the change (green added, red removed, yellow changed)</summary>", "",
+           *shown]
+    if left:
+        out.append(f"{left} more service map(s) not drawn here.")
+    return out + ["", "</details>", ""]
+
+
 def _counts(cs: ChangeSet) -> list[str]:
     rows = count_rows(cs)
     if not rows:
@@ -201,6 +230,7 @@ def render_markdown(cs: ChangeSet, max_bytes: int = DEFAULT_BUDGET) -> str:
     parts = [MARKER, title]
     parts += _risks(cs.risks, causes, max_bytes // 2)
     parts += _causes(causes, max_bytes // 4)
+    parts += _maps(cs, causes, max_bytes // 8)
     parts += _counts(cs)
     parts += _ignored(cs, max_bytes // 8)
     notes, _ = _take((f"> note: {cell(n)}" for n in cs.notes), 2_000)
