@@ -17,6 +17,14 @@ locality and network: `meshc.proxy.workloads`). Output (`ProxyFiles`), files und
   locality, and metadata naming its view and hosts), merged into the view at start:
   ``envoy -c views/<view>.json --config-yaml "$(cat workloads/<group>.json)"``.
 
+A cluster or listener that differs between proxies is written to the shared file in the version
+most proxy files have; the files whose version differs hold theirs as a static resource, which
+shadows the shared one: Envoy never lets CDS or LDS replace a static cluster or listener (it
+skips the update: `ClusterData::blockUpdate`, source/common/upstream/cluster_manager_impl.h;
+"duplicate/locked listener ... no add/update", source/common/listener_manager/
+listener_manager_impl.cc). A name some proxy lacks is never shared (a static resource cannot
+remove a CDS one).
+
 A service's clusters are rebuilt for a view only when they can differ: its DR differs for the
 view, or the DR enables locality load balancing (outlier detection or localityLbSetting: the
 priorities depend on the client). The egress proxy's full configuration (`bootstrap`, one static
