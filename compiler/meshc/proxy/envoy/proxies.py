@@ -207,8 +207,11 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     views: dict[tuple[Any, ...], Proxy] = {}
     for group in groups:
         views.setdefault(view_key(group), group)
+    # the views' clusters are built without the memo: keyed by each view's settings, they would
+    # grow the build cache by views x locality-dependent services, and hashing them costs as
+    # much as building them
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
-                              g.settings, memo, used) for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
+                              g.settings, None, None) for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
     full = with_specials(base.clusters, settings)
     listeners = base.listeners
     specials = {c.name for c in full} - set(base.clusters)
