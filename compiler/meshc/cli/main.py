@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -17,6 +18,7 @@ from meshc.check.cue.engines import EngineFailure, engine_home, find_binary, ins
 from meshc.cli import report
 from meshc.cli.diff import diff_command
 from meshc.cli.init import InitError, init_estate
+from meshc.diff.graph import graph_page
 from meshc.files.confine import ALLOW_ENV
 from meshc.front.project import load_project
 from meshc.model.bundle import content
@@ -222,6 +224,37 @@ def lint(paths: tuple[str, ...], crds: Path | None, fmt: str, fail_on: str, root
 
 
 main.add_command(diff_command)
+
+
+@main.command()
+@click.argument("env")
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="Where to write the page (default: <env>-graph.html here; - for stdout).")
+@ROOT_OPT
+def graph(env: str, output: str | None, root: Path) -> None:
+    """Write ENV's map of services as one standalone HTML page (offline, with a search box).
+
+    \b
+    Example:
+      meshc graph prod -o prod-graph.html
+    """
+    _, result = api.compile_repo(root, [env])
+    _print_diags(result.diagnostics)
+    if has_errors(result.diagnostics) or env not in result.envs:
+        sys.exit(2)
+    env_result = result.envs[env]
+    bodies: dict[str, list[Any]] = {}
+    for artifact in env_result.artifacts:
+        bodies.setdefault(artifact.service, []).append(artifact.body)
+    page = graph_page(env, [(s.name, s.namespace, s.owner) for s in env_result.services], bodies).encode()
+    if output == "-":
+        sys.stdout.buffer.write(page)
+        return
+    target = Path(output or f"{env}-graph.html")
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(page)
+    tmp.replace(target)
+    click.echo(f"wrote {target} ({len(env_result.services)} services)", err=True)
 
 
 @main.command()
