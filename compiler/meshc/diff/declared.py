@@ -3,7 +3,8 @@
 Input: the repository root and the two sides (`SideInfo`). Output: service name -> positions
 (``file:line``) of the changed lines inside that service's entry (a `services:` item or an
 `overrides:` item named after it), head side; an entry deleted whole is given at its base-side
-line with `` (removed)``. Only git sides (and the working tree as head) have lines to compare;
+line with `` (removed)``; and ``env:<name>`` -> the changed lines of that environment's
+env.yaml (`ENV_KEY`). Only git sides (and the working tree as head) have lines to compare;
 for others the result is empty and the review falls back to the declaration each object names.
 Invariants: read-only (`git diff`, `git show`); never raises (a git or YAML problem gives {}).
 """
@@ -19,6 +20,8 @@ from meshc.diff.model import SideInfo
 from meshc.files.source import compose_all
 from meshc.front.load import ROOT
 
+ENV_KEY = "env:"
+_ENV_FILE = re.compile(rf"^{ROOT}/([^/]+)/env\.yaml$")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -72,6 +75,12 @@ def declaration_changes(root: Path, base: SideInfo, head: SideInfo) -> dict[str,
             hunks.setdefault((old, new), []).append((a, b, c, d))
     places: dict[str, set[tuple[str, int, str]]] = {}
     for (old, new), ranges in hunks.items():
+        env_file = _ENV_FILE.match(new or old)
+        if env_file is not None:
+            for a, _, c, d in ranges:
+                places.setdefault(ENV_KEY + env_file.group(1), set()).add(
+                    (new, c, "") if new and d else (old, a, " (removed)"))
+            continue
         head_items = list(_entries(_read(root, head, new) or "")) if new else []
         base_items = list(_entries(_read(root, base, old) or "")) if old else []
         for a, b, c, d in ranges:

@@ -109,8 +109,25 @@ def _edge_label(m: ServiceMap) -> str:
     return "mTLS (auto)" if m.location == "MESH_INTERNAL" else "as the app sends it"
 
 
-def mermaid(env: str, before: ServiceMap | None, after: ServiceMap | None, also: Iterable[str] = ()) -> str:
-    """The flowchart of one service in one environment, the change highlighted."""
+def mermaid(env: str, before: ServiceMap | None, after: ServiceMap | None, also: Iterable[str] = (),
+            prefix: str = "m") -> str:
+    """The flowchart of one service in one environment, the change highlighted; node ids start
+    with `prefix` (unique per chart on a page)."""
+    return _ids(_mermaid(env, before, after, also), prefix)
+
+
+_ID = re.compile(r"(?<![#\w])(callers|se|dns|more|s|e\d+)(?=[\[( ,\n]|$)")
+
+
+def _ids(chart: str, prefix: str) -> str:
+    """Node ids prefixed, outside quoted labels."""
+    parts = chart.split('"')
+    for i in range(0, len(parts), 2):  # even parts are outside quotes
+        parts[i] = _ID.sub(lambda m: f"{prefix}_{m.group(1)}", parts[i])
+    return '"'.join(parts)
+
+
+def _mermaid(env: str, before: ServiceMap | None, after: ServiceMap | None, also: Iterable[str]) -> str:
     now = after or before
     assert now is not None
     state = "added" if before is None else "removed" if after is None else "same"

@@ -57,14 +57,35 @@ def find_risks(cs: ChangeSet) -> tuple[RiskFlag, ...]:
 def _env_flags(env: EnvChanges) -> Iterator[RiskFlag]:
     for snap in env.added:
         yield from _flags(env.env, str(snap.id), snap.id.kind, {}, snap.norm, snap.source, added=True)
+    gone = _vms_gone(env)
     for snap in env.removed:
+        if snap.id.kind == "IptablesChain" and snap.id.namespace in gone:
+            continue  # the VM itself is gone: its endpoint-removed flag says so, once
         yield from _flags(env.env, str(snap.id), snap.id.kind, snap.norm, {}, snap.source, removed=True)
+    for file, name in sorted(gone.items()):
+        if name is None:  # the endpoint is still declared: the workload lost its sidecar's capture
+            yield RiskFlag("capture-lost", env.env, f"workload {file.removeprefix('iptables/')}",
+                           f"{file.removeprefix('iptables/').removesuffix('.rules')} is no longer captured "
+                           "(its iptables rules are removed while it stays declared)", file)
     for diff in env.modified + env.renamed:
         yield from _flags(env.env, _name(diff), diff.id.kind, diff.before, diff.after, diff.source)
     if env.production and not env.empty:
         count = sum(1 for _ in env.objects())
         yield RiskFlag("production-touched", env.env, f"environment {env.env}",
                        f"production environment {env.env} changes: {count} object(s)", env.env_source)
+
+
+def _vms_gone(env: EnvChanges) -> dict[str, str | None]:
+    """iptables files removed whole (their nat MESHC_OUTPUT chain, which every file has, is
+    removed) -> the WorkloadEntry removed with them (None: the VM is still declared)."""
+    files = {s.id.namespace for s in env.removed
+             if s.id.kind == "IptablesChain" and s.id.name.endswith("nat/MESHC_OUTPUT")}
+    removed_workloads = {s.id.name for s in env.removed if s.id.kind == "WorkloadEntry"}
+    out: dict[str, str | None] = {}
+    for file in files:
+        stem = file.removeprefix("iptables/").removesuffix(".rules")
+        out[file] = stem if stem in removed_workloads else None
+    return out
 
 
 def _name(diff: ObjectDiff) -> str:

@@ -145,7 +145,7 @@ def _maps(cs: ChangeSet, causes: tuple[Cause, ...], budget: int) -> list[str]:
             continue
         also = [e for e in cause.envs[1:] if e in cs.envs and same_change(cs.envs[e].maps.get(cause.service,
                                                                                               (None, None)), pair)]
-        blocks.append(mermaid(env, pair[0], pair[1], also))
+        blocks.append(mermaid(env, pair[0], pair[1], also, prefix=f"m{len(blocks)}"))
     if not blocks:
         return []
     shown, left = _take(blocks[:MAX_MAPS], budget - 200)
@@ -216,7 +216,7 @@ def headline(cs: ChangeSet, causes: tuple[Cause, ...]) -> str:
                 istio[what] += 1
             else:
                 derived += 1
-    declared = sum(1 for c in causes if c.objects)
+    declared = sum(1 for c in causes if c.service != DERIVED)
     parts = [f"{declared} declaration change(s)",
              f"{sum(istio.values())} Istio object(s) (" + ", ".join(f"{n} {k}" for k, n in istio.items()) + ")",
              f"{derived} derived Envoy/iptables object(s)", f"{len(cs.ignored)} ignored"]

@@ -180,7 +180,7 @@ def to_json(cs: ChangeSet) -> dict[str, Any]:
     return {
         "schema": SCHEMA, "base": _side_json(cs.base), "head": _side_json(cs.head),
         "summary": {**cs.counts(), "risks": len(cs.risks), "ignored": len(cs.ignored), "changed": not cs.empty,
-                    "declarationChanges": sum(1 for c in causes if c.objects),
+                    "declarationChanges": sum(1 for c in causes if c.service != DERIVED),
                     "istioObjects": sum(len(c.objects) for c in causes),
                     "derivedObjects": sum(len(c.derived) for c in causes)},
         "causes": [_cause_json(c) for c in causes],
