@@ -296,3 +296,34 @@ def test_groups_in_one_locality_share_one_view() -> None:
     views = [rel for rel in env.envoy.files if rel.startswith("envoy/views/")]
     workloads = [rel for rel in env.envoy.files if rel.startswith("envoy/workloads/")]
     assert len(views) == 3 and len(workloads) == 40
+
+
+DB_POLICIES = [
+    "      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n",
+    "      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n"
+    "      loadBalancer: {localityLbSetting: {failoverPriority: [topology.istio.io/network, app]}}\n",
+    "      loadBalancer: {localityLbSetting: {distribute: [{from: r1/z2/*, to: {r1/z1/*: 20, r1/z2/*: 80}}]}}\n",
+    "      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n"
+    "      loadBalancer: {localityLbSetting: {failover: [{from: r1, to: r2}]}}\n",
+]
+
+
+@pytest.mark.parametrize("policy", DB_POLICIES)
+def test_views_equal_a_full_build_for_every_locality_setting(policy: str) -> None:
+    """A view's clusters are the egress ones with only the load assignment rebuilt; that must be
+    exactly what a full build for the view's client gives, whatever the locality settings."""
+    db = DB.replace("      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n", policy)
+    db = db.replace("      - {address: 10.2.0.2, name: z2, locality: {region: r1, zone: z2}}\n",
+                    "      - {address: 10.2.0.2, name: z2, locality: {region: r1, zone: z2}, network: net-b}\n"
+                    "      - {address: 10.2.0.3, name: r2, locality: {region: r2, zone: a}}\n")
+    vms = _vm("billing", "billing", "z2") + _vm("batch", "batch", "z1", "net-b", "10.1.0.2")
+    env = _estate(vms, db)
+    files = _files(env)
+    manifests = [a.body for a in env.artifacts]
+    net = "topology.istio.io/network"
+    clients = {"envoy/workloads/billing-a.json": ("r1/z2", (("app", "billing"), (net, "net-a"))),
+               "envoy/workloads/batch-a.json": ("r1/z1", (("app", "batch"), (net, "net-b")))}
+    for rel, (locality, labels) in clients.items():
+        alone, _ = build_bootstrap(manifests, ProxySettings(namespace="egress", locality=locality, labels=labels,
+                                                            trust_domain=env.settings.trust_domain))
+        assert _whole(files, rel) == alone, rel

@@ -15,7 +15,7 @@ DYNAMIC_DNS services produce no cluster (not modelled).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshc.model.ids import ObjectId
@@ -148,6 +148,27 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
     origin = rule.ident if rule is not None else service.origin
     origins = assignment.origins if assignment is not None else ()
     return BuiltCluster(name, body, origin, origins, tls.uses_sds, tls.uses_ads)
+
+
+def relocated(built: BuiltCluster, service: Service, rule: DestRule | None,
+              settings: ProxySettings) -> BuiltCluster:
+    """`built`, a cluster of `service` made for another client, as the client of `settings` gets
+    it: of a cluster only the load assignment depends on the client (its locality and labels), so
+    only that is rebuilt (the same steps as `build_cluster`)."""
+    if "load_assignment" not in built.body:
+        return built
+    _, port_number, subset_name, _ = built.name.split("|", 3)
+    port = next(p for p in service.ports if p.number == int(port_number))
+    subset = next((s for s in rule.subsets if s.get("name") == subset_name), None) \
+        if subset_name and rule is not None else None
+    policy = effective_policy(rule, port.number, subset)
+    endpoints = _subset_endpoints(service, (subset or {}).get("labels") or {})
+    assignment = load_assignment(built.name, endpoints, port, policy, settings.locality, settings.labels)
+    lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items() if k != "locality_weighted_lb_config"}
+    if assignment.locality_weighted:
+        lb["locality_weighted_lb_config"] = {}
+    body = {**built.body, "load_assignment": assignment.assignment, "common_lb_config": lb}
+    return replace(built, body=body, endpoint_origins=assignment.origins)
 
 
 def _add_optional(body: Json, policy: Policy, port: SvcPort, tls: TlsChoice) -> None:

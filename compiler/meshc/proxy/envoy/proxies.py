@@ -58,7 +58,7 @@ from meshc.proxy.envoy.bootstrap import (
     rule_picker,
     with_specials,
 )
-from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, special_clusters
+from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, relocated, special_clusters
 from meshc.proxy.envoy.endpoints import client_labels
 from meshc.proxy.envoy.istio import (
     DestRule,
@@ -118,17 +118,25 @@ class _Variant:
 
 
 def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick: Any, settings: ProxySettings,
-             memo: Mapping[str, Any] | None, used: Memo | None) -> _Variant:
+             memo: Mapping[str, Any] | None, used: Memo | None,
+             owned: Mapping[int, Sequence[str]]) -> _Variant:
+    """What a proxy with `settings` (and DR choice `pick`) has that differs from the egress proxy;
+    `owned`: service index -> the names of the egress clusters it produced."""
     rebuilt: set[int] = set()
     own: dict[str, BuiltCluster] = {}
     rules_differ = False
     seen: dict[int, bool] = {}
     for index, service in enumerate(services):
         rule = pick(service)
-        if rule is egress_pick(service) and not _client_dependent(rule, seen):
+        same_rule = rule is egress_pick(service)
+        if same_rule and not _client_dependent(rule, seen):
             continue
-        rules_differ = rules_differ or rule is not egress_pick(service)
+        rules_differ = rules_differ or not same_rule
         rebuilt.add(index)
+        if same_rule:  # only the load assignments differ: rebuild those, keep the rest
+            for name in owned.get(index, ()):
+                own[name] = relocated(egress.clusters[name], service, rule, settings)
+            continue
         for built in memo_service_clusters(service, rule, settings, memo, used):
             first = egress.winner.get(built.name)
             if first == index or (first is None and built.name not in own):
@@ -210,8 +218,12 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     # the views' clusters are built without the memo: keyed by each view's settings, they would
     # grow the build cache by views x locality-dependent services, and hashing them costs as
     # much as building them
+    owned: dict[int, list[str]] = {}
+    for name, index in base.winner.items():
+        owned.setdefault(index, []).append(name)
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
-                              g.settings, None, None) for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
+                              g.settings, None, None, owned)
+                for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
     full = with_specials(base.clusters, settings)
     listeners = base.listeners
     specials = {c.name for c in full} - set(base.clusters)
