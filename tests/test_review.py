@@ -147,3 +147,17 @@ def test_map_labels_cannot_add_nodes_or_directives() -> None:
     assert all(line.startswith("  ") and line.count('"') % 2 == 0 for line in lines)
     assert not any(line.strip().startswith(("click", "%%", "style", "evil")) for line in lines)
     assert "evil[" not in chart and "-->" not in "".join(line.split('"')[1] for line in lines if '"' in line)
+
+
+def test_ten_thousand_changed_services_fit_the_comment_and_say_what_was_left_out(tmp_path: Path) -> None:
+    from .test_diff import _synthetic
+
+    _synthetic(tmp_path / "old", 10_000, 0, 0)
+    _synthetic(tmp_path / "new", 10_000, 0, 1)
+    changes = diff(tmp_path, str(tmp_path / "old"), str(tmp_path / "new"))
+    md = render_markdown(changes)
+    assert len(md.encode()) <= 65_536
+    assert "10000 declaration change(s)" in md.split("###")[0]
+    left = re.search(r"… (\d+) more cause\(s\) not listed here", md)
+    assert left is not None and int(left.group(1)) > 9_000
+    assert "**Left out:**" in md and "meshc diff --format text" in md

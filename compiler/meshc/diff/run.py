@@ -16,7 +16,7 @@ Input problems raise `DiffError` (exit 2 in the CLI).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,19 +106,21 @@ class _Listing:
         self.digests = {k: str(v.get("sha256", "")) for k, v in self.raw.items()}
         self.digests.update((k, e.digest) for k, (e, _) in self.pre.items())
 
-    def service_map(self, service: str) -> ServiceMap | None:
-        """The map of one service on this side (its Istio objects' bodies), None when absent."""
+    def service_maps(self, services: Iterable[str]) -> dict[str, ServiceMap | None]:
+        """The maps of these services on this side (from their Istio objects' bodies, each file
+        parsed once), None for a service absent here."""
         if self._by_service is None:
             self._by_service = {}
             for key, raw in self.raw.items():
                 if key[0] in MAP_KINDS and raw.get("service"):
                     self._by_service.setdefault(str(raw["service"]), []).append(key)
-        keys = self._by_service.get(service, [])
-        if not keys:
-            return None
-        bodies = self.bodies(keys)
-        namespace = next((k[1] for k in keys if k[0] == "ServiceEntry"), keys[0][1])
-        return service_map(service, namespace, [bodies[k] for k in sorted(keys)])
+        wanted = {s: sorted(self._by_service.get(s, [])) for s in services}
+        bodies = self.bodies([k for keys in wanted.values() for k in keys])
+        out: dict[str, ServiceMap | None] = {}
+        for service, keys in wanted.items():
+            namespace = next((k[1] for k in keys if k[0] == "ServiceEntry"), keys[0][1] if keys else "")
+            out[service] = service_map(service, namespace, [bodies[k] for k in keys]) if keys else None
+        return out
 
     def entry(self, key: Key) -> Entry:
         return self.pre[key][0] if key in self.pre else entry(key, self.raw[key])
@@ -161,7 +163,8 @@ def diff_env(env: str, base: EnvData | None, head: EnvData | None) -> tuple[EnvC
     source = (head.source if head else "") or (base.source if base else "")
     touched = {i.service for i in [*added, *removed] if i.service and i.id.kind in MAP_KINDS}
     touched |= {d.service for d in [*modified, *renamed] if d.service and d.id.kind in MAP_KINDS}
-    maps = {s: (b.service_map(s), h.service_map(s)) for s in sorted(touched)}
+    b_maps, h_maps = b.service_maps(touched), h.service_maps(touched)
+    maps = {s: (b_maps[s], h_maps[s]) for s in sorted(touched)}
     return EnvChanges(env, production, source, tuple(added), tuple(removed), tuple(modified),
                       tuple(renamed), maps), notes
 
