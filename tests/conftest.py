@@ -38,7 +38,7 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ import pytest
 from hypothesis import settings
 
 from meshc.model.release import shipped_crds
+
+from .netns_helpers import BACKENDS, Backend, Lab, require_backend
 
 # Property tests are deterministic in CI: a fixed derandomized search (plus each test's explicit
 # @example cases) and no example database carried between runs. MESHC_LONG_PROPERTY=1 runs a long
@@ -381,3 +383,15 @@ def repo() -> Path:
 @pytest.fixture
 def crds_path() -> Path:
     return CRDS
+
+
+@pytest.fixture(params=BACKENDS)
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A fresh pair of network namespaces for each iptables backend that works here (the test is
+    skipped for a backend that does not): tests/test_iptables.py, tests/test_iptables_istio_goldens.py."""
+    require_backend(request.param)
+    lab = Lab(Backend(request.param))
+    try:
+        yield lab.start()
+    finally:
+        lab.close()

@@ -30,6 +30,8 @@ from markdown_it import MarkdownIt
 from meshc.diff.render.markdown import render_markdown
 from meshc.diff.run import DiffRequest, run
 
+from .test_diff import GEO_IP as _DIFF_GEO_IP
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "review-examples"
 MERMAID = REPO / "tests" / "tools" / "review" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
@@ -40,20 +42,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--virtual-time-budget=20000"]
 
-GEO_IP = """
-  - name: geo-ip
-    owner: team-logistics
-    description: GeoIP lookups
-    hosts: [geoip.example.org]
-    location: external
-    resolution: dns
-    ports:
-      - number: 80
-        protocol: HTTP
-        name: http
-        targetPort: 443
-    tls: {mode: simple, sni: geoip.example.org}
-"""
+# the SaaS host of tests/test_diff.py, with SNI instead of a client key
+GEO_IP = _DIFF_GEO_IP.replace("      privateKey: /etc/certs/geo-ip-private.pem\n", "      sni: geoip.example.org\n")
 
 
 def _edit(root: Path, rel: str, old: str, new: str) -> None:

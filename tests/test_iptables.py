@@ -10,7 +10,6 @@ network stack is never touched.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from meshc.proxy.iptables.model import BUILTIN_CHAINS
 
 from .conftest import REPO
 from .netns_helpers import (
-    BACKENDS, SVC_IP, VM_IP, Backend, Lab, meaningful, parse_save, require_backend,
+    SVC_IP, VM_IP, Lab, meaningful, parse_save,
 )
 
 
@@ -442,16 +441,6 @@ def test_bad_dns_servers_are_errors_at_their_env_yaml_line(tmp_path: Path) -> No
 
 
 # --- netns: iptables-restore, traffic, idempotency ----------------------------------------------
-
-@pytest.fixture(params=BACKENDS)
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    require_backend(request.param)
-    lab = Lab(Backend(request.param))
-    try:
-        yield lab.start()
-    finally:
-        lab.close()
-
 
 RESTORE_SPECS = {
     "vm-default": VM,

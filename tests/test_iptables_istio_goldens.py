@@ -33,7 +33,7 @@ from meshc.proxy.iptables.model import BUILTIN_CHAINS
 from meshc.proxy.iptables.rules import CaptureSpec, build_ruleset, render
 
 from .conftest import REPO
-from .netns_helpers import BACKENDS, Backend, Lab, meaningful, require_backend
+from .netns_helpers import Lab, meaningful
 
 FIXTURES = REPO / "tests" / "fixtures" / "iptables_istio"
 ISTIO_COMMIT = "86c9f01fd735fb01d8192f5bcaf0d424afb7f14c"
@@ -334,16 +334,6 @@ def test_each_exception_is_needed() -> None:
 
 
 # --- netns: both rule sets through iptables-restore and iptables-save -------------------------------
-
-@pytest.fixture(params=BACKENDS)
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    require_backend(request.param)
-    lab = Lab(Backend(request.param))
-    try:
-        yield lab.start()
-    finally:
-        lab.close()
-
 
 @pytest.mark.netns
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshc.diff.declared import ENV_KEY
+from meshc.diff.maps import items
 from meshc.diff.model import ChangeSet, ItemKey, ObjectDiff, ObjectSnapshot, RiskFlag, format_path
 from meshc.diff.risk import ORDER
 
@@ -98,12 +99,6 @@ def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return spec if isinstance(spec, Mapping) else {}
 
 
-def _values(value: Any) -> list[Any]:
-    if isinstance(value, Mapping):
-        return list(value.values())
-    return list(value) if isinstance(value, list) else []
-
-
 def _names(item: Item) -> tuple[set[str], set[str]]:
     """Hosts and IP addresses an Istio object names (on either side)."""
     ips = {r for r in item.refs if _IP.fullmatch(r)}
@@ -129,11 +124,11 @@ def group_causes(cs: ChangeSet) -> tuple[Cause, ...]:
                 sigs.setdefault(service, []).append(_signature(what, item))
             else:
                 leftovers.append((env_name, what, item))
-        for service, items in istio.items():
+        for service, found in istio.items():
             key = (service, tuple(sorted(sigs[service], key=repr)))
             acc = accs.setdefault(key, _Acc(service))
             acc.envs.append(env_name)
-            for what, item in items:
+            for what, item in found:
                 acc.objects.append((env_name, what, item))
                 hosts, addresses = _names(item)
                 acc.hosts |= hosts
@@ -203,18 +198,17 @@ def _owner(env: str, item: Item, services: Mapping[str, tuple[Any, ...]],
 
 def _rule_changes(item: Item) -> tuple[list[str], list[str]]:
     """(rules added, rules removed) of an iptables chain, from its field changes."""
-    if isinstance(item, ObjectSnapshot):
-        rules = [str(r) for r in _values(item.body.get("rules"))]
-        return (rules, []) if item.id.kind else ([], rules)
+    if isinstance(item, ObjectSnapshot):  # a chain added or removed whole: all its rules (the caller
+        return [str(r) for r in items(item.body.get("rules"))], []  # knows which of the two it was)
     plus: list[str] = []
     minus: list[str] = []
     for change in item.changes:
         if change.path[:1] != ("rules",):
             continue
         if change.kind != "removed":
-            plus.extend(str(r) for r in (_values(change.after) if len(change.path) == 1 else [change.after]))
+            plus.extend(str(r) for r in (items(change.after) if len(change.path) == 1 else [change.after]))
         if change.kind != "added":
-            minus.extend(str(r) for r in (_values(change.before) if len(change.path) == 1 else [change.before]))
+            minus.extend(str(r) for r in (items(change.before) if len(change.path) == 1 else [change.before]))
     return [r for r in plus if r not in minus], [r for r in minus if r not in plus]
 
 
@@ -263,7 +257,7 @@ def _added(kind: str, name: str, item: Item) -> str:
     spec = _spec(_body(item))
     if kind == "ServiceEntry":
         where = "external" if spec.get("location", "MESH_EXTERNAL") == "MESH_EXTERNAL" else "internal"
-        return f"adds {where} service {name}: {', '.join(str(h) for h in _values(spec.get('hosts')))}"
+        return f"adds {where} service {name}: {', '.join(str(h) for h in items(spec.get('hosts')))}"
     if kind == "WorkloadEntry":
         return f"adds workload {name} ({spec.get('address', '?')})"
     return f"adds {kind} {name}"

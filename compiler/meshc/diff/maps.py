@@ -36,7 +36,8 @@ class ServiceMap:
     callers: str  # who may call it
 
 
-def _values(value: Any) -> list[Any]:
+def items(value: Any) -> list[Any]:
+    """The items of a list, or of a keyed list normalised to a mapping (meshc.diff.objects)."""
     if isinstance(value, Mapping):
         return list(value.values())
     return list(value) if isinstance(value, list) else []
@@ -62,7 +63,7 @@ def service_map(name: str, namespace: str, bodies: Iterable[Mapping[str, Any]]) 
         if kind == "ServiceEntry":
             se = spec
             endpoints += [(str(e.get("address", "")), _locality(e), str(e.get("network") or ""))
-                          for e in _values(spec.get("endpoints")) if isinstance(e, Mapping)]
+                          for e in items(spec.get("endpoints")) if isinstance(e, Mapping)]
         elif kind == "WorkloadEntry":
             endpoints.append((str(spec.get("address", "")), _locality(spec), str(spec.get("network") or "")))
         elif kind == "DestinationRule":
@@ -70,7 +71,7 @@ def service_map(name: str, namespace: str, bodies: Iterable[Mapping[str, Any]]) 
             policy: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
             if isinstance(policy.get("tls"), Mapping):
                 tls.append(("all ports", str(policy["tls"].get("mode", "DISABLE"))))
-            for level in _values(policy.get("portLevelSettings")):
+            for level in items(policy.get("portLevelSettings")):
                 if isinstance(level, Mapping) and isinstance(level.get("tls"), Mapping):
                     port = (level.get("port") or {}).get("number", "?")
                     tls.append((f"port {port}", str(level["tls"].get("mode", "DISABLE"))))
@@ -80,12 +81,12 @@ def service_map(name: str, namespace: str, bodies: Iterable[Mapping[str, Any]]) 
                 callers = "workloads " + ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
     if not se:
         return None
-    exported = [str(x) for x in _values(se.get("exportTo"))] or ["*"]
+    exported = [str(x) for x in items(se.get("exportTo"))] or ["*"]
     callers = callers or ("the whole mesh" if "*" in exported else "namespaces " + ", ".join(sorted(exported)))
     ports = tuple(f"{p.get('number')}/{p.get('protocol', '?')}" + (f"→{p['targetPort']}" if p.get("targetPort") else "")
-                  for p in _values(se.get("ports")) if isinstance(p, Mapping))
+                  for p in items(se.get("ports")) if isinstance(p, Mapping))
     return ServiceMap(name, namespace, str(se.get("location") or "MESH_EXTERNAL"), str(se.get("resolution") or "NONE"),
-                      tuple(str(h) for h in _values(se.get("hosts"))), ports, tuple(sorted(set(endpoints))),
+                      tuple(str(h) for h in items(se.get("hosts"))), ports, tuple(sorted(set(endpoints))),
                       tuple(sorted(set(tls))), callers)
 
 

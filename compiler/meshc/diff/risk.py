@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from meshc.diff.maps import items
 from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, RiskFlag, format_path
 from meshc.diff.rename import leaves
 
@@ -122,20 +123,14 @@ def _spec(body: Body) -> Body:
     return spec if isinstance(spec, Mapping) else {}
 
 
-def _items(value: Any) -> list[Any]:
-    if isinstance(value, Mapping):
-        return list(value.values())
-    return list(value) if isinstance(value, list) else []
-
-
 def _exported(body: Body) -> set[str]:
     spec = _spec(body)
-    return {str(x) for x in _items(spec["exportTo"])} if spec.get("exportTo") else {"*"}
+    return {str(x) for x in items(spec["exportTo"])} if spec.get("exportTo") else {"*"}
 
 
 def _service_entry(before: Body, after: Body, added: bool, removed: bool) -> Iterator[tuple[str, str]]:
     b, a = _spec(before), _spec(after)
-    b_hosts, a_hosts = set(map(str, _items(b.get("hosts")))), set(map(str, _items(a.get("hosts"))))
+    b_hosts, a_hosts = set(map(str, items(b.get("hosts")))), set(map(str, items(a.get("hosts"))))
     new_hosts = sorted(a_hosts - b_hosts)
     if new_hosts and a.get("location", "MESH_EXTERNAL") == "MESH_EXTERNAL":
         what = "new MESH_EXTERNAL ServiceEntry" if added else "host(s) added to a MESH_EXTERNAL ServiceEntry"
@@ -196,8 +191,8 @@ def _verification(before: Body, after: Body) -> Iterator[tuple[str, str]]:
         if new is None or _TLS_RANK.get(str(new.get("mode")), 0) < 2 or _TLS_RANK.get(str(old.get("mode")), 0) < 2:
             continue
         where = format_path(path)
-        old_sans = set(map(str, _items(old.get("subjectAltNames"))))
-        new_sans = set(map(str, _items(new.get("subjectAltNames"))))
+        old_sans = set(map(str, items(old.get("subjectAltNames"))))
+        new_sans = set(map(str, items(new.get("subjectAltNames"))))
         if old_sans and not new_sans:
             yield "verification-weakened", (f"subjectAltNames removed at {where}: the server's name is no "
                                             "longer checked against a list")
@@ -217,8 +212,8 @@ def _verification(before: Body, after: Body) -> Iterator[tuple[str, str]]:
 def _capture(obj: str, before: Body, after: Body) -> Iterator[tuple[str, str]]:
     """allow-list-opened and capture-lost, from one iptables chain's change."""
     chain = str((after or before).get("chain", ""))
-    b_rules = [str(r) for r in _items(before.get("rules"))] if before else []
-    a_rules = [str(r) for r in _items(after.get("rules"))] if after else []
+    b_rules = [str(r) for r in items(before.get("rules"))] if before else []
+    a_rules = [str(r) for r in items(after.get("rules"))] if after else []
     workload = obj.split("/", 2)[-1].rsplit(".rules", 1)[0] if "/" in obj else obj
     if chain == "MESHC_EGRESS":
         refused = [r for r in b_rules if r.endswith(("-j DROP", "-j REJECT")) or " -j REJECT " in r]
@@ -246,8 +241,8 @@ def _outbound_policy(before: Body, after: Body) -> Iterator[tuple[str, str]]:
 
 
 def _iptables(obj: str, before: Body, after: Body) -> str:
-    b_rules = [str(r) for r in _items(before.get("rules"))] if before else []
-    a_rules = [str(r) for r in _items(after.get("rules"))] if after else []
+    b_rules = [str(r) for r in items(before.get("rules"))] if before else []
+    a_rules = [str(r) for r in items(after.get("rules"))] if after else []
     plus = [r for r in a_rules if r not in b_rules]
     minus = [r for r in b_rules if r not in a_rules]
     kinds = sorted({_rule_kind(r) for r in plus + minus}) or ["order or policy"]
