@@ -14,6 +14,7 @@ Istio facts and where they come from (istio/istio at 86c9f01fd735fb01d8192f5bcaf
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -327,3 +328,46 @@ def test_views_equal_a_full_build_for_every_locality_setting(policy: str) -> Non
         alone, _ = build_bootstrap(manifests, ProxySettings(namespace="egress", locality=locality, labels=labels,
                                                             trust_domain=env.settings.trust_domain))
         assert _whole(files, rel) == alone, rel
+
+
+def _node_settings(node: Json, trust_domain: str) -> ProxySettings:
+    """The settings of the proxy a workload file's node describes (its locality, labels, namespace)."""
+    loc = node.get("locality") or {}
+    locality = "/".join(v for v in (loc.get("region", ""), loc.get("zone", ""), loc.get("sub_zone", "")) if v)
+    meta = node["metadata"]
+    return ProxySettings(trust_domain=trust_domain, namespace=meta["NAMESPACE"], locality=locality,
+                         labels=tuple(sorted(meta["LABELS"].items())))
+
+
+def _assert_every_proxy_exact(env: Any) -> None:
+    files = _files(env)
+    manifests = [a.body for a in env.artifacts]
+    egress, _ = build_bootstrap(manifests, replace(env.settings.proxy, namespace=env.settings.namespace))
+    assert _whole(files, ENVOY_BOOTSTRAP) == egress
+    for rel in (r for r in files if r.startswith("envoy/workloads/")):
+        alone, _ = build_bootstrap(manifests, _node_settings(files[rel]["node"], env.settings.trust_domain))
+        assert _whole(files, rel) == alone, rel
+
+
+def test_proxies_without_locality_or_labels_get_their_own_view() -> None:
+    """A proxy with no locality and no labels gets no locality priorities at all, one with labels
+    does: they cannot share a view (endpoints._shape)."""
+    def vm(name: str, labels: str) -> str:
+        return (f"  - name: {name}\n    hosts: [{name}.internal.example.com]\n    location: internal\n"
+                "    resolution: static\n    endpointsAs: workloadEntries\n"
+                "    ports:\n      - {number: 8080, protocol: HTTP, name: http}\n"
+                f"    endpoints:\n      - {{address: 10.1.0.{len(labels) + 1}, name: a, {labels}"
+                f"serviceAccount: {name}}}\n")
+    db = DB.replace("{region: r1, zone: z2}", "{region: r2, zone: z2}")
+    env = _estate(vm("vma", "labels: {app: vma}, "), vm("vmb", ""), db, env="name: dev\nnamespace: egress\n")
+    _assert_every_proxy_exact(env)
+
+
+def test_a_credential_cluster_shared_by_views_does_not_give_the_egress_proxy_ads() -> None:
+    """When most proxy files agree on the credentialName version of a cluster it is the shared
+    one; the egress Envoy shadows it with its own (plain) version and needs no ADS connection."""
+    vms = "".join(_vm(f"b{i}", "billing", f"z{2 + i % 2}", address=f"10.1.0.{i + 1}") for i in range(4))
+    env = _estate(vms, VENDOR)
+    _assert_every_proxy_exact(env)
+    egress = _files(env)[ENVOY_BOOTSTRAP]
+    assert "ads_config" not in egress["dynamic_resources"] and "xds-grpc" not in _clusters(egress)

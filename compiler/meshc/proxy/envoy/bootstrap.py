@@ -87,23 +87,28 @@ def rule_picker(settings: ProxySettings, rules: Mapping[str, list[DestRule]],
 
 @dataclass
 class BuiltProxy:
-    """One proxy's clusters by name (first producer wins), which service produced each, listeners."""
+    """One proxy's clusters by name (first producer wins), which service produced each, the
+    clusters a later service also produced (lost to an earlier one), listeners."""
 
     clusters: dict[str, BuiltCluster]
     winner: dict[str, int]
     listeners: list[BuiltListener]
+    losers: dict[int, list[BuiltCluster]]
 
 
 def build_proxy(services: Sequence[Any], pick: RulePicker, settings: ProxySettings,
-           memo: Mapping[str, Any] | None, used: Memo | None) -> BuiltProxy:
+                memo: Mapping[str, Any] | None, used: Memo | None) -> BuiltProxy:
     chosen: dict[str, BuiltCluster] = {}
     winner: dict[str, int] = {}
+    losers: dict[int, list[BuiltCluster]] = {}
     for index, service in enumerate(services):  # oldest first: first cluster of a name wins
         for built in memo_service_clusters(service, pick(service), settings, memo, used):
             if built.name not in chosen:
                 chosen[built.name] = built
                 winner[built.name] = index
-    return BuiltProxy(chosen, winner, build_listeners(list(services), pick, settings))
+            else:
+                losers.setdefault(index, []).append(built)
+    return BuiltProxy(chosen, winner, build_listeners(list(services), pick, settings), losers)
 
 
 def with_specials(clusters: Mapping[str, BuiltCluster], settings: ProxySettings) -> list[BuiltCluster]:

@@ -54,11 +54,10 @@ from meshc.proxy.envoy.bootstrap import (
     build_proxy,
     cluster_sources,
     listener_sources,
-    memo_service_clusters,
     rule_picker,
     with_specials,
 )
-from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, relocated, special_clusters
+from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, relocated, service_clusters, special_clusters
 from meshc.proxy.envoy.endpoints import client_labels
 from meshc.proxy.envoy.istio import (
     DestRule,
@@ -118,12 +117,10 @@ class _Variant:
 
 
 def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick: Any, settings: ProxySettings,
-             memo: Mapping[str, Any] | None, used: Memo | None,
              owned: Mapping[int, Sequence[str]]) -> _Variant:
     """What a proxy with `settings` (and DR choice `pick`) has that differs from the egress proxy;
-    `owned`: service index -> the names of the egress clusters it produced."""
-    rebuilt: set[int] = set()
-    own: dict[str, BuiltCluster] = {}
+    `owned`: service index -> the names of the egress clusters it produced and kept."""
+    produced: dict[int, list[BuiltCluster]] = {}
     rules_differ = False
     seen: dict[int, bool] = {}
     for index, service in enumerate(services):
@@ -132,25 +129,31 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
         if same_rule and not _client_dependent(rule, seen):
             continue
         rules_differ = rules_differ or not same_rule
-        rebuilt.add(index)
         if same_rule:  # only the load assignments differ: rebuild those, keep the rest
-            for name in owned.get(index, ()):
-                own[name] = relocated(egress.clusters[name], service, rule, settings)
-            continue
-        for built in memo_service_clusters(service, rule, settings, memo, used):
-            first = egress.winner.get(built.name)
-            if first == index or (first is None and built.name not in own):
-                own[built.name] = built
-    removed = {name for name, index in egress.winner.items() if index in rebuilt and name not in own}
-    clusters = {name: built for name, built in own.items()
+            produced[index] = [relocated(egress.clusters[name], service, rule, settings)
+                               for name in owned.get(index, ())]
+        else:
+            produced[index] = service_clusters(service, rule, settings)
+    if rules_differ:  # another DR can add or drop names: first producer wins again, over every service
+        mine: dict[str, BuiltCluster] = {}
+        for index in range(len(services)):
+            found = produced.get(index)
+            if found is None:
+                found = [egress.clusters[name] for name in owned.get(index, ())] + egress.losers.get(index, [])
+            for built in found:
+                mine.setdefault(built.name, built)
+    else:  # the same names, some load assignments rebuilt
+        mine = {built.name: built for found in produced.values() for built in found}
+    removed = set(egress.clusters) - set(mine) if rules_differ else set()
+    clusters = {name: built for name, built in mine.items()
                 if name not in egress.clusters or egress.clusters[name].body != built.body}
     listeners: dict[str, BuiltListener] = {}
     listeners_removed: set[str] = set()
     if rules_differ:
-        mine = {built.name: built for built in build_listeners(list(services), pick, settings)}
+        ours = {built.name: built for built in build_listeners(list(services), pick, settings)}
         theirs = {built.name: built for built in egress.listeners}
-        listeners = {n: b for n, b in mine.items() if n not in theirs or theirs[n].body != b.body}
-        listeners_removed = set(theirs) - set(mine)
+        listeners = {n: b for n, b in ours.items() if n not in theirs or theirs[n].body != b.body}
+        listeners_removed = set(theirs) - set(ours)
     return _Variant(clusters, removed, listeners, listeners_removed)
 
 
@@ -209,7 +212,7 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
         ps = proxy.settings
         labels = client_labels(ps.locality, ps.labels)
         chosen = rules_selecting(selector_rules, ps.namespace, labels) if ps.namespace else []
-        return (ps.locality, tuple(r.ident for r in chosen),
+        return (ps.locality, bool(ps.locality or ps.labels), tuple(r.ident for r in chosen),
                 tuple((k, v) for k, v in sorted(labels.items()) if k in failover_keys))
 
     views: dict[tuple[Any, ...], Proxy] = {}
@@ -222,7 +225,7 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     for name, index in base.winner.items():
         owned.setdefault(index, []).append(name)
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
-                              g.settings, None, None, owned)
+                              g.settings, owned)
                 for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
     full = with_specials(base.clusters, settings)
     listeners = base.listeners
@@ -273,13 +276,15 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
         CLUSTERS_FILE: _discovery(CLUSTER_TYPE, [c.body for c in shared]),
         LISTENERS_FILE: _discovery(LISTENER_TYPE, [b.body for b in shared_listeners]),
     }
-    shared_sds = any(c.uses_sds for c in shared)
-    shared_ads = any(c.uses_ads for c in shared)
+    shared_sds = {c.name for c in shared if c.uses_sds}
+    shared_ads = {c.name for c in shared if c.uses_ads}
 
     def own_part(proxy: Proxy, index: int) -> tuple[list[BuiltCluster], list[BuiltListener], bool]:
+        """The proxy's static part; the agent clusters it needs for what it loads: the shared
+        clusters it does not shadow, and its own."""
         mine = own_clusters[index]
-        with_sds = shared_sds or any(c.uses_sds for c in mine.values())
-        with_ads = shared_ads or any(c.uses_ads for c in mine.values())
+        with_sds = bool(shared_sds - mine.keys()) or any(c.uses_sds for c in mine.values())
+        with_ads = bool(shared_ads - mine.keys()) or any(c.uses_ads for c in mine.values())
         own = sorted([*mine.values(), *special_clusters(proxy.settings, with_sds, with_ads)], key=lambda c: c.name)
         return own, sorted(own_listener_sets[index].values(), key=lambda b: b.name), with_ads
 
