@@ -371,3 +371,9 @@ def test_a_credential_cluster_shared_by_views_does_not_give_the_egress_proxy_ads
     _assert_every_proxy_exact(env)
     egress = _files(env)[ENVOY_BOOTSTRAP]
     assert "ads_config" not in egress["dynamic_resources"] and "xds-grpc" not in _clusters(egress)
+    # the shared (credential) version is in no whole configuration of the egress proxy: it is
+    # checked apart, as the shadowed part of clusters.json
+    hidden = env.envoy.static_part(ENVOY_CLUSTERS)["clusters"]
+    assert [c["name"] for c in hidden] == ["outbound|80||api.vendor.example.com"]
+    assert "kubernetes://vendor-client" in orjson.dumps(hidden).decode()
+    assert ENVOY_CLUSTERS in env.envoy.workload_sources

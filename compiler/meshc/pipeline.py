@@ -383,7 +383,8 @@ def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
     file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data,
                                                          hashlib.sha256(data).hexdigest())
     del data  # on disk when spooled: not held while the dict is validated
-    config = EnvoyConfig(file, sha, built.sources, None, files, built.workload_sources)
+    shadowed = emit.json_bytes(built.shadowed) if built.shadowed else b""
+    config = EnvoyConfig(file, sha, built.sources, None, files, built.workload_sources, shadowed)
     if options.check_envoy:
         findings, learned = validate_config(built.bootstrap, config, checks)
         return replace(config, findings=findings), used, learned

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_LISTENERS, Bundle, Spooled, content
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS, Bundle, Spooled, content
 from meshc.model.core import Artifact, EnvSettings, Service
 from meshc.model.diagnostics import Diagnostic, Finding, has_errors
 from meshc.model.ids import ObjectId
@@ -33,6 +33,15 @@ class EnvoyConfig:
     findings: list[tuple[tuple[Any, ...], Finding]] | None = None  # (path, finding); workload files' prefixed
     files: dict[str, bytes] = field(default_factory=dict)
     workload_sources: dict[str, dict[tuple[Any, ...], ObjectId]] = field(default_factory=dict)
+    # the shared clusters and listeners the egress proxy shadows (no whole configuration holds
+    # them), as a static part checked like a view's: {"static_resources": {...}} (JSON)
+    shadowed: bytes = b""
+
+    def static_part(self, rel: str) -> dict[str, Any]:
+        """The static resources a checked part holds: a view's, or the shadowed shared ones."""
+        data = self.shadowed if rel == ENVOY_CLUSTERS else self.files[rel]
+        static: dict[str, Any] = orjson.loads(data).get("static_resources") or {}
+        return static
 
     def data(self) -> bytes:
         return content(self.file)

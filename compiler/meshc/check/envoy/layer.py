@@ -78,8 +78,7 @@ class _WorkloadNames:
         self.envoy, self.rel = envoy, rel
 
     def __call__(self) -> list[str]:
-        static = orjson.loads(self.envoy.files[self.rel]).get("static_resources") or {}
-        return [str(c.get("name", "")) for c in static.get("clusters") or []]
+        return [str(c.get("name", "")) for c in self.envoy.static_part(self.rel).get("clusters") or []]
 
 
 class _Overlay(dict[CheckKey, Any]):
@@ -121,7 +120,7 @@ def validate_config(bootstrap: dict[str, Any], envoy: EnvoyConfig, cache: Mappin
     if key not in memo:
         found = list(validate_bootstrap(bootstrap, memo))
         for rel in sorted(envoy.workload_sources):
-            static = orjson.loads(envoy.files[rel]).get("static_resources") or {}
+            static = envoy.static_part(rel)
             found += [((rel, *path), finding)
                       for path, finding in validate_bootstrap({"static_resources": static}, memo)]
         memo[key] = found

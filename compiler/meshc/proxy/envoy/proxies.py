@@ -92,7 +92,8 @@ class ProxyFiles:
     bootstrap: Json  # the egress proxy's configuration as one static Bootstrap (checked)
     sources: dict[Path, ObjectId]
     files: dict[str, Json]  # bundle path -> document
-    workload_sources: dict[str, dict[Path, ObjectId]]  # workload file -> its static paths' origins
+    workload_sources: dict[str, dict[Path, ObjectId]]  # view file -> its static paths' origins
+    shadowed: Json = field(default_factory=dict)  # shared resources the egress proxy shadows (checked apart)
 
 
 def _client_dependent(rule: DestRule | None, seen: dict[int, bool]) -> bool:
@@ -291,6 +292,15 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     clusters, own_listeners, with_ads = own_part(egress, 0)
     files[BOOTSTRAP_FILE] = _proxy_bootstrap(egress, clusters, own_listeners, with_ads)
     view_sources: dict[str, dict[Path, ObjectId]] = {}
+    # the shared versions the egress proxy shadows are in no whole configuration the check layer
+    # sees: they are checked apart, like a view's own part
+    hidden = [c for c in shared if c.name in own_clusters[0]]
+    hidden_listeners = [b for b in shared_listeners if b.name in own_listener_sets[0]]
+    shadowed: Json = {}
+    if hidden or hidden_listeners:
+        shadowed = {"static_resources": {"listeners": [b.body for b in hidden_listeners],
+                                         "clusters": [c.body for c in hidden]}}
+        view_sources[CLUSTERS_FILE] = {**cluster_sources(hidden), **listener_sources(hidden_listeners)}
     for index, key in enumerate(variants, start=1):
         rel = _view_name(key)
         clusters, own_listeners, with_ads = own_part(views[key], index)
@@ -305,4 +315,4 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     if any(c.uses_ads for c in full):
         bootstrap["dynamic_resources"] = {"ads_config": ADS_CONFIG}
     sources = {**cluster_sources(full), **listener_sources(listeners)}
-    return ProxyFiles(bootstrap, sources, files, view_sources)
+    return ProxyFiles(bootstrap, sources, files, view_sources, shadowed)
