@@ -264,7 +264,8 @@ def proxy_pass(ctx: Context, assembled: Assembled) -> Step[Proxied]:
         vm_files[name], problems = vm_rules(env_result.settings, env_result.services)
         diags.extend(problems)
         diags.extend(unselected_credentials(env_result.settings, env_result.services,
-                                            workload_proxies(env_result.settings, env_result.services)))
+                                            [egress_proxy(env_result.settings),
+                                             *workload_proxies(env_result.settings, env_result.services)]))
     delta = CacheDelta(envoy={k: v for _, used, _ in configs for k, v in used.items()} if memo is not None
                        else None, checks=learned_checks if executor.cache is not None else None)
     value = Proxied(replace(assembled, envs=out_envs), vm_files)

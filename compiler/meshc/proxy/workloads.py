@@ -90,8 +90,8 @@ def _credential_paths(svc: Service) -> list[DataPath]:
 
 
 def unselected_credentials(settings: EnvSettings, services: list[Service], groups: list[Proxy]) -> list[Diagnostic]:
-    """E004: a credentialName DestinationRule (clientSelector) that selects no VM workload group of
-    the environment: no proxy configuration meshc writes carries that TLS."""
+    """E004: a credentialName DestinationRule (clientSelector) that selects none of `groups` (the
+    egress proxy and the VM workload groups): no proxy configuration meshc writes carries that TLS."""
     out: list[Diagnostic] = []
     for svc in services:
         if not svc.client_selector or not _credential_paths(svc):
@@ -103,7 +103,7 @@ def unselected_credentials(settings: EnvSettings, services: list[Service], group
         shown = ", ".join(f"{k}: {v}" for k, v in sorted(svc.client_selector.items()))
         out.append(Diagnostic(
             "E004", Severity.WARNING,
-            f"clientSelector {{{shown}}} selects no VM workload of this environment in namespace "
+            f"clientSelector {{{shown}}} selects no proxy meshc configures (VM workload or egress Envoy) in namespace "
             f"{svc.namespace!r}: no proxy configuration meshc writes carries this credentialName TLS "
             "(Kubernetes pods with these labels get it from istiod)",
             locate_decl(svc.decl, ("clientSelector",)), "clientSelector",

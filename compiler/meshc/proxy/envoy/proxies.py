@@ -163,8 +163,12 @@ def _discovery(type_url: str, bodies: Sequence[Json]) -> Json:
 
 
 def _config_source(config_dir: str, file: str) -> Json:
-    path = f"{config_dir.rstrip('/')}/{file.rsplit('/', 1)[-1]}"
-    return {"path_config_source": {"path": path}, "resource_api_version": "V3"}
+    """A file config source that reloads when the folder's contents are swapped by a rename (the
+    way a Kubernetes ConfigMap volume updates: `watched_directory`)."""
+    folder = config_dir.rstrip("/") or "/"
+    path = f"{folder.rstrip('/')}/{file.rsplit('/', 1)[-1]}"
+    return {"path_config_source": {"path": path, "watched_directory": {"path": folder}},
+            "resource_api_version": "V3"}
 
 
 def _proxy_bootstrap(proxy: Proxy, clusters: list[BuiltCluster], listeners: list[BuiltListener],
