@@ -110,7 +110,19 @@ def _service_of(item: Item) -> str:
     return str(service or item.id.name)
 
 
+_LAST: list[tuple[ChangeSet, tuple[Cause, ...]]] = []
+
+
 def group_causes(cs: ChangeSet) -> tuple[Cause, ...]:
+    """The causes of a change set (computed once per change set: each renderer asks)."""
+    if _LAST and _LAST[0][0] is cs:
+        return _LAST[0][1]
+    causes = _group(cs)
+    _LAST[:] = [(cs, causes)]
+    return causes
+
+
+def _group(cs: ChangeSet) -> tuple[Cause, ...]:
     accs: dict[tuple[Any, ...], _Acc] = {}
     per_env: dict[str, dict[str, tuple[Any, ...]]] = {}  # env -> service -> its cause key there
     leftovers: list[tuple[str, str, Item]] = []
@@ -142,12 +154,19 @@ def group_causes(cs: ChangeSet) -> tuple[Cause, ...]:
         if ENV_KEY + env_name in cs.declared:
             accs[(ENV_KEY + env_name,)] = _Acc(ENV_KEY + env_name, envs=[env_name])
     derived_acc = _Acc(DERIVED)
-    owners = [_owner(env_name, item, per_env.get(env_name, {}), accs) for env_name, _, item in leftovers]
+    index = {env_name: _Index(services, accs) for env_name, services in per_env.items()}
+    owners = [index[env_name].owner(item) if env_name in index else None for env_name, _, item in leftovers]
     by_file: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
     for (env_name, _, item), owner in zip(leftovers, owners, strict=True):
         if owner is not None:
             by_file.setdefault((env_name, item.id.namespace), set()).add(owner)
     for (env_name, what, item), owner in zip(leftovers, owners, strict=True):
+        if isinstance(item, ObjectDiff) and item.id.kind == "IptablesChain" and env_name in index:
+            shared = index[env_name].rule_owners(item)
+            if len(shared) > 1:  # rules of several causes changed in one chain: each cause gets its own
+                for key in shared:
+                    accs[key].derived.append((env_name, what, item))
+                continue
         if owner is None:  # nothing of its own names a cause: its environment's env.yaml change,
             # else the one cause changing its file, else the one cause of its environment
             same_file = by_file.get((env_name, item.id.namespace), set())
@@ -174,26 +193,56 @@ def _text(item: Item) -> str:
     return repr([(c.before, c.after) for c in item.changes])
 
 
-def _owner(env: str, item: Item, services: Mapping[str, tuple[Any, ...]],
-           accs: Mapping[tuple[Any, ...], _Acc]) -> tuple[Any, ...] | None:
-    """The cause (in this environment) whose hosts or addresses a derived object names: an Envoy
-    cluster by its host, else any derived object by the addresses or hosts in what changed."""
-    if item.id.kind == "EnvoyCluster":
-        host = item.id.name.split("|")[-1]
-        for key in services.values():
-            if host in accs[key].hosts:
-                return key
-    if item.id.kind == "IptablesChain":  # iptables/<service>-<endpoint>.rules: that VM's own rules
-        workload = item.id.namespace.removeprefix("iptables/").removesuffix(".rules")
-        mine = [(s, key) for s, key in services.items() if workload.startswith(f"{s}-")]
-        if mine and isinstance(item, ObjectSnapshot):  # added or removed with its VM
-            return max(mine, key=lambda pair: len(pair[0]))[1]
-    text = " ".join(_rule_texts(item)) if item.id.kind == "IptablesChain" else _text(item)
-    mentioned = set(_IP.findall(text))
-    for key in services.values():
-        if mentioned & accs[key].addresses or any(h in text for h in accs[key].hosts):
-            return key
-    return None
+_HOST = re.compile(r"[A-Za-z0-9*_-]+(?:\.[A-Za-z0-9_-]+)+")
+
+
+class _Index:
+    """One environment's causes by the hosts and addresses they name (exact matches)."""
+
+    def __init__(self, services: Mapping[str, tuple[Any, ...]], accs: Mapping[tuple[Any, ...], _Acc]) -> None:
+        self.services = services
+        self.hosts: dict[str, tuple[Any, ...]] = {}
+        self.addresses: dict[str, tuple[Any, ...]] = {}
+        for _, key in sorted(services.items()):
+            for host in sorted(accs[key].hosts):
+                self.hosts.setdefault(host, key)
+            for address in sorted(accs[key].addresses):
+                self.addresses.setdefault(address, key)
+
+    def rule_owners(self, item: Item) -> list[tuple[Any, ...]]:
+        """The causes an iptables chain change names through its rules' addresses, in order."""
+        out: list[tuple[Any, ...]] = []
+        for rule in _rule_texts(item):
+            for match in _IP.finditer(rule):
+                found = self.addresses.get(match.group(1))
+                if found is not None and found not in out:
+                    out.append(found)
+        return out
+
+    def owner(self, item: Item) -> tuple[Any, ...] | None:
+        """The cause a derived object belongs to: an Envoy cluster by its host, a VM's rules file
+        added or removed whole by the service it is named after, else the first address or host
+        in what changed that a cause names."""
+        if item.id.kind == "EnvoyCluster":
+            found = self.hosts.get(item.id.name.split("|")[-1])
+            if found is not None:
+                return found
+        if item.id.kind == "IptablesChain" and isinstance(item, ObjectSnapshot):
+            parts = item.id.namespace.removeprefix("iptables/").removesuffix(".rules").split("-")
+            for cut in range(len(parts) - 1, 0, -1):  # iptables/<service>-<endpoint>.rules, longest first
+                found = self.services.get("-".join(parts[:cut]))
+                if found is not None:
+                    return found
+        text = " ".join(_rule_texts(item)) if item.id.kind == "IptablesChain" else _text(item)
+        for match in _IP.finditer(text):
+            found = self.addresses.get(match.group(1))
+            if found is not None:
+                return found
+        for match in _HOST.finditer(text):
+            found = self.hosts.get(match.group(0))
+            if found is not None:
+                return found
+        return None
 
 
 def _rule_changes(item: Item) -> tuple[list[str], list[str]]:
@@ -209,7 +258,8 @@ def _rule_changes(item: Item) -> tuple[list[str], list[str]]:
             plus.extend(str(r) for r in (items(change.after) if len(change.path) == 1 else [change.after]))
         if change.kind != "added":
             minus.extend(str(r) for r in (items(change.before) if len(change.path) == 1 else [change.before]))
-    return [r for r in plus if r not in minus], [r for r in minus if r not in plus]
+    plus_set, minus_set = set(plus), set(minus)
+    return [r for r in plus if r not in minus_set], [r for r in minus if r not in plus_set]
 
 
 def _rule_texts(item: Item) -> list[str]:
@@ -231,7 +281,7 @@ def _cause(acc: _Acc, risks: Iterable[RiskFlag], production: set[str],
     where = list(declared.get(acc.service, ())) or sorted({item.source for _, _, item in acc.objects
                                                            if item.source})
     return Cause(acc.service, envs, summary, tuple(where), tuple(acc.objects), _proxy_lines(acc.derived),
-                 _iptables_lines(acc.derived), tuple(acc.derived), mine)
+                 _iptables_lines(acc.derived, acc.addresses), tuple(acc.derived), mine)
 
 
 def _summary(objects: list[tuple[str, str, Item]]) -> tuple[str, ...]:
@@ -305,7 +355,9 @@ def _files(files: list[str]) -> str:
     return ", ".join(rest + ([f"{len(views)} workload views"] if views else [])) + " (each)"
 
 
-def _iptables_lines(derived: list[tuple[str, str, Item]]) -> tuple[str, ...]:
+def _iptables_lines(derived: list[tuple[str, str, Item]], addresses: set[str]) -> tuple[str, ...]:
+    """One line per group of workloads with the same change; of a chain whose rules belong to
+    several causes, only the rules naming this cause's addresses (or none)."""
     lines: dict[tuple[str, str], list[str]] = {}
     whole: dict[tuple[str, str], set[str]] = {}
     for env, what, item in derived:
@@ -313,7 +365,7 @@ def _iptables_lines(derived: list[tuple[str, str, Item]]) -> tuple[str, ...]:
             continue
         workload = item.id.namespace.removeprefix("iptables/").removesuffix(".rules")
         words = lines.setdefault((env, workload), [])
-        words.extend(_chain_words(what, item))
+        words.extend(_chain_words(what, item, addresses))
         whole.setdefault((env, workload), set()).add(what)
     for key, kinds in whole.items():  # every chain of the file added or removed: say it once
         if kinds == {"removed"}:
@@ -333,12 +385,20 @@ def _workloads(names: list[str]) -> str:
     return f"{len(names)} workloads ({shown})"
 
 
-def _chain_words(what: str, item: Item) -> list[str]:
+def _mine(rule: str, addresses: set[str]) -> bool:
+    named = {m.group(1) for m in _IP.finditer(rule)}
+    return not named or bool(named & addresses)
+
+
+def _chain_words(what: str, item: Item, addresses: set[str] | None = None) -> list[str]:
     chain = item.id.name.split("/")[-1]
     if what in ("added", "removed"):
         verb = "starts" if what == "added" else "stops"
         return [f"{verb} {'the egress allow-list' if chain == 'MESHC_EGRESS' else 'capture chain ' + chain}"]
     plus, minus = _rule_changes(item)
+    if addresses is not None and any(not _mine(r, addresses) for r in plus + minus):
+        plus = [r for r in plus if _mine(r, addresses)]
+        minus = [r for r in minus if _mine(r, addresses)]
     out = [_rule_words(rule, "allows" if chain == "MESHC_EGRESS" else "adds") for rule in plus]
     out += [_rule_words(rule, "no longer allows" if chain == "MESHC_EGRESS" else "drops") for rule in minus]
     return out or [f"reorders {chain}"]

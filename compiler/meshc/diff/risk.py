@@ -214,12 +214,13 @@ def _capture(obj: str, before: Body, after: Body) -> Iterator[tuple[str, str]]:
     chain = str((after or before).get("chain", ""))
     b_rules = [str(r) for r in items(before.get("rules"))] if before else []
     a_rules = [str(r) for r in items(after.get("rules"))] if after else []
+    a_set = set(a_rules)
     workload = obj.split("/", 2)[-1].rsplit(".rules", 1)[0] if "/" in obj else obj
     if chain == "MESHC_EGRESS":
         refused = [r for r in b_rules if r.endswith(("-j DROP", "-j REJECT")) or " -j REJECT " in r]
-        if before and (not after or (refused and not any(r in a_rules for r in refused))):
+        if before and (not after or (refused and not any(r in a_set for r in refused))):
             yield "allow-list-opened", f"{workload}: the egress allow-list no longer refuses undeclared destinations"
-    gone = [r for r in b_rules if " -j REDIRECT" in r and r not in a_rules]
+    gone = [r for r in b_rules if " -j REDIRECT" in r and r not in a_set]
     if before and (not after and chain.startswith("MESHC_") and chain.endswith(("REDIRECT", "INBOUND", "OUTPUT"))
                    or gone):
         more = f", {len(gone)} redirect rule(s)" if gone else ""
@@ -243,8 +244,9 @@ def _outbound_policy(before: Body, after: Body) -> Iterator[tuple[str, str]]:
 def _iptables(obj: str, before: Body, after: Body) -> str:
     b_rules = [str(r) for r in items(before.get("rules"))] if before else []
     a_rules = [str(r) for r in items(after.get("rules"))] if after else []
-    plus = [r for r in a_rules if r not in b_rules]
-    minus = [r for r in b_rules if r not in a_rules]
+    b_set, a_set = set(b_rules), set(a_rules)
+    plus = [r for r in a_rules if r not in b_set]
+    minus = [r for r in b_rules if r not in a_set]
     kinds = sorted({_rule_kind(r) for r in plus + minus}) or ["order or policy"]
     state = "added" if not before else "removed" if not after else "changed"
     return (f"iptables chain {state}: +{len(plus)}/-{len(minus)} rule(s) affecting "
