@@ -161,3 +161,15 @@ def test_ten_thousand_changed_services_fit_the_comment_and_say_what_was_left_out
     left = re.search(r"… (\d+) more cause\(s\) not listed here", md)
     assert left is not None and int(left.group(1)) > 9_000
     assert "**Left out:**" in md and "meshc diff --format text" in md
+
+
+def test_the_map_masks_what_a_mask_rule_covers(estate: Path) -> None:
+    (estate / "meshc.yaml").write_text((estate / "meshc.yaml").read_text()
+                                       + "    - {kind: ServiceEntry, path: spec.hosts}\n")
+    commit(estate, "mask hosts")
+    append(estate, "environments/base/saas.yaml", GEO_IP)
+    commit(estate, "geo-ip")
+    md = render_markdown(diff(estate, "HEAD~1", "HEAD"))
+    maps = md.split("Map of the change")[1].split("</details>")[0]
+    assert "geo-ip in prod" in maps and "geoip.example.org" not in maps and "masked" in maps
+    assert "geoip.example.org" not in md.split("### Changes by cause")[0]  # risk rows scrubbed too

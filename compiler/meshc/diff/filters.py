@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from meshc.diff.maps import ServiceMap
 from meshc.diff.model import (
     ChangeSet,
     EnvChanges,
@@ -210,6 +211,7 @@ class Masker:
         text = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
         if len(text) >= 4:
             self.secrets.add(text)
+        self.secrets.update(leaf for leaf in _strings(value) if len(leaf) >= 4)  # a masked list's items too
         digest = hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:8]
         return Masked(len(text), digest)
 
@@ -248,6 +250,35 @@ class Masker:
         return text
 
 
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _mask_map(m: Masker, value: ServiceMap | None) -> ServiceMap | None:
+    """A service map with every text that holds a masked value masked (the maps are drawn in the
+    comment from the unmasked bodies)."""
+    if value is None:
+        return None
+
+    def text(x: str) -> str:
+        found = m.leaks(x)
+        return str(found) if isinstance(found, Masked) else x
+
+    def texts(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(texts(x) if isinstance(x, tuple) else text(x) for x in xs)
+
+    return replace(value, name=text(value.name), namespace=text(value.namespace), hosts=texts(value.hosts),
+                   ports=texts(value.ports), endpoints=texts(value.endpoints), tls=texts(value.tls),
+                   callers=text(value.callers))
+
+
 def mask_changeset(cs: ChangeSet, rules: Sequence[Mapping[str, Any]], salt: str) -> ChangeSet:
     """Masked bodies and field changes; the normalised bodies kept for risk detection are
     dropped, so nothing unmasked is left for a renderer to print."""
@@ -271,7 +302,8 @@ def mask_changeset(cs: ChangeSet, rules: Sequence[Mapping[str, Any]], salt: str)
                                             for c in d.changes), refs=tuple(r for r in d.refs if m.leaks(r) == r))
 
         envs = {name: replace(e, added=tuple(map(snap2, e.added)), removed=tuple(map(snap2, e.removed)),
-                              modified=tuple(map(diff2, e.modified)), renamed=tuple(map(diff2, e.renamed)))
+                              modified=tuple(map(diff2, e.modified)), renamed=tuple(map(diff2, e.renamed)),
+                              maps={s: (_mask_map(m, b), _mask_map(m, a)) for s, (b, a) in e.maps.items()})
                 for name, e in envs.items()}
     risks = tuple(replace(r, message=m.scrub(r.message)) for r in cs.risks)
     return cs.with_envs(envs, risks=risks, notes=tuple(m.scrub(n) for n in cs.notes))
