@@ -43,7 +43,7 @@ def test_one_entry_per_declaration_change_with_its_flags_and_position(estate: Pa
     assert [c for c, _, _ in geo.flags()] == ["new-external-host"]
     stripe = causes["payments-stripe"]
     assert [c for c, _, _ in stripe.flags()] == ["verification-weakened"]
-    assert stripe.where == ("environments/base/saas.yaml:32 (removed)",)
+    assert stripe.where == ("environments/base/saas.yaml:31",)  # the entry now ends there: its last line went
     orders = causes["orders-db"]
     assert orders.envs == ("prod",) and orders.where[0].startswith("environments/prod/services.yaml:")
     assert "endpoint-removed" in [c for c, _, _ in orders.flags()]

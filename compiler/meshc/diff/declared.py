@@ -2,8 +2,9 @@
 
 Input: the repository root and the two sides (`SideInfo`). Output: service name -> positions
 (``file:line``) of the changed lines inside that service's entry (a `services:` item or an
-`overrides:` item named after it), head side; an entry deleted whole is given at its base-side
-line with `` (removed)``; and ``env:<name>`` -> the changed lines of that environment's
+`overrides:` item named after it), head side (lines removed from an entry that stays: where
+they were, or where the entry now ends); an entry deleted whole is given at its base-side line
+with `` (removed)``; and ``env:<name>`` -> the changed lines of that environment's
 env.yaml (`ENV_KEY`). Only git sides (and the working tree as head) have lines to compare;
 for others the result is empty and the review falls back to the declaration each object names.
 Invariants: read-only (`git diff`, `git show`); never raises (a git or YAML problem gives {}).
@@ -11,6 +12,7 @@ Invariants: read-only (`git diff`, `git show`); never raises (a git or YAML prob
 
 from __future__ import annotations
 
+import bisect
 import re
 import subprocess
 from collections.abc import Iterator
@@ -47,6 +49,25 @@ def _entries(text: str) -> Iterator[tuple[str, int, int]]:
                     yield name, item.start_mark.line + 1, max(item.start_mark.line + 1, item.end_mark.line)
 
 
+class _Lines:
+    """Entries (name, first line, last line) sorted by first line, searched by line range."""
+
+    def __init__(self, entries: list[tuple[str, int, int]]) -> None:
+        self.entries = sorted(entries, key=lambda e: (e[1], e[2], e[0]))
+        self.firsts = [e[1] for e in self.entries]
+
+    def overlapping(self, lo: int, hi: int) -> list[tuple[str, int, int]]:
+        """Entries that share a line with lo..hi (entries of one file do not nest)."""
+        out = []
+        start = max(0, bisect.bisect_right(self.firsts, lo) - 1)
+        for entry in self.entries[start:]:
+            if entry[1] > hi:
+                break
+            if entry[2] >= lo:
+                out.append(entry)
+        return out
+
+
 def _read(root: Path, side: SideInfo, rel: str) -> str | None:
     if side.kind == "worktree":
         try:
@@ -81,19 +102,27 @@ def declaration_changes(root: Path, base: SideInfo, head: SideInfo) -> dict[str,
                 places.setdefault(ENV_KEY + env_file.group(1), set()).add(
                     (new, c, "") if new and d else (old, a, " (removed)"))
             continue
-        head_items = list(_entries(_read(root, head, new) or "")) if new else []
-        base_items = list(_entries(_read(root, base, old) or "")) if old else []
+        head_items = sorted(_entries(_read(root, head, new) or "")) if new else []
+        base_items = sorted(_entries(_read(root, base, old) or "")) if old else []
+        head_index, base_index = _Lines(head_items), _Lines(base_items)
+        head_last = {name: last for name, _, last in head_items}
         for a, b, c, d in ranges:
-            hit = False
-            for name, first, last in head_items:
-                lo, hi = (c, c + d - 1) if d else (c, c)
-                if lo <= last and hi >= first and d:
-                    places.setdefault(name, set()).add((new, max(lo, first), ""))
-                    hit = True
-            if hit or not b:
-                continue
-            for name, first, last in base_items:  # lines only removed: the base side says where
-                if a <= last and a + b - 1 >= first:
+            if d:  # lines added or changed on the head side: the entries they fall in
+                hits = head_index.overlapping(c, c + d - 1)
+                for name, first, _ in hits:
+                    places.setdefault(name, set()).add((new, max(c, first), ""))
+                if hits or not b:
+                    continue
+            else:  # lines only removed: inside an entry that stays (lines c and c + 1 both its own)
+                inside = [e for e in head_index.overlapping(c, c + 1) if e[1] <= c and e[2] >= c + 1]
+                for name, _, _ in inside:
+                    places.setdefault(name, set()).add((new, c, ""))
+                if inside:
+                    continue
+            for name, first, _ in base_index.overlapping(a, a + b - 1):
+                if name in head_last:  # its last lines removed: where the entry now ends
+                    places.setdefault(name, set()).add((new, head_last[name], ""))
+                else:  # the entry removed whole: the base side says where it was
                     places.setdefault(name, set()).add((old, max(a, first), " (removed)"))
     return {name: tuple(f"{file}:{line}{note}" for file, line, note in sorted(found))
             for name, found in sorted(places.items())}
