@@ -93,12 +93,15 @@ def unselected_credentials(settings: EnvSettings, services: list[Service], group
     """E004: a credentialName DestinationRule (clientSelector) that selects none of `groups` (the
     egress proxy and the VM workload groups): no proxy configuration meshc writes carries that TLS."""
     out: list[Diagnostic] = []
+    index: dict[tuple[str, str, str], set[int]] = {}  # (namespace, label, value) -> proxies
+    for i, g in enumerate(groups):
+        for k, v in client_labels(g.settings.locality, g.settings.labels).items():
+            index.setdefault((g.settings.namespace, k, v), set()).add(i)
     for svc in services:
         if not svc.client_selector or not _credential_paths(svc):
             continue
-        if any(g.settings.namespace == svc.namespace
-               and all(client_labels(g.settings.locality, g.settings.labels).get(k) == v
-                       for k, v in svc.client_selector.items()) for g in groups):
+        chosen = set.intersection(*(index.get((svc.namespace, k, v), set()) for k, v in svc.client_selector.items()))
+        if chosen:
             continue
         shown = ", ".join(f"{k}: {v}" for k, v in sorted(svc.client_selector.items()))
         out.append(Diagnostic(

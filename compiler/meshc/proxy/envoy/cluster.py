@@ -150,19 +150,28 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
     return BuiltCluster(name, body, origin, origins, tls.uses_sds, tls.uses_ads)
 
 
+Inputs = tuple[list[Endpoint], SvcPort, Policy]
+
+
 def relocated(built: BuiltCluster, service: Service, rule: DestRule | None,
-              settings: ProxySettings) -> BuiltCluster:
+              settings: ProxySettings, inputs: dict[str, Inputs] | None = None) -> BuiltCluster:
     """`built`, a cluster of `service` made for another client, as the client of `settings` gets
     it: of a cluster only the load assignment depends on the client (its locality and labels), so
-    only that is rebuilt (the same steps as `build_cluster`)."""
+    only that is rebuilt (the same steps as `build_cluster`). `inputs` keeps each cluster's
+    endpoints, port and policy between calls for several clients."""
     if "load_assignment" not in built.body:
         return built
-    _, port_number, subset_name, _ = built.name.split("|", 3)
-    port = next(p for p in service.ports if p.number == int(port_number))
-    subset = next((s for s in rule.subsets if s.get("name") == subset_name), None) \
-        if subset_name and rule is not None else None
-    policy = effective_policy(rule, port.number, subset)
-    endpoints = _subset_endpoints(service, (subset or {}).get("labels") or {})
+    found = inputs.get(built.name) if inputs is not None else None
+    if found is None:
+        _, port_number, subset_name, _ = built.name.split("|", 3)
+        port = next(p for p in service.ports if p.number == int(port_number))
+        subset = next((s for s in rule.subsets if s.get("name") == subset_name), None) \
+            if subset_name and rule is not None else None
+        found = (_subset_endpoints(service, (subset or {}).get("labels") or {}), port,
+                 effective_policy(rule, port.number, subset))
+        if inputs is not None:
+            inputs[built.name] = found
+    endpoints, port, policy = found
     assignment = load_assignment(built.name, endpoints, port, policy, settings.locality, settings.labels)
     lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items() if k != "locality_weighted_lb_config"}
     if assignment.locality_weighted:

@@ -57,7 +57,14 @@ from meshc.proxy.envoy.bootstrap import (
     rule_picker,
     with_specials,
 )
-from meshc.proxy.envoy.cluster import ADS_CONFIG, BuiltCluster, relocated, service_clusters, special_clusters
+from meshc.proxy.envoy.cluster import (
+    ADS_CONFIG,
+    BuiltCluster,
+    Inputs,
+    relocated,
+    service_clusters,
+    special_clusters,
+)
 from meshc.proxy.envoy.endpoints import client_labels
 from meshc.proxy.envoy.istio import (
     DestRule,
@@ -118,9 +125,10 @@ class _Variant:
 
 
 def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick: Any, settings: ProxySettings,
-             owned: Mapping[int, Sequence[str]]) -> _Variant:
+             owned: Mapping[int, Sequence[str]], inputs: dict[str, Inputs]) -> _Variant:
     """What a proxy with `settings` (and DR choice `pick`) has that differs from the egress proxy;
-    `owned`: service index -> the names of the egress clusters it produced and kept."""
+    `owned`: service index -> the names of the egress clusters it produced and kept; `inputs`:
+    the load-assignment inputs of clusters, shared by the views."""
     produced: dict[int, list[BuiltCluster]] = {}
     rules_differ = False
     seen: dict[int, bool] = {}
@@ -131,7 +139,7 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
             continue
         rules_differ = rules_differ or not same_rule
         if same_rule:  # only the load assignments differ: rebuild those, keep the rest
-            produced[index] = [relocated(egress.clusters[name], service, rule, settings)
+            produced[index] = [relocated(egress.clusters[name], service, rule, settings, inputs)
                                for name in owned.get(index, ())]
         else:
             produced[index] = service_clusters(service, rule, settings)
@@ -229,8 +237,9 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     owned: dict[int, list[str]] = {}
     for name, index in base.winner.items():
         owned.setdefault(index, []).append(name)
+    inputs: dict[str, Inputs] = {}
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
-                              g.settings, owned)
+                              g.settings, owned, inputs)
                 for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
     full = with_specials(base.clusters, settings)
     listeners = base.listeners
