@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshc.diff.declared import ENV_KEY
-from meshc.diff.maps import items
+from meshc.diff.maps import items, spec_of
 from meshc.diff.model import ChangeSet, ItemKey, ObjectDiff, ObjectSnapshot, RiskFlag, format_path
 from meshc.diff.risk import ORDER
 
@@ -92,11 +92,6 @@ def _body(item: Item) -> Mapping[str, Any]:
     if isinstance(item, ObjectSnapshot):
         return item.body
     return item.after or item.before
-
-
-def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = body.get("spec") if isinstance(body, Mapping) else None
-    return spec if isinstance(spec, Mapping) else {}
 
 
 def _names(item: Item) -> tuple[set[str], set[str]]:
@@ -304,7 +299,7 @@ def _summary(objects: list[tuple[str, str, Item]]) -> tuple[str, ...]:
 
 
 def _added(kind: str, name: str, item: Item) -> str:
-    spec = _spec(_body(item))
+    spec = spec_of(_body(item))
     if kind == "ServiceEntry":
         where = "external" if spec.get("location", "MESH_EXTERNAL") == "MESH_EXTERNAL" else "internal"
         return f"adds {where} service {name}: {', '.join(str(h) for h in items(spec.get('hosts')))}"

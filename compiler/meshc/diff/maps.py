@@ -43,7 +43,8 @@ def items(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
-def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
+def spec_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An Istio object's spec mapping ({} when it has none)."""
     spec = body.get("spec") if isinstance(body, Mapping) else None
     return spec if isinstance(spec, Mapping) else {}
 
@@ -59,7 +60,7 @@ def service_map(name: str, namespace: str, bodies: Iterable[Mapping[str, Any]]) 
     tls: list[tuple[str, str]] = []
     callers = ""
     for body in bodies:
-        kind, spec = body.get("kind"), _spec(body)
+        kind, spec = body.get("kind"), spec_of(body)
         if kind == "ServiceEntry":
             se = spec
             endpoints += [(str(e.get("address", "")), _locality(e), str(e.get("network") or ""))

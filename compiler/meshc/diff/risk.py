@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from meshc.diff.maps import items
+from meshc.diff.maps import items, spec_of
 from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, RiskFlag, format_path
 from meshc.diff.rename import leaves
 
@@ -103,7 +103,7 @@ def _flags(env: str, obj: str, kind: str, before: Body, after: Body, source: str
     elif kind == "DestinationRule":
         yield from (flag(c, m) for c, m in _tls(before, after))
     elif kind == "WorkloadEntry":
-        old, new = _spec(before).get("address"), _spec(after).get("address")
+        old, new = spec_of(before).get("address"), spec_of(after).get("address")
         if old is not None and old != new:
             yield flag("endpoint-removed", f"workload address {old} " +
                        ("removed" if removed else f"replaced by {new}"))
@@ -118,18 +118,13 @@ def _flags(env: str, obj: str, kind: str, before: Body, after: Body, source: str
             yield flag("export-widened", f"exportTo widened to include {', '.join(sorted(wider))}")
 
 
-def _spec(body: Body) -> Body:
-    spec = body.get("spec") if isinstance(body, Mapping) else None
-    return spec if isinstance(spec, Mapping) else {}
-
-
 def _exported(body: Body) -> set[str]:
-    spec = _spec(body)
+    spec = spec_of(body)
     return {str(x) for x in items(spec["exportTo"])} if spec.get("exportTo") else {"*"}
 
 
 def _service_entry(before: Body, after: Body, added: bool, removed: bool) -> Iterator[tuple[str, str]]:
-    b, a = _spec(before), _spec(after)
+    b, a = spec_of(before), spec_of(after)
     b_hosts, a_hosts = set(map(str, items(b.get("hosts")))), set(map(str, items(a.get("hosts"))))
     new_hosts = sorted(a_hosts - b_hosts)
     if new_hosts and a.get("location", "MESH_EXTERNAL") == "MESH_EXTERNAL":
