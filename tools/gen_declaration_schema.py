@@ -61,7 +61,14 @@ tls = obj({
 }, desc="TLS origination by the client sidecar (DestinationRule trafficPolicy.tls).")
 port_level = obj({"port": i("Service port number this policy applies to", 1, 65535),
                   "loadBalancer": lb, "connectionPool": pool, "outlierDetection": outlier, "tls": tls, "$patch": patch}, ["port"])
+retry_budget = obj({"percent": {"type": "number", "minimum": 0, "maximum": 100,
+                                 "description": "Share of active requests that may be retries (Istio default 20 from 1.30)."},
+                     "minRetryConcurrency": i("Retries always allowed, whatever the percent", 0, U32),
+                     "budgetInterval": dur("Window the budget is computed over (Istio 1.31+)")},
+                    desc="Istio RetryBudget (Istio 1.27+).")
 traffic = obj({"loadBalancer": lb, "connectionPool": pool, "outlierDetection": outlier,
+               "retryBudget": retry_budget,
+               "proxyProtocol": obj({"version": {"enum": ["V1", "V2"]}}, desc="PROXY protocol to the upstream (Istio 1.22+)."),
                "portLevel": {"type": "array", "items": port_level, "description": "Per-port policies; an entry replaces the service-level policy for that port."}},
               desc="Traffic policy of the DestinationRule.")
 port = obj({"number": i("Port number the service is reached on", 1, 65535),
@@ -79,6 +86,10 @@ endpoint = obj({"address": s("IP address, hostname (dns resolution only) or unix
                 "$patch": patch}, ["address"])
 subset_traffic = obj({**traffic["properties"], "tls": tls}, desc="Traffic policy for this subset only.")
 subset = obj({"name": {"type": "string", "pattern": LABEL, "maxLength": 63}, "labels": strmap, "trafficPolicy": subset_traffic, "$patch": patch}, ["name"])
+consumer = obj({"namespace": {"type": "string", "pattern": LABEL, "maxLength": 63, "description": "Consumer namespace."},
+                 "serviceAccount": {"type": "string", "pattern": LABEL, "maxLength": 253,
+                                    "description": "Only this service account of the namespace (default: all of it)."}},
+                ["namespace"])
 service_props = {
   "name": {"type": "string", "pattern": LABEL, "maxLength": 53, "description": "Service name: a DNS-1123 label, unique per environment."},
   "namespace": {"type": "string", "pattern": LABEL, "maxLength": 63, "description": "Namespace of the objects; defaults to env.yaml namespace."},
@@ -87,7 +98,8 @@ service_props = {
   "hosts": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"type": "string", "minLength": 1, "maxLength": 255}, "description": "Fully qualified host names (at least one dot)."},
   "addresses": {"type": "array", "maxItems": 256, "items": {"type": "string", "maxLength": 64}, "description": "Virtual IPs or CIDRs."},
   "location": {"enum": ["external", "internal"], "description": "external: outside the mesh; internal: VMs running sidecars."},
-  "resolution": {"enum": ["none", "static", "dns", "dns-round-robin"]},
+  "resolution": {"enum": ["none", "static", "dns", "dns-round-robin", "dynamic-dns"],
+                 "description": "none, static, dns, dns-round-robin, or dynamic-dns (wildcard hosts resolved per request; Istio 1.28+)."},
   "ports": {"type": "array", "minItems": 1, "maxItems": 256, "items": port},
   "endpoints": {"type": "array", "maxItems": 4096, "items": endpoint},
   "endpointsAs": {"enum": ["inline", "workloadEntries"], "description": "inline ServiceEntry endpoints (default) or WorkloadEntry objects selected by labels."},
@@ -97,6 +109,11 @@ service_props = {
   "trafficPolicy": traffic,
   "subsets": {"type": "array", "items": subset},
   "exportTo": {"type": "array", "items": S, "description": "Namespaces the objects are visible to: '.', '*' or names."},
+  "egress": {"enum": ["direct", "gateway", "waypoint"],
+             "description": "How the mesh reaches the service: direct from each sidecar, through the egress gateway, or "
+                            "through the egress waypoint (default: env.yaml egress.mode, else direct)."},
+  "consumers": {"type": "array", "items": consumer,
+                "description": "Who may call the service: namespaces, or service accounts in a namespace (docs/egress.md)."},
 }
 service = obj(dict(service_props), ["name", "hosts", "ports"], desc="One service the mesh must reach.")
 import copy
@@ -138,14 +155,51 @@ env = {
                   "outboundTrafficPolicy": {"enum": ["ALLOW_ANY", "REGISTRY_ONLY"]},
                   "labels": {"type": "object", "additionalProperties": S,
                              "description": "Labels of the client proxies (e.g. topology.istio.io/network), "
-                                            "matched by DestinationRule failoverPriority (docs/envoy.md)."}}),
+                                            "matched by DestinationRule failoverPriority (docs/envoy.md)."},
+                  "configDir": {"type": "string", "pattern": "^/[^\\u0000-\\u001f\\u007f]*$",
+                                "description": "Absolute folder on each proxy host holding this bundle's envoy/ files "
+                                               "(clusters.json, listeners.json): the bootstraps read the shared clusters "
+                                               "and listeners from there (default /etc/meshc/envoy)."}}),
     "vm": obj({"dnsCapture": {"type": "boolean"}, "egressAllowList": {"type": "boolean"},
                "excludeInboundPorts": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
                "includeOutboundCIDRs": {"type": "array", "items": S}, "excludeOutboundCIDRs": {"type": "array", "items": S},
                "excludeOutboundPorts": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
                "dnsServers": {"type": "array", "items": S,
                               "description": "IPv4 nameservers of the VMs' /etc/resolv.conf: DNS capture redirects "
-                                             "only DNS to these to the agent (none: DNS is not captured)."}}),
+                                             "only DNS to these to the agent (none: DNS is not captured)."},
+               "dnsServersByNetwork": {"type": "object", "additionalProperties": {"type": "array", "items": S},
+                                       "description": "Per network (a name from networks:): the resolv.conf nameservers of "
+                                                      "the VMs on that network, used instead of dnsServers for their DNS capture."}}),
+    "dataplane": {"enum": ["sidecar", "ambient"],
+                  "description": "The environment's data-plane mode: sidecar (default) or ambient (ztunnel and waypoints)."},
+    "egress": obj({
+      "mode": {"enum": ["direct", "gateway", "waypoint"],
+               "description": "Default egress path of the services (a service's egress: wins): direct, the egress "
+                              "gateway (sidecar mode) or an egress waypoint (ambient)."},
+      "gateway": obj({
+        "name": {"type": "string", "pattern": LABEL, "maxLength": 63,
+                 "description": "Name of the egress gateway's Kubernetes Service (e.g. istio-egressgateway)."},
+        "namespace": {"type": "string", "pattern": LABEL, "maxLength": 63,
+                      "description": "Namespace of the egress gateway (e.g. istio-system); its Gateway, VirtualService, "
+                                     "DestinationRules and AuthorizationPolicies go there."},
+        "selector": {**strmap, "minProperties": 1,
+                     "description": "Labels of the gateway's pods (Gateway selector, AuthorizationPolicy selector)."},
+      }, ["name", "namespace", "selector"], desc="The egress gateway (sidecar mode) services with egress: gateway go through."),
+      "waypoint": obj({
+        "name": {"type": "string", "pattern": LABEL, "maxLength": 63, "description": "Name of the waypoint Gateway."},
+        "namespace": {"type": "string", "pattern": LABEL, "maxLength": 63,
+                      "description": "Namespace of the waypoint (e.g. istio-egress)."},
+        "managed": {"type": "boolean", "description": "meshc emits the waypoint Gateway (class istio-waypoint) itself."},
+        "tlsOrigination": {"enum": ["DestinationRule", "BackendTLSPolicy"],
+                           "description": "How the waypoint originates TLS: a DestinationRule (default) or a "
+                                          "BackendTLSPolicy (Istio 1.28+)."},
+      }, ["name", "namespace"], desc="The egress waypoint (ambient) services with egress: waypoint are bound to."),
+      "sidecarHosts": {"type": "array", "items": S,
+                       "description": "Extra Sidecar egress hosts ('ns/host') every consumer namespace keeps, beside './*' "
+                                      "and the control plane's namespace."},
+      "controlPlaneNamespace": {"type": "string", "pattern": LABEL, "maxLength": 63,
+                                "description": "Namespace of istiod (default istio-system); consumer Sidecars keep it visible."},
+    }, desc="How the environment's services are reached: egress path and who may call them (docs/egress.md)."),
   }, ["name", "namespace"]),
 }
 decl["$defs"] = {"service": service, "override": override}
