@@ -238,6 +238,10 @@ def assemble_pass(ctx: Context, units: Units) -> Step[Assembled]:
                 env_result.services.append(build_service(settings, decl))
                 env_result.artifacts.extend(out.artifacts)
         diags.extend(cross_check(settings, env_result.services))
+        shared, problems = prepared.expanders[name].expand_env(env_result.services)
+        diags.extend(problems)
+        env_result.artifacts.extend(shared)
+        env_result.shared.extend(shared_out(settings, art) for art in shared)
         envs[name] = env_result
     return Step(Assembled(units, envs), tuple(diags))
 
@@ -392,8 +396,18 @@ def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
     return config, used, {}
 
 
+def shared_out(settings: EnvSettings, art: Artifact) -> UnitOut:
+    """An environment-wide object as its own manifest file (`<namespace>/_<kind>-<name>.yaml`: a
+    service name never starts with `_`), placed at env.yaml."""
+    path = emit.shared_file(art.identity)
+    data, shas = emit.render_service([art])
+    source = settings.source.file if settings.source is not None else ""
+    return UnitOut(True, [art], [], path, data, tuple(emit.index_entry(a, path, sha, source) for a, sha in shas))
+
+
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],
                vm_files: dict[str, bytes] | None = None) -> Bundle:
+    outs = [*outs, *env_result.shared]
     files = {out.file: out.data for out in outs if out.file}
     entries = [e for out in outs for e in out.entries]
     extra_files: dict[str, bytes | Spooled] = dict(vm_files or {})

@@ -85,6 +85,8 @@ class Placer:
     def __call__(self, art: Artifact, finding: Finding) -> Diagnostic:
         decl = self.decls.get(art.service)
         pos = locate_finding(art, decl, finding.path) if decl is not None else None
+        if pos is None and not art.service and self.env.settings.source is not None:
+            pos = self.env.settings.source.position  # an object of the whole environment: env.yaml made it
         return Diagnostic(finding.code, finding.severity, finding.message, pos,
                           format_path(finding.path), finding.hint, self.env.settings.name,
                           art.identity, finding.istio_code)

@@ -25,10 +25,12 @@ import orjson
 from meshc.files.yamlout import dump
 from meshc.model.bundle import Bundle, Spooled
 from meshc.model.core import Artifact
+from meshc.model.ids import ObjectId
 from meshc.runtime import faults
 from meshc.runtime.outdir import remove, swap_in
 
-KIND_ORDER = {"ServiceEntry": 0, "WorkloadEntry": 1, "DestinationRule": 2}
+KIND_ORDER = {"ServiceEntry": 0, "WorkloadEntry": 1, "DestinationRule": 2, "Gateway": 3, "VirtualService": 4,
+              "AuthorizationPolicy": 5, "BackendTLSPolicy": 6, "Sidecar": 7}
 _TOP = ("apiVersion", "kind", "metadata", "spec")
 _META = ("name", "namespace", "labels", "annotations")
 _SPEC = ("host", "hosts", "addresses", "ports", "location", "resolution", "endpoints",
@@ -64,6 +66,12 @@ def canonical(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def service_file(namespace: str, service: str) -> str:
     return f"{namespace}/{service}.yaml"
+
+
+def shared_file(ident: ObjectId) -> str:
+    """The file of an object of the whole environment (no service): `_` keeps it apart from
+    service files, whose names are DNS labels."""
+    return f"{ident.namespace}/_{ident.kind.lower()}-{ident.name}.yaml"
 
 
 def render_service(artifacts: list[Artifact]) -> tuple[bytes, list[tuple[Artifact, str]]]:

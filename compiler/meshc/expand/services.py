@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 import orjson
 
+from meshc.expand import egress
 from meshc.expand.templating import TemplateValueError, render_bounded
 from meshc.model.core import Artifact, EnvSettings, Origin, OriginEntry, PortPolicy, Service, TrafficPolicy
 from meshc.model.diagnostics import Diagnostic, Position, Severity
@@ -43,17 +44,38 @@ class Expander:
         self.se_t = _load(jenv, "serviceentry.json.j2")
         self.we_t = _load(jenv, "workloadentry.json.j2")
         self.dr_t = _load(jenv, "destinationrule.json.j2")
+        self.gw_t = _load(jenv, "gateway.json.j2")
+        self.vs_t = _load(jenv, "virtualservice.json.j2")
+        self.ap_t = _load(jenv, "authorizationpolicy.json.j2")
+        self.btp_t = _load(jenv, "backendtlspolicy.json.j2")
+        self.sc_t = _load(jenv, "sidecar.json.j2")
+        self.wp_t = _load(jenv, "waypoint.json.j2")
 
     def expand(self, svc: Service) -> tuple[list[Artifact], list[Diagnostic]]:
         out: list[Artifact] = []
+        env = self.env
         try:
-            out.append(self._render(self.se_t, "se", se_view(svc), svc, 0, SE_ORIGIN))
+            out.append(self._render(self.se_t, "se", se_view(svc, env), svc, 0, SE_ORIGIN))
             if svc.endpoints_as == "workloadEntries":
                 for i, ep_view in enumerate(we_views(svc)):
                     out.append(self._render(self.we_t, "we", ep_view, svc, i, we_origin(i)))
-            for i, view in enumerate(dr_views(svc)):
+            for i, view in enumerate(dr_views(svc, env)):
                 if view is not None:
                     out.append(self._render(self.dr_t, "dr", view, svc, i, dr_origin(svc, i)))
+            if svc.egress == "gateway" and env.egress.gateway is not None:
+                views = egress.gateway_views(svc, env)
+                out.append(self._render(self.gw_t, "gw", views["gateway"], svc, 0, egress.gateway_origin(svc)))
+                for i, vs in enumerate(views["virtual_services"]):
+                    out.append(self._render(self.vs_t, "vs", vs, svc, i, egress.vs_origin(i)))
+                out.append(self._render(self.dr_t, "dr", views["gateway_rule"], svc, len(svc.hosts),
+                                        egress.GATEWAY_RULE_ORIGIN))
+                out.append(self._render(self.ap_t, "ap", views["policy"], svc, 0, egress.POLICY_ORIGIN))
+            policy = egress.waypoint_policy_view(svc, env)
+            if policy is not None:
+                out.append(self._render(self.ap_t, "ap", policy, svc, 0, egress.WAYPOINT_POLICY_ORIGIN))
+            btp = egress.backend_tls_view(svc, env)
+            if btp is not None:
+                out.append(self._render(self.btp_t, "btp", btp, svc, 0, egress.BACKEND_TLS_ORIGIN))
         except _RenderError as exc:
             return [], [exc.diag]
         for art in out:
@@ -66,7 +88,21 @@ class Expander:
                     "endpointsAs: workloadEntries", env=self.env.name, object=f"service {svc.name}")]
         return out, []
 
-    def _render(self, template: jinja2.Template, var: str, view: Mapping[str, Any], svc: Service,
+    def expand_env(self, services: list[Service]) -> tuple[list[Artifact], list[Diagnostic]]:
+        """The objects of the environment as a whole: a Sidecar per consumer namespace, the
+        waypoint Gateway when meshc manages it. They belong to no service (`Artifact.service` "")."""
+        out: list[Artifact] = []
+        try:
+            for view in egress.sidecar_views(self.env, services):
+                out.append(self._render(self.sc_t, "sc", view, None, 0, ()))
+            wp = egress.waypoint_view(self.env)
+            if wp is not None:
+                out.append(self._render(self.wp_t, "wp", wp, None, 0, ()))
+        except _RenderError as exc:
+            return [], [exc.diag]
+        return out, []
+
+    def _render(self, template: jinja2.Template, var: str, view: Mapping[str, Any], svc: Service | None,
                 part: int, origin: Origin) -> Artifact:
         try:
             text = render_bounded(template, {var: view})
@@ -79,7 +115,7 @@ class Expander:
             ident = ObjectId(body["kind"], meta["namespace"], meta["name"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise _RenderError(_template_diag("X002", template, exc, svc, self.env)) from None
-        return Artifact(ident, body, svc.name, part, origin)
+        return Artifact(ident, body, svc.name if svc is not None else "", part, origin)
 
 
 class TemplateLoadError(Exception):
@@ -112,15 +148,17 @@ class _RenderError(Exception):
         self.diag = diag
 
 
-def _template_diag(code: str, template: jinja2.Template, exc: BaseException, svc: Service,
+def _template_diag(code: str, template: jinja2.Template, exc: BaseException, svc: Service | None,
                    env: EnvSettings) -> Diagnostic:
     line = getattr(exc, "lineno", None) or _template_line(exc, template.filename or "")
     what = "failed" if code == "X001" else "did not produce a JSON object with kind and metadata"
+    related = (svc.decl.position,) if svc is not None else (
+        (env.source.position,) if env.source is not None else ())
     return Diagnostic(
         code, Severity.ERROR, f"template {template.name} {what}: {exc}",
         Position(template.filename or template.name or "template", line or 0, 1),
         hint="fix the template; values must be printed as {{ value | json }}", env=env.name,
-        object=f"service {svc.name}", related=(svc.decl.position,))
+        object=f"service {svc.name}" if svc is not None else f"environment {env.name}", related=related)
 
 
 def _template_line(exc: BaseException, filename: str) -> int:
@@ -136,20 +174,20 @@ def _labels(svc: Service) -> dict[str, str]:
     return {**MANAGED, "meshc.dev/service": svc.name}
 
 
-def se_view(svc: Service) -> dict[str, Any]:
+def se_view(svc: Service, env: EnvSettings) -> dict[str, Any]:
     annotations = {"meshc.dev/owner": svc.owner} if svc.owner else {}
     if svc.description:
         annotations["meshc.dev/description"] = svc.description
     inline = svc.endpoints_as == "inline"
     return {
-        "name": svc.name, "namespace": svc.namespace, "labels": _labels(svc),
+        "name": svc.name, "namespace": svc.namespace, "labels": {**_labels(svc), **egress.waypoint_labels(svc, env)},
         "annotations": annotations, "hosts": list(svc.hosts), "addresses": list(svc.addresses),
         "ports": [_port(p) for p in svc.ports],
         "location": "MESH_INTERNAL" if svc.location == "internal" else "MESH_EXTERNAL",
         "resolution": svc.resolution.upper().replace("-", "_"),
         "endpoints": [_endpoint(ep) for ep in svc.endpoints] if inline else [],
         "workload_selector": dict(svc.selector) if not inline else {},
-        "export_to": list(svc.export_to),
+        "export_to": egress.export_list(svc, env, svc.namespace),
     }
 
 
@@ -179,19 +217,30 @@ def we_views(svc: Service) -> list[dict[str, Any]]:
     } for ep in svc.endpoints]
 
 
-def dr_views(svc: Service) -> list[dict[str, Any] | None]:
-    policy = traffic_policy(svc.traffic_policy, svc.tls)
+def dr_views(svc: Service, env: EnvSettings) -> list[dict[str, Any] | None]:
+    """The service's DestinationRules, one per host. Through the egress gateway they live in the
+    gateway's namespace, visible there only (the gateway applies them: it originates TLS); with
+    a BackendTLSPolicy at the waypoint, TLS is left to that policy."""
+    originated_by_policy = egress.backend_tls_view(svc, env) is not None
+    policy = traffic_policy(svc.traffic_policy, None if originated_by_policy else svc.tls)
     subsets = [_subset(s) for s in svc.subsets]
     if not (policy or subsets or svc.client_selector):
         return [None] * len(svc.hosts)
+    gateway = env.egress.gateway if svc.egress == "gateway" else None
+    namespace = gateway.namespace if gateway is not None else svc.namespace
+    if gateway is not None:
+        export = ["."]
+    elif svc.client_selector:
+        export = ["."]
+    else:
+        export = egress.export_list(svc, env, namespace)
     views: list[dict[str, Any] | None] = []
     for host in svc.hosts:
         # one host: the service's name; several: one per host, named after it (order-independent)
         name = svc.name if len(svc.hosts) == 1 else f"{svc.name}-{_UNSAFE.sub('-', host.lower()).strip('-')}"[:253]
-        views.append({"name": name, "namespace": svc.namespace, "labels": _labels(svc),
+        views.append({"name": name, "namespace": namespace, "labels": _labels(svc),
                       "host": host, "traffic_policy": policy, "subsets": subsets,
-                      "workload_selector": dict(svc.client_selector),
-                      "export_to": list(svc.export_to) if not svc.client_selector else ["."]})
+                      "workload_selector": dict(svc.client_selector), "export_to": export})
     return views
 
 
@@ -205,6 +254,10 @@ def _settings(policy: TrafficPolicy | PortPolicy) -> Iterator[tuple[str, Mapping
 def traffic_policy(policy: TrafficPolicy | None, tls: Any) -> dict[str, Any]:
     """A declared policy (and TLS) as Istio's TrafficPolicy; `portLevel` becomes portLevelSettings."""
     out: dict[str, Any] = dict(_settings(policy)) if policy is not None else {}
+    if policy is not None and policy.retry_budget:
+        out["retryBudget"] = policy.retry_budget
+    if policy is not None and policy.proxy_protocol:
+        out["proxyProtocol"] = policy.proxy_protocol
     if tls is not None:
         out["tls"] = tls_settings(tls)
     levels = [_port_level(e) for e in (policy.port_level if policy is not None else ())]

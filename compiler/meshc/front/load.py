@@ -23,7 +23,15 @@ from meshc.files.tree import SourceTree
 from meshc.front import declschema
 from meshc.model.core import EnvSettings, Layer, NodeSource
 from meshc.model.diagnostics import Diagnostic, Position, Severity
-from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, ProxySettings, VmSettings
+from meshc.model.settings import (
+    DEFAULT_CLUSTER_DOMAIN,
+    DEFAULT_TRUST_DOMAIN,
+    EgressSettings,
+    GatewaySettings,
+    ProxySettings,
+    VmSettings,
+    WaypointSettings,
+)
 from meshc.model.values import duration_nanos
 
 ROOT = "environments"
@@ -155,7 +163,10 @@ def load_env_settings(tree: SourceTree, env: str) -> tuple[EnvSettings | None, l
         production=bool(raw.get("production", False)),
         proxy=ProxySettings(trust_domain=trust_domain, cluster_domain=cluster_domain,
                             **_fields(raw.get("proxy") or {}, _PROXY_KEYS)),
-        vm=VmSettings(**_fields(raw.get("vm") or {}, _VM_KEYS)), raw=raw,
+        vm=VmSettings(**_fields(raw.get("vm") or {}, _VM_KEYS)),
+        dataplane=raw.get("dataplane", "sidecar"), egress=_egress(raw.get("egress") or {}),
+        namespaces=tuple(sorted((ns, tuple(v.get("serviceAccounts") or ())) for ns, v in raw["namespaces"].items()))
+        if isinstance(raw.get("namespaces"), dict) else None, raw=raw,
         source=Layer(path, raw, 1, 1, NodeSource(path, b"", [d.node for d in docs if d.node is not None]), (0,))), []
 
 
@@ -190,6 +201,19 @@ _VM_KEYS = {"dnsCapture": "dns_capture", "egressAllowList": "egress_allow_list",
             "excludeInboundPorts": "exclude_inbound_ports", "includeOutboundCIDRs": "include_outbound_cidrs",
             "excludeOutboundCIDRs": "exclude_outbound_cidrs", "excludeOutboundPorts": "exclude_outbound_ports",
             "dnsServers": "dns_servers", "dnsServersByNetwork": "dns_servers_by_network"}
+
+
+def _egress(block: Mapping[str, Any]) -> EgressSettings:
+    """env.yaml `egress:` (schema-valid) as typed settings."""
+    gw, wp = block.get("gateway"), block.get("waypoint")
+    return EgressSettings(
+        mode=block.get("mode", "direct"),
+        gateway=GatewaySettings(gw["name"], gw["namespace"], tuple(sorted(gw["selector"].items())))
+        if gw else None,
+        waypoint=WaypointSettings(wp["name"], wp["namespace"], bool(wp.get("managed", False)),
+                                  wp.get("tlsOrigination", "DestinationRule")) if wp else None,
+        control_plane_namespace=block.get("controlPlaneNamespace", "istio-system"),
+        sidecar_hosts=tuple(block.get("sidecarHosts", ())))
 
 
 def _fields(block: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:

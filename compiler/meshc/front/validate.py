@@ -17,8 +17,19 @@ from typing import Any
 from meshc.front.checker import Checker
 from meshc.front.declschema import did_you_mean
 from meshc.front.declschema import validate as schema_validate
+from meshc.front.validate_egress import check_egress
 from meshc.front.validate_tls import check_tls
-from meshc.model.core import Endpoint, EnvSettings, Port, Service, ServiceDecl, Subset, Tls, TrafficPolicy
+from meshc.model.core import (
+    Consumer,
+    Endpoint,
+    EnvSettings,
+    Port,
+    Service,
+    ServiceDecl,
+    Subset,
+    Tls,
+    TrafficPolicy,
+)
 from meshc.model.diagnostics import DataPath, Diagnostic, Severity
 from meshc.model.netaddr import UNIX_PREFIX, is_cidr, is_fqdn, is_ip, is_unix
 from meshc.model.values import duration_nanos, label_key_error, label_value_error
@@ -70,6 +81,7 @@ def _check(chk: Checker) -> None:
                _shadowed):
         fn(chk)
     check_tls(chk, _ports_by_number(chk.data))
+    check_egress(chk)
 
 
 _LABEL_MAPS = ("labels", "clientSelector", "selector")
@@ -393,7 +405,8 @@ def build_service(env: EnvSettings, decl: ServiceDecl) -> Service:
         traffic_policy=TrafficPolicy.of(d.get("trafficPolicy")),
         subsets=tuple(Subset(s["name"], s.get("labels", {}), TrafficPolicy.of(s.get("trafficPolicy")))
                       for s in d.get("subsets", ())),
-        export_to=tuple(d.get("exportTo", ())), decl=decl)
+        export_to=tuple(d.get("exportTo", ())), decl=decl, egress=str(d.get("egress") or env.egress.mode),
+        consumers=tuple(Consumer(c["namespace"], c.get("serviceAccount")) for c in d.get("consumers", ())))
 
 
 def _make_endpoint(ep: Mapping[str, Any]) -> Endpoint:

@@ -58,7 +58,8 @@ FAMILIES: dict[str, Family] = {f.letter: f for f in (
     Family("L", "loading: the shape of environments/", ("meshc.front.load",), "docs/declarations.md"),
     Family("M", "merging: base services and environment overrides", ("meshc.front.merge",), "docs/declarations.md"),
     Family("V", "validation: a declaration that Istio would reject or that would not do what it says",
-           ("meshc.front.validate", "meshc.front.validate_tls", "meshc.expand.services"), "docs/declarations.md"),
+           ("meshc.front.validate", "meshc.front.validate_tls", "meshc.front.validate_egress",
+            "meshc.expand.services"), "docs/declarations.md"),
     Family("X", "templates: rendering the Istio objects", ("meshc.expand.services",), "docs/declarations.md"),
     Family("T", "VM iptables capture settings", ("meshc.proxy.iptables.validate", "meshc.proxy.vmcapture"),
            "docs/iptables.md"),
@@ -147,6 +148,14 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("V032", W, "a failoverPriority label no endpoint of the service carries (it orders nothing)"),
     ("V033", W, "a service-level connectionPool or outlierDetection a portLevel entry shadows (never applies to "
                 "its port)"),
+    ("V034", E, "an egress path the environment cannot provide (gateway or waypoint settings missing from env.yaml, "
+                "or the other data plane)"),
+    ("V035", E, "a declaration the egress path cannot carry (UDP, clientSelector through the gateway; exportTo, "
+                "wildcard hosts, mutual TLS with BackendTLSPolicy through a waypoint)"),
+    ("V036", E, "a VM workload in an ambient environment"),
+    ("V037", E, "a consumer env.yaml does not list (namespace or service account), or listed twice"),
+    ("V038", E, "consumers in an ambient environment without egress: waypoint"),
+    ("V039", W, "consumers that cannot be checked: env.yaml lists no namespaces"),
     # X: templates (meshc.expand.services)
     ("X001", E, "a template failed while rendering (undefined value, unknown test, value printed without "
                 "`| json`)"),

@@ -18,7 +18,13 @@ from yaml.nodes import Node
 
 from meshc.model.diagnostics import Position
 from meshc.model.ids import ObjectId
-from meshc.model.settings import DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, ProxySettings, VmSettings
+from meshc.model.settings import (
+    DEFAULT_CLUSTER_DOMAIN,
+    DEFAULT_TRUST_DOMAIN,
+    EgressSettings,
+    ProxySettings,
+    VmSettings,
+)
 
 
 class NodeSource:
@@ -85,6 +91,10 @@ class EnvSettings:
     production: bool = False
     proxy: ProxySettings = field(default_factory=ProxySettings, compare=False)
     vm: VmSettings = field(default_factory=VmSettings, compare=False)
+    dataplane: str = "sidecar"  # or ambient
+    # env.yaml `namespaces:` (namespace, its service accounts; none = any), None when not given
+    namespaces: tuple[tuple[str, tuple[str, ...]], ...] | None = field(default=None, compare=False)
+    egress: EgressSettings = field(default_factory=EgressSettings, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source: Layer | None = field(default=None, compare=False, repr=False)
 
@@ -155,6 +165,8 @@ class TrafficPolicy:
     outlier_detection: Mapping[str, Any] | None = None
     tls: Mapping[str, Any] | None = None
     port_level: tuple[PortPolicy, ...] = ()
+    retry_budget: Mapping[str, Any] | None = None
+    proxy_protocol: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> TrafficPolicy | None:
@@ -164,7 +176,8 @@ class TrafficPolicy:
         return cls(data.get("loadBalancer"), data.get("connectionPool"), data.get("outlierDetection"),
                    data.get("tls"), tuple(PortPolicy(int(e["port"]), e.get("loadBalancer"), e.get("connectionPool"),
                                                      e.get("outlierDetection"), e.get("tls"))
-                                          for e in data.get("portLevel", ())))
+                                          for e in data.get("portLevel", ())),
+                   data.get("retryBudget"), data.get("proxyProtocol"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +185,14 @@ class Subset:
     name: str
     labels: Mapping[str, str]
     traffic_policy: TrafficPolicy | None
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """Who may call a service: a namespace, or one service account in it."""
+
+    namespace: str
+    service_account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +215,8 @@ class Service:
     subsets: tuple[Subset, ...]
     export_to: tuple[str, ...]
     decl: ServiceDecl = field(compare=False, repr=False)
+    egress: str = "direct"  # direct | gateway | waypoint (declared, else env.yaml egress.mode)
+    consumers: tuple[Consumer, ...] = ()
 
 
 OriginEntry = tuple[tuple[Any, ...], tuple[Any, ...], bool]  # (body prefix, declaration path, continues)

@@ -81,6 +81,8 @@ class EnvResult:
     artifacts: list[Artifact] = field(default_factory=list)
     bundle: Bundle | None = None
     envoy: EnvoyConfig | None = None
+    # the objects of the environment as a whole (consumer Sidecars, the waypoint), one file each
+    shared: list[UnitOut] = field(default_factory=list)
 
 
 @dataclass

@@ -34,6 +34,41 @@ class ProxySettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """The egress gateway (sidecar mode) of an environment: its Kubernetes Service's name and
+    namespace, and the labels of its pods."""
+
+    name: str
+    namespace: str
+    selector: tuple[tuple[str, str], ...]
+
+    def host(self, cluster_domain: str) -> str:
+        return f"{self.name}.{self.namespace}.svc.{cluster_domain}"
+
+
+@dataclass(frozen=True)
+class WaypointSettings:
+    """The egress waypoint (ambient) of an environment; `managed`: meshc emits its Gateway."""
+
+    name: str
+    namespace: str
+    managed: bool = False
+    tls_origination: str = "DestinationRule"  # or BackendTLSPolicy
+
+
+@dataclass(frozen=True)
+class EgressSettings:
+    """env.yaml `egress:`: the default egress path of the services, the gateway and waypoint they
+    use, and what every consumer namespace's Sidecar keeps visible."""
+
+    mode: str = "direct"  # direct | gateway | waypoint
+    gateway: GatewaySettings | None = None
+    waypoint: WaypointSettings | None = None
+    control_plane_namespace: str = "istio-system"
+    sidecar_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VmSettings:
     dns_capture: bool = True
     egress_allow_list: bool = False  # allow only declared destinations with an IP (docs/iptables.md)
