@@ -98,8 +98,7 @@ service_props = {
   "hosts": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"type": "string", "minLength": 1, "maxLength": 255}, "description": "Fully qualified host names (at least one dot)."},
   "addresses": {"type": "array", "maxItems": 256, "items": {"type": "string", "maxLength": 64}, "description": "Virtual IPs or CIDRs."},
   "location": {"enum": ["external", "internal"], "description": "external: outside the mesh; internal: VMs running sidecars."},
-  "resolution": {"enum": ["none", "static", "dns", "dns-round-robin", "dynamic-dns"],
-                 "description": "none, static, dns, dns-round-robin, or dynamic-dns (wildcard hosts resolved per request; Istio 1.28+)."},
+  "resolution": {"enum": ["none", "static", "dns", "dns-round-robin"]},
   "ports": {"type": "array", "minItems": 1, "maxItems": 256, "items": port},
   "endpoints": {"type": "array", "maxItems": 4096, "items": endpoint},
   "endpointsAs": {"enum": ["inline", "workloadEntries"], "description": "inline ServiceEntry endpoints (default) or WorkloadEntry objects selected by labels."},
@@ -170,6 +169,10 @@ env = {
                "dnsServersByNetwork": {"type": "object", "additionalProperties": {"type": "array", "items": S},
                                        "description": "Per network (a name from networks:): the resolv.conf nameservers of "
                                                       "the VMs on that network, used instead of dnsServers for their DNS capture."}}),
+    "namespaces": {"type": "object", "propertyNames": {"pattern": LABEL, "maxLength": 63},
+                   "additionalProperties": obj({"serviceAccounts": {"type": "array", "items": {"type": "string", "pattern": LABEL, "maxLength": 253}}}),
+                   "description": "The namespaces of the cluster that may call services, with their service accounts "
+                                  "(none listed: any): consumers must name them (docs/egress.md)."},
     "dataplane": {"enum": ["sidecar", "ambient"],
                   "description": "The environment's data-plane mode: sidecar (default) or ambient (ztunnel and waypoints)."},
     "egress": obj({
