@@ -18,6 +18,7 @@ from meshc.check.cue.engines import EngineFailure, engine_home, find_binary, ins
 from meshc.cli import report
 from meshc.cli.diff import diff_command
 from meshc.cli.init import InitError, init_estate
+from meshc.cli.reach import what_can_reach_command, who_can_reach_command
 from meshc.diff.graph import graph_page
 from meshc.files.confine import ALLOW_ENV
 from meshc.front.project import load_project
@@ -224,6 +225,8 @@ def lint(paths: tuple[str, ...], crds: Path | None, fmt: str, fail_on: str, root
 
 
 main.add_command(diff_command)
+main.add_command(who_can_reach_command)
+main.add_command(what_can_reach_command)
 
 
 @main.command()

@@ -331,7 +331,7 @@ class Mesh:
         reasons: list[Reason] = []
         sidecar = self._sidecar(caller.namespace)
         if sidecar is not None:
-            reasons.append(Reason(sidecar.id, "", f"the Sidecar of {Caller(caller.namespace)}'s proxies"
+            reasons.append(Reason(sidecar.id, "", f"applies to the proxies of {Caller(caller.namespace)}"
                                   + (" (root namespace default)" if sidecar.namespace != caller.namespace else "")))
         policy, why = self._policy(caller, sidecar)
         entries = self._entries(host)
