@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from meshc.expand.egress import GATEWAY_RULE_ORIGIN
 from meshc.files.tree import DiskTree
 from meshc.front.provenance import decl_path_of, locate_finding
 from meshc.model.core import Artifact, ServiceDecl
@@ -33,6 +34,11 @@ DEFAULTED = {
     ("ServiceEntry", ("spec", "resolution")),           # resolution: dns
     ("ServiceEntry", ("spec", "ports", "[]", "name")),  # <protocol>-<number>
     ("DestinationRule", ("spec", "exportTo", "[]")),    # "." with a clientSelector
+}
+# Body values made from a whole declared list or setting: placed at it, not equal to one of its values.
+COMPOSED = {
+    ("ServiceEntry", ("spec", "exportTo", "[]")): ("consumers",),     # ".", consumer and gateway namespaces
+    ("DestinationRule", ("spec", "exportTo", "[]")): ("consumers",),
 }
 
 
@@ -73,7 +79,8 @@ def _artifacts() -> Iterator[tuple[str, Artifact, ServiceDecl, str]]:
         for env in result.envs.values():
             decls = {s.name: s.decl for s in env.services}
             for art in env.artifacts:
-                yield root.name, art, decls[art.service], env.settings.name
+                if art.service:  # objects of the whole environment (Sidecars, the waypoint): tested below
+                    yield root.name, art, decls[art.service], env.settings.name
 
 
 ARTIFACTS = list(_artifacts())
@@ -88,13 +95,17 @@ def test_every_value_leads_back_to_the_declaration_value_it_was_made_from(kind: 
     checked = 0
     wrong = []
     for estate, art, decl, _ in ARTIFACTS:
-        if art.identity.kind != kind:
+        if art.identity.kind != kind or _egress_path(art):
             continue
         for path, value in _leaves(dict(art.body)):
             if path[:1] != ("spec",) or path[:2] == ("spec", "workloadSelector") or \
                     (kind == "WorkloadEntry" and path[:2] == ("spec", "labels")):
                 continue  # selectors and WorkloadEntry labels merge several declared values
             decl_path = decl_path_of(art, path)
+            shape = (kind, tuple("[]" if isinstance(e, int) else e for e in path))
+            if shape in COMPOSED and decl_path == COMPOSED[shape]:
+                assert _at(decl.data, decl_path) is not _MISSING, (art.identity, path)
+                continue
             declared = _at(decl.data, decl_path)
             if declared is _MISSING:  # a default meshc fills in: placed at the nearest declared parent
                 shape = (kind, tuple("[]" if isinstance(e, int) else e for e in path))
@@ -111,6 +122,31 @@ def test_every_value_leads_back_to_the_declaration_value_it_was_made_from(kind: 
                 wrong.append(f"{estate} {art.identity} {path}={value!r} -> {decl_path}={declared!r}")
     assert checked > 20, f"only {checked} {kind} values were checked"
     assert not wrong, "\n".join(wrong[:20])
+
+
+EGRESS_KINDS = ("Gateway", "VirtualService", "AuthorizationPolicy", "BackendTLSPolicy")
+
+
+def _egress_path(art: Artifact) -> bool:
+    """An object of the egress path: made from the service's egress, ports, hosts and consumers
+    together (the gateway's DestinationRule among them), not from one declared value each."""
+    return art.identity.kind in EGRESS_KINDS or art.origin == GATEWAY_RULE_ORIGIN
+
+
+def test_egress_objects_are_placed_at_the_declaration_that_made_them() -> None:
+    """The egress-path objects of the example estate (prod's maps-google through the gateway,
+    edge's payments-stripe through the waypoint): a finding anywhere in them lands in a file of
+    their service's declaration, at the egress, ports, hosts or consumers that made it."""
+    seen = set()
+    for _, art, decl, _ in ARTIFACTS:
+        if not _egress_path(art):
+            continue
+        seen.add(art.identity.kind)
+        files = {layer.file for layer in decl.layers}
+        for path, _ in _leaves(dict(art.body)):
+            pos = locate_finding(art, decl, path)
+            assert pos is not None and pos.file in files and pos.line > 0, (art.identity, path, pos)
+    assert seen == {"Gateway", "VirtualService", "AuthorizationPolicy", "DestinationRule"}, seen
 
 
 def test_findings_in_a_destination_rule_are_placed_at_the_layer_that_wrote_the_value() -> None:

@@ -55,7 +55,7 @@ class Expander:
         out: list[Artifact] = []
         env = self.env
         try:
-            out.append(self._render(self.se_t, "se", se_view(svc, env), svc, 0, SE_ORIGIN))
+            out.append(self._render(self.se_t, "se", se_view(svc, env), svc, 0, se_origin(svc)))
             if svc.endpoints_as == "workloadEntries":
                 for i, ep_view in enumerate(we_views(svc)):
                     out.append(self._render(self.we_t, "we", ep_view, svc, i, we_origin(i)))
@@ -311,6 +311,23 @@ SE_ORIGIN: Origin = (
 )
 
 
+def _export_origin(svc: Service) -> OriginEntry:
+    """exportTo as declared, or made from the consumers (expand.egress.export_list)."""
+    if svc.export_to or not svc.consumers:
+        return (("spec", "exportTo"), ("exportTo",), True)
+    return (("spec", "exportTo"), ("consumers",), False)
+
+
+def se_origin(svc: Service) -> Origin:
+    """SE_ORIGIN, with exportTo made from the consumers when they set it, and the waypoint labels
+    from the egress path."""
+    out = tuple(e for e in SE_ORIGIN if e[0] != ("spec", "exportTo")) + (_export_origin(svc),)
+    if svc.egress == "waypoint":
+        out += ((("metadata", "labels", "istio.io/use-waypoint"), ("egress",), False),
+                (("metadata", "labels", "istio.io/use-waypoint-namespace"), ("egress",), False))
+    return out
+
+
 def we_origin(i: int) -> Origin:
     """WorkloadEntry i is endpoint i of the declaration."""
     return ((("metadata",), ("endpoints", i, "name"), False), (("spec",), ("endpoints", i), True))
@@ -333,7 +350,9 @@ def dr_origin(svc: Service, i: int) -> Origin:
     """The DestinationRule of host i: the service's traffic policy, tls, subsets and client selector."""
     out: list[OriginEntry] = [
         _METADATA, (("spec", "host"), ("hosts", i), False),
-        (("spec", "workloadSelector"), ("clientSelector",), False), (("spec", "exportTo"), ("exportTo",), False),
+        (("spec", "workloadSelector"), ("clientSelector",), False),
+        (("spec", "exportTo"), ("egress",), False) if svc.egress == "gateway" else _export_origin(svc),
+        (("metadata", "namespace"), ("egress",), False) if svc.egress == "gateway" else _METADATA,
         *_policy_origin(("spec", "trafficPolicy"), ("trafficPolicy",), svc.traffic_policy, top=True),
         (("spec", "subsets"), ("subsets",), True)]
     for j, subset in enumerate(svc.subsets):
