@@ -1,6 +1,7 @@
 """Project settings: meshc.yaml at the repository root (all keys optional).
 
-    istio: "1.31"                             # the Istio release the estate targets (default: the shipped one)
+    istio: "1.31"                             # the Istio release the estate targets (default: the shipped one),
+                                              # or a fleet in migration: ["1.29", "1.31"]
     crds: path/to/crds.yaml                   # your own CRDs (`kubectl get crd -o yaml`); default: shipped
     templates: templates                      # your template overrides, by file name
     policies: policies                        # CUE policies
@@ -8,8 +9,12 @@
     waivers: waivers.yaml
     diff: {ignoreFile: .meshc-diffignore, mask: [...]}
 
-Codes: C001 meshc.yaml is malformed (unknown key, wrong type), C005 an Istio release meshc does
-not ship (README "Istio CRD schemas"), C006 a path outside the repository (meshc.confine),
+`istio:` names releases of meshc's release table (data/istio-releases.yaml, 1.22 .. 1.31): the
+lowest is the one emitted objects are gated on (meshc.check.release), all are validated against
+the shipped CRD schemas.
+
+Codes: C001 meshc.yaml is malformed (unknown key, wrong type), C005 an Istio release outside
+meshc's release table (README "Istio CRD schemas"), C006 a path outside the repository (meshc.confine),
 C007 an `out:` folder that is the repository, or holds or sits inside a source folder.
 """
 
@@ -22,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from meshc.files.confine import ConfinementError, read_regular, resolve_inside
-from meshc.files.source import locate, parse
+from meshc.files.source import child, locate, parse
 from meshc.model.diagnostics import Diagnostic, Position, Severity
-from meshc.model.release import DEFAULT_ISTIO, shipped_crds, shipped_releases
+from meshc.model.release import DEFAULT_ISTIO, known_releases, release_key, schema_release, shipped_crds
 
 CONFIG_FILE = "meshc.yaml"
 _KEYS = {"istio", "crds", "templates", "policies", "out", "waivers", "diff"}
@@ -41,7 +46,8 @@ class Project:
     out: Path = Path("out")
     waivers: Path | None = None
     diff: Mapping[str, Any] = field(default_factory=dict)
-    istio: str = DEFAULT_ISTIO
+    istio: str = DEFAULT_ISTIO  # the lowest target release: the one fields are gated on
+    releases: tuple[str, ...] = (DEFAULT_ISTIO,)  # every target release, oldest first
     positions: Mapping[str, Position] = field(default_factory=dict)
 
     def resolve(self, p: Path | None) -> Path | None:
@@ -51,7 +57,7 @@ class Project:
         """The CRDs the schema layer validates against: the user's when `crds:` names a file
         (they win), else the schemas meshc ships for the target release."""
         own = self.resolve(self.crds)
-        return own if own is not None else shipped_crds(self.istio)
+        return own if own is not None else shipped_crds(schema_release(self.istio))
 
     def where(self, key: str) -> Position:
         return self.positions.get(key, Position(CONFIG_FILE, 1, 1))
@@ -95,16 +101,8 @@ def load_project(root: Path) -> tuple[Project, list[Diagnostic]]:
     if raw.get("diff") is not None and not isinstance(raw.get("diff"), dict):
         problems.append(Diagnostic("C001", Severity.ERROR, "diff: must be a mapping", at("diff"),
                                    hint="see docs/diff.md for ignoreFile and mask"))
-    istio = raw.get("istio", DEFAULT_ISTIO)
-    if isinstance(istio, float):  # `istio: 1.31` unquoted: YAML reads a number
-        istio = f"{istio}"
-    istio = str(istio)
-    if istio not in shipped_releases() and raw.get("crds") is None:
-        problems.append(Diagnostic(
-            "C005", Severity.ERROR, f"istio: {istio!r} is not a release meshc ships schemas for "
-            f"(shipped: {', '.join(shipped_releases())})", at("istio"),
-            hint=f"set istio: to a shipped release, or name your cluster's CRDs with crds: "
-                 f"(`kubectl get crd -o yaml`); see {SCHEMA_HELP}"))
+    releases, release_problems = _releases(raw, doc.node if doc is not None else None, at)
+    problems.extend(release_problems)
     problems.extend(_confined_paths(root, raw, at))
     if problems:
         return Project(root), problems
@@ -116,8 +114,48 @@ def load_project(root: Path) -> tuple[Project, list[Diagnostic]]:
     positions = {key: at(key) for key in raw}
     return Project(root, crds=opt("crds"), templates=opt("templates", "templates"),
                    policies=opt("policies", "policies"), out=Path(str(raw.get("out", "out"))),
-                   waivers=opt("waivers"), diff=raw.get("diff") or {}, istio=istio,
-                   positions=positions), []
+                   waivers=opt("waivers"), diff=raw.get("diff") or {}, istio=releases[0],
+                   releases=releases, positions=positions), []
+
+
+def _release_text(value: Any, node: Any) -> str | None:
+    """A release as written: `istio: 1.30` unquoted is the number 1.3 to YAML, so a number is read
+    back from its scalar's text; None for anything that is no release at all."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    if isinstance(value, (int, float)) and isinstance(getattr(node, "value", None), str):
+        return str(node.value)
+    return str(value)
+
+
+def _releases(raw: Mapping[str, Any], root: Any, at: Any) -> tuple[tuple[str, ...], list[Diagnostic]]:
+    """`istio:` as the target releases, oldest first (default: the shipped release); C001 for a
+    value that is neither a release nor a list of them, C005 for each release outside the table."""
+    value = raw.get("istio", DEFAULT_ISTIO)
+    _, node = child(root, "istio") if root is not None else (None, None)
+    items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+    if isinstance(value, list) and not value:
+        items = [(None, None)]
+    known = known_releases()
+    out: list[str] = []
+    problems: list[Diagnostic] = []
+    for i, item in items:
+        item_node = child(node, i)[1] if (node is not None and i is not None) else node
+        where = locate(CONFIG_FILE, root, ("istio", i))[0] if (root is not None and i is not None) else at("istio")
+        text = _release_text(item, item_node)
+        if text is None:
+            problems.append(Diagnostic("C001", Severity.ERROR, "istio: must be an Istio release or a non-empty list "
+                                       "of releases", where, hint='write e.g. `istio: "1.31"` or '
+                                       '`istio: ["1.29", "1.31"]`'))
+        elif text not in known:
+            problems.append(Diagnostic(
+                "C005", Severity.ERROR, f"istio: {text!r} is not a release meshc ships schemas for: it knows "
+                f"Istio {known[0]} to {known[-1]} (validated against the shipped {DEFAULT_ISTIO} CRD schemas)",
+                where, hint=f"set istio: to a release from {known[0]} to {known[-1]}, or a list of them for a "
+                            f"fleet in migration; see {SCHEMA_HELP}"))
+        elif text not in out:
+            out.append(text)
+    return tuple(sorted(out, key=release_key)) or (DEFAULT_ISTIO,), problems
 
 
 _SOURCE_DIRS = ("environments", "templates", "policies", ".git", ".meshc-cache")
