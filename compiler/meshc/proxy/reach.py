@@ -196,6 +196,12 @@ class Mesh:
     dataplane: str = "sidecar"
     root_namespace: str = ROOT_NAMESPACE
     _by_kind: dict[str, list[_Obj]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # host (lower case) -> (ServiceEntry, its host as written); wildcard hosts apart, checked one by one
+    _exact: dict[str, list[tuple[_Obj, str]]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _wild: list[tuple[_Obj, str]] = field(default_factory=list, init=False, repr=False, compare=False)
+    _hosts: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _vs_exact: dict[str, list[_Obj]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _vs_wild: list[tuple[_Obj, str]] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for body in self.objects:
@@ -209,6 +215,24 @@ class Mesh:
                     "networking.istio.io"):
                 kind = "K8sGateway"
             self._by_kind.setdefault(kind, []).append(obj)
+        for objs in self._by_kind.values():
+            objs.sort(key=lambda o: (o.namespace, o.name))
+        names: set[str] = set()
+        for o in self._of("ServiceEntry"):
+            for h in _strs(o.spec.get("hosts")):
+                names.add(h)
+                if h.startswith("*"):
+                    self._wild.append((o, h))
+                else:
+                    self._exact.setdefault(h.lower(), []).append((o, h))
+        for o in self._of("VirtualService"):
+            for h in _strs(o.spec.get("hosts")):
+                names.add(h)
+                if h.startswith("*"):
+                    self._vs_wild.append((o, h))
+                else:
+                    self._vs_exact.setdefault(h.lower(), []).append(o)
+        self._hosts.extend(sorted(names))
 
     def _of(self, kind: str) -> list[_Obj]:
         return self._by_kind.get(kind, [])
@@ -217,12 +241,15 @@ class Mesh:
 
     def hosts(self) -> list[str]:
         """Every host a ServiceEntry or VirtualService of the environment names."""
-        found = {h for o in self._of("ServiceEntry") for h in _strs(o.spec.get("hosts"))}
-        found |= {h for o in self._of("VirtualService") for h in _strs(o.spec.get("hosts"))}
-        return sorted(found)
+        return list(self._hosts)
 
     def knows(self, host: str) -> bool:
-        return any(covers(h, host) for h in self.hosts())
+        return bool(self._entries(host) or self._virtual_services(host))
+
+    def _virtual_services(self, host: str) -> list[_Obj]:
+        found = {id(o): o for o in self._vs_exact.get(host.lower(), ())}
+        found.update((id(o), o) for o, h in self._vs_wild if covers(h, host))
+        return sorted(found.values(), key=lambda o: (o.namespace, o.name))
 
     def namespaces(self) -> list[str]:
         """Every namespace the objects mention: their own, exportTo, Sidecar hosts, policy sources."""
@@ -275,7 +302,7 @@ class Mesh:
     def _sidecar(self, ns: str) -> _Obj | None:
         """The Sidecar without workloadSelector of the namespace, else of the root namespace."""
         for where in (ns, self.root_namespace):
-            for o in sorted(self._of("Sidecar"), key=lambda s: s.name):
+            for o in self._of("Sidecar"):
                 if o.namespace == where and not o.spec.get("workloadSelector"):
                     return o
         return None
@@ -313,12 +340,8 @@ class Mesh:
 
     def _entries(self, host: str) -> list[tuple[_Obj, str]]:
         """The ServiceEntries with a host covering `host`, with that host."""
-        out = []
-        for o in sorted(self._of("ServiceEntry"), key=lambda s: (s.namespace, s.name)):
-            match = next((h for h in _strs(o.spec.get("hosts")) if covers(h, host)), None)
-            if match is not None:
-                out.append((o, match))
-        return out
+        found = list(self._exact.get(host.lower(), ())) + [(o, h) for o, h in self._wild if covers(h, host)]
+        return sorted(found, key=lambda e: (e[0].namespace, e[0].name))
 
     def _policy(self, caller: Caller, sidecar: _Obj | None) -> tuple[str, Reason]:
         mode = _map(sidecar.spec.get("outboundTrafficPolicy")).get("mode") if sidecar is not None else None
@@ -360,8 +383,7 @@ class Mesh:
             reasons.append(Reason("mesh", "", f"{host} is not in {Caller(caller.namespace)}'s registry: "
                                               "BlackHoleCluster, 502"))
             return Answer(host, caller, "blocked", "none", tuple(reasons))
-        around = [vs.id for vs in self._of("VirtualService") if len(_strs(vs.spec.get("gateways"))) > 1
-                  and any(covers(h, host) for h in _strs(vs.spec.get("hosts")))]
+        around = [vs.id for vs in self._virtual_services(host) if len(_strs(vs.spec.get("gateways"))) > 1]
         past = f", around {', '.join(around)} and the gateway's policies" if around else ""
         reasons.append(Reason("mesh", "", f"{host} is not in {Caller(caller.namespace)}'s registry: "
                                           f"PassthroughCluster{past}"))
@@ -381,7 +403,7 @@ class Mesh:
         """A VirtualService bound to mesh and a gateway, visible to the caller, whose mesh route sends
         `host` to another host (the gateway's Service): (the Gateway or None when the caller cannot
         see the gateway's Service or the Gateway is not there, that host); None without such a route."""
-        for vs in sorted(self._of("VirtualService"), key=lambda v: (v.namespace, v.name)):
+        for vs in self._virtual_services(host):
             gateways = _strs(vs.spec.get("gateways"))
             vs_host = next((h for h in _strs(vs.spec.get("hosts")) if covers(h, host)), None)
             if vs_host is None or "mesh" not in gateways or len(gateways) < 2:
