@@ -111,7 +111,7 @@ def check_options(project: Project, layers: Sequence[str] = (), crds: Path | Non
     crds_at = None if crds is not None else (project.where("crds") if project.crds is not None else None)
     return CheckOptions(layers=parse_layers(layers), crds=crds or project.crd_file(), crds_at=crds_at,
                         policies=project.resolve(project.policies), repo_root=project.root,
-                        envoy_binary=envoy_binary)
+                        envoy_binary=envoy_binary, releases=project.releases)
 
 
 def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,

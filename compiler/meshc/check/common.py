@@ -16,9 +16,10 @@ from meshc.front.provenance import locate_finding
 from meshc.model.core import Artifact
 from meshc.model.diagnostics import Diagnostic, Finding, Position, format_path
 from meshc.model.ids import ObjectId
+from meshc.model.release import DEFAULT_ISTIO
 from meshc.model.results import EnvResult
 
-LAYERS = ("schema", "istio", "cue", "envoy")
+LAYERS = ("schema", "istio", "release", "cue", "envoy")
 T = TypeVar("T")
 CheckKey = tuple[str, ...]  # (layer, content sha256), or the envoy layer's ("envoy-item", message type, sha256)
 
@@ -39,6 +40,7 @@ class CheckOptions:
     policies: Path | None = None
     repo_root: Path = Path(".")
     envoy_binary: bool = False
+    releases: tuple[str, ...] = (DEFAULT_ISTIO,)  # the target Istio releases (meshc.yaml istio:), oldest first
     cache: Mapping[CheckKey, Any] | None = field(default=None, compare=False)  # the last build's, read only
 
 

@@ -4,6 +4,7 @@ Input: a CompileResult (typed artifacts with provenance) and the layers to run.
 Output: Diagnostics placed at the declaration behind each finding (never at generated YAML).
 Layers (docs/checks.md): `schema` (the Istio CRDs' openAPIV3Schema + CEL rules + list-map keys,
 meshc.check.schema), `istio` (istiod webhook rules and cross-object analyzers, meshc.check.istio),
+`release` (fields and behaviour changes against the target Istio releases, meshc.check.release),
 `cue` (organisation policies, meshc.check.cue), `envoy` (Envoy API validation of the emitted
 bootstrap, meshc.check.envoy). A layer that cannot run is an input error (C0xx), never a pass.
 Codes: C002 CRD file unusable, C003 policy engine unusable, C004 no CRD file configured
@@ -22,6 +23,7 @@ from meshc.check.common import LAYERS, CheckInputError, CheckOptions, CheckRun, 
 from meshc.check.cue.layer import run_cue
 from meshc.check.envoy.layer import run_envoy
 from meshc.check.istio import AnalyzerSettings, analyze, check_object
+from meshc.check.release import run_release
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.files.confine import CRD_LIMIT, read_regular
 from meshc.front.project import SCHEMA_HELP
@@ -39,7 +41,8 @@ def check_run(result: CompileResult, opts: CheckOptions) -> CheckRun:
     to keep it) and each layer's time; raises CheckInputError."""
     run = CheckRun(opts)
     runners: dict[str, Callable[[CompileResult, CheckRun], list[Diagnostic]]] = {
-        "schema": _schema_layer, "istio": _istio_layer, "cue": run_cue, "envoy": run_envoy}
+        "schema": _schema_layer, "istio": _istio_layer, "release": _release_layer, "cue": run_cue,
+        "envoy": run_envoy}
     for layer in opts.layers:
         start = time.perf_counter()
         run.diagnostics.extend(runners[layer](result, run))
@@ -118,6 +121,10 @@ def _istio_layer(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
             if target is not None:
                 out.append(placer(target, finding))
     return out
+
+
+def _release_layer(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
+    return run_release(result, run.opts)
 
 
 def threshold_reached(diags: Iterable[Diagnostic], fail_on: Severity) -> bool:

@@ -181,7 +181,7 @@ def _finish(diags: Sequence[Diagnostic], waived: Sequence[Diagnostic], fmt: str,
 
 @main.command()
 @click.option("--env", "envs", multiple=True, metavar="NAME", help="Environment to check (repeatable; default all).")
-@click.option("--layer", "layers", multiple=True, type=click.Choice(["schema", "istio", "cue", "envoy"]),
+@click.option("--layer", "layers", multiple=True, type=click.Choice(["schema", "istio", "release", "cue", "envoy"]),
               help="Run only these layers (repeatable; default all).")
 @click.option("--crds", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Istio CRD file (default: crds: in meshc.yaml).")

@@ -68,6 +68,8 @@ FAMILIES: dict[str, Family] = {f.letter: f for f in (
     Family("I", "check layer istio: istiod's validating-webhook rules", ("meshc.check.istio",), "docs/checks.md"),
     Family("A", "check layer istio: `istioctl analyze` analyzers across objects", ("meshc.check.istio.analyzers",),
            "docs/checks.md"),
+    Family("R", "check layer release: fields and behaviour changes against the target Istio releases",
+           ("meshc.check.release",), "docs/checks.md"),
     Family("P", "check layer cue: organisation policies", ("meshc.check.cue",), "docs/policies.md"),
     Family("E", "the emitted Envoy configuration", ("meshc.check.envoy", "meshc.proxy.workloads"), "docs/envoy.md"),
     Family("W", "waivers", ("meshc.check.waivers",), "docs/checks.md"),
@@ -296,6 +298,11 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("A408", E, "the same kind/namespace/name is defined twice"),
     ("A409", W, "several DestinationRules for one host in one namespace are merged"),
     ("A410", INFO, "Kubernetes Service port name without a protocol prefix (and no appProtocol)"),
+    # R: check layer release (meshc.check.release; facts in data/istio-releases.yaml)
+    ("R001", E, "an object uses a field or value the lowest target Istio release does not have (`istio:` in "
+                "meshc.yaml)"),
+    ("R002", W, "the target Istio releases lie on both sides of a behaviour change that touches a field the object "
+                "uses"),
     # P: check layer cue (meshc.check.cue)
     ("P001", E, "an organisation policy is violated (the policy's message; see also: the constraint in the "
                 ".cue file)"),
