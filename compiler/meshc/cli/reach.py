@@ -15,7 +15,7 @@ from meshc import api
 from meshc.front.declschema import did_you_mean
 from meshc.model.diagnostics import has_errors, render_text
 from meshc.model.results import EnvResult
-from meshc.proxy.reach import OTHER, Answer, Mesh
+from meshc.proxy.reach import OTHER, Answer, Caller, Mesh
 
 _ROOT = click.option("-C", "--root", type=click.Path(file_okay=False, path_type=Path), default=".",
                      show_default=True, help="Repository holding environments/.")
@@ -28,9 +28,11 @@ def mesh_of(env: EnvResult) -> Mesh:
     """The visibility model of one compiled environment, with its env.yaml settings."""
     settings = env.settings
     egress = getattr(settings, "egress", None)
+    known = [Caller(ns, sa) for ns, accounts in (getattr(settings, "namespaces", None) or ())
+             for sa in (None, *accounts)]
     return Mesh([a.body for a in env.artifacts], outbound_policy=settings.proxy.outbound_policy,
                 trust_domain=settings.trust_domain, dataplane=getattr(settings, "dataplane", "sidecar"),
-                root_namespace=getattr(egress, "control_plane_namespace", None) or "istio-system")
+                root_namespace=getattr(egress, "control_plane_namespace", None) or "istio-system", known=known)
 
 
 def _load(root: Path, env: str) -> EnvResult:

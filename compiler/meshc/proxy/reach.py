@@ -195,6 +195,7 @@ class Mesh:
     trust_domain: str = "cluster.local"
     dataplane: str = "sidecar"
     root_namespace: str = ROOT_NAMESPACE
+    known: Sequence[Caller] = ()  # callers known besides the objects (env.yaml namespaces: and their accounts)
     _by_kind: dict[str, list[_Obj]] = field(default_factory=dict, init=False, repr=False, compare=False)
     # host (lower case) -> (ServiceEntry, its host as written); wildcard hosts apart, checked one by one
     _exact: dict[str, list[tuple[_Obj, str]]] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -261,7 +262,7 @@ class Mesh:
         for o in self._of("Sidecar"):
             for listener in _items(o.spec.get("egress")):
                 found.update(h.split("/", 1)[0] for h in _strs(_map(listener).get("hosts")) if "/" in h)
-        for caller in self._policy_callers():
+        for caller in (*self._policy_callers(), *self.known):
             found.add(caller.namespace)
         return sorted(n for n in found if n and n not in (".", "*", "~") and "*" not in n)
 
@@ -279,8 +280,9 @@ class Mesh:
         return out
 
     def callers(self) -> list[Caller]:
-        """Each known namespace, each service account a policy names, and any other namespace."""
-        out = {Caller(n) for n in self.namespaces()} | self._policy_callers()
+        """Each known namespace, each service account a policy names or `known` lists, and any
+        other namespace."""
+        out = {Caller(n) for n in self.namespaces()} | self._policy_callers() | set(self.known)
         return sorted(out, key=lambda c: (c.namespace, c.service_account or "")) + [Caller(OTHER)]
 
     # --- the questions ----------------------------------------------------------------------------
