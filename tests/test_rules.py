@@ -391,6 +391,22 @@ ANALYZER_TRIGGERS: list[tuple[str, Severity, list[dict[str, Any]], AnalyzerSetti
     ("A409", W, [se(), dr("one"), dr("two")], None, ("DestinationRule", "default", "two"), ("spec", "host")),
     ("A410", I, [service(ports=[{"name": "web", "port": 8080}])], None, ("Service", "default", "details"),
      ("spec", "ports", 0, "name")),
+    # G: the egress path (more cases in tests/test_egress_rules.py)
+    ("G001", E, [_manifest("VirtualService", {"hosts": ["api.example.com"], "gateways": ["mesh", "gw"]}, "vs",
+                           "default", None, None)], None, ("VirtualService", "default", "vs"), ("spec", "gateways", 1)),
+    ("G002", E, [_manifest("VirtualService", {"hosts": ["api.example.com"], "gateways": ["mesh", "gw"], "http": [
+        {"match": [{"gateways": ["mesh"], "port": 443}], "route": [{"destination": {
+            "host": "gw.istio-system.svc.cluster.local", "subset": "s"}}]}]}, "vs", "default", None, None)], None,
+     ("VirtualService", "default", "vs"), ("spec", "http", 0, "route", 0, "destination", "subset")),
+    ("G003", E, [se(labels={"istio.io/use-waypoint": "wp"}, hosts=["*.example.com"])], None,
+     ("ServiceEntry", "default", "se"), ("spec", "hosts", 0)),
+    ("G004", W, [se(exportTo=["reports"]), _manifest("VirtualService", {
+        "hosts": ["api.example.com"], "gateways": ["mesh", "gw"], "exportTo": ["."]}, "vs", "default", None, None)],
+     None, ("ServiceEntry", "default", "se"), ("spec", "exportTo", 0)),
+    ("G005", E, [we()], AnalyzerSettings(dataplane="ambient"), ("WorkloadEntry", "default", "we"),
+     ("metadata", "name")),
+    ("G006", W, [se(labels={"istio.io/use-waypoint": "wp"}, resolution="NONE")], None,
+     ("ServiceEntry", "default", "se"), ("spec", "resolution")),
 ]
 
 ANALYZER_NEAR: list[tuple[str, list[dict[str, Any]], AnalyzerSettings | None]] = [
@@ -408,6 +424,22 @@ ANALYZER_NEAR: list[tuple[str, list[dict[str, Any]], AnalyzerSettings | None]] =
                              {"name": "db", "port": 3306}, {"name": "dns", "port": 5353, "protocol": "UDP"},
                              {"name": "grpc-web-ui", "port": 8082}]),
               service(ns="kube-system", ports=[{"name": "web", "port": 8080}])], None),
+    ("G001", [se(), _manifest("Gateway", {"selector": {"istio": "egressgateway"}, "servers": [
+        {"port": {"number": 443, "name": "tls", "protocol": "TLS"}, "hosts": ["api.example.com"],
+         "tls": {"mode": "PASSTHROUGH"}}]}, "gw", "default", None, None),
+              _manifest("VirtualService", {"hosts": ["api.example.com"], "gateways": ["mesh", "gw"]}, "vs", "default",
+                        None, None)], None),
+    ("G002", [dr(host="gw.istio-system.svc.cluster.local", subsets=[{"name": "s"}]),
+              _manifest("VirtualService", {"hosts": ["api.example.com"], "gateways": ["mesh", "gw"], "http": [
+                  {"match": [{"gateways": ["mesh"], "port": 443}], "route": [{"destination": {
+                      "host": "gw.istio-system.svc.cluster.local", "subset": "s"}}]}]}, "vs", "default", None, None)],
+     None),
+    ("G003", [dynamic(labels={"istio.io/use-waypoint": "wp"})], None),
+    ("G004", [se(exportTo=["reports"]), _manifest("VirtualService", {
+        "hosts": ["api.example.com"], "gateways": ["mesh", "gw"], "exportTo": [".", "reports"]}, "vs", "default",
+        None, None)], None),
+    ("G005", [we()], AnalyzerSettings(dataplane="sidecar")),
+    ("G006", [se(labels={"istio.io/use-waypoint": "wp"})], None),
 ]
 
 

@@ -13,7 +13,7 @@ tests/test_codes.py holds the table and the package together, both ways:
 * every code has a test that makes meshc emit it (tests/fixtures/codes/<code>.yaml, or the rule
   tables of tests/test_rules.py for the Istio families I and A), at the position and with a fix.
 
-The Istio families (I, A) also have their own registry with sources and fixes:
+The Istio families (I, A, and meshc's egress-path family G) also have their own registry with sources and fixes:
 `meshc.check.istio.ALL_RULES` (rows here repeat its code, severity and title; the test checks).
 
 Adding a code: add the row here (in its family, in code order), emit it, add the row to the
@@ -70,6 +70,8 @@ FAMILIES: dict[str, Family] = {f.letter: f for f in (
            "docs/checks.md"),
     Family("R", "check layer release: fields and behaviour changes against the target Istio releases",
            ("meshc.check.release",), "docs/checks.md"),
+    Family("G", "check layer istio: meshc's analyzers of the egress path (gateway, waypoint, who may bypass them)",
+           ("meshc.check.istio.egress",), "docs/checks.md"),
     Family("P", "check layer cue: organisation policies", ("meshc.check.cue",), "docs/policies.md"),
     Family("E", "the emitted Envoy configuration", ("meshc.check.envoy", "meshc.proxy.workloads"), "docs/envoy.md"),
     Family("W", "waivers", ("meshc.check.waivers",), "docs/checks.md"),
@@ -303,6 +305,16 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
                 "meshc.yaml)"),
     ("R002", W, "the target Istio releases lie on both sides of a behaviour change that touches a field the object "
                 "uses"),
+    # G: check layer istio, the egress path (meshc.check.istio.egress; registry: ALL_RULES)
+    ("G001", E, "a VirtualService bound to a Gateway and the mesh disagrees with the Gateway's servers or with the "
+                "ServiceEntry of its host"),
+    ("G002", E, "the mesh route to the egress gateway names a subset no DestinationRule defines, or the subset's TLS "
+                "disagrees with the Gateway server"),
+    ("G003", E, "waypoint-bound ServiceEntry with a wildcard host (not DYNAMIC_DNS) or exportTo"),
+    ("G004", W, "traffic can reach the external host without the egress gateway or waypoint"),
+    ("G005", E, "a VM workload (WorkloadEntry, or ServiceEntry with workloadSelector or serviceAccount endpoints) in "
+                "an ambient environment"),
+    ("G006", W, "waypoint-bound ServiceEntry with resolution NONE (it becomes passthrough)"),
     # P: check layer cue (meshc.check.cue)
     ("P001", E, "an organisation policy is violated (the policy's message; see also: the constraint in the "
                 ".cue file)"),

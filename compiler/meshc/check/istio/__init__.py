@@ -9,7 +9,8 @@ Invariants: pure functions; no exception for any dict shape (type errors are the
 compiler/meshc/crd.py); every code is stable and listed in `ALL_RULES` and docs/checks.md; objects of
 other kinds (or other API groups) produce no findings.
 Codes emitted: I0xx shared primitives, I1xx ServiceEntry, I2xx WorkloadEntry message, I3xx
-DestinationRule, A4xx cross-object analyzers; see docs/checks.md for the full list.
+DestinationRule, A4xx cross-object analyzers, G0xx the egress path's analyzers (egress.py); see
+docs/checks.md for the full list.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from meshc.check.istio import (
     analyzers,
     destinationrule,
+    egress,
     endpoints,
     loadbalancer,
     metadata,
@@ -32,7 +34,7 @@ from meshc.check.istio import (
 from meshc.check.istio.analyzers import AnalyzerSettings
 from meshc.check.istio.codes import Rule
 from meshc.check.istio.fields import as_map, as_str, effective_namespace, is_map
-from meshc.check.istio.inventory import Identity, identity_of, is_istio
+from meshc.check.istio.inventory import Identity, Inventory, identity_of, is_istio
 from meshc.model.diagnostics import Finding
 
 __all__ = ["ALL_RULES", "AnalyzerSettings", "Identity", "Rule", "analyze", "check_object", "identity_of"]
@@ -40,6 +42,7 @@ __all__ = ["ALL_RULES", "AnalyzerSettings", "Identity", "Rule", "analyze", "chec
 ALL_RULES: tuple[Rule, ...] = (
     *metadata.RULES, *scoping.RULES, *primitives.RULES, *serviceentry.RULES, *endpoints.RULES,
     *workloadentry.RULES, *destinationrule.RULES, *trafficpolicy.RULES, *loadbalancer.RULES, *analyzers.RULES,
+    *egress.RULES,
 )
 
 _CHECKS: dict[str, Callable[[Mapping[str, Any], str], list[Finding]]] = {
@@ -64,5 +67,6 @@ def check_object(manifest: Mapping[str, Any]) -> list[Finding]:
 
 def analyze(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings | None = None
             ) -> list[tuple[Identity, Finding]]:
-    """Cross-object analyzers over all manifests of one environment."""
-    return analyzers.run_all(manifests, settings or AnalyzerSettings())
+    """Cross-object analyzers over all manifests of one environment (the egress path's included)."""
+    settings, inventory = settings or AnalyzerSettings(), Inventory(manifests)
+    return [*analyzers.run_all(manifests, settings, inventory), *egress.run_all(inventory, settings)]

@@ -103,10 +103,15 @@ class AnalyzerSettings:
     mesh_dns_auto_allocate: bool | None = None
     root_namespace: str = "istio-system"
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # short DestinationRule hosts: <host>.<ns>.svc.<this>
+    # the egress analyzers (egress.py): env.yaml dataplane (sidecar | ambient) and
+    # proxy.outboundTrafficPolicy; None: unknown (meshc lint)
+    dataplane: str | None = None
+    outbound_policy: str | None = None
 
 
-def run_all(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings) -> list[Result]:
-    inventory = Inventory(manifests)
+def run_all(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings,
+            inventory: Inventory | None = None) -> list[Result]:
+    inventory = Inventory(manifests) if inventory is None else inventory
     return [*duplicate_objects(inventory), *conflicting_hosts(inventory),
             *tcp_without_addresses(inventory, settings), *destination_rule_hosts(inventory, settings),
             *merged_destination_rules(inventory, settings), *unselected_workloads(inventory),
