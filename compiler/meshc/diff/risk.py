@@ -15,6 +15,9 @@ Codes (most severe first):
                         caCertificates removed (the system CAs are trusted instead)
   allow-list-opened     a VM's egress allow-list (iptables MESHC_EGRESS) removed or emptied of
                         its final refusal
+  reach-opened          a caller that could not reach a host (blocked: REGISTRY_ONLY and not
+                        visible; denied: an AuthorizationPolicy refused it) now reaches it
+                        (allowed, or bypass: passthrough around the gateway and its policies)
   capture-lost          a VM workload loses traffic capture (REDIRECT rules or capture chains removed)
   outbound-policy-changed  the proxies' catch-all moves between PassthroughCluster (ALLOW_ANY)
                         and BlackHoleCluster (REGISTRY_ONLY)
@@ -23,6 +26,8 @@ Codes (most severe first):
                         clientCertificate, privateKey, caCertificates to another value)
   new-external-host     a MESH_EXTERNAL ServiceEntry is added, or gains a host
   export-widened        exportTo gains "*" or namespaces (unset exportTo means "*")
+  reach-changed         any other change of who can reach a host, or by which path (meshc.proxy.reach:
+                        verdict allowed/bypass/denied/blocked and path direct/gateway/waypoint/passthrough)
   host-removed          a ServiceEntry, or one of its hosts, is removed
   endpoint-removed      a ServiceEntry endpoint or a WorkloadEntry is removed, or its address changes
   resolution-changed    ServiceEntry spec.resolution changed
@@ -33,25 +38,37 @@ Codes (most severe first):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from meshc.diff.maps import items, spec_of
-from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, RiskFlag, format_path
+from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, ObjectSnapshot, RiskFlag, format_path
+from meshc.diff.objects import entry, load_bodies, manifest_listing, read_index
 from meshc.diff.rename import leaves
+from meshc.proxy.reach import OTHER, WAYPOINT_LABEL, Answer, Caller, Mesh
 
-ORDER = ("tls-weakened", "insecure-skip-verify", "verification-weakened", "allow-list-opened", "capture-lost",
-         "outbound-policy-changed", "new-external-host", "became-external", "export-widened",
-         "certificate-changed", "host-removed", "endpoint-removed", "resolution-changed", "location-changed",
-         "iptables-changed", "production-touched")
+if TYPE_CHECKING:
+    from meshc.diff.sides import EnvData, Side
+
+ORDER = ("tls-weakened", "insecure-skip-verify", "verification-weakened", "allow-list-opened", "reach-opened",
+         "capture-lost", "outbound-policy-changed", "new-external-host", "became-external", "export-widened",
+         "reach-changed", "certificate-changed", "host-removed", "endpoint-removed", "resolution-changed",
+         "location-changed", "iptables-changed", "production-touched")
 _TLS_RANK = {"ISTIO_MUTUAL": 3, "MUTUAL": 3, "SIMPLE": 2}
 Body = Mapping[str, Any]
 
 
-def find_risks(cs: ChangeSet) -> tuple[RiskFlag, ...]:
+def find_risks(cs: ChangeSet, sides: tuple[Side, Side] | None = None) -> tuple[RiskFlag, ...]:
+    """The flags of a change set. With the two sides it came from (`sides`: base, head), the
+    reach flags compare the visibility answers over each side's objects of the touched services
+    and every Sidecar; without them, over the changed objects alone (an unchanged Gateway,
+    VirtualService or AuthorizationPolicy on the path is then not seen)."""
     flags: list[RiskFlag] = []
     for env in cs.envs.values():
         flags.extend(_env_flags(env))
+        base = sides[0].envs.get(env.env) if sides is not None else None
+        head = sides[1].envs.get(env.env) if sides is not None else None
+        flags.extend(_reach_flags(env, base, head, sides is not None))
     return tuple(sorted(set(flags), key=lambda f: (ORDER.index(f.code), f.env, f.object, f.message)))
 
 
@@ -254,3 +271,157 @@ def _rule_kind(rule: str) -> str:
     if any(t in rule for t in (" -j REDIRECT", " -j TPROXY", " -j ISTIO", " -j MESHC")):
         return "capture"
     return "other rules"
+
+
+# --- who can reach what (meshc.proxy.reach) ----------------------------------------------------
+
+REACH_KINDS = ("ServiceEntry", "VirtualService", "Gateway", "AuthorizationPolicy", "Sidecar")
+_CLOSED = ("blocked", "denied")
+_SHOWN = 4  # caller changes named per flag; the rest are counted
+
+
+def _reach_flags(env: EnvChanges, base: EnvData | None, head: EnvData | None,
+                 have_sides: bool) -> Iterator[RiskFlag]:
+    """reach-opened / reach-changed: the answers of meshc.proxy.reach for the hosts the change
+    touches, before and after, per caller the objects mention. Cheap by construction: only the
+    touched services' objects and the Sidecars are read from each side, only hosts known on both
+    sides are compared (a new or removed host is new-external-host / host-removed), and the mesh's
+    outbound policy, which the bundle does not record, is tried both ways (each Sidecar's own
+    outboundTrafficPolicy still wins)."""
+    changed = [(_bodies(kind, item), item) for kind, item in env.objects() if item.id.kind in REACH_KINDS]
+    if not changed:
+        return
+    services = {item.service for _, item in changed if item.service}
+    if have_sides:
+        b_objs, h_objs = _side_objects(base, services), _side_objects(head, services)
+    else:
+        b_objs = [before for (before, _), _ in changed if before]
+        h_objs = [after for (_, after), _ in changed if after]
+    # host -> the changed object (its name and declaration) the flag is raised on
+    owner: dict[str, tuple[str, str]] = {}
+    for (before, after), item in changed:
+        for host in sorted(_named_hosts(before) | _named_hosts(after)):
+            owner.setdefault(host, (_name(item) if isinstance(item, ObjectDiff) else str(item.id), item.source))
+    first = changed[0][1]
+    fallback = (_name(first) if isinstance(first, ObjectDiff) else str(first.id), first.source)
+    every = list(b_objs) + list(h_objs)
+    for body in every:  # the touched services' hosts (a changed policy need not name its host)
+        if str(body.get("kind")) == "ServiceEntry":
+            for host in map(str, items(spec_of(body).get("hosts"))):
+                owner.setdefault(host, fallback)
+    trust = _trust_domain(every)
+    ambient = any(str(_labels(b).get(WAYPOINT_LABEL) or "") not in ("", "none") for b in every
+                  if str(b.get("kind")) == "ServiceEntry")
+    dataplane = "ambient" if ambient else "sidecar"
+    pairs = {p: (Mesh(b_objs, p, trust, dataplane), Mesh(h_objs, p, trust, dataplane))
+             for p in ("REGISTRY_ONLY", "ALLOW_ANY")}
+    old_any, new_any = pairs["ALLOW_ANY"]
+    callers = sorted({c for m in (old_any, new_any) for c in m.callers()},
+                     key=lambda c: (c.namespace == OTHER, c.namespace, c.service_account or ""))
+    for host in sorted(owner):
+        if not (old_any.knows(host) and new_any.knows(host)):
+            continue
+        opened, other = _caller_changes(pairs, host, callers)
+        if opened or other:
+            lines = opened + other
+            more = f"; and {len(lines) - _SHOWN} more caller change(s)" if len(lines) > _SHOWN else ""
+            obj, source = owner[host]
+            yield RiskFlag("reach-opened" if opened else "reach-changed", env.env, obj,
+                           f"who can reach {host} changes: " + "; ".join(lines[:_SHOWN]) + more, source)
+
+
+def _caller_changes(pairs: Mapping[str, tuple[Mesh, Mesh]], host: str,
+                    callers: Sequence[Caller]) -> tuple[list[str], list[str]]:
+    """Per caller whose answer changes: 'caller: old verdict (path) -> new verdict (path)', with
+    the policy it holds under when only one, and the head side's deciding object; opened first."""
+    opened: list[str] = []
+    other: list[str] = []
+    for caller in callers:
+        seen: dict[tuple[str, str, str, str], list[tuple[str, Answer]]] = {}
+        for policy, (old_mesh, new_mesh) in pairs.items():
+            old, new = old_mesh.reach(host, caller), new_mesh.reach(host, caller)
+            if (old.verdict, old.path) != (new.verdict, new.path):
+                seen.setdefault((old.verdict, old.path, new.verdict, new.path), []).append((policy, new))
+        for (ov, op, nv, np_), found in seen.items():
+            when = "" if len(found) == len(pairs) else f" (mesh outbound policy {found[0][0]})"
+            line = f"{caller}: {ov} ({op}) -> {nv} ({np_}){when}{_why(found[0][1])}"
+            (opened if ov in _CLOSED and nv not in _CLOSED else other).append(line)
+    return opened, other
+
+
+def _why(answer: Answer) -> str:
+    """The deciding reason of an answer: the last one naming an object."""
+    named = [r for r in answer.reasons if r.object != "mesh"]
+    return f" [{named[-1]}]" if named else ""
+
+
+def _bodies(kind: str, item: ObjectSnapshot | ObjectDiff) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(before, after) of a changed object ({} on the side it is absent from)."""
+    if isinstance(item, ObjectDiff):
+        return item.before, item.after
+    return ({}, item.norm) if kind == "added" else (item.norm, {})
+
+
+def _labels(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = body.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def _named_hosts(body: Mapping[str, Any]) -> set[str]:
+    """The hosts an object names: ServiceEntry and VirtualService hosts, Gateway server hosts,
+    AuthorizationPolicy operation hosts and connection.sni values, Sidecar egress hosts without
+    a wildcard."""
+    if not body:
+        return set()
+    spec, kind = spec_of(body), str(body.get("kind"))
+    out: set[str] = set()
+    if kind in ("ServiceEntry", "VirtualService"):
+        out.update(map(str, items(spec.get("hosts"))))
+    elif kind == "Gateway":
+        for server in items(spec.get("servers")):
+            if isinstance(server, Mapping):
+                out.update(str(h).rpartition("/")[2] for h in items(server.get("hosts")))
+    elif kind == "AuthorizationPolicy":
+        for rule in items(spec.get("rules")):
+            rule = rule if isinstance(rule, Mapping) else {}
+            for op in items(rule.get("to")):
+                operation = op.get("operation") if isinstance(op, Mapping) else None
+                if isinstance(operation, Mapping):
+                    out.update(map(str, items(operation.get("hosts"))))
+            for cond in items(rule.get("when")):
+                if isinstance(cond, Mapping) and cond.get("key") == "connection.sni":
+                    out.update(map(str, items(cond.get("values"))))
+    elif kind == "Sidecar":
+        for listener in items(spec.get("egress")):
+            if isinstance(listener, Mapping):
+                out.update(str(h).partition("/")[2] for h in items(listener.get("hosts")))
+    return {h for h in out if h and "*" not in h}
+
+
+def _trust_domain(bodies: Iterable[Mapping[str, Any]]) -> str:
+    """The trust domain the policies' principals name ("td/ns/N/sa/SA"), else cluster.local: the
+    bundle does not record env.yaml's, and callers are matched against the policies' own."""
+    for body in bodies:
+        if str(body.get("kind")) != "AuthorizationPolicy":
+            continue
+        for rule in items(spec_of(body).get("rules")):
+            for src in items(rule.get("from") if isinstance(rule, Mapping) else None):
+                source = src.get("source") if isinstance(src, Mapping) else None
+                for p in items(source.get("principals") if isinstance(source, Mapping) else None):
+                    parts = str(p).split("/")
+                    if len(parts) == 5 and parts[1] == "ns" and "*" not in parts[0]:
+                        return parts[0]
+    return "cluster.local"
+
+
+def _side_objects(data: EnvData | None, services: set[str]) -> list[Mapping[str, Any]]:
+    """The objects of one side that decide the touched services' reach: every object of a
+    REACH_KINDS kind that belongs to a touched service, and every Sidecar."""
+    if data is None:
+        return []
+    listing = manifest_listing(data.index if data.index is not None else read_index(data.view))
+    wanted = [entry(k, raw) for k, raw in sorted(listing.items())
+              if k[0] in REACH_KINDS and (k[0] == "Sidecar" or str(raw.get("service") or "") in services)]
+    bodies = load_bodies(data.view, wanted)
+    return [bodies[e.id] for e in wanted if e.id in bodies]
