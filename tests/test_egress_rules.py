@@ -333,6 +333,7 @@ def test_g003_waypoint_entry_with_a_wildcard_host() -> None:
 def test_g003_waypoint_entry_with_export_to() -> None:
     assert where([waypoint_entry(exportTo=[".", "checkout"])], "G003", AMBIENT) == [(SE_ID, ("spec", "exportTo"))]
     assert "ztunnel and waypoints ignore it" in one([waypoint_entry(exportTo=["."])], "G003", AMBIENT).message
+    assert where([waypoint_entry(exportTo=["*"])], "G003", AMBIENT) == []  # the default: nothing to ignore
 
 
 def test_g003_namespace_binding_and_the_none_label() -> None:
@@ -381,6 +382,17 @@ def test_g004_sidecar_imports_the_host_but_not_the_virtual_service() -> None:
            "but VirtualService istio-system/payments-stripe-egress is not imported" in one(objects, "G004").message
     wildcard = sidecar("checkout", ["./*", "*/*.stripe.com", f"{GNS}/{HOST}"])
     assert where(gateway_set(**{"sc-checkout": wildcard}), "G004") == []
+
+
+def test_g004_a_workload_sidecar_leaves_the_namespace_default() -> None:
+    """A Sidecar with a workloadSelector applies to its workloads only; the namespace's other
+    workloads see what exportTo gives them."""
+    selected = sidecar("reports", ["./*", f"{GNS}/*"])
+    selected["spec"]["workloadSelector"] = {"labels": {"app": "batch"}}
+    objects = gateway_set(se=service_entry(exportTo=[GNS, *CONSUMERS, "reports"]), **{"sc-reports": selected})
+    assert where(objects, "G004") == [(SE_ID, ("spec", "exportTo", 3))]
+    del selected["spec"]["workloadSelector"]
+    assert where(objects, "G004") == []
 
 
 def test_g004_sidecar_outside_the_virtual_service_export() -> None:

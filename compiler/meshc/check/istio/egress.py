@@ -243,7 +243,7 @@ class _Index:
         self.gateways: dict[str, _Gateway] = {}  # `ns/name`
         self.virtual_services: list[_VirtualService] = []
         self.policies: list[Item] = []
-        self.sidecars: dict[str, list[Item]] = defaultdict(list)  # by namespace
+        self.scoped: set[str] = set()  # namespaces with a Sidecar without workloadSelector
         self.sidecar_hosts: dict[tuple[str, str], list[_SidecarHost]] = defaultdict(list)
         for item in inventory.items:
             kind, manifest = item.ident[0], item.manifest
@@ -279,7 +279,8 @@ class _Index:
                 self.subsets[(host, as_str(as_map(subset).get("name")))].append((dr, i))
 
     def _add_sidecar(self, item: Item) -> None:
-        self.sidecars[item.namespace].append(item)
+        if not is_map(item.spec.get("workloadSelector")):
+            self.scoped.add(item.namespace)  # the namespace's default Sidecar decides what it sees
         for i, egress in enumerate(as_list(item.spec.get("egress"))):
             for j, entry in enumerate(as_list(as_map(egress).get("hosts"))):
                 ns, _, host = as_str(entry).rpartition("/")
@@ -547,7 +548,7 @@ def waypoint_entries(index: _Index) -> Iterator[Result]:
                     yield se.item.ident, WAYPOINT_UNSUPPORTED.at(("spec", "hosts", i), (
                         f"wildcard host {host} on a ServiceEntry bound to waypoint {waypoint}: ztunnel and waypoints "
                         "support wildcard hosts only with resolution DYNAMIC_DNS; traffic to it is not captured"))
-        if has_items(se.item.spec.get("exportTo")):
+        if se.scope is not None:  # exportTo ["*"] is the default, harmless
             yield se.item.ident, WAYPOINT_UNSUPPORTED.at(("spec", "exportTo"), (
                 f"exportTo on a ServiceEntry bound to waypoint {waypoint}: ztunnel and waypoints ignore it, so every "
                 "namespace reaches the host through the waypoint"))
@@ -616,7 +617,7 @@ def _exports(index: _Index) -> Iterator[Result]:
                     continue
                 for k, entry in enumerate(as_list(se.item.spec.get("exportTo"))):
                     namespace = se.item.namespace if as_str(entry) == "." else as_str(entry)
-                    if (namespace in ("*", "~") or visible_in(vs.scope, namespace) or index.sidecars.get(namespace)
+                    if (namespace in ("*", "~") or visible_in(vs.scope, namespace) or namespace in index.scoped
                             or (se.item.index, k) in seen):
                         continue
                     seen.add((se.item.index, k))
