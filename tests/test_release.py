@@ -15,6 +15,7 @@ release table (compiler/meshc/data/istio-releases.yaml) and the `release` check 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 
 from meshc import api
 from meshc.check.common import LAYERS, CheckOptions
-from meshc.check.release import findings_for
+from meshc.check.release import _plan, findings_for, release_findings
 from meshc.front.project import load_project
 from meshc.model.diagnostics import Diagnostic, Severity
 from meshc.model.release import (
@@ -356,3 +357,23 @@ def test_ambient_environments_use_the_ambient_rows() -> None:
             "spec": {"hosts": ["api.example.com"], "resolution": "NONE"}}
     assert [f.code for f in findings_for(none, ["1.27", "1.28"], "ambient")] == ["R002"]
     assert findings_for(none, ["1.27", "1.28"], "sidecar") == []
+
+
+def test_the_layer_is_one_cheap_pass() -> None:
+    """Rows are compiled once per data plane into one trie per kind: with every row live (a fleet
+    spanning 1.22..1.31) 10,000 objects take a fraction of a second (measured ~0.12 s; the bound
+    leaves room for a busy machine); a fleet on the newest release alone has nothing to check."""
+    dr = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "spec": {
+        "host": "api.example.com", "exportTo": ["."],
+        "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"},
+                          "portLevelSettings": [{"port": {"number": 443}, "tls": {"mode": "SIMPLE"}}]},
+        "subsets": [{"name": "a", "labels": {"v": "1"}}]}}
+    se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+          "spec": {"hosts": ["api.example.com"], "ports": [{"number": 443, "protocol": "TLS"}], "resolution": "DNS"}}
+    plan = _plan(TABLE, RELEASES, "sidecar")
+    start = time.perf_counter()
+    for _ in range(5000):
+        release_findings(dr, plan)
+        release_findings(se, plan)
+    assert time.perf_counter() - start < 2.0
+    assert not _plan(TABLE, (RELEASES[-1],), "sidecar").kinds and not _plan(TABLE, (RELEASES[-1],), "ambient").kinds

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshc.check.common import CheckOptions, Placer
@@ -40,9 +40,10 @@ _HELP = "docs/checks.md#istio-release-r0xx"
 
 
 @dataclass(frozen=True, slots=True)
-class _Matcher:
-    """A row's `Match`, compiled: path elements, the value test, the companion paths."""
+class _Rule:
+    """A row, compiled: its value test and companion paths (its path is where it sits in the trie)."""
 
+    row: FieldRow | BehaviourRow
     path: tuple[PathElem, ...]
     value: Any
     regex: re.Pattern[str] | None
@@ -50,24 +51,22 @@ class _Matcher:
     unless: tuple[PathElem, ...] | None
 
     @classmethod
-    def of(cls, match: Match) -> _Matcher:
-        return cls(parse_path(match.path), match.value,
+    def of(cls, row: FieldRow | BehaviourRow) -> _Rule:
+        match = row.match
+        return cls(row, parse_path(match.path), match.value,
                    None if match.pattern is None else re.compile(match.pattern),
                    None if match.with_ is None else parse_path(match.with_),
                    None if match.unless is None else parse_path(match.unless))
 
-    def hits(self, body: Mapping[str, Any]) -> Iterator[DataPath]:
-        """The paths in `body` where the row applies (none when a companion path says not)."""
+    def accepts(self, value: Any) -> bool:
+        if self.value is not None and value != self.value:
+            return False
+        return self.regex is None or (isinstance(value, str) and self.regex.fullmatch(value) is not None)
+
+    def applies_to(self, body: Mapping[str, Any]) -> bool:
         if self.with_ is not None and next(_values(body, self.with_), None) is None:
-            return
-        if self.unless is not None and next(_values(body, self.unless), None) is not None:
-            return
-        for path, value in _values(body, self.path):
-            if self.value is not None and value != self.value:
-                continue
-            if self.regex is not None and not (isinstance(value, str) and self.regex.fullmatch(value)):
-                continue
-            yield path
+            return False
+        return self.unless is None or next(_values(body, self.unless), None) is None
 
 
 def _values(node: Any, path: Sequence[PathElem], at: DataPath = ()) -> Iterator[tuple[DataPath, Any]]:
@@ -85,20 +84,47 @@ def _values(node: Any, path: Sequence[PathElem], at: DataPath = ()) -> Iterator[
         yield from _values(node[head], rest, (*at, head))
 
 
+@dataclass
+class _Trie:
+    """The rows of one kind merged by path: a body is walked once, whatever the number of rows."""
+
+    children: dict[PathElem, _Trie] = field(default_factory=dict)
+    rules: list[tuple[int, _Rule]] = field(default_factory=list)  # (row number, rule) ending here
+
+    def add(self, number: int, rule: _Rule) -> None:
+        node = self
+        for elem in rule.path:
+            node = node.children.setdefault(elem, _Trie())
+        node.rules.append((number, rule))
+
+    def walk(self, node: Any, at: DataPath, hits: dict[int, list[DataPath]], rules: dict[int, _Rule]) -> None:
+        if node is None:
+            return
+        for number, rule in self.rules:
+            if rule.accepts(node):
+                hits.setdefault(number, []).append(at)
+                rules[number] = rule
+        for elem, sub in self.children.items():
+            if elem is EACH:
+                if isinstance(node, list):
+                    for i, item in enumerate(node):
+                        sub.walk(item, (*at, i), hits, rules)
+            elif isinstance(node, Mapping) and elem in node:
+                sub.walk(node[elem], (*at, elem), hits, rules)
+
+
 def _group(api_version: Any) -> str:
     text = api_version if isinstance(api_version, str) else ""
     return text.rpartition("/")[0]
 
 
-Index = dict[tuple[str, str], list[tuple[FieldRow | BehaviourRow, _Matcher]]]
-
-
 @dataclass(frozen=True)
 class _Plan:
-    """What can fire for one set of target releases on one data plane, by (group, kind)."""
+    """What can fire for one set of target releases on one data plane: a trie per (group, kind)."""
 
-    fields: Index
-    behaviour: Index
+    releases: tuple[str, ...]
+    dataplane: str
+    kinds: dict[tuple[str, str], _Trie]
 
 
 def _plan(table: ReleaseTable, releases: Sequence[str], dataplane: str) -> _Plan:
@@ -107,56 +133,57 @@ def _plan(table: ReleaseTable, releases: Sequence[str], dataplane: str) -> _Plan
     def applies(match: Match) -> bool:
         return match.dataplane is None or match.dataplane == dataplane
 
-    fields: Index = {}
-    for row in table.fields:
-        if release_key(row.since) > low and applies(row.match):
-            fields.setdefault((row.match.group, row.match.kind), []).append((row, _Matcher.of(row.match)))
-    behaviour: Index = {}
-    for brow in table.behaviour:
-        if low < release_key(brow.release) <= high and applies(brow.match):
-            behaviour.setdefault((brow.match.group, brow.match.kind), []).append((brow, _Matcher.of(brow.match)))
-    return _Plan(fields, behaviour)
+    rows: list[FieldRow | BehaviourRow] = [r for r in table.fields
+                                           if release_key(r.since) > low and applies(r.match)]
+    rows += [r for r in table.behaviour if low < release_key(r.release) <= high and applies(r.match)]
+    kinds: dict[tuple[str, str], _Trie] = {}
+    for number, row in enumerate(rows):
+        kinds.setdefault((row.match.group, row.match.kind), _Trie()).add(number, _Rule.of(row))
+    return _Plan(tuple(releases), dataplane, kinds)
 
 
 def _field_name(path: Sequence[PathElem]) -> str:
     return next((p for p in reversed(path) if p is not EACH), "")
 
 
-def release_findings(body: Mapping[str, Any], plan: _Plan, releases: Sequence[str],
-                     dataplane: str) -> list[Finding]:
+def release_findings(body: Mapping[str, Any], plan: _Plan) -> list[Finding]:
     """R001 and R002 findings of one object."""
-    key = (_group(body.get("apiVersion")), str(body.get("kind", "")))
-    fields, behaviour = plan.fields.get(key), plan.behaviour.get(key)
-    if not fields and not behaviour:
+    trie = plan.kinds.get((_group(body.get("apiVersion")), str(body.get("kind", ""))))
+    if trie is None:
+        return []
+    hits: dict[int, list[DataPath]] = {}
+    rules: dict[int, _Rule] = {}
+    trie.walk(body, (), hits, rules)
+    if not hits:
         return []
     out: list[Finding] = []
+    releases, dataplane = plan.releases, plan.dataplane
     lowest, targets = releases[0], ", ".join(releases)
-    for row, matcher in fields or ():
-        assert isinstance(row, FieldRow)
-        on = f" on {dataplane} data planes" if row.match.dataplane else ""
-        for path in matcher.hits(body):
-            out.append(Finding(
-                "R001", Severity.ERROR,
-                f"{row.feature} needs Istio {row.since}{on}; this estate targets {lowest}"
-                + (f" (istio: {targets})" if len(releases) > 1 else ""), path,
-                hint=f'raise istio: in meshc.yaml to "{row.since}" or later once every cluster runs it, or remove '
-                     f"{_field_name(matcher.path)} from the declaration (source: {row.source}; see {_HELP})"))
-    for brow, matcher in behaviour or ():
-        assert isinstance(brow, BehaviourRow)
-        first = next(matcher.hits(body), None)
-        if first is None:
+    for number in sorted(hits):
+        rule = rules[number]
+        if not rule.applies_to(body):
             continue
-        change = release_key(brow.release)
+        row = rule.row
+        on = f" on {dataplane} data planes" if row.match.dataplane else ""
+        if isinstance(row, FieldRow):
+            for path in hits[number]:
+                out.append(Finding(
+                    "R001", Severity.ERROR,
+                    f"{row.feature} needs Istio {row.since}{on}; this estate targets {lowest}"
+                    + (f" (istio: {targets})" if len(releases) > 1 else ""), path,
+                    hint=f'raise istio: in meshc.yaml to "{row.since}" or later once every cluster runs it, or '
+                         f"remove {_field_name(rule.path)} from the declaration (source: {row.source}; see {_HELP})"))
+            continue
+        change = release_key(row.release)
         before = max((r for r in releases if release_key(r) < change), key=release_key)
         after = min((r for r in releases if release_key(r) >= change), key=release_key)
-        on = f" on {dataplane} data planes" if brow.match.dataplane else ""
         out.append(Finding(
             "R002", Severity.WARNING,
-            f"Istio {before} and {after} treat {_field_name(matcher.path)} differently{on}: from {brow.release}, "
-            f"{brow.change}", first,
+            f"Istio {before} and {after} treat {_field_name(rule.path)} differently{on}: from {row.release}, "
+            f"{row.change}", hits[number][0],
             hint=f"check that the object does what you mean on both releases (set the value explicitly where the "
                  f"change is about a default), or drop {before} from istio: in meshc.yaml once the fleet runs "
-                 f"{after} or later (source: {brow.source}; see {_HELP})"))
+                 f"{after} or later (source: {row.source}; see {_HELP})"))
     return out
 
 
@@ -171,11 +198,11 @@ def run_release(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
         plan = plans.get(dataplane)
         if plan is None:
             plan = plans[dataplane] = _plan(table, releases, dataplane)
-        if not plan.fields and not plan.behaviour:
+        if not plan.kinds:
             continue
         placer: Placer | None = None
         for art in env.artifacts:
-            found = release_findings(art.body, plan, releases, dataplane)
+            found = release_findings(art.body, plan)
             if found:
                 placer = placer or Placer(env)
                 out.extend(placer(art, f) for f in found)
@@ -185,4 +212,4 @@ def run_release(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
 def findings_for(body: Mapping[str, Any], releases: Sequence[str], dataplane: str = "sidecar") -> list[Finding]:
     """The layer's findings for one object and target releases (for tests and tools)."""
     ordered = tuple(sorted(dict.fromkeys(releases), key=release_key))
-    return release_findings(body, _plan(release_table(), ordered, dataplane), ordered, dataplane)
+    return release_findings(body, _plan(release_table(), ordered, dataplane))
