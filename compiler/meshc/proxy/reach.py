@@ -496,6 +496,7 @@ class Mesh:
                 if (kind == "ServiceEntry" and name == se.name and ap.namespace == se.namespace) or \
                         (kind == "Gateway" and name == str(waypoint) and ap.namespace == wns):
                     policies.append(ap)
+                    reasons.append(Reason(ap.id, "spec.targetRefs", f"names {kind} {name}: applied by the waypoint"))
                     break
         verdict = self._authorize(sorted(policies, key=lambda a: (a.namespace, a.name)), caller, host,
                                   self._ports(host), reasons, f"waypoint {wns}/{waypoint}")
