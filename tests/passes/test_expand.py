@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from meshc.expand.egress import GATEWAY_RULE_ORIGIN
 from meshc.files.tree import DiskTree
 from meshc.front.provenance import decl_path_of, locate_finding
 from meshc.model.core import Artifact, ServiceDecl
@@ -129,8 +128,8 @@ EGRESS_KINDS = ("Gateway", "VirtualService", "AuthorizationPolicy", "BackendTLSP
 
 def _egress_path(art: Artifact) -> bool:
     """An object of the egress path: made from the service's egress, ports, hosts and consumers
-    together (the gateway's DestinationRule among them), not from one declared value each."""
-    return art.identity.kind in EGRESS_KINDS or art.origin == GATEWAY_RULE_ORIGIN
+    together, not from one declared value each."""
+    return art.identity.kind in EGRESS_KINDS
 
 
 def test_egress_objects_are_placed_at_the_declaration_that_made_them() -> None:
@@ -146,7 +145,7 @@ def test_egress_objects_are_placed_at_the_declaration_that_made_them() -> None:
         for path, _ in _leaves(dict(art.body)):
             pos = locate_finding(art, decl, path)
             assert pos is not None and pos.file in files and pos.line > 0, (art.identity, path, pos)
-    assert seen == {"Gateway", "VirtualService", "AuthorizationPolicy", "DestinationRule"}, seen
+    assert seen == {"Gateway", "VirtualService", "AuthorizationPolicy"}, seen
 
 
 def test_findings_in_a_destination_rule_are_placed_at_the_layer_that_wrote_the_value() -> None:

@@ -35,7 +35,8 @@ def host_slug(host: str) -> str:
 
 def export_list(svc: Service, env: EnvSettings, own: str) -> list[str]:
     """exportTo of an object of `svc` living in namespace `own`: as declared; else, with
-    consumers, `.` (own), the consumer namespaces and, through the gateway, its namespace;
+    consumers, the consumer namespaces and, through the gateway, its namespace (`.` for `own`):
+    no namespace sees the host unless it may call it, so none can route around the gateway;
     else none (visible to all). Waypoint-bound objects never carry exportTo (ztunnel ignores it)."""
     if svc.export_to:
         return list(svc.export_to)
@@ -44,7 +45,7 @@ def export_list(svc: Service, env: EnvSettings, own: str) -> list[str]:
     spaces = {c.namespace for c in svc.consumers}
     if svc.egress == "gateway" and env.egress.gateway is not None:
         spaces.add(env.egress.gateway.namespace)
-    return ["."] + sorted(ns for ns in spaces if ns != own)
+    return (["."] if own in spaces else []) + sorted(ns for ns in spaces if ns != own)
 
 
 def waypoint_labels(svc: Service, env: EnvSettings) -> dict[str, str]:
@@ -122,11 +123,6 @@ def gateway_views(svc: Service, env: EnvSettings) -> dict[str, Any]:
         vname = name if len(svc.hosts) == 1 else f"{name}-{host_slug(host)}"[:253]
         vses.append({"name": vname, "namespace": ns, "labels": labels, "hosts": [host],
                      "gateways": ["mesh", name], "http": http, "tls": tls, "tcp": tcp, "export_to": export})
-    mutual = [{"port": {"number": p.number}, "tls": {"mode": "ISTIO_MUTUAL", "sni": svc.hosts[0]}}
-              for p in svc.ports]
-    subset: dict[str, Any] = {"name": svc.name, "trafficPolicy": {"portLevelSettings": mutual}}
-    dr = {"name": f"{name}-gateway", "namespace": ns, "labels": labels, "host": gsvc,
-          "traffic_policy": {}, "subsets": [subset], "workload_selector": {}, "export_to": export}
     rules = []
     http_ports = [str(p.number) for p in svc.ports if p.protocol.upper() in HTTP_FAMILY]
     other_ports = [str(p.number) for p in svc.ports if p.protocol.upper() not in HTTP_FAMILY]
@@ -139,7 +135,33 @@ def gateway_views(svc: Service, env: EnvSettings) -> dict[str, Any]:
                       "when": [{"key": "connection.sni", "values": list(svc.hosts)}]})
     policy = {"name": name, "namespace": ns, "labels": labels, "selector": dict(gw.selector), "action": "ALLOW",
               "rules": rules, "target_refs": []}
-    return {"gateway": gateway, "virtual_services": vses, "gateway_rule": dr, "policy": policy}
+    return {"gateway": gateway, "virtual_services": vses, "policy": policy}
+
+
+def gateway_subset(svc: Service) -> dict[str, Any]:
+    """The service's subset of the gateway host: mutual TLS to the gateway on each port, with the
+    service's host as SNI (the gateway's servers match it)."""
+    mutual = [{"port": {"number": p.number}, "tls": {"mode": "ISTIO_MUTUAL", "sni": svc.hosts[0]}}
+              for p in svc.ports]
+    return {"name": svc.name, "trafficPolicy": {"portLevelSettings": mutual}}
+
+
+def gateway_rule_view(env: EnvSettings, services: Sequence[Service]) -> dict[str, Any] | None:
+    """One DestinationRule for the gateway host per environment, with a subset per service that
+    goes through the gateway: DestinationRules of one host are merged only when their exportTo
+    agree (Istio 1.24 and later), so a rule per service would leave sidecars without subsets.
+    Exported to every namespace that sees one of the services' VirtualServices."""
+    gw = env.egress.gateway
+    through = sorted((s for s in services if s.egress == "gateway"), key=lambda s: s.name)
+    if gw is None or not through:
+        return None
+    exports = [export_list(s, env, gw.namespace) for s in through]
+    export = [] if any(not e or "*" in e for e in exports) else (
+        (["."] if any("." in e for e in exports) else []) + sorted({n for e in exports for n in e if n != "."}))
+    return {"name": f"{gw.name}-subsets", "namespace": gw.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "meshc"}, "host": gw.host(env.cluster_domain),
+            "traffic_policy": {}, "subsets": [gateway_subset(s) for s in through], "workload_selector": {},
+            "export_to": export}
 
 
 GATEWAY_ORIGIN: Origin = (
@@ -163,9 +185,6 @@ def vs_origin(i: int) -> Origin:
             (("spec", "exportTo"), ("consumers",), False))
 
 
-GATEWAY_RULE_ORIGIN: Origin = ((("metadata",), ("name",), False), (("spec",), ("egress",), False),
-                               (("spec", "subsets"), ("ports",), False),
-                               (("spec", "exportTo"), ("consumers",), False))
 POLICY_ORIGIN: Origin = ((("metadata",), ("name",), False), (("spec",), ("egress",), False),
                          (("spec", "rules"), ("consumers",), False))
 
@@ -223,9 +242,10 @@ def sidecar_views(env: EnvSettings, services: Sequence[Service]) -> list[dict[st
                 continue
             hosts.update(_visible_hosts(svc, gw.namespace if gw and svc.egress == "gateway" else None,
                                         gw.host(env.cluster_domain) if gw else ""))
+        whole = {h.split("/", 1)[0] for h in hosts if h.endswith("/*")} | {ns}  # "./*" is the own namespace
         out.append({"name": SIDECAR_NAME, "namespace": ns,
                     "labels": {"app.kubernetes.io/managed-by": "meshc"},
-                    "hosts": sorted(h for h in hosts if not h.startswith(f"{ns}/"))})
+                    "hosts": sorted(h for h in hosts if h.endswith("/*") or h.split("/", 1)[0] not in whole)})
     return out
 
 

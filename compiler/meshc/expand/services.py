@@ -67,8 +67,6 @@ class Expander:
                 out.append(self._render(self.gw_t, "gw", views["gateway"], svc, 0, egress.gateway_origin(svc)))
                 for i, vs in enumerate(views["virtual_services"]):
                     out.append(self._render(self.vs_t, "vs", vs, svc, i, egress.vs_origin(i)))
-                out.append(self._render(self.dr_t, "dr", views["gateway_rule"], svc, len(svc.hosts),
-                                        egress.GATEWAY_RULE_ORIGIN))
                 out.append(self._render(self.ap_t, "ap", views["policy"], svc, 0, egress.POLICY_ORIGIN))
             policy = egress.waypoint_policy_view(svc, env)
             if policy is not None:
@@ -90,9 +88,13 @@ class Expander:
 
     def expand_env(self, services: list[Service]) -> tuple[list[Artifact], list[Diagnostic]]:
         """The objects of the environment as a whole: a Sidecar per consumer namespace, the
-        waypoint Gateway when meshc manages it. They belong to no service (`Artifact.service` "")."""
+        waypoint Gateway when meshc manages it, the gateway host's DestinationRule with a subset
+        per service through the gateway. They belong to no service (`Artifact.service` "")."""
         out: list[Artifact] = []
         try:
+            rule = egress.gateway_rule_view(self.env, services)
+            if rule is not None:
+                out.append(self._render(self.dr_t, "dr", rule, None, 0, ()))
             for view in egress.sidecar_views(self.env, services):
                 out.append(self._render(self.sc_t, "sc", view, None, 0, ()))
             wp = egress.waypoint_view(self.env)
