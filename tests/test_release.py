@@ -152,7 +152,8 @@ def test_every_row_path_is_in_the_shipped_crd_schema(match: Match) -> None:
     schemas = _crd_schemas()
     assert (match.group, match.kind) in schemas, f"no shipped CRD serves {match.group}/{match.kind}"
     schema = schemas[(match.group, match.kind)]
-    for key, path in (("path", match.path), ("with", match.with_), ("unless", match.unless)):
+    for key, path in (("path", match.path), ("with", match.with_), ("unless", match.unless),
+                      ("shared", match.shared)):
         if path is None:
             continue
         at = _schema_at(schema, parse_path(path))
@@ -345,6 +346,23 @@ def test_the_layer_runs_with_the_others(tmp_path: Path, monkeypatch: pytest.Monk
     built = api.build(tmp_path, checks=True, use_cache=False)
     assert [d.code for d in built.diagnostics if d.code[0] == "R"] == ["R001"]
     assert not (tmp_path / "out" / "dev" / "index.json").exists()  # an error: nothing written
+
+
+def test_a_change_about_several_objects_needs_several() -> None:
+    """DestinationRules with different exportTo for one host are no longer merged from 1.24: only
+    a DestinationRule that shares its host with another one is affected."""
+    def dr(name: str, host: str, export_to: list[str]) -> dict[str, Any]:
+        return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": name, "namespace": "istio-system"},
+                "spec": {"host": host, "exportTo": export_to, "subsets": [{"name": name}]}}
+
+    gateway = "istio-egressgateway.istio-system.svc.cluster.local"
+    a, b, c = dr("a", gateway, ["."]), dr("b", gateway, ["checkout"]), dr("c", "api.example.com", ["."])
+    found = findings_for(a, ["1.23", "1.24"], others=[b, c])
+    assert [(f.code, f.path) for f in found] == [("R002", ("spec", "exportTo"))]
+    assert "Istio 1.23 and 1.24" in found[0].message and "no longer merged" in found[0].message
+    assert findings_for(c, ["1.23", "1.24"], others=[a, b]) == []
+    assert findings_for(a, ["1.24", "1.31"], others=[b, c]) == []
 
 
 def test_ambient_environments_use_the_ambient_rows() -> None:

@@ -16,9 +16,12 @@ Codes (docs/checks.md, "Istio release"):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from meshc.check.common import CheckOptions, Placer
 from meshc.model.diagnostics import DataPath, Diagnostic, Finding, Severity
@@ -49,6 +52,7 @@ class _Rule:
     regex: re.Pattern[str] | None
     with_: tuple[PathElem, ...] | None
     unless: tuple[PathElem, ...] | None
+    shared: tuple[PathElem, ...] | None
 
     @classmethod
     def of(cls, row: FieldRow | BehaviourRow) -> _Rule:
@@ -56,17 +60,49 @@ class _Rule:
         return cls(row, parse_path(match.path), match.value,
                    None if match.pattern is None else re.compile(match.pattern),
                    None if match.with_ is None else parse_path(match.with_),
-                   None if match.unless is None else parse_path(match.unless))
+                   None if match.unless is None else parse_path(match.unless),
+                   None if match.shared is None else parse_path(match.shared))
 
     def accepts(self, value: Any) -> bool:
         if self.value is not None and value != self.value:
             return False
         return self.regex is None or (isinstance(value, str) and self.regex.fullmatch(value) is not None)
 
-    def applies_to(self, body: Mapping[str, Any]) -> bool:
+    def applies_to(self, body: Mapping[str, Any], peers: Peers) -> bool:
         if self.with_ is not None and next(_values(body, self.with_), None) is None:
             return False
-        return self.unless is None or next(_values(body, self.unless), None) is None
+        if self.unless is not None and next(_values(body, self.unless), None) is not None:
+            return False
+        return self.shared is None or peers(self.shared, body) > 1
+
+
+Peers = Callable[[tuple["PathElem", ...], Mapping[str, Any]], int]  # how many objects share body's value at a path
+
+
+def _no_peers(path: tuple[PathElem, ...], body: Mapping[str, Any]) -> int:
+    return 1
+
+
+class _EnvPeers:
+    """Objects of one environment by (shared path, group, kind, value), counted on first use."""
+
+    def __init__(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        self.bodies = bodies
+        self.counts: dict[tuple[PathElem, ...], Counter[tuple[str, str, bytes]]] = {}
+
+    def _key(self, path: tuple[PathElem, ...], body: Mapping[str, Any]) -> tuple[str, str, bytes] | None:
+        found = next(_values(body, path), None)
+        if found is None:
+            return None
+        return (_group(body.get("apiVersion")), str(body.get("kind", "")),
+                orjson.dumps(found[1], option=orjson.OPT_SORT_KEYS))
+
+    def __call__(self, path: tuple[PathElem, ...], body: Mapping[str, Any]) -> int:
+        counts = self.counts.get(path)
+        if counts is None:
+            counts = self.counts[path] = Counter(k for b in self.bodies if (k := self._key(path, b)) is not None)
+        key = self._key(path, body)
+        return 0 if key is None else counts[key]
 
 
 def _values(node: Any, path: Sequence[PathElem], at: DataPath = ()) -> Iterator[tuple[DataPath, Any]]:
@@ -146,8 +182,8 @@ def _field_name(path: Sequence[PathElem]) -> str:
     return next((p for p in reversed(path) if p is not EACH), "")
 
 
-def release_findings(body: Mapping[str, Any], plan: _Plan) -> list[Finding]:
-    """R001 and R002 findings of one object."""
+def release_findings(body: Mapping[str, Any], plan: _Plan, peers: Peers = _no_peers) -> list[Finding]:
+    """R001 and R002 findings of one object (`peers`: the other objects of its environment)."""
     trie = plan.kinds.get((_group(body.get("apiVersion")), str(body.get("kind", ""))))
     if trie is None:
         return []
@@ -161,7 +197,7 @@ def release_findings(body: Mapping[str, Any], plan: _Plan) -> list[Finding]:
     lowest, targets = releases[0], ", ".join(releases)
     for number in sorted(hits):
         rule = rules[number]
-        if not rule.applies_to(body):
+        if not rule.applies_to(body, peers):
             continue
         row = rule.row
         on = f" on {dataplane} data planes" if row.match.dataplane else ""
@@ -201,15 +237,18 @@ def run_release(result: CompileResult, opts: CheckOptions) -> list[Diagnostic]:
         if not plan.kinds:
             continue
         placer: Placer | None = None
+        peers = _EnvPeers([a.body for a in env.artifacts])
         for art in env.artifacts:
-            found = release_findings(art.body, plan)
+            found = release_findings(art.body, plan, peers)
             if found:
                 placer = placer or Placer(env)
                 out.extend(placer(art, f) for f in found)
     return out
 
 
-def findings_for(body: Mapping[str, Any], releases: Sequence[str], dataplane: str = "sidecar") -> list[Finding]:
-    """The layer's findings for one object and target releases (for tests and tools)."""
+def findings_for(body: Mapping[str, Any], releases: Sequence[str], dataplane: str = "sidecar",
+                 others: Sequence[Mapping[str, Any]] = ()) -> list[Finding]:
+    """The layer's findings for one object (among `others` of its environment) and target releases
+    (for tests and tools)."""
     ordered = tuple(sorted(dict.fromkeys(releases), key=release_key))
-    return release_findings(body, _plan(release_table(), ordered, dataplane))
+    return release_findings(body, _plan(release_table(), ordered, dataplane), _EnvPeers([body, *others]))

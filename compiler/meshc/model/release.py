@@ -95,7 +95,8 @@ def parse_path(text: str) -> tuple[PathElem, ...]:
 class Match:
     """Which objects and values a row is about: objects of `kind` (in `group`) with a value at
     `path`, equal to `value` or matching `pattern` when given, that also have `with_` and lack
-    `unless`; `dataplane` limits the row to environments running that data plane."""
+    `unless`, and (with `shared`) share their value at that path with another object of the
+    kind in the environment; `dataplane` limits the row to environments running that data plane."""
 
     kind: str
     group: str
@@ -105,6 +106,7 @@ class Match:
     with_: str | None = None
     unless: str | None = None
     dataplane: str | None = None
+    shared: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,7 @@ def _match(row: Mapping[str, Any], where: str) -> Match:
     kind, path = row.get("kind"), row.get("path")
     if not isinstance(kind, str) or not isinstance(path, str):
         raise ReleaseTableError(f"{where}: kind and path must be strings")
-    for key in ("path", "with", "unless"):
+    for key in ("path", "with", "unless", "shared"):
         if row.get(key) is not None:
             try:
                 parse_path(str(row[key]))
@@ -174,11 +176,12 @@ def _match(row: Mapping[str, Any], where: str) -> Match:
     if dataplane is not None and dataplane not in DATAPLANES:
         raise ReleaseTableError(f"{where}: dataplane {dataplane!r} is not one of {DATAPLANES}")
     return Match(kind, str(row.get("group", DEFAULT_GROUP)), path, row.get("value"),
-                 None if pattern is None else str(pattern), row.get("with"), row.get("unless"), dataplane)
+                 None if pattern is None else str(pattern), row.get("with"), row.get("unless"), dataplane,
+                 row.get("shared"))
 
 
-_FIELD_KEYS = {"feature", "kind", "group", "path", "value", "pattern", "with", "unless", "dataplane", "since",
-               "source"}
+_FIELD_KEYS = {"feature", "kind", "group", "path", "value", "pattern", "with", "unless", "shared", "dataplane",
+               "since", "source"}
 _BEHAVIOUR_KEYS = (_FIELD_KEYS - {"feature", "since"}) | {"release", "change"}
 _MODE_KEYS = {"mode", "what", "since", "features", "source"}
 
