@@ -208,7 +208,7 @@ def release_findings(body: Mapping[str, Any], plan: _Plan, peers: Peers = _no_pe
                     f"{row.feature} needs Istio {row.since}{on}; this estate targets {lowest}"
                     + (f" (istio: {targets})" if len(releases) > 1 else ""), path,
                     hint=f'raise istio: in meshc.yaml to "{row.since}" or later once every cluster runs it, or '
-                         f"remove {_field_name(rule.path)} from the declaration (source: {row.source}; see {_HELP})"))
+                         f"remove {row.feature} from the declaration (source: {row.source}; see {_HELP})"))
             continue
         change = release_key(row.release)
         before = max((r for r in releases if release_key(r) < change), key=release_key)
