@@ -14,7 +14,7 @@ from meshc.emit.bundle import read_bundle
 
 from .conftest import REPO, check_golden_dir
 
-ENVS = ["dev", "prod", "staging"]
+ENVS = ["dev", "edge", "prod", "staging"]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,13 @@ def test_kubectl_kustomize_accepts_bundle(built: Path) -> None:
         run = subprocess.run(["kubectl", "kustomize", str(built / env)], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
         kinds = {d["kind"] for d in yaml.safe_load_all(run.stdout)}
-        assert kinds == {"ServiceEntry", "WorkloadEntry", "DestinationRule"}
+        assert kinds >= {"ServiceEntry", "DestinationRule"}, (env, kinds)
+        assert kinds <= {"ServiceEntry", "WorkloadEntry", "DestinationRule", "Gateway", "VirtualService",
+                         "AuthorizationPolicy", "Sidecar", "BackendTLSPolicy"}, (env, kinds)
+    # every egress kind of the example estate reaches kubectl: prod's gateway path, edge's waypoint
+    prod = {d["kind"] for d in yaml.safe_load_all(
+        subprocess.run(["kubectl", "kustomize", str(built / "prod")], capture_output=True, text=True).stdout)}
+    assert {"Gateway", "VirtualService", "AuthorizationPolicy", "Sidecar", "WorkloadEntry"} <= prod
 
 
 def test_env_specific_services(built: Path) -> None:

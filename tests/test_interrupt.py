@@ -228,7 +228,7 @@ def refs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Tree]:
         run = meshc(root)
         assert run.returncode == 0, run.stderr
         out[side] = tree(root / "out")
-    assert out["A"].keys() == out["B"].keys() == {"dev", "prod", "staging"}
+    assert out["A"].keys() == out["B"].keys() == {"dev", "edge", "prod", "staging"}
     for env in out["A"]:
         assert out["A"][env] != out["B"][env]
         assert "egress-dev/audit-sink.yaml" in out["B"]["dev"]

@@ -74,7 +74,7 @@ def run(request: DiffRequest) -> ChangeSet:
     changes = compare(base, head)
     changes = replace(changes, declared=declaration_changes(request.root, base.info, head.info))
     changes = apply_ignore(changes, load_ignore(request.root))
-    changes = changes.with_envs(changes.envs, risks=find_risks(changes))
+    changes = changes.with_envs(changes.envs, risks=find_risks(changes, (base, head)))
     masks = load_mask_rules(request.root) + base.mask_rules + head.mask_rules
     return mask_changeset(changes, masks, request.salt)
 
