@@ -36,7 +36,7 @@ from meshc.model.bundle import ENVOY_CLUSTERS, Bundle, Spooled
 from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
 from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
-from meshc.proxy.envoy.proxies import build_proxy_files
+from meshc.proxy.envoy.proxies import build_proxy_files, gateway_proxy
 from meshc.proxy.vmcapture import vm_rules
 from meshc.proxy.workloads import egress_proxy, unselected_credentials, workload_proxies
 from meshc.runtime.cache import BuildCache
@@ -370,15 +370,17 @@ def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
                  options: ProxyOptions = ProxyOptions(),
                  checks: Mapping[tuple[str, ...], Any] | None = None
                  ) -> tuple[EnvoyConfig, dict[str, bytes], dict[tuple[str, ...], Any]]:
-    """The Envoy files of an environment's proxies (the egress Envoy and each VM workload group)
-    with their sources tables; the per-service cluster memo entries they used; and, with
+    """The Envoy files of an environment's proxies (the egress Envoy, each VM workload group and,
+    when Gateways select it, the egress gateway) with their sources tables; the per-service
+    cluster memo entries they used; and, with
     `options.check_envoy`, the check-cache entries the envoy layer computed reading `checks`
     (all for the cache)."""
 
     s = env_result.settings
     used: dict[str, bytes] = {}
     built = build_proxy_files([a.body for a in env_result.artifacts], egress_proxy(s),
-                              workload_proxies(s, env_result.services), memo, used if memo is not None else None)
+                              workload_proxies(s, env_result.services), memo, used if memo is not None else None,
+                              gateway_proxy(s))
     data = emit.json_bytes(built.files.pop(ENVOY_CLUSTERS))
     files = {rel: emit.json_bytes(doc) for rel, doc in sorted(built.files.items())}
     digest = hashlib.sha256(data)

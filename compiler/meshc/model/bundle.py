@@ -20,11 +20,13 @@ class Spooled:
 
 
 # The Envoy files of a bundle (meshc.proxy.envoy.proxies): shared CDS and LDS, the egress proxy's
-# bootstrap, one bootstrap per VM workload group.
+# bootstrap, one bootstrap per VM workload group; the egress gateway's static configuration (only in
+# environments whose Gateways select it: services with `egress: gateway`).
 ENVOY_CLUSTERS = "envoy/clusters.json"
 ENVOY_LISTENERS = "envoy/listeners.json"
 ENVOY_BOOTSTRAP = "envoy/bootstrap.json"
 ENVOY_WORKLOADS = "envoy/workloads"
+ENVOY_GATEWAY = "envoy/gateway.json"
 
 
 def content(data: bytes | Spooled) -> bytes:

@@ -3,6 +3,9 @@ protos (xds-protos) and checked against their validate rules, and optionally `en
 
 Input: compiled environments (their bootstrap and its sources table). Output: diagnostics at the
 declaration behind the Istio object each problem came from. Codes: E001-E003 (docs/envoy.md).
+The egress gateway's `envoy/gateway.json` is validated whole (it is a complete static Bootstrap);
+its sources table maps its listeners to the Gateway (filter chains) and VirtualServices (routes,
+tcp_proxy), its clusters to their DestinationRule or ServiceEntry.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import orjson
 from meshc.check.common import CheckKey, CheckOptions, CheckRun, Placer
 from meshc.check.envoy.validate import Located, envoy_validate_binary, validate_bootstrap
 from meshc.front.provenance import locate_in_layer
+from meshc.model.bundle import ENVOY_GATEWAY
 from meshc.model.diagnostics import DataPath, Diagnostic, Finding, format_path
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult
 from meshc.runtime.workers import run_all
@@ -120,9 +124,9 @@ def validate_config(bootstrap: dict[str, Any], envoy: EnvoyConfig, cache: Mappin
     if key not in memo:
         found = list(validate_bootstrap(bootstrap, memo))
         for rel in sorted(envoy.workload_sources):
-            static = envoy.static_part(rel)
-            found += [((rel, *path), finding)
-                      for path, finding in validate_bootstrap({"static_resources": static}, memo)]
+            whole = orjson.loads(envoy.files[rel]) if rel == ENVOY_GATEWAY else {
+                "static_resources": envoy.static_part(rel)}
+            found += [((rel, *path), finding) for path, finding in validate_bootstrap(whole, memo)]
         memo[key] = found
     result: Located = memo[key]
     return result, dict(dict.items(memo))
@@ -246,8 +250,16 @@ def _binary(env: EnvResult) -> list[Diagnostic]:
 
     if shutil.which("envoy") is None or env.envoy is None:
         return []
+    out: list[Diagnostic] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bootstrap.json"
         path.write_bytes(orjson.dumps(env.envoy.bootstrap()))
-        return [Diagnostic(f.code, f.severity, f.message, None, "", f.hint, env.settings.name,
+        out += [Diagnostic(f.code, f.severity, f.message, None, "", f.hint, env.settings.name,
                            "envoy bootstrap") for f in envoy_validate_binary(str(path))]
+        gateway = env.envoy.files.get(ENVOY_GATEWAY)
+        if gateway is not None:  # the egress gateway's whole configuration
+            path = Path(tmp) / "gateway.json"
+            path.write_bytes(gateway)
+            out += [Diagnostic(f.code, f.severity, f.message, None, "", f.hint, env.settings.name,
+                               "envoy gateway") for f in envoy_validate_binary(str(path))]
+    return out

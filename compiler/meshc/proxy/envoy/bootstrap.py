@@ -42,6 +42,7 @@ from meshc.proxy.envoy.istio import (
     load_selector_rules,
     load_services,
     rules_selecting,
+    with_mesh_routes,
 )
 from meshc.proxy.envoy.listener import BuiltListener, build_listeners
 
@@ -54,15 +55,25 @@ HCM_ROUTES = ("filters", 0, "typed_config", "route_config", "virtual_hosts")
 Memo = dict[str, bytes]  # pickled list[BuiltCluster]: compact to hold, quick to cache
 
 
+def clusters_of(service: Any, rule: Any, settings: ProxySettings) -> list[BuiltCluster]:
+    """service_clusters; of a Kubernetes Service known only as a route destination (the egress
+    gateway), only its subset clusters: the routes name them, and meshc knows neither its other
+    ports nor its pods (docs/envoy.md, "The egress gateway")."""
+    built = service_clusters(service, rule, settings)
+    if getattr(service, "kubernetes", False):
+        return [b for b in built if b.name.split("|")[2]]
+    return built
+
+
 def memo_service_clusters(service: Any, rule: Any, settings: ProxySettings, memo: Mapping[str, Any] | None,
                       used: Memo | None) -> list[BuiltCluster]:
-    """service_clusters, looked up by the content hash of its inputs when a memo is given."""
+    """clusters_of, looked up by the content hash of its inputs when a memo is given."""
     if memo is None and used is None:
-        return service_clusters(service, rule, settings)
+        return clusters_of(service, rule, settings)
     key = hashlib.sha256(pickle.dumps((service, rule, settings), protocol=5)).hexdigest()
     blob = (memo or {}).get(key)
     if blob is None:
-        built = service_clusters(service, rule, settings)
+        built = clusters_of(service, rule, settings)
         blob = pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL)
     else:
         built = pickle.loads(blob)
@@ -80,9 +91,10 @@ def rule_picker(settings: ProxySettings, rules: Mapping[str, list[DestRule]],
     (first in Istio's order), else the catch-all one (`SidecarScope.DestinationRule`)."""
     chosen = rules_selecting(selector_rules, settings.namespace,
                              client_labels(settings.locality, settings.labels)) if settings.namespace else []
+    ns = settings.namespace  # exportTo: a DR hidden from the proxy's namespace does not apply to it
     if not chosen:
-        return lambda service: find_rule(rules, service)
-    return lambda service: find_selected(chosen, service) or find_rule(rules, service)
+        return lambda service: find_rule(rules, service, proxy_namespace=ns)
+    return lambda service: find_selected(chosen, service) or find_rule(rules, service, proxy_namespace=ns)
 
 
 @dataclass
@@ -123,7 +135,7 @@ def with_specials(clusters: Mapping[str, BuiltCluster], settings: ProxySettings)
 def _clusters(manifests: Sequence[Mapping[str, Any]], settings: ProxySettings,
               memo: Mapping[str, Any] | None = None, used: Memo | None = None
               ) -> tuple[list[BuiltCluster], list[BuiltListener]]:
-    services = load_services(manifests, settings.trust_domain)
+    services = with_mesh_routes(load_services(manifests, settings.trust_domain), manifests, settings.cluster_domain)
     rules = load_destination_rules(manifests, settings.cluster_domain)
     pick = rule_picker(settings, rules, load_selector_rules(manifests, settings.cluster_domain))
     built = build_proxy(services, pick, settings, memo, used)

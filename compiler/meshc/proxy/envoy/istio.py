@@ -13,7 +13,7 @@ specs are the Istio validation pass's business, this module only skips what it c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshc.model.ids import ObjectId
@@ -64,6 +64,12 @@ class Service:
     service_accounts: tuple[str, ...]
     origin: ObjectId
     connect_strategy: str = ""
+    # the VirtualService routes bound to `mesh` that send this host's ports elsewhere (an egress
+    # gateway); each proxy uses the first one visible to its namespace (`MeshRoute`)
+    mesh_routes: tuple[MeshRoute, ...] = ()
+    # a Kubernetes Service meshc only knows as a route destination (the egress gateway): no
+    # ServiceEntry; only the subset clusters the routes name are built, never a listener
+    kubernetes: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,15 @@ class DestRule:
     traffic_policy: Mapping[str, Any]
     subsets: tuple[Mapping[str, Any], ...] = field(default=())
     selector: tuple[tuple[str, str], ...] = ()  # workloadSelector.matchLabels; () = applies to every proxy
+    export_to: tuple[str, ...] = ()  # spec.exportTo; () = every namespace
+
+
+def visible(export_to: Sequence[str], owner: str, namespace: str) -> bool:
+    """Whether an object of namespace `owner` with `exportTo` is visible to a proxy of `namespace`
+    (`.`: its own namespace, `*` or nothing: every namespace; pilot/pkg/model/push_context.go)."""
+    if not export_to or "*" in export_to or namespace in export_to:
+        return True
+    return "." in export_to and owner == namespace
 
 
 def _of_kind(manifests: Iterable[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
@@ -254,7 +269,12 @@ def _merge(rules: list[Mapping[str, Any]]) -> DestRule:
         policy = policy or spec.get("trafficPolicy") or {}
         names = {s.get("name") for s in subsets}
         subsets += [s for s in spec.get("subsets") or [] if s.get("name") not in names]
-    return DestRule(ident(rules[0]), str(_spec(rules[0]).get("host")), policy, tuple(subsets))
+    return DestRule(ident(rules[0]), str(_spec(rules[0]).get("host")), policy, tuple(subsets),
+                    export_to=_export_to(rules[0]))
+
+
+def _export_to(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(e) for e in _spec(manifest).get("exportTo") or [])
 
 
 def _fqdn(host: str, namespace: str, cluster_domain: str) -> str:
@@ -279,7 +299,7 @@ def load_destination_rules(manifests: Sequence[Mapping[str, Any]],
     for (namespace, host), rules in sorted(grouped.items()):
         merged = _merge(rules)
         out.setdefault(namespace, []).append(
-            DestRule(merged.ident, host, merged.traffic_policy, merged.subsets))
+            DestRule(merged.ident, host, merged.traffic_policy, merged.subsets, export_to=merged.export_to))
     return out
 
 
@@ -357,15 +377,154 @@ def _host_score(rule_host: str, host: str) -> int:
 
 
 def find_rule(rules: Mapping[str, list[DestRule]], service: Service,
-              root_namespace: str = "istio-system") -> DestRule | None:
+              root_namespace: str = "istio-system", proxy_namespace: str = "") -> DestRule | None:
     """The DR for a service: the service's own namespace first, then the root namespace.
-    An exact host match is the most specific one, found by lookup; only wildcard rules are scored."""
+    An exact host match is the most specific one, found by lookup; only wildcard rules are scored.
+    With `proxy_namespace`, a rule whose exportTo hides it from that namespace is skipped (the
+    service's DR moved into the egress gateway's namespace with `exportTo: [.]` applies to the
+    gateway only: `PushContext.destinationRule`, pilot/pkg/model/push_context.go:1259-1325)."""
     for namespace in (service.namespace, root_namespace):
         exact, wild = _rule_index(rules, namespace)
-        if service.host in exact:
-            return exact[service.host]
+        found = exact.get(service.host)
+        if found is not None and (not proxy_namespace or visible(found.export_to, namespace, proxy_namespace)):
+            return found
+        if proxy_namespace:
+            wild = [r for r in wild if visible(r.export_to, namespace, proxy_namespace)]
         scored = [(_host_score(r.host, service.host), r) for r in wild]
         scored = [item for item in scored if item[0] >= 0]
         if scored:
             return max(scored, key=lambda item: item[0])[1]
     return None
+
+
+# ----------------------------------------------------------------------------- VirtualServices
+
+MESH = "mesh"
+ROUTE_KINDS = ("http", "tls", "tcp")
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """One match of one VirtualService route (a rule without `match` is one rule matching all):
+    the gateways it applies to (`mesh` or `<namespace>/<name>`), its port (0: any), its SNI hosts
+    (`tls` routes) and its destinations (FQDN host, port (0: the listener's), subset)."""
+
+    kind: str  # http | tls | tcp
+    index: int  # the route's position in spec.<kind>
+    name: str
+    gateways: tuple[str, ...]
+    port: int
+    sni_hosts: tuple[str, ...]
+    destinations: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True)
+class VirtualSvc:
+    ident: ObjectId
+    hosts: tuple[str, ...]
+    export_to: tuple[str, ...]
+    rules: tuple[RouteRule, ...]
+
+
+@dataclass(frozen=True)
+class MeshRoute:
+    """A `mesh` route of a VirtualService sending a host's port to another destination (the
+    egress gateway's subset): what a sidecar's listener for that host uses instead of the host's
+    own cluster."""
+
+    kind: str
+    port: int  # 0: every port of the host
+    name: str
+    sni_hosts: tuple[str, ...]
+    host: str  # the destination
+    dest_port: int  # 0: the listener's port
+    subset: str
+    vs: ObjectId
+    export_to: tuple[str, ...]
+    index: int
+
+    def cluster(self, listener_port: int) -> str:
+        """`GetDestinationCluster` (pilot/pkg/networking/core/route/route.go:351): the destination's
+        port, else the listener's."""
+        return f"outbound|{self.dest_port or listener_port}|{self.subset}|{self.host}"
+
+
+def qualify_gateway(name: str, namespace: str) -> str:
+    """A VirtualService's gateway reference as istiod resolves it: `mesh`, or `<namespace>/<name>`
+    with the VirtualService's namespace when none is written."""
+    return name if name == MESH or "/" in name else f"{namespace}/{name}"
+
+
+def _rules(spec: Mapping[str, Any], namespace: str, cluster_domain: str) -> list[RouteRule]:
+    default_gateways = tuple(qualify_gateway(str(g), namespace) for g in spec.get("gateways") or [MESH])
+    out: list[RouteRule] = []
+    for kind in ROUTE_KINDS:
+        for index, rule in enumerate(spec.get(kind) or []):
+            if not isinstance(rule, Mapping):
+                continue
+            destinations = tuple(
+                (_fqdn(str((d.get("destination") or {}).get("host") or ""), namespace, cluster_domain),
+                 int(((d.get("destination") or {}).get("port") or {}).get("number") or 0),
+                 str((d.get("destination") or {}).get("subset") or ""))
+                for d in rule.get("route") or [] if isinstance(d, Mapping))
+            for match in rule.get("match") or [{}]:
+                if not isinstance(match, Mapping):
+                    continue
+                gateways = tuple(qualify_gateway(str(g), namespace) for g in match.get("gateways") or []) \
+                    or default_gateways
+                out.append(RouteRule(kind, index, str(rule.get("name") or ""), gateways,
+                                     int(match.get("port") or 0),
+                                     tuple(str(h) for h in match.get("sniHosts") or []), destinations))
+    return out
+
+
+def load_virtual_services(manifests: Sequence[Mapping[str, Any]], cluster_domain: str) -> list[VirtualSvc]:
+    """Every VirtualService, oldest (by namespace/name) first, its routes split per match."""
+    out = []
+    for vs in _of_kind(manifests, "VirtualService"):
+        spec = _spec(vs)
+        hosts = tuple(_fqdn(str(h), _namespace(vs), cluster_domain) for h in spec.get("hosts") or [])
+        out.append(VirtualSvc(ident(vs), hosts, _export_to(vs), tuple(_rules(spec, _namespace(vs), cluster_domain))))
+    return out
+
+
+_KIND_PROTOCOL = {"http": "HTTP", "tls": "TLS", "tcp": "TCP"}
+
+
+def with_mesh_routes(services: Sequence[Service], manifests: Sequence[Mapping[str, Any]],
+                     cluster_domain: str) -> list[Service]:
+    """The services with the `mesh` routes of the VirtualServices that send their host elsewhere
+    (one destination: weighted routes are not modelled), plus a `kubernetes` Service for each
+    in-cluster destination of such a route that no ServiceEntry declares (the egress gateway's
+    `<name>.<namespace>.svc.<cluster domain>`: its subset clusters are what the routes name).
+    The gateway's endpoints are its Kubernetes Service's, which meshc does not know: the name is
+    resolved by DNS (STRICT_DNS) on the Service port."""
+    known = {s.host for s in services}
+    routes: dict[str, list[MeshRoute]] = {}
+    targets: dict[str, dict[int, str]] = {}
+    origins: dict[str, ObjectId] = {}
+    suffix = f".svc.{cluster_domain}"
+    for vs in load_virtual_services(manifests, cluster_domain):
+        for rule in vs.rules:
+            if MESH not in rule.gateways or len(rule.destinations) != 1:
+                continue
+            host, port, subset = rule.destinations[0]
+            for own in vs.hosts:
+                if host == own or not host:
+                    continue
+                routes.setdefault(own, []).append(MeshRoute(rule.kind, rule.port, rule.name, rule.sni_hosts, host,
+                                                            port, subset, vs.ident, vs.export_to, rule.index))
+            number = port or rule.port
+            if host not in known and host.endswith(suffix) and host.count(".") >= 3 and number:
+                targets.setdefault(host, {}).setdefault(number, _KIND_PROTOCOL[rule.kind])
+                origins.setdefault(host, vs.ident)
+    out = [replace(s, mesh_routes=tuple(routes[s.host])) if s.host in routes else s for s in services]
+    for host, ports in sorted(targets.items()):
+        origin = origins[host]
+        out.append(Service(
+            host=host, namespace=host.split(".")[1], addresses=(),
+            ports=tuple(SvcPort(f"{proto.lower()}-{number}", number, proto) for number, proto in sorted(ports.items())),
+            resolution="DNS", mesh_external=False,
+            endpoints=(Endpoint(host, {}, {}, "", 1, "disabled", origin),), service_accounts=(),
+            origin=origin, kubernetes=True))
+    return out

@@ -9,6 +9,12 @@ and port, all with ``bind_to_port: false``:
 * TCP / TLS / HTTPS / MONGO / REDIS / MYSQL: a tcp_proxy chain; on a wildcard or CIDR bind, TLS
   and HTTPS chains match the SNI (tls_inspector), CIDR binds match ``prefix_ranges``.
 * Auto-detect ports (no protocol): both an HCM chain and a tcp_proxy chain.
+* A host whose VirtualService, visible to the proxy's namespace, binds `mesh` and routes a port
+  elsewhere (the egress gateway: docs/egress.md) gets that route instead of its own cluster: the
+  virtual host holds the VirtualService's route, the tcp_proxy (TLS routes: on their SNI hosts,
+  TCP routes: on the port) names the destination's cluster, `outbound|<port>|<subset>|<gateway>`
+  (istiod's sidecar listeners built from a VirtualService: pilot/pkg/networking/core/
+  listener.go, tls.go `buildSidecarOutboundTLSFilterChainOpts` / `buildSidecarOutboundTCPFilterChainOpts`).
 
 Invariants: listeners sorted by name; a filter-chain match already taken by an older service is
 not added again (Envoy rejects duplicate matches; istiod keeps the oldest).
@@ -25,9 +31,15 @@ from meshc.model.ids import ObjectId
 from meshc.model.netaddr import cidr_parts, is_ip
 from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.cluster import BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, cluster_name
-from meshc.proxy.envoy.istio import DestRule, Service, SvcPort
+from meshc.proxy.envoy.istio import DestRule, MeshRoute, Service, SvcPort, visible
 from meshc.proxy.envoy.policy import effective_policy, listener_tcp_settings, route_hash_policy, tcp_hash_policy
-from meshc.proxy.envoy.route import RouteTable, VirtualHostSpec, http_connection_manager, route_configuration
+from meshc.proxy.envoy.route import (
+    RouteTable,
+    VirtualHostSpec,
+    http_connection_manager,
+    route_configuration,
+    virtual_service_route,
+)
 from meshc.proxy.envoy.values import typed
 
 Json = dict[str, Any]
@@ -75,12 +87,20 @@ def _binds(service: Service) -> list[tuple[str, tuple[str, int] | None]]:
 
 
 def _tcp_chain(service: Service, port: SvcPort, rule: DestRule | None, bind: str,
-               cidr: tuple[str, int] | None) -> Json:
+               cidr: tuple[str, int] | None, routed: _Routed | None = None) -> Json:
     match: Json = {}
     if cidr is not None:
         match["prefix_ranges"] = [{"address_prefix": cidr[0], "prefix_len": cidr[1]}]
     if bind == WILDCARD and port.protocol in SNI_PROTOCOLS:
-        match["server_names"] = [service.host]
+        match["server_names"] = sorted(routed.route.sni_hosts) if routed and routed.route.sni_hosts \
+            else [service.host]
+    if routed is not None:  # the destination's DR sets the tcp_proxy (`buildOutboundNetworkFilters`,
+        # pilot/pkg/networking/core/networkfilter.go:365)
+        policy = effective_policy(routed.rule, routed.route.dest_port or port.number, None)
+        routed_chain: Json = {"filters": [tcp_proxy(routed.route.cluster(port.number), listener_tcp_settings(policy))]}
+        if match:
+            routed_chain["filter_chain_match"] = match
+        return routed_chain
     policy = effective_policy(rule, port.number, None)
     extra = listener_tcp_settings(policy)
     hashing = tcp_hash_policy(policy)
@@ -97,12 +117,40 @@ def _tcp_chain(service: Service, port: SvcPort, rule: DestRule | None, bind: str
     return chain
 
 
-def _vhost(service: Service, port: SvcPort, rule: DestRule | None) -> VirtualHostSpec:
+def _vhost(service: Service, port: SvcPort, rule: DestRule | None, routed: _Routed | None = None) -> VirtualHostSpec:
     vips = tuple(a for a in service.addresses if is_ip(a) and a != WILDCARD)
+    if routed is not None:
+        cluster = routed.route.cluster(port.number)
+        hashing = tuple(route_hash_policy(effective_policy(routed.rule, routed.route.dest_port or port.number,
+                                                           None)))
+        route = virtual_service_route(routed.route.name, cluster, routed.route.vs, hashing)
+        return VirtualHostSpec(service.host, port.number, (service.host, *vips), cluster, hashing,
+                               routed.route.vs, (route,))
     policy = effective_policy(rule, port.number, None)
     return VirtualHostSpec(service.host, port.number, (service.host, *vips),
                            cluster_name(port.number, "", service.host),
                            tuple(route_hash_policy(policy)), service.origin)
+
+
+@dataclass(frozen=True)
+class _Routed:
+    route: MeshRoute
+    rule: DestRule | None  # the destination's DR
+
+
+_ROUTE_KIND = {"http": ("http",), "sni": ("tls", "tcp"), "tcp": ("tcp",)}
+
+
+def _mesh_route(service: Service, port: SvcPort, namespace: str) -> MeshRoute | None:
+    """The first `mesh` route of a VirtualService visible to the proxy's namespace for this port."""
+    family = "http" if port.protocol in HTTP_FAMILY else "sni" if port.protocol in SNI_PROTOCOLS else "tcp"
+    for kind in _ROUTE_KIND[family]:
+        for route in service.mesh_routes:
+            if route.kind == kind and route.port in (0, port.number) \
+                    and visible(route.export_to, route.vs.namespace, namespace) \
+                    and (kind != "tls" or not route.sni_hosts or service.host in route.sni_hosts):
+                return route
+    return None
 
 
 def _acc(accs: dict[tuple[str, int], _Acc], bind: str, port: int) -> _Acc:
@@ -120,21 +168,30 @@ def _add_http(acc: _Acc, spec: VirtualHostSpec, route_name: str) -> None:
     acc.route.hosts.append(spec)
 
 
-def _collect(services: list[Service], rule_of: Callable[[Service], DestRule | None]
+def _collect(services: list[Service], rule_of: Callable[[Service], DestRule | None], namespace: str = ""
              ) -> dict[tuple[str, int], _Acc]:
     accs: dict[tuple[str, int], _Acc] = {}
+    by_host: dict[str, Service] = {}
     for service in services:
+        by_host.setdefault(service.host, service)
+    for service in services:
+        if service.kubernetes:  # known only as a route destination: its listeners are not modelled
+            continue
         rule = rule_of(service)
         for port in service.ports:
             if port.protocol == "UDP":
                 continue
+            route = _mesh_route(service, port, namespace) if service.mesh_routes and port.protocol else None
+            target = by_host.get(route.host) if route is not None else None
+            routed = _Routed(route, rule_of(target) if target is not None else None) if route is not None else None
             if port.protocol in HTTP_FAMILY:
-                _add_http(_acc(accs, WILDCARD, port.number), _vhost(service, port, rule),
+                _add_http(_acc(accs, WILDCARD, port.number), _vhost(service, port, rule, routed),
                           str(port.number))
                 continue
             for bind, cidr in _binds(service):
                 acc = _acc(accs, bind, port.number)
-                _add_chain(acc, _tcp_chain(service, port, rule, bind, cidr), service.origin)
+                _add_chain(acc, _tcp_chain(service, port, rule, bind, cidr, routed),
+                           routed.route.vs if routed is not None else service.origin)
                 if port.protocol == "":
                     name = str(port.number) if bind == WILDCARD else f"{service.host}:{port.number}"
                     _add_http(acc, _vhost(service, port, rule), name)
@@ -203,5 +260,5 @@ def virtual_outbound(settings: ProxySettings) -> BuiltListener:
 
 def build_listeners(services: list[Service], rule_of: Callable[[Service], DestRule | None],
                     settings: ProxySettings) -> list[BuiltListener]:
-    built = [_render(acc, settings) for acc in _collect(services, rule_of).values()]
+    built = [_render(acc, settings) for acc in _collect(services, rule_of, settings.namespace).values()]
     return sorted([virtual_outbound(settings), *built], key=lambda listener: listener.name)

@@ -44,7 +44,8 @@ from typing import Any
 
 import orjson
 
-from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS, ENVOY_WORKLOADS
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_GATEWAY, ENVOY_LISTENERS, ENVOY_WORKLOADS
+from meshc.model.core import EnvSettings
 from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
 from meshc.proxy.envoy.bootstrap import (
@@ -53,6 +54,7 @@ from meshc.proxy.envoy.bootstrap import (
     Path,
     build_proxy,
     cluster_sources,
+    clusters_of,
     listener_sources,
     rule_picker,
     with_specials,
@@ -62,16 +64,18 @@ from meshc.proxy.envoy.cluster import (
     BuiltCluster,
     Inputs,
     relocated,
-    service_clusters,
     special_clusters,
 )
 from meshc.proxy.envoy.endpoints import client_labels
+from meshc.proxy.envoy.gateway import build_gateway
 from meshc.proxy.envoy.istio import (
     DestRule,
     load_destination_rules,
     load_selector_rules,
     load_services,
     rules_selecting,
+    visible,
+    with_mesh_routes,
 )
 from meshc.proxy.envoy.listener import BuiltListener, build_listeners
 
@@ -79,6 +83,7 @@ Json = dict[str, Any]
 CLUSTERS_FILE = ENVOY_CLUSTERS
 LISTENERS_FILE = ENVOY_LISTENERS
 BOOTSTRAP_FILE = ENVOY_BOOTSTRAP
+GATEWAY_FILE = ENVOY_GATEWAY
 WORKLOADS_DIR = ENVOY_WORKLOADS
 VIEWS_DIR = "envoy/views"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -142,7 +147,7 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
             produced[index] = [relocated(egress.clusters[name], service, rule, settings, inputs)
                                for name in owned.get(index, ())]
         else:
-            produced[index] = service_clusters(service, rule, settings)
+            produced[index] = clusters_of(service, rule, settings)
     if rules_differ:  # another DR can add or drop names: first producer wins again, over every service
         mine: dict[str, BuiltCluster] = {}
         for index in range(len(services)):
@@ -164,6 +169,21 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
         listeners = {n: b for n, b in ours.items() if n not in theirs or theirs[n].body != b.body}
         listeners_removed = set(theirs) - set(ours)
     return _Variant(clusters, removed, listeners, listeners_removed)
+
+
+def gateway_proxy(env: EnvSettings) -> Proxy | None:
+    """The egress gateway's proxy (env.yaml `egress.gateway`, sidecar data plane): its namespace,
+    its pods' labels (the selector), no locality; its node as istiod names a gateway
+    (`router~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>`, with the Service's name for the pod
+    and 0.0.0.0 for its address: start each pod with `--service-node`)."""
+    gw = env.egress.gateway
+    if gw is None or env.dataplane != "sidecar":
+        return None
+    ns = gw.namespace
+    labels = tuple(sorted(gw.selector))
+    node = {"id": f"router~0.0.0.0~{gw.name}.{ns}~{ns}.svc.{env.cluster_domain}", "cluster": f"{gw.name}.{ns}",
+            "metadata": {"NAMESPACE": ns, "LABELS": dict(labels)}}
+    return Proxy(gw.name, replace(env.proxy, namespace=ns, labels=labels, locality=""), node)
 
 
 def _discovery(type_url: str, bodies: Sequence[Json]) -> Json:
@@ -210,23 +230,40 @@ def _view_name(key: tuple[Any, ...]) -> str:
 
 
 def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, groups: Sequence[Proxy],
-                      memo: Mapping[str, Any] | None = None, used: Memo | None = None) -> ProxyFiles:
+                      memo: Mapping[str, Any] | None = None, used: Memo | None = None,
+                      gateway: Proxy | None = None) -> ProxyFiles:
+    """`gateway`: the environment's egress gateway (env.yaml egress.gateway); its configuration,
+    when Gateways select it, is `envoy/gateway.json` (meshc.proxy.envoy.gateway)."""
     settings = egress.settings
-    services = load_services(manifests, settings.trust_domain)
+    services = with_mesh_routes(load_services(manifests, settings.trust_domain), manifests, settings.cluster_domain)
     rules = load_destination_rules(manifests, settings.cluster_domain)
     selector_rules = load_selector_rules(manifests, settings.cluster_domain)
     egress_pick = rule_picker(settings, rules, selector_rules)
     base = build_proxy(services, egress_pick, settings, memo, used)
     failover_keys = _failover_keys([r for per_ns in rules.values() for r in per_ns] + selector_rules)
+    # what the proxy's namespace can see: DRs and VirtualService routes exported to some namespaces only
+    restricted = [(r.export_to, r.ident.namespace) for per_ns in rules.values() for r in per_ns
+                  if r.export_to and "*" not in r.export_to]
+    restricted += [(m.export_to, m.vs.namespace) for s in services for m in s.mesh_routes
+                   if m.export_to and "*" not in m.export_to]
+    sights: dict[str, tuple[bool, ...]] = {}
+
+    def sight(namespace: str) -> tuple[bool, ...]:
+        if namespace not in sights:
+            sights[namespace] = tuple(visible(e, owner, namespace) for e, owner in restricted)
+        return sights[namespace]
 
     def view_key(proxy: Proxy) -> tuple[Any, ...]:
         """What a group's clusters depend on: its locality, the selector DRs that select it, and
-        its labels that a failoverPriority names; groups with the same key share one view file."""
+        its labels that a failoverPriority names; groups with the same key share one view file.
+        A group whose namespace sees other DRs or VirtualServices than the egress proxy's (exportTo)
+        has its namespace in the key as well."""
         ps = proxy.settings
         labels = client_labels(ps.locality, ps.labels)
         chosen = rules_selecting(selector_rules, ps.namespace, labels) if ps.namespace else []
-        return (ps.locality, bool(ps.locality or ps.labels), tuple(r.ident for r in chosen),
-                tuple((k, v) for k, v in sorted(labels.items()) if k in failover_keys))
+        key = (ps.locality, bool(ps.locality or ps.labels), tuple(r.ident for r in chosen),
+               tuple((k, v) for k, v in sorted(labels.items()) if k in failover_keys))
+        return key if sight(ps.namespace) == sight(settings.namespace) else (*key, ps.namespace)
 
     views: dict[tuple[Any, ...], Proxy] = {}
     for group in groups:
@@ -323,6 +360,10 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
         node = {**group.node, "metadata": {**(group.node.get("metadata") or {}),
                                            "MESHC_VIEW": _view_name(view_key(group)).removeprefix("envoy/")}}
         files[f"{WORKLOADS_DIR}/{group.name}.json"] = {"node": node}
+    if gateway is not None:
+        built_gateway = build_gateway(manifests, gateway.settings, gateway.node)
+        if built_gateway is not None:
+            files[GATEWAY_FILE], view_sources[GATEWAY_FILE] = built_gateway
     bootstrap: Json = {"static_resources": {"listeners": [b.body for b in listeners],
                                             "clusters": [c.body for c in full]}}
     if any(c.uses_ads for c in full):

@@ -33,6 +33,7 @@ class VirtualHostSpec:
     cluster: str
     hash_policy: tuple[Json, ...]
     origin: ObjectId
+    routes: tuple[Json, ...] = ()  # a VirtualService's routes (`virtual_service_route`); () = the default route
 
 
 @dataclass
@@ -59,6 +60,30 @@ def _default_route(spec: VirtualHostSpec) -> Json:
             "decorator": {"operation": f"{spec.host}:{spec.port}/*"}}
 
 
+VS_CONFIG_PATH = "/apis/networking.istio.io/v1/namespaces/{ns}/virtual-service/{name}"
+
+
+def virtual_service_route(name: str, cluster: str, vs: ObjectId, hash_policy: tuple[Json, ...] = ()) -> Json:
+    """One route of a VirtualService's `http` entry with a single destination and no match but
+    gateways and port, as `TranslateRoute` builds it (pilot/pkg/networking/core/route/route.go:467-600):
+    the route's name, prefix `/`, the VirtualService as `istio.config` metadata
+    (`BuildConfigInfoMetadata`), no timeout (`setTimeout`: 0s and `max_grpc_timeout` 0s), the mesh
+    default retry policy, and the decorator `<host>:<port>/*` parsed from the cluster name
+    (`GetRouteOperation`, route.go:1267)."""
+    _, port, _, host = cluster.split("|", 3)
+    action: Json = {"cluster": cluster, "timeout": "0s", "retry_policy": retry_policy(bool(hash_policy)),
+                    "max_grpc_timeout": "0s"}
+    if hash_policy:
+        action["hash_policy"] = [dict(h) for h in hash_policy]
+    out: Json = {"match": {"prefix": "/"},
+                 "metadata": {"filter_metadata": {"istio": {"config": VS_CONFIG_PATH.format(ns=vs.namespace,
+                                                                                          name=vs.name)}}},
+                 "route": action, "decorator": {"operation": f"{host}:{port}/*"}}
+    if name:
+        out = {"name": name, **out}
+    return out
+
+
 def catch_all(registry_only: bool) -> Json:
     if registry_only:
         return {"name": "block_all", "domains": ["*"], "routes": [
@@ -80,7 +105,8 @@ def route_configuration(table: RouteTable, registry_only: bool) -> tuple[Json, l
             continue
         seen_names.add(name)
         seen_domains.update(domains)
-        chosen.append(({"name": name, "domains": domains, "routes": [_default_route(spec)]},
+        chosen.append(({"name": name, "domains": domains, "routes": [dict(r) for r in spec.routes]
+                        or [_default_route(spec)]},
                        spec.origin))
     chosen.sort(key=lambda item: str(item[0]["name"]))
     config = {

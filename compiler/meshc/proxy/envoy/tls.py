@@ -254,3 +254,28 @@ def _with_proxy_protocol(choice: TlsChoice, version: str) -> TlsChoice:
 def endpoint_tls_metadata(tls_mode: str) -> Json:
     """LbEndpoint metadata that drives the auto-mTLS socket match."""
     return {"filter_metadata": {TLS_MATCH_KEY: {"tlsMode": "istio"}}} if tls_mode == "istio" else {}
+
+
+DOWNSTREAM_TLS_CONTEXT = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+# `ALPNHttp` / `ALPNDownstream` (pilot/pkg/networking/util/util.go:165-177): what a gateway offers
+# to the mesh's clients on an ISTIO_MUTUAL server; istiod puts `istio-peer-exchange` first on a TLS
+# (TCP) server (`ALPNDownstreamWithMxc`) unless PILOT_DISABLE_MX_ALPN: without the
+# istio.metadata_exchange filter (not in upstream Envoy) it is left out, as with that flag.
+GATEWAY_ALPN = ["h2", "http/1.1"]
+
+
+def downstream_istio_mutual_socket(alpn: list[str]) -> Json:
+    """The transport socket of an ISTIO_MUTUAL gateway server, as `BuildListenerTLSContext` builds
+    it (pilot/pkg/networking/core/listener.go:141-214, `ApplyToCommonTLSContext` in
+    pilot/pkg/security/model/authentication.go:160-224): the workload certificate `default`, the
+    client validated against `ROOTCA` (no SANs: any mesh identity), client certificate required."""
+    common: Json = {
+        "alpn_protocols": list(alpn),
+        "tls_certificate_sds_secret_configs": [sds_secret("default")],
+        "combined_validation_context": {
+            "default_validation_context": {},
+            "validation_context_sds_secret_config": sds_secret("ROOTCA"),
+        },
+    }
+    context = {"common_tls_context": common, "require_client_certificate": True}
+    return {"name": TLS_SOCKET, "typed_config": typed(DOWNSTREAM_TLS_CONTEXT, context)}
