@@ -26,7 +26,7 @@ from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
 from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.bootstrap import build_bootstrap
-from meshc.proxy.envoy.gateway import build_gateway
+from meshc.proxy.envoy.gateway import _Policy, build_gateway, rbac_filters
 
 from .conftest import REPO
 
@@ -142,7 +142,8 @@ def test_example_gateway_listener_chain_and_cluster(estate: dict[str, dict[str, 
     assert chain["filter_chain_match"] == {"server_names": ["maps.googleapis.com"]}
     assert chain["transport_socket_connect_timeout"] == "15s"  # PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT
     _assert_istio_mutual_termination(chain)
-    [proxy] = chain["filters"]
+    rbac, proxy = chain["filters"]
+    assert rbac["name"] == "envoy.filters.network.rbac"  # the AuthorizationPolicy (test_rbac_* below)
     assert proxy["name"] == "envoy.filters.network.tcp_proxy"
     assert _typed(proxy)["cluster"] == _typed(proxy)["stat_prefix"] == "outbound|443||maps.googleapis.com"
     clusters = _by_name(gateway["static_resources"]["clusters"])
@@ -194,9 +195,9 @@ def test_a_listener_per_port_and_a_chain_per_server(lab: Any) -> None:
              for name, listener in listeners.items()}
     assert names == {"0.0.0.0_80": ["api.weather.example.com"], "0.0.0.0_443": ["api.stripe.com"],
                      "0.0.0.0_5432": ["pg.partner.example.com"]}
-    assert _typed(listeners["0.0.0.0_443"]["filter_chains"][0]["filters"][0])["cluster"] == \
+    assert _typed(listeners["0.0.0.0_443"]["filter_chains"][0]["filters"][-1])["cluster"] == \
         "outbound|443||api.stripe.com"
-    assert _typed(listeners["0.0.0.0_5432"]["filter_chains"][0]["filters"][0])["cluster"] == \
+    assert _typed(listeners["0.0.0.0_5432"]["filter_chains"][0]["filters"][-1])["cluster"] == \
         "outbound|5432||pg.partner.example.com"
     assert "outbound|443||api.direct.example.com" not in _by_name(gateway["static_resources"]["clusters"])
 
@@ -255,7 +256,14 @@ def test_sources_name_the_gateway_virtual_services_and_rules(lab: Any) -> None:
     vhost = http + ("filters", 0, "typed_config", "route_config", "virtual_hosts", 0)
     assert sources[vhost] == ObjectId("VirtualService", "istio-system", "weather-egress")
     tcp = ("static_resources", "listeners", listeners.index("0.0.0.0_5432"), "filter_chains", 0)
-    assert sources[tcp + ("filters", 0)] == ObjectId("VirtualService", "istio-system", "pg-egress")
+    assert sources[tcp + ("filters", 1)] == ObjectId("VirtualService", "istio-system", "pg-egress")
+    # every AuthorizationPolicy selecting the gateway's pods is on every chain (as istiod: policies
+    # are per workload); each named policy maps to its own
+    rbac = http + ("filters", 0, "typed_config", "http_filters", 0, "typed_config", "rules", "policies")
+    assert sources[rbac + ("ns[istio-system]-policy[weather-egress]-rule[0]",)] == \
+        ObjectId("AuthorizationPolicy", "istio-system", "weather-egress")
+    pg = tcp + ("filters", 0, "typed_config", "rules", "policies", "ns[istio-system]-policy[pg-egress]-rule[0]")
+    assert sources[pg] == ObjectId("AuthorizationPolicy", "istio-system", "pg-egress")
     weather = ("static_resources", "clusters", clusters.index("outbound|80||api.weather.example.com"))
     assert sources[weather] == ObjectId("DestinationRule", "istio-system", "weather")
     stripe = ("static_resources", "clusters", clusters.index("outbound|443||api.stripe.com"))
@@ -304,6 +312,64 @@ def test_a_gateway_selects_only_the_pods_its_selector_names(lab: Any) -> None:
     assert build_gateway(manifests, other, {}) is None
 
 
+# --- the AuthorizationPolicy on the gateway ------------------------------------------------------
+
+def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> None:
+    """prod's policy allows logistics and checkout's cart on port 443 with SNI maps.googleapis.com:
+    on the TLS chain a network RBAC filter before the tcp_proxy (`buildCompleteNetworkFilters`,
+    networkfilter.go), stat prefix `tcp.`, the policy `ns[istio-system]-policy[maps-google-egress]-rule[0]`
+    (`policyName`, pilot/pkg/security/authz/builder/builder.go:541); a namespace is a principal regex,
+    a principal the exact SPIFFE id (pilot/pkg/security/authz/model/generator.go:173-253), ports are
+    `destination_port`, `connection.sni` is `requested_server_name` (generator.go:56-79)."""
+    gateway = orjson.loads(estate["prod"][ENVOY_GATEWAY])
+    rbac = gateway["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert rbac["@type"] == "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
+    assert rbac["stat_prefix"] == "tcp." and "action" not in rbac["rules"]  # ALLOW
+    [(name, policy)] = rbac["rules"]["policies"].items()
+    assert name == "ns[istio-system]-policy[maps-google-egress]-rule[0]"
+    assert policy["permissions"] == [{"and_rules": {"rules": [
+        {"or_rules": {"rules": [{"destination_port": 443}]}},
+        {"or_rules": {"rules": [{"requested_server_name": {"exact": "maps.googleapis.com"}}]}}]}}]
+    assert policy["principals"] == [
+        {"and_ids": {"ids": [{"or_ids": {"ids": [
+            {"authenticated": {"principal_name": {"safe_regex": {"regex": ".*/ns/logistics/.*"}}}}]}}]}},
+        {"and_ids": {"ids": [{"or_ids": {"ids": [
+            {"authenticated": {"principal_name": {"exact": "spiffe://prod.mesh.example.com/ns/checkout/sa/cart"}}}]}}]}}]
+
+
+def test_rbac_on_the_https_chain_matches_hosts(lab: Any) -> None:
+    """An HTTP port's rule (`operation.hosts` and `ports`, anyone in the mesh: no `from`) is an HTTP
+    RBAC filter before the router: `:authority` case-insensitive (`HostMatcher`,
+    matcher/header.go:59), then the port; the principal is `any`."""
+    chain = _by_name(_gateway(lab)["static_resources"]["listeners"])["0.0.0.0_80"]["filter_chains"][0]
+    filters = _typed(chain["filters"][0])["http_filters"]
+    assert [f["name"] for f in filters] == ["envoy.filters.http.rbac", "envoy.filters.http.router"]
+    policy = filters[0]["typed_config"]["rules"]["policies"]["ns[istio-system]-policy[weather-egress]-rule[0]"]
+    assert policy["permissions"] == [{"and_rules": {"rules": [
+        {"or_rules": {"rules": [{"header": {"name": ":authority", "string_match": {
+            "exact": "api.weather.example.com", "ignore_case": True}}}]}},
+        {"or_rules": {"rules": [{"destination_port": 80}]}}]}}]
+    assert policy["principals"] == [{"and_ids": {"ids": [{"any": True}]}}]
+
+
+def test_rbac_http_only_fields_leave_an_allow_rule_out_of_tcp_chains() -> None:
+    """`checkError` (model/model.go:355): on a TCP chain an ALLOW rule naming hosts is skipped,
+    leaving an ALLOW filter without policies (nothing allowed); a DENY rule is kept without it."""
+    allow = _Policy(ObjectId("AuthorizationPolicy", "istio-system", "a"), "ALLOW",
+                    ({"to": [{"operation": {"hosts": ["x.example.com"], "ports": ["443"]}}]},))
+    [(tcp, origin, _)] = rbac_filters([allow], for_tcp=True)
+    assert tcp["typed_config"]["rules"] == {"policies": {}} and origin == allow.ident
+    [(http, _, _)] = rbac_filters([allow], for_tcp=False)
+    assert list(http["typed_config"]["rules"]["policies"]) == ["ns[istio-system]-policy[a]-rule[0]"]
+    deny = _Policy(ObjectId("AuthorizationPolicy", "istio-system", "d"), "DENY", ({"from": [{"source": {
+        "namespaces": ["bad*"]}}]},))
+    filters = rbac_filters([allow, deny], for_tcp=False)
+    assert [f["typed_config"]["rules"].get("action") for f, _, _ in filters] == ["DENY", None]
+    regex = filters[0][0]["typed_config"]["rules"]["policies"]["ns[istio-system]-policy[d]-rule[0]"]
+    assert regex["principals"][0]["and_ids"]["ids"][0]["or_ids"]["ids"][0]["authenticated"]["principal_name"] \
+        == {"safe_regex": {"regex": ".*/ns/bad.*/.*"}}
+
+
 # --- sidecars routed to the gateway ---------------------------------------------------------------
 
 def test_sidecars_route_gateway_hosts_to_the_gateway_subset(lab: Any) -> None:
@@ -331,7 +397,7 @@ def test_sidecars_route_gateway_hosts_to_the_gateway_subset(lab: Any) -> None:
     assert vhost["routes"][0]["name"] == "mesh-80"
     tls = next(c for c in listeners["0.0.0.0_443"]["filter_chains"]
                if c.get("filter_chain_match", {}).get("server_names") == ["api.stripe.com"])
-    assert _typed(tls["filters"][0])["cluster"] == f"outbound|443|stripe|{GSVC}"
+    assert _typed(tls["filters"][-1])["cluster"] == f"outbound|443|stripe|{GSVC}"
     direct = next(c for c in listeners["0.0.0.0_443"]["filter_chains"]
                   if c.get("filter_chain_match", {}).get("server_names") == ["api.direct.example.com"])
     assert _typed(direct["filters"][0])["cluster"] == "outbound|443||api.direct.example.com"

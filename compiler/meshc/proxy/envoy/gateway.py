@@ -33,6 +33,7 @@ Invariants: deterministic (objects in namespace/name order, listeners and cluste
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,7 @@ class _Server:
 class _Chain:
     body: Json
     origin: ObjectId
-    filter_origin: ObjectId | None = None  # the VirtualService behind its tcp_proxy
+    filter_origins: dict[Path, ObjectId] = field(default_factory=dict)  # path in the chain -> object
     vhost_origins: list[ObjectId] = field(default_factory=list)
 
 
@@ -159,6 +160,7 @@ def _destination(rule: RouteRule, port: int) -> tuple[str, int, str]:
 class _Builder:
     def __init__(self, manifests: Sequence[Mapping[str, Any]], settings: ProxySettings) -> None:
         self.settings = settings
+        self.policies = authorization_policies(manifests, settings.namespace, dict(settings.labels))
         self.namespace = settings.namespace
         self.services = load_services(manifests, settings.trust_domain)
         self.rules = load_destination_rules(manifests, settings.cluster_domain)
@@ -222,11 +224,13 @@ class _Builder:
         sni = _sni_hosts(server) if tls else []
         if sni:
             chain["filter_chain_match"] = {"server_names": sni}
-        chain["filters"] = [_connection_manager(f"outbound_{listener};", config)]
+        rbac = rbac_filters(self.policies, for_tcp=False)
+        chain["filters"] = [_connection_manager(f"outbound_{listener};", config, [f for f, _, _ in rbac])]
+        origins = _rbac_origins(rbac, ("filters", 0, "typed_config", "http_filters"))
         if tls:
             chain["transport_socket"] = downstream_istio_mutual_socket(GATEWAY_ALPN)
         chain["transport_socket_connect_timeout"] = SOCKET_CONNECT_TIMEOUT
-        return _Chain(chain, server.gateway, vhost_origins=[origin for _, origin in vhosts])
+        return _Chain(chain, server.gateway, origins, [origin for _, origin in vhosts])
 
     def tcp_chains(self, server: _Server) -> list[_Chain]:
         """A terminating TLS server or a plain TCP server: the first bound `tcp` route;
@@ -253,11 +257,14 @@ class _Builder:
                     chain["filter_chain_match"] = {"server_names": sorted(rule.sni_hosts)}
                 elif _sni_hosts(server) and server.tls_mode:
                     chain["filter_chain_match"] = {"server_names": _sni_hosts(server)}
-                chain["filters"] = [proxy]
+                rbac = rbac_filters(self.policies, for_tcp=True)
+                chain["filters"] = [*(f for f, _, _ in rbac), proxy]
+                origins = _rbac_origins(rbac, ("filters",))
+                origins[("filters", len(rbac))] = vs.ident
                 if server.tls_mode and not passthrough:
                     chain["transport_socket"] = downstream_istio_mutual_socket(GATEWAY_ALPN)
                 chain["transport_socket_connect_timeout"] = SOCKET_CONNECT_TIMEOUT
-                out.append(_Chain(chain, server.gateway, filter_origin=vs.ident))
+                out.append(_Chain(chain, server.gateway, origins))
                 if not passthrough:
                     return out  # "there can be only one match that succeeds" (gateway.go:893)
         return out
@@ -295,7 +302,208 @@ class _Builder:
         return sorted(chosen.values(), key=lambda c: c.name)
 
 
-def _connection_manager(stat_prefix: str, route_config: Json) -> Json:
+# ----------------------------------------------------------------------------- AuthorizationPolicy
+
+RBAC_HTTP = ("envoy.filters.http.rbac", "envoy.extensions.filters.http.rbac.v3.RBAC")
+RBAC_TCP = ("envoy.filters.network.rbac", "envoy.extensions.filters.network.rbac.v3.RBAC")
+SPIFFE = "spiffe://"
+
+
+@dataclass(frozen=True)
+class _Policy:
+    ident: ObjectId
+    action: str  # ALLOW | DENY
+    rules: tuple[Any, ...]
+
+
+class _Unsupported(Exception):
+    """A rule field meshc does not translate, or an HTTP-only field on a TCP chain."""
+
+
+def authorization_policies(manifests: Sequence[Mapping[str, Any]], namespace: str, labels: Mapping[str, str],
+                           root: str = "istio-system") -> list[_Policy]:
+    """The ALLOW and DENY AuthorizationPolicies that apply to the gateway's pods: the root
+    namespace's without a selector, and its own namespace's without one or whose selector its
+    labels satisfy (`ListAuthorizationPolicies`, pilot/pkg/model/authorization.go); targetRefs
+    policies (Gateway API) and CUSTOM / AUDIT actions are not modelled."""
+    found = [m for m in manifests if m.get("kind") == "AuthorizationPolicy"
+             and str(m.get("apiVersion", "")).startswith("security.istio.io/")]
+    out = []
+    for ap in sorted(found, key=lambda m: (ident(m).namespace, ident(m).name)):
+        spec = ap.get("spec") or {}
+        own = ident(ap)
+        if spec.get("targetRefs") or spec.get("targetRef") or str(spec.get("action") or "ALLOW") not in ("ALLOW",
+                                                                                                         "DENY"):
+            continue
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        if (own.namespace == root and not selector and namespace != root) \
+                or (own.namespace == namespace and _labels_select(selector, labels)):
+            out.append(_Policy(own, str(spec.get("action") or "ALLOW"), tuple(spec.get("rules") or [])))
+    return out
+
+
+def _string(value: str, prefix: str = "") -> Json:
+    """`StringMatcherWithPrefix` (pilot/pkg/security/authz/matcher/string.go:100)."""
+    if value == "*":
+        return {"safe_regex": {"regex": ".+"}}
+    if value.startswith("*"):
+        if not prefix:
+            return {"suffix": value[1:]}
+        return {"safe_regex": {"regex": prefix + ".*" + re.escape(value[1:])}}
+    if value.endswith("*"):
+        return {"prefix": prefix + value[:-1]}
+    return {"exact": prefix + value}
+
+
+def _host(value: str) -> Json:
+    """`HostMatcher` (matcher/header.go:59): `:authority`, case-insensitive."""
+    if value == "*":
+        return {"name": ":authority", "present_match": True}
+    if value.startswith("*"):
+        return {"name": ":authority", "string_match": {"suffix": value[1:], "ignore_case": True}}
+    if value.endswith("*"):
+        return {"name": ":authority", "string_match": {"prefix": value[:-1], "ignore_case": True}}
+    return {"name": ":authority", "string_match": {"exact": value, "ignore_case": True}}
+
+
+def _principal_name(matcher: Json) -> Json:
+    return {"authenticated": {"principal_name": matcher}}  # useAuthenticated: not a waypoint
+
+
+def _namespace_regex(value: str) -> str:
+    return ".*/ns/" + ".*".join(re.escape(part) for part in value.split("*")) + "/.*"
+
+
+# key -> (permission side?, HTTP only?, one value -> Envoy rule); `model.New` (model/model.go) and
+# the generators of model/generator.go
+_PERMISSION: dict[str, tuple[bool, Any]] = {
+    "hosts": (True, lambda v: {"header": _host(v)}),
+    "ports": (False, lambda v: {"destination_port": int(v)}),
+    "destination.port": (False, lambda v: {"destination_port": int(v)}),
+    "connection.sni": (False, lambda v: {"requested_server_name": _string(v)}),
+}
+_PRINCIPAL: dict[str, Any] = {
+    "namespaces": lambda v: _principal_name({"safe_regex": {"regex": _namespace_regex(v)}}),
+    "source.namespace": lambda v: _principal_name({"safe_regex": {"regex": _namespace_regex(v)}}),
+    "principals": lambda v: _principal_name(_string(v, SPIFFE)),
+    "source.principal": lambda v: _principal_name(_string(v, SPIFFE)),
+}
+
+
+def _terms(entries: list[tuple[str, list[str], list[str]]], table: Mapping[str, Any], for_tcp: bool,
+           or_key: str, not_key: str, permission: bool) -> list[Json]:
+    out: list[Json] = []
+    for key, values, not_values in entries:
+        if key not in table:
+            raise _Unsupported(key)
+        http_only, make = table[key] if permission else (False, table[key])
+        if http_only and for_tcp:
+            raise _Unsupported(key)
+        try:
+            if values:
+                out.append({or_key: {"rules" if permission else "ids": [make(v) for v in values]}})
+            if not_values:
+                out.append({not_key: {or_key: {"rules" if permission else "ids": [make(v) for v in not_values]}}})
+        except ValueError as error:  # a port that is not a number: istiod skips the rule too
+            raise _Unsupported(key) from error
+    return out
+
+
+def _entries(block: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[str, list[str], list[str]]]:
+    """(key, values, notValues) of a `source` / `operation` block, in `insertFront` order (the
+    last inserted first), refusing fields meshc does not translate."""
+    out = []
+    for key in keys:
+        values = [str(v) for v in block.get(key) or []]
+        not_values = [str(v) for v in block.get("not" + key[0].upper() + key[1:]) or []]
+        if values or not_values:
+            out.append((key, values, not_values))
+    known = set(keys) | {"not" + k[0].upper() + k[1:] for k in keys}
+    for key, value in block.items():
+        if key not in known and value:
+            raise _Unsupported(str(key))
+    return out
+
+
+def _rbac_policy(rule: Mapping[str, Any], for_tcp: bool) -> Json:
+    """`Model.Generate` (model/model.go) for the fields meshc writes: `to.operation` hosts and ports,
+    `from.source` namespaces and principals, `when` connection.sni, destination.port,
+    source.namespace and source.principal; anything else is `_Unsupported` (the rule is left out)."""
+    base_perm: list[tuple[str, list[str], list[str]]] = []
+    base_princ: list[tuple[str, list[str], list[str]]] = []
+    for when in rule.get("when") or []:
+        key = str(when.get("key") or "")
+        entry = (key, [str(v) for v in when.get("values") or []], [str(v) for v in when.get("notValues") or []])
+        if key in _PERMISSION:
+            base_perm.append(entry)
+        elif key in _PRINCIPAL:
+            base_princ.append(entry)
+        else:
+            raise _Unsupported(key)
+    principals = []
+    for source in rule.get("from") or [None]:
+        entries = _entries((source or {}).get("source") or {}, ["principals", "namespaces"]) if source else []
+        terms = _terms(entries + base_princ, _PRINCIPAL, for_tcp, "or_ids", "not_id", False)
+        principals.append({"and_ids": {"ids": terms or [{"any": True}]}})
+    permissions = []
+    for to in rule.get("to") or [None]:
+        entries = _entries((to or {}).get("operation") or {}, ["hosts", "ports"]) if to else []
+        terms = _terms(entries + base_perm, _PERMISSION, for_tcp, "or_rules", "not_rule", True)
+        permissions.append({"and_rules": {"rules": terms or [{"any": True}]}})
+    return {"permissions": permissions, "principals": principals}
+
+
+def _rbac_origins(rbac: Sequence[RbacFilter], base: Path) -> dict[Path, ObjectId]:
+    out: dict[Path, ObjectId] = {}
+    for k, (_, first, behind) in enumerate(rbac):
+        out[base + (k,)] = first
+        for name, origin in behind.items():
+            out[base + (k, "typed_config", "rules", "policies", name)] = origin
+    return out
+
+
+MATCH_NEVER: Json = {"permissions": [{"not_rule": {"any": True}}], "principals": [{"not_id": {"any": True}}]}
+
+
+RbacFilter = tuple[Json, ObjectId, dict[str, ObjectId]]
+
+
+def rbac_filters(policies: Sequence[_Policy], for_tcp: bool) -> list[RbacFilter]:
+    """The RBAC filters istiod's authz builder puts on every chain of the gateway (builder.go: DENY
+    first, then ALLOW; every policy that selects the pods, whatever the chain; policies named
+    `ns[<ns>]-policy[<name>]-rule[<i>]`; on a TCP chain an ALLOW rule with an HTTP-only field is
+    left out, a DENY rule keeps its other fields); with each the first AuthorizationPolicy and the
+    one behind each named policy."""
+    out: list[RbacFilter] = []
+    for action in ("DENY", "ALLOW"):
+        chosen = [p for p in policies if p.action == action]
+        if not chosen:
+            continue
+        named: dict[str, Json] = {}
+        behind: dict[str, ObjectId] = {}
+        for policy in chosen:
+            for i, rule in enumerate(policy.rules):
+                name = f"ns[{policy.ident.namespace}]-policy[{policy.ident.name}]-rule[{i}]"
+                try:
+                    named[name] = _rbac_policy(rule if isinstance(rule, Mapping) else {}, for_tcp)
+                except _Unsupported:
+                    continue
+                behind[name] = policy.ident
+            if not policy.rules:
+                named[f"ns[{policy.ident.namespace}]-policy[{policy.ident.name}]-rule[0]"] = MATCH_NEVER
+                behind[f"ns[{policy.ident.namespace}]-policy[{policy.ident.name}]-rule[0]"] = policy.ident
+        rules: Json = {"policies": dict(sorted(named.items()))}
+        if action == "DENY":
+            rules = {"action": "DENY", **rules}
+        body: Json = {"rules": rules}
+        name, type_name = RBAC_TCP if for_tcp else RBAC_HTTP
+        if for_tcp:
+            body["stat_prefix"] = "tcp."  # RBACTCPFilterStatPrefix
+        out.append(({"name": name, "typed_config": typed(type_name, body)}, chosen[0].ident, behind))
+    return out
+
+
+def _connection_manager(stat_prefix: str, route_config: Json, rbac: Sequence[Json] = ()) -> Json:
     """`buildGatewayConnectionManager` (gateway.go:721) with the common settings of
     `buildHTTPConnectionManager` (listener_builder.go:380-445): client certificate details
     sanitised and set, the remote address used, websocket upgrades, no stream idle timeout,
@@ -304,7 +512,7 @@ def _connection_manager(stat_prefix: str, route_config: Json) -> Json:
         "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
         "route_config": route_config,
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": typed(ROUTER_TYPE)}],
+        "http_filters": [*rbac, {"name": "envoy.filters.http.router", "typed_config": typed(ROUTER_TYPE)}],
         "use_remote_address": True,
         "forward_client_cert_details": "SANITIZE_SET",
         "set_current_client_cert_details": {"subject": True, "cert": True, "dns": True, "uri": True},
@@ -361,8 +569,8 @@ def build_gateway(manifests: Sequence[Mapping[str, Any]], settings: ProxySetting
         base: Path = ("static_resources", "listeners", index, "filter_chains")
         for j, chain in enumerate(chains):
             sources[base + (j,)] = chain.origin
-            if chain.filter_origin is not None:
-                sources[base + (j, "filters", 0)] = chain.filter_origin
+            for rel, origin in chain.filter_origins.items():
+                sources[base + (j, *rel)] = origin
             for k, origin in enumerate(chain.vhost_origins):
                 sources[base + (j, "filters", 0, "typed_config", "route_config", "virtual_hosts", k)] = origin
     clusters = builder.clusters(any("transport_socket" in c for lst in listeners for c in lst["filter_chains"]))
