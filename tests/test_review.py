@@ -38,7 +38,7 @@ def test_one_entry_per_declaration_change_with_its_flags_and_position(estate: Pa
     causes = {c.service: c for c in group_causes(changes)}
     assert set(causes) >= {"orders-db", "payments-stripe", "geo-ip"}
     geo = causes["geo-ip"]
-    assert geo.envs == ("prod", "dev", "staging")  # a base change: one cause, three environments
+    assert geo.envs == ("prod", "dev", "edge", "staging")  # a base change: one cause, four environments
     assert geo.where == ("environments/base/saas.yaml:43",)  # one line above: the SAN line is gone
     assert [c for c, _, _ in geo.flags()] == ["new-external-host"]
     stripe = causes["payments-stripe"]
@@ -130,7 +130,7 @@ def test_the_comment_maps_each_touched_service(estate: Path) -> None:
     orders = maps[maps.index('["orders-db in prod"]'):].split("```")[0]
     assert "10.21.1.10" in orders and re.search(r"class m\d_e0 removed", orders)  # the removed endpoint, red
     geo = maps[maps.index("geo-ip in prod"):].split("```")[0]
-    assert "same in dev, staging" in geo and re.search(r"class m\d_se added", geo)
+    assert "same in dev, edge, staging" in geo and re.search(r"class m\d_se added", geo)
     stripe = maps[maps.index("payments-stripe in prod"):].split("```")[0]
     assert "SIMPLE" in stripe
 
