@@ -285,3 +285,25 @@ def test_what_a_path_cannot_carry_is_an_error_at_the_declaration_and_nothing_is_
     assert found[0].position is not None and found[0].position.file == "environments/base/api.yaml"
     assert found[0].hint
     assert not (root / "out" / "dev").exists()
+
+
+def test_analyzers_catch_a_template_override_that_breaks_the_gateway_path(tmp_path: Path) -> None:
+    """A repository's own gateway template that serves another port than the VirtualService
+    routes: G001 at the declaration (the analyzers read what is emitted, not the declaration)."""
+    root = _estate(tmp_path, *CASES["gateway-tls-tcp"])
+    (root / "templates").mkdir()
+    (root / "templates" / "gateway.json.j2").write_text(
+        '{"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": {{ gw.name | json }}, '
+        '"namespace": {{ gw.namespace | json }}, "labels": {{ gw.labels | json }}}, "spec": {"selector": '
+        '{{ gw.selector | json }}, "servers": [{"port": {"number": 8443, "name": "tls-8443", "protocol": "TLS"}, '
+        '"hosts": {{ gw.servers[0].hosts | json }}, "tls": {"mode": "ISTIO_MUTUAL"}}]}}\n')
+    outcome = api.check(root, layers=("istio",), use_cache=False)
+    found = [d for d in outcome.diagnostics if d.code == "G001"]
+    assert found, [str(d) for d in outcome.diagnostics]
+    assert all(d.position is not None and d.position.file == "environments/base/api.yaml" for d in found)
+
+
+def test_the_gateway_host_is_a_kubernetes_service_not_an_unknown_host(tmp_path: Path) -> None:
+    root = _estate(tmp_path, *CASES["gateway-http-origination"])
+    outcome = api.check(root, layers=("istio",), use_cache=False)
+    assert not [d for d in outcome.diagnostics if d.code in ("A403", "A404")], outcome.diagnostics

@@ -115,7 +115,11 @@ def _istio_layer(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
         for art in env.artifacts:
             found = run.memo("istio", body_bytes(art.body), partial(check_object, art.body))
             out.extend(placer(art, f) for f in found)
-        analyzers = AnalyzerSettings(cluster_domain=env.settings.cluster_domain)
+        gateway = env.settings.egress.gateway
+        analyzers = AnalyzerSettings(
+            cluster_domain=env.settings.cluster_domain, dataplane=env.settings.dataplane,
+            outbound_policy=env.settings.proxy.outbound_policy,
+            kubernetes_services=(gateway.host(env.settings.cluster_domain),) if gateway is not None else ())
         for ident, finding in analyze([a.body for a in env.artifacts], analyzers):
             target = placer.by_identity(ident)
             if target is not None:

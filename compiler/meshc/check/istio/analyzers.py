@@ -107,6 +107,9 @@ class AnalyzerSettings:
     # proxy.outboundTrafficPolicy; None: unknown (meshc lint)
     dataplane: str | None = None
     outbound_policy: str | None = None
+    # hosts of Kubernetes Services the environment says exist (env.yaml egress.gateway): a
+    # DestinationRule for one of them is not reported as matching nothing (A404)
+    kubernetes_services: tuple[str, ...] = ()
 
 
 def run_all(manifests: Sequence[Mapping[str, Any]], settings: AnalyzerSettings,
@@ -322,6 +325,8 @@ def destination_rule_hosts(inventory: Inventory, settings: AnalyzerSettings) -> 
             continue  # I301 already rejects it
         if destinations.services(host, dr.namespace):
             yield from _subsets(dr, host, destinations)
+        elif host in settings.kubernetes_services:
+            continue
         elif ".svc." in host and not inventory.services:
             yield dr.ident, UNKNOWN_KUBE_HOST.at(("spec", "host"), f"host {written} ({host}) matches no "
                                                  f"ServiceEntry visible in namespace {dr.namespace}; it only "
