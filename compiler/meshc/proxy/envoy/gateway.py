@@ -26,7 +26,12 @@ As istiod's gateway listener builder (istio/istio pilot/pkg/networking/core/gate
 * the clusters of the destinations, `outbound|<port>||<host>` (and the host's subsets), built by
   the sidecar's cluster builder with the DestinationRules the gateway's namespace sees: its own
   namespace's first, then as a sidecar's (`PushContext.destinationRule`,
-  pilot/pkg/model/push_context.go:1259): the service's DR moved there originates TLS here.
+  pilot/pkg/model/push_context.go:1259): the service's DR moved there originates TLS here;
+* the ALLOW / DENY AuthorizationPolicies that select the gateway's pods as RBAC filters on every
+  chain (pilot/pkg/security/authz/builder/builder.go, model/model.go, model/generator.go), for the
+  fields meshc writes (`rbac_filters`).
+What differs from istiod (no EDS, no RDS, the Service's targetPort, no metadata exchange, ...) is
+listed in docs/envoy.md "The egress gateway".
 
 Invariants: deterministic (objects in namespace/name order, listeners and clusters by name); no I/O.
 """
@@ -324,7 +329,7 @@ def authorization_policies(manifests: Sequence[Mapping[str, Any]], namespace: st
                            root: str = "istio-system") -> list[_Policy]:
     """The ALLOW and DENY AuthorizationPolicies that apply to the gateway's pods: the root
     namespace's without a selector, and its own namespace's without one or whose selector its
-    labels satisfy (`ListAuthorizationPolicies`, pilot/pkg/model/authorization.go); targetRefs
+    labels satisfy (`ListAuthorizationPolicies`, pilot/pkg/model/authorization.go:84); targetRefs
     policies (Gateway API) and CUSTOM / AUDIT actions are not modelled."""
     found = [m for m in manifests if m.get("kind") == "AuthorizationPolicy"
              and str(m.get("apiVersion", "")).startswith("security.istio.io/")]

@@ -13,8 +13,8 @@ and port, all with ``bind_to_port: false``:
   elsewhere (the egress gateway: docs/egress.md) gets that route instead of its own cluster: the
   virtual host holds the VirtualService's route, the tcp_proxy (TLS routes: on their SNI hosts,
   TCP routes: on the port) names the destination's cluster, `outbound|<port>|<subset>|<gateway>`
-  (istiod's sidecar listeners built from a VirtualService: pilot/pkg/networking/core/
-  listener.go, tls.go `buildSidecarOutboundTLSFilterChainOpts` / `buildSidecarOutboundTCPFilterChainOpts`).
+  (istiod's sidecar chains built from a VirtualService: pilot/pkg/networking/core/tls.go:103
+  `buildSidecarOutboundTLSFilterChainOpts`, tls.go:239 `buildSidecarOutboundTCPFilterChainOpts`).
 
 Invariants: listeners sorted by name; a filter-chain match already taken by an older service is
 not added again (Envoy rejects duplicate matches; istiod keeps the oldest).
