@@ -14,6 +14,9 @@ DestinationRule that originates is the gateway's), and ambient egress
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +310,29 @@ def test_the_gateway_host_is_a_kubernetes_service_not_an_unknown_host(tmp_path: 
     root = _estate(tmp_path, *CASES["gateway-http-origination"])
     outcome = api.check(root, layers=("istio",), use_cache=False)
     assert not [d for d in outcome.diagnostics if d.code in ("A403", "A404")], outcome.diagnostics
+
+
+def _answers(env: str, host: str) -> dict[str, tuple[str, str]]:
+    run = subprocess.run([sys.executable, "-m", "meshc", "who-can-reach", env, host, "--format", "json"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    out = {}
+    for a in json.loads(run.stdout)["answers"]:
+        c = a["caller"]
+        who = "*" if c["anyOtherNamespace"] else c["namespace"] + (f"/{c['serviceAccount']}" if c["serviceAccount"] else "")
+        out[who] = (a["verdict"], a["path"])
+    return out
+
+
+def test_who_can_reach_answers_from_the_example_estates_objects() -> None:
+    """prod: maps-google through the gateway for logistics and checkout's cart only (REGISTRY_ONLY:
+    everyone else is blocked, or denied by the gateway's policy when they see the host); edge
+    (ambient): Stripe through the waypoint for storefront's checkout account only."""
+    prod = _answers("prod", "maps.googleapis.com")
+    assert prod["logistics"] == ("allowed", "gateway")
+    assert prod["checkout/cart"] == ("allowed", "gateway")
+    assert prod["checkout/web"] == ("denied", "gateway")
+    assert prod["payments"] == ("blocked", "none") and prod["*"] == ("blocked", "none")
+    edge = _answers("edge", "api.stripe.com")
+    assert edge["storefront/checkout"] == ("allowed", "waypoint")
+    assert edge["storefront/web"] == ("denied", "waypoint") and edge["*"] == ("denied", "waypoint")
