@@ -319,7 +319,8 @@ def _answers(env: str, host: str) -> dict[str, tuple[str, str]]:
     out = {}
     for a in json.loads(run.stdout)["answers"]:
         c = a["caller"]
-        who = "*" if c["anyOtherNamespace"] else c["namespace"] + (f"/{c['serviceAccount']}" if c["serviceAccount"] else "")
+        account = f"/{c['serviceAccount']}" if c["serviceAccount"] else ""
+        who = "*" if c["anyOtherNamespace"] else c["namespace"] + account
         out[who] = (a["verdict"], a["path"])
     return out
 
