@@ -29,6 +29,7 @@ from meshc.proxy.envoy.bootstrap import build_bootstrap
 from meshc.proxy.envoy.gateway import _Policy, build_gateway, rbac_filters
 
 from .conftest import REPO
+from .test_workloads import _assert_every_proxy_exact, _files, _whole
 
 Json = dict[str, Any]
 GSVC = "istio-egressgateway.istio-system.svc.cluster.local"
@@ -444,3 +445,27 @@ def test_envoy_binary_accepts_gateway_json(tmp_path: Path, lab: Any, estate: dic
         proc = subprocess.run(["envoy", "--mode", "validate", "-c", str(path)], capture_output=True, text=True,
                               timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_vm_group_of_a_consumer_namespace_gets_its_own_view_routed_to_the_gateway() -> None:
+    """The egress Envoy (namespace egress) does not see the VirtualService exported to checkout; a
+    VM group in checkout does: it gets a view of its own whose listener routes to the gateway, and
+    every proxy's files are exactly the configuration build_bootstrap gives it alone."""
+    def vm(name: str, namespace: str, address: str) -> str:
+        return (f"  - name: {name}\n    owner: team-v\n    namespace: {namespace}\n"
+                f"    hosts: [{name}.internal.example.com]\n    location: internal\n"
+                "    resolution: static\n    endpointsAs: workloadEntries\n"
+                "    ports:\n      - {number: 8080, protocol: HTTP, name: http}\n"
+                f"    endpoints:\n      - {{address: {address}, name: a, serviceAccount: {name}}}\n")
+
+    weather = WEATHER + "    consumers:\n      - namespace: checkout\n"
+    env_yaml = ENV + "namespaces: {checkout: {}}\n"
+    env = _compile(weather, vm("cart", "checkout", "10.1.0.1"), vm("batch", "egress", "10.1.0.2"),
+                   env=env_yaml).envs["dev"]
+    _assert_every_proxy_exact(env)
+    files = _files(env)
+    workloads = {rel: files[rel]["node"]["metadata"]["NAMESPACE"] for rel in files
+                 if rel.startswith("envoy/workloads/")}
+    routed = {rel: GSVC in orjson.dumps(_whole(files, rel)).decode() for rel in workloads}
+    assert {workloads[rel]: r for rel, r in routed.items()} == {"checkout": True, "egress": False}
+    assert GSVC not in orjson.dumps(_whole(files, ENVOY_BOOTSTRAP)).decode()
