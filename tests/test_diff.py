@@ -249,6 +249,15 @@ RISKS = [
      [("edit", "environments/base/saas.yaml", "hosts: [maps.googleapis.com]",
        "hosts: [maps.googleapis.com]\n    exportTo: [\".\"]")],
      [("edit", "environments/base/saas.yaml", "exportTo: [\".\"]", "exportTo: [\".\", payments]")]),
+    # a new consumer of the gateway path: payments goes from blocked (REGISTRY_ONLY, not exported
+    # to it) to allowed; a consumer's service account narrowed to the namespace: checkout's web
+    # account goes from denied to allowed
+    ("reach-opened", "prod", "AuthorizationPolicy/istio-system/maps-google-egress", "environments/base/saas.yaml:",
+     [], [("edit", "environments/prod/services.yaml", "      - namespace: logistics\n",
+           "      - namespace: logistics\n      - namespace: payments\n")]),
+    ("reach-opened", "prod", "AuthorizationPolicy/istio-system/maps-google-egress", "environments/base/saas.yaml:",
+     [], [("edit", "environments/prod/services.yaml", "{namespace: checkout, serviceAccount: cart}",
+           "{namespace: checkout}")]),
     ("production-touched", "prod", "environment prod", "environments/prod/env.yaml:1:1",
      [], [("edit", "environments/prod/services.yaml", "consecutive5xxErrors: 3", "consecutive5xxErrors: 4")]),
 ]

@@ -299,7 +299,8 @@ def _reach_flags(env: EnvChanges, base: EnvData | None, head: EnvData | None,
         h_objs = [after for (_, after), _ in changed if after]
     # host -> the changed object (its name and declaration) the flag is raised on
     owner: dict[str, tuple[str, str]] = {}
-    for (before, after), item in changed:
+    # a service's own objects first: a consumer Sidecar changes because a declaration did
+    for (before, after), item in sorted(changed, key=lambda c: not c[1].service):
         for host in sorted(_named_hosts(before) | _named_hosts(after)):
             owner.setdefault(host, (_name(item) if isinstance(item, ObjectDiff) else str(item.id), item.source))
     first = changed[0][1]
