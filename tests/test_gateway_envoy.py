@@ -26,7 +26,8 @@ from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
 from meshc.pipeline import compile_estate
 from meshc.proxy.envoy.bootstrap import build_bootstrap
-from meshc.proxy.envoy.gateway import _Policy, build_gateway, rbac_filters
+from meshc.proxy.envoy.gateway import _Builder, _Policy, build_gateway, rbac_filters
+from meshc.proxy.envoy.istio import find_rule, load_destination_rules, load_services
 
 from .conftest import REPO
 from .test_workloads import _assert_every_proxy_exact, _files, _whole
@@ -469,3 +470,33 @@ def test_a_vm_group_of_a_consumer_namespace_gets_its_own_view_routed_to_the_gate
     routed = {rel: GSVC in orjson.dumps(_whole(files, rel)).decode() for rel in workloads}
     assert {workloads[rel]: r for rel, r in routed.items()} == {"checkout": True, "egress": False}
     assert GSVC not in orjson.dumps(_whole(files, ENVOY_BOOTSTRAP)).decode()
+
+
+def test_which_destination_rule_the_gateway_applies() -> None:
+    """`PushContext.destinationRule` (pilot/pkg/model/push_context.go:1259-1325) for a gateway in the
+    root namespace: its private (`exportTo: [.]`) rules first, then the service namespace's, then the
+    root namespace's exported ones; a sidecar elsewhere never sees the private one."""
+    def dr(name: str, ns: str, pool: int, export: list[str] | None = None) -> Json:
+        spec: Json = {"host": "x.example.com", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": pool}}}}
+        if export:
+            spec["exportTo"] = export
+        return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+    se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+          "metadata": {"name": "x", "namespace": "egress"},
+          "spec": {"hosts": ["x.example.com"], "resolution": "DNS",
+                   "ports": [{"number": 443, "name": "t", "protocol": "TLS"}]}}
+    gw = ProxySettings(namespace="istio-system", labels=(("istio", "egressgateway"),))
+
+    def chosen(*rules: Json) -> tuple[str | None, str | None]:
+        manifests = [se, *rules]
+        service = load_services(manifests, "cluster.local")[0]
+        at_gateway = _Builder(manifests, gw).rule_for(service)
+        at_sidecar = find_rule(load_destination_rules(manifests, "cluster.local"), service, proxy_namespace="egress")
+        return (at_gateway.ident.name if at_gateway else None, at_sidecar.ident.name if at_sidecar else None)
+
+    assert chosen(dr("own", "egress", 1), dr("moved", "istio-system", 2, ["."])) == ("moved", "own")
+    assert chosen(dr("own", "egress", 1), dr("root", "istio-system", 3)) == ("own", "own")
+    assert chosen(dr("root", "istio-system", 3)) == ("root", "root")
+    assert chosen(dr("moved", "istio-system", 2, ["."])) == ("moved", None)

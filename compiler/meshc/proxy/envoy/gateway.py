@@ -73,6 +73,7 @@ HCM_NAME = "envoy.filters.network.http_connection_manager"
 SOCKET_CONNECT_TIMEOUT = "15s"  # features.GatewayTransportSocketConnectTimeout (pilot/pkg/features/pilot.go:426)
 GATEWAY_SERVER_NAME = "istio-envoy"  # util.GetProxyHeadersFromProxyConfig for the gateway class
 TERMINATING = ("ISTIO_MUTUAL", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+ROOT_NAMESPACE = "istio-system"  # as find_rule: the mesh's root (config) namespace
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,14 @@ class _Builder:
         self.targets: list[str] = []  # destination hosts, in first-use order
 
     def rule_for(self, service: Service) -> DestRule | None:
-        """The DR the gateway applies: its own namespace's first, whatever their exportTo (the
-        root namespace's `exportTo: [.]` ones included: push_context.go:1283-1293), then as a
-        sidecar of its namespace finds them."""
-        return find_selected(self.rules.get(self.namespace, []), service) \
-            or find_rule(self.rules, service, proxy_namespace=self.namespace)
+        """The DR the gateway applies (`PushContext.destinationRule`, push_context.go:1259-1325):
+        its own namespace's first (in the root namespace only those exported to `.`: the moved DR
+        of an egress service), then the service's namespace's and the root namespace's exported to it."""
+        local = self.rules.get(self.namespace, [])
+        if self.namespace == ROOT_NAMESPACE:
+            local = [r for r in local if r.export_to == (".",)]
+        return find_selected(local, service) \
+            or find_rule(self.rules, service, ROOT_NAMESPACE, proxy_namespace=self.namespace)
 
     def _target(self, host: str) -> None:
         if host not in self.targets:
@@ -326,7 +330,7 @@ class _Unsupported(Exception):
 
 
 def authorization_policies(manifests: Sequence[Mapping[str, Any]], namespace: str, labels: Mapping[str, str],
-                           root: str = "istio-system") -> list[_Policy]:
+                           root: str = ROOT_NAMESPACE) -> list[_Policy]:
     """The ALLOW and DENY AuthorizationPolicies that apply to the gateway's pods: the root
     namespace's without a selector, and its own namespace's without one or whose selector its
     labels satisfy (`ListAuthorizationPolicies`, pilot/pkg/model/authorization.go:84); targetRefs
