@@ -317,7 +317,8 @@ def test_a_gateway_selects_only_the_pods_its_selector_names(lab: Any) -> None:
 # --- the AuthorizationPolicy on the gateway ------------------------------------------------------
 
 def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> None:
-    """prod's policy allows logistics and checkout's cart on port 443 with SNI maps.googleapis.com:
+    """prod's policy allows logistics and checkout's cart with SNI maps.googleapis.com (no port: the
+    gateway pod listens on the Service's targetPort, so meshc's rules name hosts only):
     on the TLS chain a network RBAC filter before the tcp_proxy (`buildCompleteNetworkFilters`,
     networkfilter.go), stat prefix `tcp.`, the policy `ns[istio-system]-policy[maps-google-egress]-rule[0]`
     (`policyName`, pilot/pkg/security/authz/builder/builder.go:541); a namespace is a principal regex,
@@ -330,7 +331,6 @@ def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> N
     [(name, policy)] = rbac["rules"]["policies"].items()
     assert name == "ns[istio-system]-policy[maps-google-egress]-rule[0]"
     assert policy["permissions"] == [{"and_rules": {"rules": [
-        {"or_rules": {"rules": [{"destination_port": 443}]}},
         {"or_rules": {"rules": [{"requested_server_name": {"exact": "maps.googleapis.com"}}]}}]}}]
     assert policy["principals"] == [
         {"and_ids": {"ids": [{"or_ids": {"ids": [
@@ -340,17 +340,16 @@ def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> N
 
 
 def test_rbac_on_the_https_chain_matches_hosts(lab: Any) -> None:
-    """An HTTP port's rule (`operation.hosts` and `ports`, anyone in the mesh: no `from`) is an HTTP
-    RBAC filter before the router: `:authority` case-insensitive (`HostMatcher`,
-    matcher/header.go:59), then the port; the principal is `any`."""
+    """An HTTP port's rule (`operation.hosts`, anyone in the mesh: no `from`) is an HTTP RBAC filter
+    before the router: `:authority` case-insensitive (`HostMatcher`, matcher/header.go:59); the
+    principal is `any`."""
     chain = _by_name(_gateway(lab)["static_resources"]["listeners"])["0.0.0.0_80"]["filter_chains"][0]
     filters = _typed(chain["filters"][0])["http_filters"]
     assert [f["name"] for f in filters] == ["envoy.filters.http.rbac", "envoy.filters.http.router"]
     policy = filters[0]["typed_config"]["rules"]["policies"]["ns[istio-system]-policy[weather-egress]-rule[0]"]
     assert policy["permissions"] == [{"and_rules": {"rules": [
         {"or_rules": {"rules": [{"header": {"name": ":authority", "string_match": {
-            "exact": "api.weather.example.com", "ignore_case": True}}}]}},
-        {"or_rules": {"rules": [{"destination_port": 80}]}}]}}]
+            "exact": "api.weather.example.com", "ignore_case": True}}}]}}]}}]
     assert policy["principals"] == [{"and_ids": {"ids": [{"any": True}]}}]
 
 

@@ -123,15 +123,15 @@ def gateway_views(svc: Service, env: EnvSettings) -> dict[str, Any]:
         vname = name if len(svc.hosts) == 1 else f"{name}-{host_slug(host)}"[:253]
         vses.append({"name": vname, "namespace": ns, "labels": labels, "hosts": [host],
                      "gateways": ["mesh", name], "http": http, "tls": tls, "tcp": tcp, "export_to": export})
+    # The rules name the hosts (HTTP: the request's host; other ports: the SNI of the mutual TLS,
+    # the service's host) and never ports: on the gateway pod the listener is the Service's
+    # targetPort (8443 for 443 on a default install), which `operation.ports` would have to name.
     rules = []
-    http_ports = [str(p.number) for p in svc.ports if p.protocol.upper() in HTTP_FAMILY]
-    other_ports = [str(p.number) for p in svc.ports if p.protocol.upper() not in HTTP_FAMILY]
     froms = sources(svc, env)
-    if http_ports:
+    if any(p.protocol.upper() in HTTP_FAMILY for p in svc.ports):
+        rules.append({**({"from": froms} if froms else {}), "to": [{"operation": {"hosts": list(svc.hosts)}}]})
+    if any(p.protocol.upper() not in HTTP_FAMILY for p in svc.ports):
         rules.append({**({"from": froms} if froms else {}),
-                      "to": [{"operation": {"hosts": list(svc.hosts), "ports": http_ports}}]})
-    if other_ports:
-        rules.append({**({"from": froms} if froms else {}), "to": [{"operation": {"ports": other_ports}}],
                       "when": [{"key": "connection.sni", "values": list(svc.hosts)}]})
     policy = {"name": name, "namespace": ns, "labels": labels, "selector": dict(gw.selector), "action": "ALLOW",
               "rules": rules, "target_refs": []}
