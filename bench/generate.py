@@ -11,7 +11,11 @@ Head copies for diff benchmarks: `--mutate-percent P` changes P% of the base ser
 generating (or, with `--from DIR`, in a copy of an existing estate, rewriting only the base files
 that hold a changed service; everything else is copied byte for byte).
 
+With `--gateway-percent P`, P% of the base services (among those a gateway can carry) get `egress: gateway`
+and every env.yaml names the gateway (docs/egress.md).
+
 Usage: generate.py --services 1000 --envs 3 --seed 1 --out DIR [--mutate-percent 1 [--from DIR]]
+                   [--gateway-percent 30]
 """
 
 from __future__ import annotations
@@ -97,12 +101,37 @@ def env_files(env: str, base: list[Decl], seed: int) -> Files:
     return files
 
 
-def estate_files(services: int, envs: int, seed: int) -> Files:
+GATEWAY = {"name": "istio-egressgateway", "namespace": "istio-system", "selector": {"istio": "egressgateway"}}
+_HTTP = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
+
+
+def _gateway_ok(svc: Decl) -> bool:
+    """What egress: gateway can carry (docs/egress.md, V035): no UDP, no clientSelector, no
+    exportTo hiding it from the gateway, several hosts only on HTTP ports; and only external
+    services resolved by DNS or static addresses."""
+    protocols = {str(p["protocol"]).upper() for p in svc["ports"]}
+    return (svc.get("location", "external") == "external" and svc.get("resolution", "none") != "none"
+            and "clientSelector" not in svc and "exportTo" not in svc and "UDP" not in protocols
+            and not any(h.startswith("*") for h in svc["hosts"])
+            and (len(svc["hosts"]) == 1 or protocols <= _HTTP))
+
+
+def estate_files(services: int, envs: int, seed: int, gateway_percent: float = 0.0) -> Files:
+    """With `gateway_percent`, that share of all base services goes through the egress gateway
+    (taken among those egress: gateway can carry, in an order drawn from (seed, name)), and every
+    env.yaml names the gateway."""
     base = base_services(services, seed)
+    if gateway_percent:
+        able = sorted((svc for svc in base if _gateway_ok(svc)),
+                      key=lambda svc: rng_for(seed, "gateway", svc["name"]).random())
+        for svc in able[:round(len(base) * gateway_percent / 100)]:
+            svc["egress"] = "gateway"
     files: Files = {f"environments/base/svc-{k:04d}.yaml": {"services": chunk}
                     for k, chunk in _chunks(base)}
     for env in env_names(envs):
         files.update(env_files(env, base, seed))
+        if gateway_percent:
+            files[f"environments/{env}/env.yaml"]["egress"] = {"gateway": GATEWAY}
     return files
 
 
@@ -177,9 +206,10 @@ def mutate_copy(src: Path, out: Path, percent: float, seed: int) -> list[str]:
     return names
 
 
-def generate(services: int, envs: int, seed: int, out: Path, mutate_percent: float = 0.0) -> list[str]:
+def generate(services: int, envs: int, seed: int, out: Path, mutate_percent: float = 0.0,
+             gateway_percent: float = 0.0) -> list[str]:
     """Write an estate; with `mutate_percent`, the head side (changed services are returned)."""
-    files = estate_files(services, envs, seed)
+    files = estate_files(services, envs, seed, gateway_percent)
     names: list[str] = []
     if mutate_percent:
         changed, names = mutate_files(files, mutate_percent, seed)
@@ -214,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--mutate-percent", type=float, default=0.0)
+    ap.add_argument("--gateway-percent", type=float, default=0.0,
+                    help="share of the base services that go through the egress gateway")
     ap.add_argument("--from", dest="src", type=Path, default=None,
                     help="mutate a copy of this estate instead of generating one")
     args = ap.parse_args(argv)
     if args.src is not None:
         names = mutate_copy(args.src, args.out, args.mutate_percent or 1.0, args.seed)
     else:
-        names = generate(args.services, args.envs, args.seed, args.out, args.mutate_percent)
+        names = generate(args.services, args.envs, args.seed, args.out, args.mutate_percent, args.gateway_percent)
     print(f"wrote {args.out}" + (f" ({len(names)} services changed)" if names else ""), file=sys.stderr)
     return 0
 

@@ -1,6 +1,7 @@
 """Paired clean builds of two versions of meshc on one generated estate, alternating A and B.
 
     bench/paired.py --base REF [--head REF] [--services 1000] [--envs 3] [--pairs 5] [--args "build"]
+                    [--gateway-percent 30 [--base-estate-gateway-percent 0]]
 
 Each version is a `git worktree` of its ref under bench/.work/paired/ (HEAD: this working tree),
 run as `python -m meshc` with its own compiler/ first on sys.path and the same Python packages.
@@ -65,24 +66,37 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--args", default="build")
+    ap.add_argument("--gateway-percent", type=float, default=0.0,
+                    help="the share of services through the egress gateway (generate.py)")
+    ap.add_argument("--base-estate-gateway-percent", type=float, default=None,
+                    help="run the base on an estate with this gateway share instead (same code "
+                         "on two estates: --base and --head the same ref)")
     opts = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    estate = WORK / f"estate-{opts.services}x{opts.envs}"
-    if not estate.exists():
-        generate.write_estate(generate.estate_files(opts.services, opts.envs, seed=1), estate)
+
+    def estate_for(percent: float) -> Path:
+        path = WORK / (f"estate-{opts.services}x{opts.envs}" + (f"-gw{percent:g}" if percent else ""))
+        if not path.exists():
+            generate.write_estate(generate.estate_files(opts.services, opts.envs, seed=1,
+                                                        gateway_percent=percent), path)
+        return path
+
+    estate = estate_for(opts.gateway_percent)
+    base_estate = estate if opts.base_estate_gateway_percent is None else estate_for(opts.base_estate_gateway_percent)
     base, head = _checkout(opts.base), _checkout(opts.head)
     args = opts.args.split()
-    _run(base, estate, args)  # warm the page cache and the CUE engine install for both
-    base_bytes = _out_bytes(estate)
+    _run(base, base_estate, args)  # warm the page cache and the CUE engine install for both
+    base_bytes = _out_bytes(base_estate)
     _run(head, estate, args)
     head_bytes = _out_bytes(estate)
     ratios = []
     print(f"meshc {opts.args} at {opts.services} x {opts.envs}, {opts.pairs} pairs: base {opts.base}, head {opts.head}")
     for i in range(opts.pairs):
-        first, second = (base, head) if i % 2 == 0 else (head, base)
-        t1 = _run(first, estate, args)
-        t2 = _run(second, estate, args)
-        tb, th = (t1, t2) if first is base else (t2, t1)
+        runs = [(base, base_estate), (head, estate)]
+        first, second = runs if i % 2 == 0 else runs[::-1]
+        t1 = _run(*first, args)
+        t2 = _run(*second, args)
+        tb, th = (t1, t2) if first == runs[0] else (t2, t1)
         ratios.append(th / tb)
         print(f"pair {i + 1}: base {tb:.2f} s, head {th:.2f} s, head/base {th / tb:.3f}")
     print(f"median head/base {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")

@@ -256,6 +256,8 @@ BAD: dict[str, tuple[str, str, str, str]] = {
                                 "UDP"),
     "tls hosts through the gateway": (
         SIDECAR_ENV, "egress: gateway\n    hosts: [a.example.com, b.example.com]", "V035", "only HTTP ports"),
+    "exportTo hiding the gateway": (SIDECAR_ENV, "egress: gateway\n    exportTo: [\".\"]", "V035",
+                                    "hides the service from the egress gateway"),
     "wildcard on a waypoint": (AMBIENT_ENV % "", "egress: waypoint\n    hosts: ['*.example.com']\n"
                                "    resolution: none", "V035", "wildcard host"),
     "mutual with BackendTLSPolicy": (
@@ -338,3 +340,20 @@ def test_who_can_reach_answers_from_the_example_estates_objects() -> None:
     edge = _answers("edge", "api.stripe.com")
     assert edge["storefront/checkout"] == ("allowed", "waypoint")
     assert edge["storefront/web"] == ("denied", "waypoint") and edge["*"] == ("denied", "waypoint")
+
+
+def test_declared_export_to_reaches_the_gateway_objects(tmp_path: Path) -> None:
+    """A declared exportTo that includes the gateway's namespace: the gateway objects are exported
+    to the same namespaces, `.` of the declaration being the service's own namespace."""
+    root = _estate(tmp_path, SIDECAR_ENV, """\
+services:
+  - name: api
+    hosts: [api.example.com]
+    resolution: dns
+    ports: [{number: 443, protocol: TLS}]
+    egress: gateway
+    exportTo: [".", istio-system, shop]
+""")
+    objs = _objects(root)
+    assert objs[("ServiceEntry", "egress", "api")]["spec"]["exportTo"] == [".", "istio-system", "shop"]
+    assert objs[("VirtualService", "istio-system", "api-egress")]["spec"]["exportTo"] == [".", "egress", "shop"]

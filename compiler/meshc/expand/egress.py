@@ -39,7 +39,11 @@ def export_list(svc: Service, env: EnvSettings, own: str) -> list[str]:
     no namespace sees the host unless it may call it, so none can route around the gateway;
     else none (visible to all). Waypoint-bound objects never carry exportTo (ztunnel ignores it)."""
     if svc.export_to:
-        return list(svc.export_to)
+        if own == svc.namespace or "*" in svc.export_to:
+            return list(svc.export_to)
+        # an object of the gateway's namespace: "." of the declaration is the service's namespace
+        named = {svc.namespace if e == "." else e for e in svc.export_to} | {own}
+        return ["."] + sorted(named - {own})
     if not svc.consumers or svc.egress == "waypoint":
         return []
     spaces = {c.namespace for c in svc.consumers}

@@ -68,6 +68,15 @@ def _gateway_limits(chk: Checker) -> None:
                         f"gateway only HTTP ports can serve several hosts (the gateway forwards other traffic by "
                         f"port alone, so {len(hosts)} hosts would share one route)",
                         "split the service into one per host")
+    gateway = chk.env.egress.gateway
+    export = chk.data.get("exportTo")
+    if gateway is not None and export:
+        own = chk.data.get("namespace", chk.env.namespace)
+        names = {own if e == "." else e for e in export}
+        if "*" not in names and gateway.namespace not in names:
+            chk.add("V035", ("exportTo",), f"exportTo {export} hides the service from the egress gateway's "
+                    f"namespace {gateway.namespace}: the gateway could not route it (503)",
+                    f"add {gateway.namespace} to exportTo, or leave exportTo out and list consumers")
     if chk.data.get("clientSelector"):
         chk.add("V035", ("clientSelector",), "clientSelector picks client sidecars, but with egress: gateway the "
                 "gateway applies the service's DestinationRule", "remove clientSelector; the gateway reads "
