@@ -24,7 +24,7 @@ from meshc.files.confine import ALLOW_ENV
 from meshc.front.project import load_project
 from meshc.model.bundle import content
 from meshc.model.diagnostics import Diagnostic, Severity, has_errors, render_text
-from meshc.model.release import DEFAULT_ISTIO, meshc_version, shipped_releases, shipped_source
+from meshc.model.release import DEFAULT_ISTIO, known_releases, meshc_version, shipped_releases, shipped_source
 
 ROOT_OPT = click.option("-C", "--root", type=click.Path(file_okay=False, path_type=Path), default=".",
                         show_default=True, help="Repository holding environments/.")
@@ -299,6 +299,8 @@ def version() -> None:
     click.echo(f"meshc {meshc_version()}")
     click.echo(f"istio {DEFAULT_ISTIO} (shipped CRD schemas: {', '.join(shipped_releases())}; "
                f"istio/api {str(source.get('istioApiCommit', 'unknown'))[:12]})")
+    releases = known_releases()
+    click.echo(f"istio: targets {releases[0]}-{releases[-1]} (data/istio-releases.yaml gates fields per release)")
 
 
 @main.command()

@@ -334,7 +334,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("C002", E, "the CRD file cannot be read or parsed, or serves none of the kinds meshc emits"),
     ("C003", E, "the CUE policies cannot be evaluated (engine missing, a policy file refused or broken)"),
     ("C004", W, "no CRD file, the schema layer did not run"),
-    ("C005", E, "`istio:` names a release meshc ships no schemas for"),
+    ("C005", E, "`istio:` names a release outside the release table (1.22-1.31)"),
     ("C006", E, "a path in meshc.yaml resolves outside the repository (docs/security.md)"),
     ("C007", E, "`out:` is outside the repository, is the repository, or holds or sits inside a source folder"),
     # B: build, the output folder (meshc.api, meshc.runtime.outdir)
