@@ -245,10 +245,10 @@ RISKS = [
      [], [("edit", "environments/base/vms.yaml", "mode: istio-mutual", "mode: disable")]),
     ("insecure-skip-verify", "dev", "DestinationRule/egress-dev/payments-stripe", "environments/base/saas.yaml:4:5",
      [], [("edit", "environments/base/saas.yaml", "subjectAltNames: [api.stripe.com]", "insecureSkipVerify: true")]),
-    ("export-widened", "dev", "ServiceEntry/egress-dev/maps-google", "environments/base/saas.yaml:",
-     [("edit", "environments/base/saas.yaml", "hosts: [maps.googleapis.com]",
-       "hosts: [maps.googleapis.com]\n    exportTo: [\".\"]")],
-     [("edit", "environments/base/saas.yaml", "exportTo: [\".\"]", "exportTo: [\".\", payments]")]),
+    ("export-widened", "dev", "ServiceEntry/egress-dev/partner-sftp", "environments/base/legacy.yaml:",
+     [("edit", "environments/base/legacy.yaml", "hosts: [sftp.partner.example.net]",
+       "hosts: [sftp.partner.example.net]\n    exportTo: [\".\"]")],
+     [("edit", "environments/base/legacy.yaml", "exportTo: [\".\"]", "exportTo: [\".\", payments]")]),
     # a new consumer of the gateway path: payments goes from blocked (REGISTRY_ONLY, not exported
     # to it) to allowed; a consumer's service account narrowed to the namespace: checkout's web
     # account goes from denied to allowed

@@ -167,6 +167,7 @@ def test_gateway_pieces_agree_on_hosts_ports_sni_and_subset(tmp_path: Path) -> N
     """What the egress-gateway task asks to keep in agreement, for every port kind."""
     root = _estate(tmp_path, *CASES["gateway-tls-tcp"])
     objs = _objects(root)
+    assert not [k for k in objs if k[0] == "AuthorizationPolicy"]  # no consumers: no policy
     gsvc = "istio-egressgateway.istio-system.svc.cluster.local"
     for svc, host, port, route_kind in (("maps", "maps.googleapis.com", 443, "tls"),
                                         ("sftp", "sftp.partner.example.net", 22, "tcp")):
@@ -198,11 +199,12 @@ def test_the_gateway_originates_tls_with_the_services_destination_rule(tmp_path:
     dr = objs[("DestinationRule", "istio-system", "stripe")]["spec"]
     assert dr["exportTo"] == ["."] and dr["trafficPolicy"]["tls"]["mode"] == "SIMPLE"
     assert ("DestinationRule", "egress", "stripe") not in objs  # sidecars send plain HTTP to the gateway
+    # DENY for whoever is no consumer (an ALLOW on the shared gateway would refuse the services
+    # without consumers); by host, never by port: on the gateway pod the listener is the targetPort
     policy = objs[("AuthorizationPolicy", "istio-system", "stripe-egress")]["spec"]
-    # by host, never by port: on the gateway pod the listener is the Service's targetPort
+    assert policy["action"] == "DENY"
     assert policy["rules"] == [{
-        "from": [{"source": {"namespaces": ["maps"]}},
-                 {"source": {"principals": ["dev.example.com/ns/shop/sa/cart"]}}],
+        "from": [{"source": {"notNamespaces": ["maps"], "notPrincipals": ["dev.example.com/ns/shop/sa/cart"]}}],
         "to": [{"operation": {"hosts": ["api.stripe.com"]}}]}]
     se = objs[("ServiceEntry", "egress", "stripe")]["spec"]
     assert se["exportTo"] == ["istio-system", "maps", "shop"]  # the gateway and the consumers: nobody else

@@ -82,6 +82,11 @@ DIRECT = """
 """
 
 
+# with consumers: each gets a DENY policy for the callers outside namespace shop
+SHOP = "    consumers: [{namespace: shop}]\n"
+POLICED = (WEATHER + SHOP, STRIPE, PG + SHOP, DIRECT)
+
+
 def _compile(*services: str, env: str = ENV) -> Any:
     files = {"environments/dev/env.yaml": env, "environments/base/s.yaml": "services:\n" + "".join(services)}
     result = compile_estate(MemoryTree(files))
@@ -248,7 +253,8 @@ def test_the_gateway_originates_tls_with_the_moved_destination_rule(lab: Any) ->
         "/apis/networking.istio.io/v1/namespaces/istio-system/destination-rule/weather"
 
 
-def test_sources_name_the_gateway_virtual_services_and_rules(lab: Any) -> None:
+def test_sources_name_the_gateway_virtual_services_and_rules() -> None:
+    lab = _compile(*POLICED)
     gateway = _gateway(lab)
     sources = lab.envs["dev"].envoy.workload_sources[ENVOY_GATEWAY]
     listeners = [listener["name"] for listener in gateway["static_resources"]["listeners"]]
@@ -317,8 +323,9 @@ def test_a_gateway_selects_only_the_pods_its_selector_names(lab: Any) -> None:
 # --- the AuthorizationPolicy on the gateway ------------------------------------------------------
 
 def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> None:
-    """prod's policy allows logistics and checkout's cart with SNI maps.googleapis.com (no port: the
-    gateway pod listens on the Service's targetPort, so meshc's rules name hosts only):
+    """prod's policy denies whoever is neither in logistics nor checkout's cart, with SNI
+    maps.googleapis.com (no port: the gateway pod listens on the Service's targetPort, so meshc's
+    rules name hosts only):
     on the TLS chain a network RBAC filter before the tcp_proxy (`buildCompleteNetworkFilters`,
     networkfilter.go), stat prefix `tcp.`, the policy `ns[istio-system]-policy[maps-google-egress]-rule[0]`
     (`policyName`, pilot/pkg/security/authz/builder/builder.go:541); a namespace is a principal regex,
@@ -327,30 +334,32 @@ def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> N
     gateway = orjson.loads(estate["prod"][ENVOY_GATEWAY])
     rbac = gateway["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert rbac["@type"] == "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
-    assert rbac["stat_prefix"] == "tcp." and "action" not in rbac["rules"]  # ALLOW
+    assert rbac["stat_prefix"] == "tcp." and rbac["rules"]["action"] == "DENY"
     [(name, policy)] = rbac["rules"]["policies"].items()
     assert name == "ns[istio-system]-policy[maps-google-egress]-rule[0]"
     assert policy["permissions"] == [{"and_rules": {"rules": [
         {"or_rules": {"rules": [{"requested_server_name": {"exact": "maps.googleapis.com"}}]}}]}}]
-    assert policy["principals"] == [
-        {"and_ids": {"ids": [{"or_ids": {"ids": [
-            {"authenticated": {"principal_name": {"safe_regex": {"regex": ".*/ns/logistics/.*"}}}}]}}]}},
-        {"and_ids": {"ids": [{"or_ids": {"ids": [
-            {"authenticated": {"principal_name": {"exact": "spiffe://prod.mesh.example.com/ns/checkout/sa/cart"}}}]}}]}}]
+    [ids] = [p["and_ids"]["ids"] for p in policy["principals"]]
+    logistics = {"authenticated": {"principal_name": {"safe_regex": {"regex": ".*/ns/logistics/.*"}}}}
+    cart = {"authenticated": {"principal_name": {"exact": "spiffe://prod.mesh.example.com/ns/checkout/sa/cart"}}}
+    assert sorted(ids, key=str) == sorted([{"not_id": {"or_ids": {"ids": [logistics]}}},
+                                           {"not_id": {"or_ids": {"ids": [cart]}}}], key=str)
 
 
-def test_rbac_on_the_https_chain_matches_hosts(lab: Any) -> None:
-    """An HTTP port's rule (`operation.hosts`, anyone in the mesh: no `from`) is an HTTP RBAC filter
-    before the router: `:authority` case-insensitive (`HostMatcher`, matcher/header.go:59); the
-    principal is `any`."""
-    chain = _by_name(_gateway(lab)["static_resources"]["listeners"])["0.0.0.0_80"]["filter_chains"][0]
+def test_rbac_on_the_https_chain_matches_hosts() -> None:
+    """An HTTP port's rule (`operation.hosts`, DENY for callers outside namespace shop) is an HTTP
+    RBAC filter before the router: `:authority` case-insensitive (`HostMatcher`,
+    matcher/header.go:59); the principal is a `not_id` of the namespace's regex."""
+    listeners = _by_name(_gateway(_compile(*POLICED))["static_resources"]["listeners"])
+    chain = listeners["0.0.0.0_80"]["filter_chains"][0]
     filters = _typed(chain["filters"][0])["http_filters"]
     assert [f["name"] for f in filters] == ["envoy.filters.http.rbac", "envoy.filters.http.router"]
     policy = filters[0]["typed_config"]["rules"]["policies"]["ns[istio-system]-policy[weather-egress]-rule[0]"]
     assert policy["permissions"] == [{"and_rules": {"rules": [
         {"or_rules": {"rules": [{"header": {"name": ":authority", "string_match": {
             "exact": "api.weather.example.com", "ignore_case": True}}}]}}]}}]
-    assert policy["principals"] == [{"and_ids": {"ids": [{"any": True}]}}]
+    assert policy["principals"] == [{"and_ids": {"ids": [{"not_id": {"or_ids": {"ids": [
+        {"authenticated": {"principal_name": {"safe_regex": {"regex": ".*/ns/shop/.*"}}}}]}}}]}}]
 
 
 def test_rbac_http_only_fields_leave_an_allow_rule_out_of_tcp_chains() -> None:

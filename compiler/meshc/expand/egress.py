@@ -66,6 +66,21 @@ def _principal(env: EnvSettings, namespace: str, account: str) -> str:
     return f"{env.trust_domain}/ns/{namespace}/sa/{account}"
 
 
+def not_consumers(svc: Service, env: EnvSettings) -> list[dict[str, Any]]:
+    """A DENY rule's `from` matching every caller that is no consumer (none without consumers):
+    not in a consumer namespace and not a consumer service account (the fields of one `source`
+    are ANDed; a caller without mutual TLS has no principal and is matched too)."""
+    whole = sorted({c.namespace for c in svc.consumers if c.service_account is None})
+    accounts = sorted({_principal(env, c.namespace, c.service_account) for c in svc.consumers
+                       if c.service_account is not None and c.namespace not in whole})
+    source: dict[str, Any] = {}
+    if whole:
+        source["notNamespaces"] = whole
+    if accounts:
+        source["notPrincipals"] = accounts
+    return [{"source": source}] if source else []
+
+
 def sources(svc: Service, env: EnvSettings) -> list[dict[str, Any]]:
     """AuthorizationPolicy `from` entries for the consumers (none: any caller)."""
     whole = sorted({c.namespace for c in svc.consumers if c.service_account is None})
@@ -127,18 +142,22 @@ def gateway_views(svc: Service, env: EnvSettings) -> dict[str, Any]:
         vname = name if len(svc.hosts) == 1 else f"{name}-{host_slug(host)}"[:253]
         vses.append({"name": vname, "namespace": ns, "labels": labels, "hosts": [host],
                      "gateways": ["mesh", name], "http": http, "tls": tls, "tcp": tcp, "export_to": export})
-    # The rules name the hosts (HTTP: the request's host; other ports: the SNI of the mutual TLS,
-    # the service's host) and never ports: on the gateway pod the listener is the Service's
-    # targetPort (8443 for 443 on a default install), which `operation.ports` would have to name.
-    rules = []
-    froms = sources(svc, env)
-    if any(p.protocol.upper() in HTTP_FAMILY for p in svc.ports):
-        rules.append({**({"from": froms} if froms else {}), "to": [{"operation": {"hosts": list(svc.hosts)}}]})
-    if any(p.protocol.upper() not in HTTP_FAMILY for p in svc.ports):
-        rules.append({**({"from": froms} if froms else {}),
-                      "when": [{"key": "connection.sni", "values": list(svc.hosts)}]})
-    policy = {"name": name, "namespace": ns, "labels": labels, "selector": dict(gw.selector), "action": "ALLOW",
-              "rules": rules, "target_refs": []}
+    # Only a service with consumers gets a policy, and it DENIES whoever is not one of them: an
+    # ALLOW policy on the shared gateway pods would refuse every service without one, and the
+    # gateway's Envoy carries every policy on every filter chain (istiod's authz builder), so a
+    # policy per service would grow as the square of the services. The rules name the hosts
+    # (HTTP: the request's host; other ports: the SNI of the mutual TLS) and never ports: on the
+    # gateway pod the listener is the Service's targetPort (8443 for 443 on a default install).
+    policy = None
+    outsiders = not_consumers(svc, env)
+    if outsiders:
+        rules = []
+        if any(p.protocol.upper() in HTTP_FAMILY for p in svc.ports):
+            rules.append({"from": outsiders, "to": [{"operation": {"hosts": list(svc.hosts)}}]})
+        if any(p.protocol.upper() not in HTTP_FAMILY for p in svc.ports):
+            rules.append({"from": outsiders, "when": [{"key": "connection.sni", "values": list(svc.hosts)}]})
+        policy = {"name": name, "namespace": ns, "labels": labels, "selector": dict(gw.selector), "action": "DENY",
+                  "rules": rules, "target_refs": []}
     return {"gateway": gateway, "virtual_services": vses, "policy": policy}
 
 

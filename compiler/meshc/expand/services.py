@@ -67,7 +67,8 @@ class Expander:
                 out.append(self._render(self.gw_t, "gw", views["gateway"], svc, 0, egress.gateway_origin(svc)))
                 for i, vs in enumerate(views["virtual_services"]):
                     out.append(self._render(self.vs_t, "vs", vs, svc, i, egress.vs_origin(i)))
-                out.append(self._render(self.ap_t, "ap", views["policy"], svc, 0, egress.POLICY_ORIGIN))
+                if views["policy"] is not None:
+                    out.append(self._render(self.ap_t, "ap", views["policy"], svc, 0, egress.POLICY_ORIGIN))
             policy = egress.waypoint_policy_view(svc, env)
             if policy is not None:
                 out.append(self._render(self.ap_t, "ap", policy, svc, 0, egress.WAYPOINT_POLICY_ORIGIN))

@@ -167,6 +167,8 @@ class _Builder:
     def __init__(self, manifests: Sequence[Mapping[str, Any]], settings: ProxySettings) -> None:
         self.settings = settings
         self.policies = authorization_policies(manifests, settings.namespace, dict(settings.labels))
+        # every chain gets the same filters (one set for HTTP chains, one for TCP): built once, shared
+        self._rbac: dict[bool, list[RbacFilter]] = {}
         self.namespace = settings.namespace
         self.services = load_services(manifests, settings.trust_domain)
         self.rules = load_destination_rules(manifests, settings.cluster_domain)
@@ -233,7 +235,7 @@ class _Builder:
         sni = _sni_hosts(server) if tls else []
         if sni:
             chain["filter_chain_match"] = {"server_names": sni}
-        rbac = rbac_filters(self.policies, for_tcp=False)
+        rbac = self.rbac(for_tcp=False)
         chain["filters"] = [_connection_manager(f"outbound_{listener};", config, [f for f, _, _ in rbac])]
         origins = _rbac_origins(rbac, ("filters", 0, "typed_config", "http_filters"))
         if tls:
@@ -266,7 +268,7 @@ class _Builder:
                     chain["filter_chain_match"] = {"server_names": sorted(rule.sni_hosts)}
                 elif _sni_hosts(server) and server.tls_mode:
                     chain["filter_chain_match"] = {"server_names": _sni_hosts(server)}
-                rbac = rbac_filters(self.policies, for_tcp=True)
+                rbac = self.rbac(for_tcp=True)
                 chain["filters"] = [*(f for f, _, _ in rbac), proxy]
                 origins = _rbac_origins(rbac, ("filters",))
                 origins[("filters", len(rbac))] = vs.ident
@@ -277,6 +279,11 @@ class _Builder:
                 if not passthrough:
                     return out  # "there can be only one match that succeeds" (gateway.go:893)
         return out
+
+    def rbac(self, for_tcp: bool) -> list[RbacFilter]:
+        if for_tcp not in self._rbac:
+            self._rbac[for_tcp] = rbac_filters(self.policies, for_tcp)
+        return self._rbac[for_tcp]
 
     def chains(self, server: _Server) -> list[_Chain]:
         listener = f"{WILDCARD}_{server.number}"
