@@ -729,10 +729,10 @@ def test_lint_checks_the_items_of_a_kubectl_list(tmp_path: Path) -> None:
             "    metadata: {name: db, namespace: egress}\n"
             "    spec:\n      host: db.example.com\n      subsets:\n        - name: v1\n"
             "          labels: {version: v1}\n"
-            "  - apiVersion: networking.istio.io/v1alpha3\n    kind: Gateway\n    metadata: {name: gw}\n")
+            "  - apiVersion: telemetry.istio.io/v1\n    kind: Telemetry\n    metadata: {name: t}\n")
     (tmp_path / "live.yaml").write_text(text)
     outcome = api.lint(tmp_path, [str(tmp_path / "live.yaml")])
     codes = {d.code: d for d in outcome.diagnostics}
-    assert "Y009" in codes and "Gateway" in codes["Y009"].message and not outcome.input_error
+    assert "Y009" in codes and "Telemetry" in codes["Y009"].message and not outcome.input_error
     assert any(d.code.startswith(("A", "I")) and d.position is not None and d.position.line >= 4
                for d in outcome.diagnostics), [str(d) for d in outcome.diagnostics]

@@ -1,7 +1,8 @@
 """`meshc lint`: the schema and Istio checks on existing Istio YAML (files, directories, stdin).
 
 Input: paths (or "-" for stdin) holding multi-document YAML. Output: diagnostics at the
-file:line:col of the offending field in that YAML. ServiceEntry, WorkloadEntry and DestinationRule
+file:line:col of the offending field in that YAML. ServiceEntry, WorkloadEntry, DestinationRule and
+the egress path's kinds (Gateway, VirtualService, Sidecar, AuthorizationPolicy, BackendTLSPolicy)
 are checked; the Kubernetes core/v1 Service, Pod, Node and Namespace are read into the analyzers'
 inventory (Istio's analyzers read them from the cluster: Service hosts and selectors, Pod labels with
 their Node's topology labels) and get the analyzers' findings about them, not the CRD/webhook checks.
@@ -26,7 +27,10 @@ from meshc.check.istio.inventory import CORE_KINDS, is_core
 from meshc.files.source import Document, locate, node_position, parse
 from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity, format_path
 
-KINDS = {"ServiceEntry", "WorkloadEntry", "DestinationRule", *CORE_KINDS}
+# what meshc emits (the egress path's kinds included: the egress analyzers read them) and the
+# core kinds the analyzers use
+KINDS = {"ServiceEntry", "WorkloadEntry", "DestinationRule", "Gateway", "VirtualService", "Sidecar",
+         "AuthorizationPolicy", "BackendTLSPolicy", *CORE_KINDS}
 LINT_SETTINGS = AnalyzerSettings(mesh_dns_auto_allocate=False)
 
 
@@ -72,7 +76,8 @@ def _add(out: LintInput, name: str, data: bytes) -> None:
         out.errors.append(Diagnostic(
             "Y009", Severity.INFO, f"{len(skipped)} document(s) not checked: {', '.join(kinds)}",
             node_position(name, first.node) if first.node is not None else Position(name),
-            hint="meshc lint checks ServiceEntry, WorkloadEntry and DestinationRule, and reads Kubernetes "
+            hint="meshc lint checks ServiceEntry, WorkloadEntry, DestinationRule, Gateway, VirtualService, "
+                 "Sidecar, AuthorizationPolicy and BackendTLSPolicy, and reads Kubernetes "
                  "Service, Pod, Node and Namespace for the analyzers; other kinds are left to their own tools"))
 
 
