@@ -359,3 +359,15 @@ services:
     objs = _objects(root)
     assert objs[("ServiceEntry", "egress", "api")]["spec"]["exportTo"] == [".", "istio-system", "shop"]
     assert objs[("VirtualService", "istio-system", "api-egress")]["spec"]["exportTo"] == [".", "egress", "shop"]
+
+
+def test_lint_runs_the_egress_analyzers_on_hand_written_yaml(tmp_path: Path) -> None:
+    """The gateway path of a golden, with the Gateway's port changed by hand: G001 at that YAML."""
+    text = (GOLDENS / "gateway-tls-tcp.yaml").read_text().replace("number: 443\n      protocol: TLS",
+                                                                    "number: 8443\n      protocol: TLS")
+    assert "number: 8443" in text
+    (tmp_path / "live.yaml").write_text(text)
+    outcome = api.lint(tmp_path, [str(tmp_path / "live.yaml")])
+    found = [d for d in outcome.diagnostics if d.code == "G001"]
+    assert found and all(d.position is not None and d.position.file.endswith("live.yaml") for d in found), \
+        [str(d) for d in outcome.diagnostics]
