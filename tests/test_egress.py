@@ -260,6 +260,9 @@ BAD: dict[str, tuple[str, str, str, str]] = {
         SIDECAR_ENV, "egress: gateway\n    hosts: [a.example.com, b.example.com]", "V035", "only HTTP ports"),
     "exportTo hiding the gateway": (SIDECAR_ENV, "egress: gateway\n    exportTo: [\".\"]", "V035",
                                     "hides the service from the egress gateway"),
+    "port the gateway does not expose": (
+        SIDECAR_ENV.replace("selector: {istio: egressgateway}}", "selector: {istio: egressgateway}, ports: [80, 443]}"),
+        "egress: gateway\n    ports: [{number: 5432, protocol: TCP}]", "V034", "not a port of the egress gateway"),
     "wildcard on a waypoint": (AMBIENT_ENV % "", "egress: waypoint\n    hosts: ['*.example.com']\n"
                                "    resolution: none", "V035", "wildcard host"),
     "mutual with BackendTLSPolicy": (

@@ -187,6 +187,9 @@ env = {
                                      "DestinationRules and AuthorizationPolicies go there."},
         "selector": {**strmap, "minProperties": 1,
                      "description": "Labels of the gateway's pods (Gateway selector, AuthorizationPolicy selector)."},
+        "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}, "minItems": 1,
+                  "description": "The ports the gateway's Kubernetes Service exposes (Istio's default egress gateway: "
+                                 "80 and 443); a gateway service must use only these (absent: not checked)."},
       }, ["name", "namespace", "selector"], desc="The egress gateway (sidecar mode) services with egress: gateway go through."),
       "waypoint": obj({
         "name": {"type": "string", "pattern": LABEL, "maxLength": 63, "description": "Name of the waypoint Gateway."},

@@ -208,8 +208,8 @@ def _egress(block: Mapping[str, Any]) -> EgressSettings:
     gw, wp = block.get("gateway"), block.get("waypoint")
     return EgressSettings(
         mode=block.get("mode", "direct"),
-        gateway=GatewaySettings(gw["name"], gw["namespace"], tuple(sorted(gw["selector"].items())))
-        if gw else None,
+        gateway=GatewaySettings(gw["name"], gw["namespace"], tuple(sorted(gw["selector"].items())),
+                                tuple(gw.get("ports") or ())) if gw else None,
         waypoint=WaypointSettings(wp["name"], wp["namespace"], bool(wp.get("managed", False)),
                                   wp.get("tlsOrigination", "DestinationRule")) if wp else None,
         control_plane_namespace=block.get("controlPlaneNamespace", "istio-system"),

@@ -36,6 +36,14 @@ def check_egress(chk: Checker) -> None:
             chk.add("V034", where, f"egress: gateway{source}, but env.yaml of {env.name} names no egress gateway",
                     "add to env.yaml: egress: {gateway: {name: istio-egressgateway, namespace: istio-system, "
                     "selector: {istio: egressgateway}}}")
+        elif env.egress.gateway.ports:
+            for i, port in enumerate(chk.data.get("ports") or ()):
+                if port.get("number") not in env.egress.gateway.ports:
+                    chk.add("V034", ("ports", i, "number"), f"port {port.get('number')} is not a port of the egress "
+                            f"gateway's Service ({', '.join(map(str, env.egress.gateway.ports))} in env.yaml "
+                            "egress.gateway.ports): the sidecars' traffic to the gateway would find no listener",
+                            "expose the port on the gateway's Service and list it in egress.gateway.ports, or use "
+                            "egress: direct for this service")
         _gateway_limits(chk)
     elif mode == "waypoint":
         if env.dataplane != "ambient":

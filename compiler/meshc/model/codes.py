@@ -153,7 +153,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("V033", W, "a service-level connectionPool or outlierDetection a portLevel entry shadows (never applies to "
                 "its port)"),
     ("V034", E, "an egress path the environment cannot provide (gateway or waypoint settings missing from env.yaml, "
-                "or the other data plane)"),
+                "the other data plane, a port the gateway's Service does not expose)"),
     ("V035", E, "a declaration the egress path cannot carry (UDP, clientSelector through the gateway; exportTo, "
                 "wildcard hosts, mutual TLS with BackendTLSPolicy through a waypoint)"),
     ("V036", E, "a VM workload in an ambient environment"),

@@ -41,6 +41,7 @@ class GatewaySettings:
     name: str
     namespace: str
     selector: tuple[tuple[str, str], ...]
+    ports: tuple[int, ...] = ()  # the ports its Kubernetes Service exposes; () = not declared
 
     def host(self, cluster_domain: str) -> str:
         return f"{self.name}.{self.namespace}.svc.{cluster_domain}"
