@@ -200,12 +200,14 @@ def test_the_gateway_originates_tls_with_the_services_destination_rule(tmp_path:
     assert dr["exportTo"] == ["."] and dr["trafficPolicy"]["tls"]["mode"] == "SIMPLE"
     assert ("DestinationRule", "egress", "stripe") not in objs  # sidecars send plain HTTP to the gateway
     # DENY for whoever is no consumer (an ALLOW on the shared gateway would refuse the services
-    # without consumers); by host, never by port: on the gateway pod the listener is the targetPort
+    # without consumers), by SNI on every chain (a DENY rule's HTTP-only `hosts` is dropped on TCP
+    # chains, which would deny other services' callers there), never by port (the gateway pod
+    # listens on the targetPort)
     policy = objs[("AuthorizationPolicy", "istio-system", "stripe-egress")]["spec"]
     assert policy["action"] == "DENY"
     assert policy["rules"] == [{
         "from": [{"source": {"notNamespaces": ["maps"], "notPrincipals": ["dev.example.com/ns/shop/sa/cart"]}}],
-        "to": [{"operation": {"hosts": ["api.stripe.com"]}}]}]
+        "when": [{"key": "connection.sni", "values": ["api.stripe.com"]}]}]
     se = objs[("ServiceEntry", "egress", "stripe")]["spec"]
     assert se["exportTo"] == ["istio-system", "maps", "shop"]  # the gateway and the consumers: nobody else
     vs = objs[("VirtualService", "istio-system", "stripe-egress")]["spec"]
@@ -263,6 +265,9 @@ BAD: dict[str, tuple[str, str, str, str]] = {
     "port the gateway does not expose": (
         SIDECAR_ENV.replace("selector: {istio: egressgateway}}", "selector: {istio: egressgateway}, ports: [80, 443]}"),
         "egress: gateway\n    ports: [{number: 5432, protocol: TCP}]", "V034", "not a port of the egress gateway"),
+    "internal service through the gateway": (SIDECAR_ENV, "egress: gateway\n    location: internal\n"
+                                             "    resolution: static\n    endpoints: [{address: 10.0.0.1}]", "V035",
+                                             "part of the mesh"),
     "wildcard on a waypoint": (AMBIENT_ENV % "", "egress: waypoint\n    hosts: ['*.example.com']\n"
                                "    resolution: none", "V035", "wildcard host"),
     "mutual with BackendTLSPolicy": (
@@ -362,6 +367,27 @@ services:
     objs = _objects(root)
     assert objs[("ServiceEntry", "egress", "api")]["spec"]["exportTo"] == [".", "istio-system", "shop"]
     assert objs[("VirtualService", "istio-system", "api-egress")]["spec"]["exportTo"] == [".", "egress", "shop"]
+
+
+def test_env_default_gateway_leaves_internal_services_direct(tmp_path: Path) -> None:
+    """env.yaml egress.mode: gateway sends external services through the gateway; a VM service
+    (location: internal) is part of the mesh and stays direct."""
+    env = SIDECAR_ENV.replace("egress:\n", "egress:\n  mode: gateway\n")
+    root = _estate(tmp_path, env, """\
+services:
+  - name: api
+    hosts: [api.example.com]
+    resolution: dns
+    ports: [{number: 443, protocol: TLS}]
+  - name: vm
+    hosts: [vm.internal.example.com]
+    location: internal
+    resolution: static
+    endpoints: [{address: 10.0.0.1}]
+    ports: [{number: 8080, protocol: HTTP}]
+""")
+    kinds = {(k[0], k[2]) for k in _objects(root)}
+    assert ("Gateway", "api-egress") in kinds and ("Gateway", "vm-egress") not in kinds
 
 
 def test_lint_runs_the_egress_analyzers_on_hand_written_yaml(tmp_path: Path) -> None:

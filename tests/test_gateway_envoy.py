@@ -346,18 +346,17 @@ def test_rbac_of_the_example_consumers(estate: dict[str, dict[str, bytes]]) -> N
                                            {"not_id": {"or_ids": {"ids": [cart]}}}], key=str)
 
 
-def test_rbac_on_the_https_chain_matches_hosts() -> None:
-    """An HTTP port's rule (`operation.hosts`, DENY for callers outside namespace shop) is an HTTP
-    RBAC filter before the router: `:authority` case-insensitive (`HostMatcher`,
-    matcher/header.go:59); the principal is a `not_id` of the namespace's regex."""
+def test_rbac_on_the_https_chain_matches_the_sni() -> None:
+    """An HTTP port's rule (`connection.sni`, DENY for callers outside namespace shop) is an HTTP
+    RBAC filter before the router matching `requested_server_name` (generator.go:56-79); the
+    principal is a `not_id` of the namespace's regex."""
     listeners = _by_name(_gateway(_compile(*POLICED))["static_resources"]["listeners"])
     chain = listeners["0.0.0.0_80"]["filter_chains"][0]
     filters = _typed(chain["filters"][0])["http_filters"]
     assert [f["name"] for f in filters] == ["envoy.filters.http.rbac", "envoy.filters.http.router"]
     policy = filters[0]["typed_config"]["rules"]["policies"]["ns[istio-system]-policy[weather-egress]-rule[0]"]
     assert policy["permissions"] == [{"and_rules": {"rules": [
-        {"or_rules": {"rules": [{"header": {"name": ":authority", "string_match": {
-            "exact": "api.weather.example.com", "ignore_case": True}}}]}}]}}]
+        {"or_rules": {"rules": [{"requested_server_name": {"exact": "api.weather.example.com"}}]}}]}}]
     assert policy["principals"] == [{"and_ids": {"ids": [{"not_id": {"or_ids": {"ids": [
         {"authenticated": {"principal_name": {"safe_regex": {"regex": ".*/ns/shop/.*"}}}}]}}}]}}]
 

@@ -145,17 +145,17 @@ def gateway_views(svc: Service, env: EnvSettings) -> dict[str, Any]:
     # Only a service with consumers gets a policy, and it DENIES whoever is not one of them: an
     # ALLOW policy on the shared gateway pods would refuse every service without one, and the
     # gateway's Envoy carries every policy on every filter chain (istiod's authz builder), so a
-    # policy per service would grow as the square of the services. The rules name the hosts
-    # (HTTP: the request's host; other ports: the SNI of the mutual TLS) and never ports: on the
-    # gateway pod the listener is the Service's targetPort (8443 for 443 on a default install).
+    # policy per service would grow as the square of the services. The rule names the SNI, never
+    # ports: on the gateway pod the listener is the Service's targetPort (8443 for 443 by default).
     policy = None
     outsiders = not_consumers(svc, env)
     if outsiders:
-        rules = []
-        if any(p.protocol.upper() in HTTP_FAMILY for p in svc.ports):
-            rules.append({"from": outsiders, "to": [{"operation": {"hosts": list(svc.hosts)}}]})
-        if any(p.protocol.upper() not in HTTP_FAMILY for p in svc.ports):
-            rules.append({"from": outsiders, "when": [{"key": "connection.sni", "values": list(svc.hosts)}]})
+        # one rule on `connection.sni`, for every port: HTTP-only fields (`operation.hosts`) are
+        # dropped from a DENY rule on TCP chains (pilot/pkg/security/authz/model), which would then
+        # deny every non-consumer on every TLS/TCP chain of the shared gateway, other services'
+        # included; the SNI the sidecars send (the subset's, the service's first host) picks the
+        # gateway's filter chain, hence the destination, on HTTP and TCP chains alike
+        rules = [{"from": outsiders, "when": [{"key": "connection.sni", "values": list(svc.hosts)}]}]
         policy = {"name": name, "namespace": ns, "labels": labels, "selector": dict(gw.selector), "action": "DENY",
                   "rules": rules, "target_refs": []}
     return {"gateway": gateway, "virtual_services": vses, "policy": policy}

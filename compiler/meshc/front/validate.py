@@ -17,7 +17,7 @@ from typing import Any
 from meshc.front.checker import Checker
 from meshc.front.declschema import did_you_mean
 from meshc.front.declschema import validate as schema_validate
-from meshc.front.validate_egress import check_egress
+from meshc.front.validate_egress import check_egress, effective_egress
 from meshc.front.validate_tls import check_tls
 from meshc.model.core import (
     Consumer,
@@ -405,7 +405,7 @@ def build_service(env: EnvSettings, decl: ServiceDecl) -> Service:
         traffic_policy=TrafficPolicy.of(d.get("trafficPolicy")),
         subsets=tuple(Subset(s["name"], s.get("labels", {}), TrafficPolicy.of(s.get("trafficPolicy")))
                       for s in d.get("subsets", ())),
-        export_to=tuple(d.get("exportTo", ())), decl=decl, egress=str(d.get("egress") or env.egress.mode),
+        export_to=tuple(d.get("exportTo", ())), decl=decl, egress=effective_egress(env, d),
         consumers=tuple(Consumer(c["namespace"], c.get("serviceAccount")) for c in d.get("consumers", ())))
 
 

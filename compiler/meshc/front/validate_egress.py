@@ -4,13 +4,17 @@ Codes: V034 an egress path the environment cannot provide (settings missing from
 the wrong data plane), V035 a declaration the chosen path cannot carry, V036 a VM workload in an
 ambient environment, V037 a consumer env.yaml does not list, V038 consumers in an ambient
 environment without a waypoint, V039 consumers that cannot be checked (env.yaml lists no
-namespaces).
+namespaces), V040 a consumer a declared exportTo hides the service from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from meshc.front.checker import Checker
 from meshc.front.declschema import did_you_mean
+from meshc.model.core import EnvSettings
 from meshc.model.diagnostics import DataPath, Severity
 
 # A Gateway server carries TCP-based protocols only (networking/v1alpha3 gateway.proto: HTTP,
@@ -19,8 +23,16 @@ _NO_GATEWAY = {"UDP"}
 _HTTP = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
 
 
+def effective_egress(env: EnvSettings, data: Mapping[str, Any]) -> str:
+    """The service's egress path: as declared, else env.yaml's `egress.mode`, except that an
+    internal service (VMs with sidecars: mesh workloads) stays direct unless it says otherwise."""
+    if data.get("egress"):
+        return str(data["egress"])
+    return "direct" if data.get("location") == "internal" else env.egress.mode
+
+
 def egress_mode(chk: Checker) -> str:
-    return str(chk.data.get("egress") or chk.env.egress.mode)
+    return effective_egress(chk.env, chk.data)
 
 
 def check_egress(chk: Checker) -> None:
@@ -60,9 +72,27 @@ def check_egress(chk: Checker) -> None:
                     "waypoint's AuthorizationPolicy; ztunnel does not apply exportTo or Sidecars",
                     "set egress: waypoint for this service (or remove consumers)")
     _consumers(chk)
+    _hidden_consumers(chk)
+
+
+def _hidden_consumers(chk: Checker) -> None:
+    """A declared exportTo that hides the service from one of its consumers (V040)."""
+    export = chk.data.get("exportTo")
+    if not export or "*" in export:
+        return
+    own = chk.data.get("namespace", chk.env.namespace)
+    names = {own if e == "." else e for e in export}
+    for i, c in enumerate(chk.data.get("consumers") or ()):
+        if c["namespace"] not in names:
+            chk.add("V040", ("consumers", i, "namespace"), f"consumer namespace {c['namespace']!r} is not in "
+                    f"exportTo {export}: it cannot see the service, so it cannot call it",
+                    f"add {c['namespace']} to exportTo, or leave exportTo out (consumers set it)", Severity.WARNING)
 
 
 def _gateway_limits(chk: Checker) -> None:
+    if chk.data.get("location") == "internal":
+        chk.add("V035", ("egress",), "an internal service (VM workloads with sidecars) is part of the mesh: its "
+                "callers reach it over mutual TLS, not through the egress gateway", "remove egress: gateway")
     for i, port in enumerate(chk.data.get("ports") or ()):
         if str(port.get("protocol", "")).upper() in _NO_GATEWAY:
             chk.add("V035", ("ports", i, "protocol"), f"port {port.get('number')} is UDP: an egress gateway "

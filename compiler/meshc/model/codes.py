@@ -160,6 +160,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("V037", E, "a consumer env.yaml does not list (namespace or service account), or listed twice"),
     ("V038", E, "consumers in an ambient environment without egress: waypoint"),
     ("V039", W, "consumers that cannot be checked: env.yaml lists no namespaces"),
+    ("V040", W, "a consumer a declared exportTo hides the service from"),
     # X: templates (meshc.expand.services)
     ("X001", E, "a template failed while rendering (undefined value, unknown test, value printed without "
                 "`| json`)"),
