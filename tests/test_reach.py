@@ -469,3 +469,22 @@ def test_without_the_sides_only_the_changed_objects_are_compared(tmp_path: Path)
     stripe = se("payments-stripe", "egress", [STRIPE])
     assert _flags(tmp_path / "b", [stripe, *gateway_service(consumers=CONSUMERS)],
                   [stripe, *gateway_service(consumers=CONSUMERS[:1])], with_sides=False) == []
+
+
+def test_http_only_fields_on_a_tcp_host_as_istiod_builds_them() -> None:
+    """Every port of the host is TLS (a TCP chain at the gateway): istiod's authz builder drops
+    HTTP-only fields from a DENY rule, so a DENY naming another host by `operation.hosts` refuses
+    this one's callers too; and it leaves out an ALLOW rule that has them, which then allows
+    nothing (pilot/pkg/security/authz/model/model.go: "must not be used in TCP")."""
+    objects = [se("s", "egress", [STRIPE]), *gateway_service()]
+    deny = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "other-egress", "namespace": "istio-system"},
+            "spec": {"selector": {"matchLabels": {"istio": "egressgateway"}}, "action": "DENY",
+                     "rules": [{"from": [{"source": {"notNamespaces": ["billing"]}}],
+                                "to": [{"operation": {"hosts": ["other.example.com"]}}]}]}}
+    answer = reach([*objects, deny], STRIPE, Caller("checkout"), outbound_policy="ALLOW_ANY", trust_domain=TD)
+    assert answer.verdict == "denied", "\n".join(map(str, answer.reasons))
+    allow = {**deny, "spec": {**deny["spec"], "action": "ALLOW",
+                              "rules": [{"to": [{"operation": {"hosts": [STRIPE]}}]}]}}
+    answer = reach([*objects, allow], STRIPE, Caller("checkout"), outbound_policy="ALLOW_ANY", trust_domain=TD)
+    assert answer.verdict == "denied" and "TCP" in "\n".join(map(str, answer.reasons))

@@ -391,6 +391,14 @@ class Mesh:
                                           f"PassthroughCluster{past}"))
         return Answer(host, caller, "bypass", "passthrough", tuple(reasons))
 
+    def _tcp_only(self, host: str) -> bool:
+        """Whether every port of the host is carried as TCP (no HTTP port): then istiod's authz
+        builder drops HTTP-only fields from a DENY rule and skips an ALLOW rule that has them
+        (pilot/pkg/security/authz/model: "must not be used in TCP")."""
+        protocols = {str(_map(p).get("protocol", "")).upper() for o, _ in self._entries(host)
+                     for p in _items(o.spec.get("ports"))}
+        return bool(protocols) and not protocols & _HTTP_PROTOCOLS
+
     def _ports(self, host: str) -> set[int]:
         out: set[int] = set()
         for o, _ in self._entries(host):
@@ -507,11 +515,12 @@ class Mesh:
     def _authorize(self, policies: list[_Obj], caller: Caller, host: str, ports: set[int],
                    reasons: list[Reason], where: str) -> str:
         principal = caller.principal(self.trust_domain)
+        tcp = self._tcp_only(host)
         denies = [p for p in policies if str(p.spec.get("action", "ALLOW")) == "DENY"]
         allows = [p for p in policies if str(p.spec.get("action", "ALLOW")) == "ALLOW"]
         for ap in denies:
             for i, rule in enumerate(_items(ap.spec.get("rules"))):
-                ok, why = _rule(_map(rule), caller, principal, host, ports)
+                ok, why = _rule(_map(rule), caller, principal, host, ports, "DENY" if tcp else "")
                 if ok:
                     reasons.append(Reason(ap.id, f"spec.rules[{i}]", f"DENY matches: {why}"))
                     return "denied"
@@ -524,7 +533,7 @@ class Mesh:
             if not rules:
                 misses.append(Reason(ap.id, "spec.rules", "none: allows nothing"))
             for i, rule in enumerate(rules):
-                ok, why = _rule(_map(rule), caller, principal, host, ports)
+                ok, why = _rule(_map(rule), caller, principal, host, ports, "ALLOW" if tcp else "")
                 if ok:
                     reasons.append(Reason(ap.id, f"spec.rules[{i}]", f"ALLOW matches: {why}"))
                     return "allowed"
@@ -543,9 +552,23 @@ def _any(patterns: list[str], value: str) -> bool:
     return any(value_matches(p, value) for p in patterns)
 
 
-def _rule(rule: Mapping[str, Any], caller: Caller, principal: str, host: str, ports: set[int]) -> tuple[bool, str]:
-    """Whether one AuthorizationPolicy rule matches the caller's requests to host; and why (or why not)."""
+_HTTP_PROTOCOLS = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
+_HTTP_ONLY = ("hosts", "notHosts", "methods", "notMethods", "paths", "notPaths")
+
+
+def _rule(rule: Mapping[str, Any], caller: Caller, principal: str, host: str, ports: set[int],
+          tcp_action: str = "") -> tuple[bool, str]:
+    """Whether one AuthorizationPolicy rule matches the caller's requests to host; and why (or why
+    not). `tcp_action` (the host is carried as TCP only): an ALLOW rule with HTTP-only fields
+    matches nothing, a DENY rule is matched without them, as istiod builds them for TCP chains."""
     said: list[str] = []
+    http_only = sorted({k for op in _items(rule.get("to")) for k in _map(_map(op).get("operation")) if k in _HTTP_ONLY})
+    if tcp_action and http_only:
+        if tcp_action == "ALLOW":
+            return False, f"HTTP-only {', '.join(http_only)} on a TCP connection: istiod leaves the ALLOW rule out"
+        rule = {**rule, "to": [{"operation": {k: v for k, v in _map(_map(op).get("operation")).items()
+                                              if k not in _HTTP_ONLY}} for op in _items(rule.get("to"))]}
+        said.append(f"HTTP-only {', '.join(http_only)} dropped on a TCP connection (istiod)")
     sources = _items(rule.get("from"))
     if sources:
         hit = None
