@@ -119,7 +119,9 @@ def _bundled_services(root: Path, out: Path | None) -> dict[str, set[str]]:
     for index in sorted(out_root.glob("*/index.json")):
         try:
             objects = orjson.loads(index.read_bytes()).get("objects", [])
-            found[index.parent.name] = {str(o.get("service")) for o in objects if isinstance(o, dict)}
+            # objects of the whole environment (consumer Sidecars, the waypoint) belong to no service
+            found[index.parent.name] = {str(o.get("service")) for o in objects
+                                        if isinstance(o, dict) and o.get("service")}
         except (OSError, ValueError, AttributeError):
             continue
     return found
