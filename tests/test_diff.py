@@ -589,3 +589,21 @@ def test_5000_changed_objects_fit_the_comment_and_say_what_was_left_out(tmp_path
     total_lines = sum(1 for line in text.splitlines() if line.startswith("    "))
     shown_lines = sum(len(b.splitlines()) for b in re.findall(r"```diff\n(.*?)\n```", md, re.DOTALL))
     assert int(left.group(3)) == total_lines - shown_lines
+
+
+def test_a_destination_rule_moved_to_the_gateway_is_not_a_weakening(estate: Path) -> None:
+    """payments-stripe put through the egress gateway in staging, for one consumer: its
+    DestinationRule (TLS origination on port 80) moves into istio-system, where the gateway
+    applies it; the rule removed from egress-staging is compared with the one added for the same
+    host, not with nothing."""
+    append(estate, "environments/staging/env.yaml",
+           "namespaces: {checkout: {}}\negress:\n  gateway: {name: istio-egressgateway, namespace: istio-system, "
+           "selector: {istio: egressgateway}}\n")
+    append(estate, "environments/staging/services.yaml",
+           "  - name: payments-stripe\n    egress: gateway\n    consumers: [{namespace: checkout}]\n")
+    changes = diff(estate, envs=("staging",))
+    staging = changes.envs["staging"]
+    moved = "DestinationRule/istio-system/payments-stripe"
+    assert moved in ids(staging.added) | {str(r.id) for r in staging.renamed}
+    weakened = [r for r in changes.risks if r.code == "tls-weakened" and "payments-stripe" in r.object]
+    assert not weakened, [str(r) for r in weakened]

@@ -76,10 +76,16 @@ def _env_flags(env: EnvChanges) -> Iterator[RiskFlag]:
     for snap in env.added:
         yield from _flags(env.env, str(snap.id), snap.id.kind, {}, snap.norm, snap.source, added=True)
     gone = _vms_gone(env)
+    # a DestinationRule that moved (the same host's rule removed in one namespace and added in
+    # another: a service put through the egress gateway) is compared with where it went
+    moved_to = {str(spec_of(a.norm).get("host")): a.norm for a in env.added if a.id.kind == "DestinationRule"}
     for snap in env.removed:
         if snap.id.kind == "IptablesChain" and snap.id.namespace in gone:
             continue  # the VM itself is gone: its endpoint-removed flag says so, once
-        yield from _flags(env.env, str(snap.id), snap.id.kind, snap.norm, {}, snap.source, removed=True)
+        after: Body = {}
+        if snap.id.kind == "DestinationRule":
+            after = moved_to.get(str(spec_of(snap.norm).get("host")), {})
+        yield from _flags(env.env, str(snap.id), snap.id.kind, snap.norm, after, snap.source, removed=not after)
     for file, name in sorted(gone.items()):
         if name is None:  # the endpoint is still declared: the workload lost its sidecar's capture
             yield RiskFlag("capture-lost", env.env, f"workload {file.removeprefix('iptables/')}",
