@@ -151,8 +151,9 @@ def _no_vms(chk: Checker) -> None:
     if d.get("endpointsAs") == "workloadEntries" or d.get("location") == "internal":
         key = "endpointsAs" if d.get("endpointsAs") == "workloadEntries" else "location"
         chk.add("V036", (key,), f"environment {chk.env.name} runs ambient: VM workloads (WorkloadEntries, "
-                "MESH_INTERNAL services) are not part of ambient GA", "keep VM services in a sidecar-mode "
-                "environment, or declare the service as external")
+                "MESH_INTERNAL services) are not part of ambient GA", "remove the service from this environment "
+                "(an override `- {name: ..., $patch: delete}` in its folder), or keep VMs in a sidecar-mode "
+                "environment")
         return
     for i, ep in enumerate(d.get("endpoints") or ()):
         if ep.get("serviceAccount"):
