@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from meshc.model.core import EnvSettings, Origin, Service
+from meshc.model.values import HTTP_FAMILY
 
-HTTP_FAMILY = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
 # The application's own TLS: sidecars route it by SNI; the gateway ends only the mutual TLS around
 # it and forwards the stream (a `tcp` route) to the host.
 APP_TLS = {"HTTPS", "TLS"}

@@ -59,7 +59,8 @@ class Expander:
             if svc.endpoints_as == "workloadEntries":
                 for i, ep_view in enumerate(we_views(svc)):
                     out.append(self._render(self.we_t, "we", ep_view, svc, i, we_origin(i)))
-            for i, view in enumerate(dr_views(svc, env)):
+            btp = egress.backend_tls_view(svc, env)
+            for i, view in enumerate(dr_views(svc, env, tls_by_policy=btp is not None)):
                 if view is not None:
                     out.append(self._render(self.dr_t, "dr", view, svc, i, dr_origin(svc, i)))
             if svc.egress == "gateway" and env.egress.gateway is not None:
@@ -72,7 +73,6 @@ class Expander:
             policy = egress.waypoint_policy_view(svc, env)
             if policy is not None:
                 out.append(self._render(self.ap_t, "ap", policy, svc, 0, egress.WAYPOINT_POLICY_ORIGIN))
-            btp = egress.backend_tls_view(svc, env)
             if btp is not None:
                 out.append(self._render(self.btp_t, "btp", btp, svc, 0, egress.BACKEND_TLS_ORIGIN))
         except _RenderError as exc:
@@ -220,12 +220,11 @@ def we_views(svc: Service) -> list[dict[str, Any]]:
     } for ep in svc.endpoints]
 
 
-def dr_views(svc: Service, env: EnvSettings) -> list[dict[str, Any] | None]:
+def dr_views(svc: Service, env: EnvSettings, tls_by_policy: bool = False) -> list[dict[str, Any] | None]:
     """The service's DestinationRules, one per host. Through the egress gateway they live in the
     gateway's namespace, visible there only (the gateway applies them: it originates TLS); with
     a BackendTLSPolicy at the waypoint, TLS is left to that policy."""
-    originated_by_policy = egress.backend_tls_view(svc, env) is not None
-    policy = traffic_policy(svc.traffic_policy, None if originated_by_policy else svc.tls)
+    policy = traffic_policy(svc.traffic_policy, None if tls_by_policy else svc.tls)
     subsets = [_subset(s) for s in svc.subsets]
     if not (policy or subsets or svc.client_selector):
         return [None] * len(svc.hosts)

@@ -32,10 +32,8 @@ from meshc.model.core import (
 )
 from meshc.model.diagnostics import DataPath, Diagnostic, Severity
 from meshc.model.netaddr import UNIX_PREFIX, is_cidr, is_fqdn, is_ip, is_unix
-from meshc.model.values import duration_nanos, label_key_error, label_value_error
+from meshc.model.values import HTTP_FAMILY, TLS_FAMILY, duration_nanos, label_key_error, label_value_error
 
-HTTP_FAMILY = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
-TLS_FAMILY = {"HTTPS", "TLS"}
 _DURATIONS = {"connectTimeout", "maxConnectionDuration", "idleTimeout", "time", "interval",
               "baseEjectionTime", "duration", "ttl"}
 _UNSAFE = re.compile(r"[^a-z0-9]+")

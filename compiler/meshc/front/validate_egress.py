@@ -16,11 +16,11 @@ from meshc.front.checker import Checker
 from meshc.front.declschema import did_you_mean
 from meshc.model.core import EnvSettings
 from meshc.model.diagnostics import DataPath, Severity
+from meshc.model.values import HTTP_FAMILY
 
 # A Gateway server carries TCP-based protocols only (networking/v1alpha3 gateway.proto: HTTP,
 # HTTPS, GRPC, GRPC-Web, HTTP2, MONGO, TCP, TLS); UDP has no egress-gateway path.
 _NO_GATEWAY = {"UDP"}
-_HTTP = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
 
 
 def effective_egress(env: EnvSettings, data: Mapping[str, Any]) -> str:
@@ -75,13 +75,22 @@ def check_egress(chk: Checker) -> None:
     _hidden_consumers(chk)
 
 
+def _exported_to(chk: Checker) -> set[str] | None:
+    """The namespaces a declared exportTo names (`.` resolved to the service's own), or None when
+    it does not restrict: absent, or with `*`."""
+    export = chk.data.get("exportTo")
+    if not export or "*" in export:
+        return None
+    own = chk.data.get("namespace", chk.env.namespace)
+    return {own if e == "." else e for e in export}
+
+
 def _hidden_consumers(chk: Checker) -> None:
     """A declared exportTo that hides the service from one of its consumers (V040)."""
     export = chk.data.get("exportTo")
-    if not export or "*" in export:
+    names = _exported_to(chk)
+    if names is None:
         return
-    own = chk.data.get("namespace", chk.env.namespace)
-    names = {own if e == "." else e for e in export}
     for i, c in enumerate(chk.data.get("consumers") or ()):
         if c["namespace"] not in names:
             chk.add("V040", ("consumers", i, "namespace"), f"consumer namespace {c['namespace']!r} is not in "
@@ -101,20 +110,18 @@ def _gateway_limits(chk: Checker) -> None:
     if len(hosts) > 1:
         for i, port in enumerate(chk.data.get("ports") or ()):
             proto = str(port.get("protocol", "")).upper()
-            if proto not in _HTTP and proto not in _NO_GATEWAY:
+            if proto not in HTTP_FAMILY and proto not in _NO_GATEWAY:
                 chk.add("V035", ("ports", i, "protocol"), f"port {port.get('number')} is {proto}: through the egress "
                         f"gateway only HTTP ports can serve several hosts (the gateway forwards other traffic by "
                         f"port alone, so {len(hosts)} hosts would share one route)",
                         "split the service into one per host")
     gateway = chk.env.egress.gateway
     export = chk.data.get("exportTo")
-    if gateway is not None and export:
-        own = chk.data.get("namespace", chk.env.namespace)
-        names = {own if e == "." else e for e in export}
-        if "*" not in names and gateway.namespace not in names:
-            chk.add("V035", ("exportTo",), f"exportTo {export} hides the service from the egress gateway's "
-                    f"namespace {gateway.namespace}: the gateway could not route it (503)",
-                    f"add {gateway.namespace} to exportTo, or leave exportTo out and list consumers")
+    names = _exported_to(chk)
+    if gateway is not None and names is not None and gateway.namespace not in names:
+        chk.add("V035", ("exportTo",), f"exportTo {export} hides the service from the egress gateway's "
+                f"namespace {gateway.namespace}: the gateway could not route it (503)",
+                f"add {gateway.namespace} to exportTo, or leave exportTo out and list consumers")
     if chk.data.get("clientSelector"):
         chk.add("V035", ("clientSelector",), "clientSelector picks client sidecars, but with egress: gateway the "
                 "gateway applies the service's DestinationRule", "remove clientSelector; the gateway reads "

@@ -6,6 +6,7 @@ translation and Kubernetes CEL `duration()` use): an optional sign, then one or 
 unit; the result is int64 nanoseconds (beyond it is an error); a part's fraction is converted as Go
 does, through float64, and truncated. Every other duration reader calls it: `duration_nanos` (None
 instead of the error) and, above this package, the Envoy conversions, the Istio rules and CEL.
+Protocols: `HTTP_FAMILY` (Istio port protocols carried as HTTP) and `TLS_FAMILY`, upper case.
 Labels: `label_key_error` / `label_value_error` are Kubernetes' label syntax as
 `labels.Instance.Validate` applies it (istio-facts.md 4.1).
 Invariants: pure functions; results of the duration parser are cached per string.
@@ -21,6 +22,9 @@ NANOS_PER_UNIT = {
     "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
 }
 _TWO_63 = 1 << 63
+
+HTTP_FAMILY = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
+TLS_FAMILY = frozenset({"HTTPS", "TLS"})
 
 
 def parse_go_duration(text: str) -> int:

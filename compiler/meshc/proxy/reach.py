@@ -56,6 +56,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshc.model.values import HTTP_FAMILY
+
 Body = Mapping[str, Any]
 
 VERDICTS = ("allowed", "bypass", "denied", "blocked")
@@ -397,7 +399,7 @@ class Mesh:
         (pilot/pkg/security/authz/model: "must not be used in TCP")."""
         protocols = {str(_map(p).get("protocol", "")).upper() for o, _ in self._entries(host)
                      for p in _items(o.spec.get("ports"))}
-        return bool(protocols) and not protocols & _HTTP_PROTOCOLS
+        return bool(protocols) and not protocols & HTTP_FAMILY
 
     def _ports(self, host: str) -> set[int]:
         out: set[int] = set()
@@ -552,7 +554,6 @@ def _any(patterns: list[str], value: str) -> bool:
     return any(value_matches(p, value) for p in patterns)
 
 
-_HTTP_PROTOCOLS = {"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"}
 _HTTP_ONLY = ("hosts", "notHosts", "methods", "notMethods", "paths", "notPaths")
 
 
