@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "compiler" / "meshc"
 
 # Top to bottom; each entry may import the entries after it (and itself), never one before it.
-LAYERS = ("cli", "diff", "api", "pipeline", "check", "proxy", "emit", "expand", "front",
+LAYERS = ("cli", "adopt", "diff", "api", "pipeline", "check", "proxy", "emit", "expand", "front",
           "runtime", "files", "model")
 # meshc's own modules that are not in a layer: the package root, the entry point, the schema data.
 OUTSIDE = {"meshc", "meshc.__main__", "meshc.schemas"}  # meshc.schemas: JSON package data

@@ -15,7 +15,7 @@ ServiceEntry without addresses, whatever its resolution, as istioctl analyze doe
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,20 +41,44 @@ class LintInput:
     skipped: int = 0
 
 
-def read_inputs(paths: Sequence[str]) -> LintInput:
-    out = LintInput()
+def _sources(paths: Sequence[str]) -> Iterator[tuple[str, bytes | Diagnostic]]:
+    """(name, bytes) per file under `paths` ("-" is stdin; folders recursively, *.yaml and *.yml
+    sorted), or (name, Y001) for a file that cannot be read."""
     for raw in paths:
         if raw == "-":
-            _add(out, "<stdin>", sys.stdin.buffer.read())
+            yield "<stdin>", sys.stdin.buffer.read()
             continue
         path = Path(raw)
         files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
         for f in files:
             try:
-                _add(out, f.as_posix(), f.read_bytes())
+                yield f.as_posix(), f.read_bytes()
             except OSError as exc:
-                out.errors.append(Diagnostic("Y001", Severity.ERROR, f"cannot read file: {exc.strerror}",
-                                             Position(f.as_posix()), hint="check the path"))
+                yield f.as_posix(), Diagnostic("Y001", Severity.ERROR, f"cannot read file: {exc.strerror}",
+                                               Position(f.as_posix()), hint="check the path")
+
+
+def read_documents(paths: Sequence[str]) -> tuple[list[Document], list[Diagnostic]]:
+    """Every document under `paths`, `kind: List` items unwrapped, with the files' YAML errors."""
+    docs: list[Document] = []
+    errors: list[Diagnostic] = []
+    for name, data in _sources(paths):
+        if isinstance(data, Diagnostic):
+            errors.append(data)
+            continue
+        parsed, diags = parse(name, data, carried=False)
+        errors.extend(diags)
+        docs.extend(_unwrap(parsed))
+    return docs, errors
+
+
+def read_inputs(paths: Sequence[str]) -> LintInput:
+    out = LintInput()
+    for name, data in _sources(paths):
+        if isinstance(data, Diagnostic):
+            out.errors.append(data)
+        else:
+            _add(out, name, data)
     return out
 
 

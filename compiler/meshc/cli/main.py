@@ -17,6 +17,9 @@ from meshc import api
 from meshc.check.cue.engines import EngineFailure, engine_home, find_binary, install, installed
 from meshc.cli import report
 from meshc.cli.diff import diff_command
+from meshc.cli.drift import drift_command
+from meshc.cli.explain import explain_command
+from meshc.cli.importer import import_command
 from meshc.cli.init import InitError, init_estate
 from meshc.cli.reach import what_can_reach_command, who_can_reach_command
 from meshc.diff.graph import graph_page
@@ -229,6 +232,9 @@ def lint(paths: tuple[str, ...], crds: Path | None, fmt: str, fail_on: str, root
 main.add_command(diff_command)
 main.add_command(who_can_reach_command)
 main.add_command(what_can_reach_command)
+main.add_command(import_command)
+main.add_command(explain_command)
+main.add_command(drift_command)
 
 
 @main.command()
