@@ -21,10 +21,10 @@ from meshc.check.lint import read_documents
 from meshc.files.source import Document, node_position
 from meshc.model.diagnostics import Diagnostic, Position, Severity
 from meshc.model.ids import ObjectId
+from meshc.model.release import PASSTHROUGH_GROUPS
 
 #: API groups whose objects meshc carries (declared, or kept verbatim as pass-through).
-GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io",
-          "gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
+GROUPS = PASSTHROUGH_GROUPS
 #: What meshc expresses as declarations; the rest of GROUPS is pass-through.
 DECLARED_KINDS = ("ServiceEntry", "WorkloadEntry", "DestinationRule")
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from meshc.files.source import locate
 from meshc.front.provenance import locate_finding
 from meshc.model.core import Artifact
 from meshc.model.diagnostics import Diagnostic, Finding, Position, format_path
@@ -87,6 +88,8 @@ class Placer:
     def __call__(self, art: Artifact, finding: Finding) -> Diagnostic:
         decl = self.decls.get(art.service)
         pos = locate_finding(art, decl, finding.path) if decl is not None else None
+        if pos is None and art.source is not None:  # kept verbatim: the field's own line
+            pos = locate(art.source.file, art.node, finding.path)[0] if art.node is not None else art.source
         if pos is None and not art.service and self.env.settings.source is not None:
             pos = self.env.settings.source.position  # an object of the whole environment: env.yaml made it
         return Diagnostic(finding.code, finding.severity, finding.message, pos,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshc.files.confine import ConfinementError
 from meshc.files.source import Document, compose_all, locate, parse
 from meshc.files.tree import SourceTree
 from meshc.front import declschema
+from meshc.front.passthrough import PassDoc, is_passthrough, load_passthrough
 from meshc.model.core import EnvSettings, Layer, NodeSource
 from meshc.model.diagnostics import Diagnostic, Position, Severity
 from meshc.model.settings import (
@@ -56,6 +57,8 @@ class EnvSource:
 class Estate:
     base: tuple[DeclFile, ...]
     envs: dict[str, EnvSource]
+    # objects kept verbatim, per layer ("base" and environment names; front.passthrough)
+    passthrough: Mapping[str, tuple[PassDoc, ...]] = field(default_factory=dict)
 
 
 def _err(code: str, message: str, pos: Position, hint: str) -> Diagnostic:
@@ -291,20 +294,24 @@ def _load(tree: SourceTree, only: list[str] | None,
                                Position(ROOT), f"known environments: {', '.join(envs)}")]
     base = _load_dir(tree, f"{ROOT}/{BASE}", False, diags, (), cache)
     sources: dict[str, EnvSource] = {}
+    kept: dict[str, tuple[PassDoc, ...]] = {}
+    for layer in (BASE, *(only or envs)):
+        kept[layer], problems = load_passthrough(tree, f"{ROOT}/{layer}")
+        diags.extend(problems)
     for env in only or envs:
         settings, problems = load_env_settings(tree, env)
         diags.extend(problems)
         files = _load_dir(tree, f"{ROOT}/{env}", True, diags, (f"{ROOT}/{env}/{ENV_FILE}",), cache)
         if settings is not None:
             sources[env] = EnvSource(settings, files)
-    return Estate(base, sources), diags
+    return Estate(base, sources, {k: v for k, v in kept.items() if v}), diags
 
 
 def _load_dir(tree: SourceTree, directory: str, overlay: bool, diags: list[Diagnostic],
               skip: tuple[str, ...], cache: ParseCache | None) -> tuple[DeclFile, ...]:
     out: list[DeclFile] = []
     for path in tree.list(directory) if tree.is_dir(directory) else []:
-        if path in skip:
+        if path in skip or is_passthrough(path):
             continue
         if not _is_yaml(path):
             diags.append(Diagnostic("L004", Severity.WARNING, "not a .yaml file; ignored",

@@ -236,3 +236,7 @@ class Artifact:
     service: str
     part: int = 0
     origin: Origin = field(default=(), compare=False, repr=False)
+    # an object kept verbatim (environments/<env>/passthrough/): the file:line it was read at and
+    # its YAML node, so a finding inside it is placed at the field's own line
+    source: Position | None = field(default=None, compare=False, repr=False)
+    node: Any = field(default=None, compare=False, repr=False)

@@ -31,6 +31,12 @@ DEFAULT_GROUP = "networking.istio.io"
 EMITTED_KINDS = (("networking.istio.io", "ServiceEntry"), ("networking.istio.io", "WorkloadEntry"),
                  ("networking.istio.io", "DestinationRule"))
 
+#: API groups whose objects an estate may keep verbatim (environments/<env>/passthrough/): those
+#: of the shipped CRDs (every Istio CRD and the Gateway API standard channel), so the schema
+#: layer validates them like emitted objects.
+PASSTHROUGH_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io",
+                      "gateway.networking.k8s.io")
+
 EACH = None  # a path element: every item of a list
 PathElem = str | None
 _SEGMENT = re.compile(r'(?P<name>[A-Za-z_$][A-Za-z0-9_$-]*)|\["(?P<quoted>[^"]+)"\]|(?P<each>\[\])')
