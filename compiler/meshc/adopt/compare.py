@@ -1,0 +1,477 @@
+"""Two sets of Kubernetes objects held against each other by identity, in `meshc diff`'s change model.
+
+Input: per side, objects keyed by `ObjectId` (kind, namespace, name) with their bodies as a client
+reads them (the API server's fields and a GitOps tool's bookkeeping may be present), and labels for
+the sides. Output: a `ChangeSet` (meshc.diff.model) with one environment: objects only on the
+expected side are `removed`, objects only on the actual side are `added`, objects on both whose
+bodies differ after normalisation are `modified` with their field changes; the renderers of
+`meshc diff` (text, Markdown, JSON) print it unchanged. `review` then applies what `meshc diff`
+applies after comparing: the ignore file, risk flags (over synthetic bundle views of both sides),
+masking.
+
+Normalisation (`normalise_live`, then `align` for a pair), each rule with its reason:
+
+* the API server's fields: `status`, metadata resourceVersion, uid, managedFields,
+  creationTimestamp, generation, selfLink, deletion*, and kubectl's last-applied annotation
+  (meshc.adopt.live.strip_server_fields; kubernetes.io object-meta reference);
+* a GitOps tool's bookkeeping, listed once in `BOOKKEEPING` (Argo CD's tracking annotation and
+  label, Flux's owner labels, Istio's gateway controller version annotation), with its source;
+* the CRD structural-schema defaults the API server applies (`Defaults`; KEP-575 and
+  k8s.io/apiextensions-apiserver pkg/apiserver/schema/defaulting/algorithm.go, `Default`:
+  a missing property, or a null one where the schema is not nullable, gets its `default:`, then
+  the walk goes on below it, defaulted values included; `PruneNonNullableNullsWithoutDefaults`:
+  a null where the schema is neither nullable nor defaulted is dropped). Both sides are
+  defaulted, so a field present with its default on one side and absent on the other is no
+  change. Istio's own kinds have no `default:` in their CRDs (istio/api
+  kubernetes/customresourcedefinitions.gen.yaml at the commit of the shipped schemas); the
+  Gateway API kinds have many (Gateway: 19). istiod's admission webhook for configuration is a
+  ValidatingWebhookConfiguration (istio-validator-<rev>-istio-system, path /validate; Istio's
+  "Configuration Validation Problems" page), so it changes nothing;
+* numbers: a float with an integral value is the integer (the API server decodes JSON numbers
+  and kubectl prints 1.0 as 1);
+* apiVersion: within one API group, versions are the same stored object: every served version of
+  Istio's kinds has the same schema in the CRD and no conversion webhook (strategy None: "the
+  converter only changes the apiVersion", apiextensions.k8s.io/v1 CustomResourceConversion), so
+  `align` gives the actual side the expected side's version; another group is a change;
+* empty labels or annotations left by the above are dropped.
+
+List semantics and paths are `meshc diff`'s (meshc.diff.objects.normalise): `spec.hosts[api.x.com]`,
+`spec.ports[number=80].name`. There is no rename pairing: identity is the contract.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from meshc.adopt.live import strip_server_fields
+from meshc.diff.filters import apply_ignore, load_ignore, mask_changeset
+from meshc.diff.maps import ServiceMap, service_map
+from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, ObjectSnapshot, SideInfo
+from meshc.diff.objects import normalise
+from meshc.diff.risk import find_risks
+from meshc.diff.run import MAP_KINDS, field_changes, references
+from meshc.diff.sides import EnvData, MemView, Side, load_mask_rules
+from meshc.emit.bundle import canonical
+from meshc.files.confine import CRD_LIMIT, read_regular
+from meshc.files.yamlout import dump
+from meshc.model.ids import ObjectId
+from meshc.model.release import DEFAULT_ISTIO, shipped_crds
+
+Body = Mapping[str, Any]
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MESHC = "meshc"
+SERVICE_LABEL = "meshc.dev/service"
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """A label or annotation a tool writes to keep track of what it applied: not configuration."""
+
+    where: str          # "labels" or "annotations"
+    key: str
+    reason: str
+    source: str
+    unless_expected: bool = False   # ignored only when the expected side does not set it
+
+
+BOOKKEEPING: tuple[Bookkeeping, ...] = (
+    Bookkeeping("annotations", "argocd.argoproj.io/tracking-id",
+                "Argo CD's resource tracking (annotation method, the default since Argo CD 3.0)",
+                "https://argo-cd.readthedocs.io/en/stable/user-guide/resource_tracking/"),
+    Bookkeeping("annotations", "argocd.argoproj.io/installation-id",
+                "Argo CD's installation ID, when several Argo CD instances share a cluster",
+                "https://argo-cd.readthedocs.io/en/stable/user-guide/resource_tracking/"),
+    Bookkeeping("labels", "app.kubernetes.io/instance",
+                "Argo CD's tracking label (label method: Argo CD before 3.0, or annotation+label)",
+                "https://argo-cd.readthedocs.io/en/stable/user-guide/resource_tracking/", unless_expected=True),
+    Bookkeeping("labels", "kustomize.toolkit.fluxcd.io/name",
+                "Flux kustomize-controller's owner label on every object it applies",
+                "fluxcd/kustomize-controller, test 'sets owner labels' (kustomizev1.GroupVersion.Group + /name)"),
+    Bookkeeping("labels", "kustomize.toolkit.fluxcd.io/namespace",
+                "Flux kustomize-controller's owner label on every object it applies",
+                "fluxcd/kustomize-controller, test 'sets owner labels' (kustomizev1.GroupVersion.Group + /namespace)"),
+    Bookkeeping("labels", "helm.toolkit.fluxcd.io/name",
+                "Flux helm-controller's owner label on every object of a HelmRelease",
+                "fluxcd/flux2 (HelmNameKey = helmv2.GroupVersion.Group + /name)"),
+    Bookkeeping("labels", "helm.toolkit.fluxcd.io/namespace",
+                "Flux helm-controller's owner label on every object of a HelmRelease",
+                "fluxcd/flux2 (HelmNamespaceKey = helmv2.GroupVersion.Group + /namespace)"),
+    Bookkeeping("annotations", "gateway.istio.io/controller-version",
+                "istiod's gateway deployment controller writes it on the Gateway API Gateways it manages "
+                "(waypoints included)",
+                "istio/istio pilot/pkg/config/kube/gateway/deploymentcontroller.go (ControllerVersionAnnotation)"),
+)
+
+
+# --- CRD defaults --------------------------------------------------------------------------------
+
+_NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class _Node:
+    """The part of a structural schema that defaulting reads."""
+
+    default: Any = _NO_DEFAULT
+    nullable: bool = False
+    properties: Mapping[str, _Node] = field(default_factory=dict)
+    items: _Node | None = None
+    additional: _Node | None = None
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _NO_DEFAULT
+
+
+def _node(schema: Any) -> _Node:
+    if not isinstance(schema, Mapping):
+        return _Node()
+    props = schema.get("properties")
+    add = schema.get("additionalProperties")
+    return _Node(schema["default"] if "default" in schema else _NO_DEFAULT, bool(schema.get("nullable")),
+                 {str(k): _node(v) for k, v in props.items()} if isinstance(props, Mapping) else {},
+                 _node(schema["items"]) if isinstance(schema.get("items"), Mapping) else None,
+                 _node(add) if isinstance(add, Mapping) else None)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _prune_nulls(value: Any, node: _Node | None) -> None:
+    """k8s PruneNonNullableNullsWithoutDefaults: a null neither nullable nor defaulted is dropped."""
+    if node is None:
+        return
+    if isinstance(value, dict):
+        for key in list(value):
+            sub = node.properties.get(key, node.additional)
+            if sub is None:
+                continue
+            if value[key] is None and not sub.nullable and not sub.has_default:
+                del value[key]
+            else:
+                _prune_nulls(value[key], sub)
+    elif isinstance(value, list):
+        for item in value:
+            _prune_nulls(item, node.items)
+
+
+def _default(value: Any, node: _Node | None) -> None:
+    """k8s structural defaulting (`Default`): defaults of missing or non-nullable null
+    properties, then the same below every property, defaulted ones included."""
+    if node is None:
+        return
+    if isinstance(value, dict):
+        for key, prop in node.properties.items():
+            if prop.has_default and (key not in value or (value[key] is None and not prop.nullable)):
+                value[key] = _copy(prop.default)
+        for key in list(value):
+            prop_or_add = node.properties.get(key)
+            if prop_or_add is None and node.additional is not None:
+                prop_or_add = node.additional
+                if value[key] is None and not prop_or_add.nullable and prop_or_add.has_default:
+                    value[key] = _copy(prop_or_add.default)
+            _default(value[key], prop_or_add)
+    elif isinstance(value, list) and node.items is not None:
+        for i, item in enumerate(value):
+            if item is None and not node.items.nullable and node.items.has_default:
+                value[i] = _copy(node.items.default)
+            _default(value[i], node.items)
+
+
+class Defaults:
+    """The structural-schema defaults of a set of CRDs, per (group, kind) and served version.
+
+    `Defaults.load(path)` reads a CRD file (JSON or YAML, a `kind: List` unwrapped, as
+    `kubectl get crd -o yaml` prints it, or meshc's shipped schemas); `apply(body)` returns a copy
+    of `body` as the API server would store it: nulls pruned, then defaults applied, for the
+    schema of its apiVersion (another served version of the same group and kind when that one is
+    not served; unchanged when the kind is unknown)."""
+
+    def __init__(self, schemas: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> None:
+        # (group, kind) -> version -> openAPIV3Schema
+        self._schemas = {k: dict(v) for k, v in (schemas or {}).items()}
+        self._nodes: dict[tuple[str, str, str], _Node | None] = {}
+
+    @classmethod
+    def none(cls) -> Defaults:
+        return cls()
+
+    @classmethod
+    def shipped(cls, release: str = DEFAULT_ISTIO) -> Defaults:
+        return _shipped(release)
+
+    @classmethod
+    def load(cls, path: Path) -> Defaults:
+        """Raises OSError or ValueError for a file that is not a CRD file."""
+        data = read_regular(path, CRD_LIMIT)
+        if path.suffix == ".json":
+            docs: list[Any] = [orjson.loads(data)]
+        else:
+            docs = list(yaml.load_all(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        schemas: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+        for doc in _unwrap(docs):
+            if not isinstance(doc, Mapping) or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc.get("spec") or {}
+            group, kind = str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))
+            for version in spec.get("versions") or []:
+                if not isinstance(version, Mapping) or version.get("served") is False:
+                    continue
+                schema = (version.get("schema") or {}).get("openAPIV3Schema")
+                if isinstance(schema, Mapping):
+                    schemas.setdefault((group, kind), {})[str(version.get("name", ""))] = schema
+        if not schemas:
+            raise ValueError(f"{path}: no served CustomResourceDefinition version found")
+        return cls(schemas)
+
+    def kinds(self) -> set[tuple[str, str]]:
+        return set(self._schemas)
+
+    def schema_node(self, api_version: str, kind: str) -> _Node | None:
+        group, _, version = api_version.rpartition("/")
+        key = (group, kind, version)
+        if key not in self._nodes:
+            versions = self._schemas.get((group, kind)) or {}
+            schema = versions.get(version) or next((versions[v] for v in sorted(versions)), None)
+            self._nodes[key] = _node(schema) if schema is not None else None
+        return self._nodes[key]
+
+    def apply(self, body: Body) -> dict[str, Any]:
+        out: dict[str, Any] = _copy(body)
+        node = self.schema_node(str(body.get("apiVersion", "")), str(body.get("kind", "")))
+        if node is not None:
+            _prune_nulls(out, node)
+            _default(out, node)
+            if "status" not in body:  # the controllers' part: a schema default there is no configuration
+                out.pop("status", None)
+        return out
+
+
+def _unwrap(docs: Iterable[Any]) -> Iterable[Any]:
+    for doc in docs:
+        if isinstance(doc, Mapping) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            yield from _unwrap(doc["items"])
+        else:
+            yield doc
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped(release: str) -> Defaults:
+    return Defaults.load(shipped_crds(release))
+
+
+# --- normalisation -------------------------------------------------------------------------------
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def normalise_live(body: Body, defaults: Defaults | None = None) -> dict[str, Any]:
+    """`body` as its author wrote it, as the API server stores it: server-set fields and bookkeeping
+    (except the entries of `BOOKKEEPING` that depend on the other side, see `align`) removed,
+    `defaults` applied (none when None), integral floats as integers, empty labels and annotations
+    dropped. Never mutates `body`; the result shares nothing with it."""
+    out = _numbers(strip_server_fields(body))
+    meta = dict(out.get("metadata") or {})
+    for entry in BOOKKEEPING:
+        if entry.unless_expected:
+            continue
+        values = meta.get(entry.where)
+        if isinstance(values, Mapping) and entry.key in values:
+            meta[entry.where] = {k: v for k, v in values.items() if k != entry.key}
+    for where in ("labels", "annotations"):
+        if where in meta and not meta[where]:
+            del meta[where]
+    out["metadata"] = meta
+    return defaults.apply(out) if defaults is not None else _copy(out)
+
+
+def group_of(body: Body) -> str:
+    return str(body.get("apiVersion") or "").rpartition("/")[0]
+
+
+def align(expected: Body, actual: Body) -> dict[str, Any]:
+    """`actual` (normalised) with what depends on `expected` settled: the expected apiVersion when
+    both are in one API group (versions of a group are one stored object), and the bookkeeping
+    entries marked `unless_expected` dropped when `expected` does not set them."""
+    out = dict(actual)
+    if group_of(expected) == group_of(actual) and expected.get("apiVersion") != actual.get("apiVersion"):
+        out["apiVersion"] = expected.get("apiVersion")
+    meta = dict(out.get("metadata") or {})
+    want = expected.get("metadata") or {}
+    for entry in BOOKKEEPING:
+        values = meta.get(entry.where)
+        if (entry.unless_expected and isinstance(values, Mapping) and entry.key in values
+                and entry.key not in (want.get(entry.where) or {})):
+            meta[entry.where] = {k: v for k, v in values.items() if k != entry.key}
+            if not meta[entry.where]:
+                del meta[entry.where]
+    out["metadata"] = meta
+    return out
+
+
+def managed_by_meshc(body: Body) -> bool:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return isinstance(labels, Mapping) and labels.get(MANAGED_BY) == MESHC
+
+
+def _service_label(body: Body) -> str:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(SERVICE_LABEL) or "") if isinstance(labels, Mapping) else ""
+
+
+# --- comparison ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Comparison:
+    """A `compare` result: the change set, and both sides as synthetic bundle views (index.json and
+    one manifest per object, bodies normalised) for `review`'s risk flags."""
+
+    changes: ChangeSet
+    sides: tuple[Side, Side]
+
+
+def _side_info(label: str | SideInfo, kind: str) -> SideInfo:
+    return label if isinstance(label, SideInfo) else SideInfo(label, kind)
+
+
+def object_view(env: str, objects: Mapping[ObjectId, Body], sources: Mapping[ObjectId, str] | None = None,
+                services: Mapping[ObjectId, str] | None = None, production: bool = False,
+                env_source: str = "") -> EnvData:
+    """Objects as a bundle view of `env` (index.json listing each with its file, sha256, service and
+    source; one manifest per object): what `meshc diff`'s readers (risk flags, maps) take."""
+    files: dict[str, bytes] = {}
+    entries = []
+    for oid in sorted(objects):
+        body = objects[oid]
+        text = dump(canonical(body))
+        rel = f"{oid.namespace or '_'}/{oid.kind.lower()}-{oid.name}.yaml"
+        files[rel] = ("---\n" + text).encode()
+        entries.append({"apiVersion": str(body.get("apiVersion", "")), "kind": oid.kind,
+                        "namespace": oid.namespace, "name": oid.name, "file": rel,
+                        "sha256": "", "service": (services or {}).get(oid) or _service_label(body),
+                        "source": (sources or {}).get(oid, "")})
+    index = {"meshcBundle": 1, "environment": env, "production": production,
+             "environmentSource": env_source, "objects": entries}
+    files["index.json"] = orjson.dumps(index, option=orjson.OPT_SORT_KEYS)
+    return EnvData(MemView(env, dict(sorted(files.items()))), production, env_source, index)
+
+
+def compare(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectId, Body],
+            expected_label: str | SideInfo = "expected", actual_label: str | SideInfo = "actual",
+            sources: Mapping[ObjectId, str] | None = None, *,
+            actual_sources: Mapping[ObjectId, str] | None = None,
+            services: Mapping[ObjectId, str] | None = None,
+            defaults: Defaults | None = None, production: bool = False, env_source: str = "",
+            notes: Iterable[str] = ()) -> Comparison:
+    """`compare_objects`, with both sides as synthetic bundle views (see `Comparison`)."""
+    defaults = defaults if defaults is not None else Defaults.shipped()
+    sources, actual_sources, services = sources or {}, actual_sources or {}, services or {}
+    plain_e = {oid: normalise_live(body) for oid, body in expected.items()}
+    plain_a = {oid: normalise_live(body) for oid, body in actual.items()}
+
+    def service(oid: ObjectId) -> str:
+        return services.get(oid) or _service_label(plain_e.get(oid) or plain_a.get(oid) or {})
+
+    def source(oid: ObjectId) -> str:
+        return sources.get(oid) or actual_sources.get(oid, "")
+
+    full_e: dict[ObjectId, dict[str, Any]] = {}
+    full_a: dict[ObjectId, dict[str, Any]] = {}
+    modified: list[ObjectDiff] = []
+    for oid in sorted(expected.keys() & actual.keys()):
+        before = defaults.apply(plain_e[oid])
+        after = align(before, defaults.apply(plain_a[oid]))
+        full_e[oid], full_a[oid] = before, after
+        b_norm, a_norm = normalise(oid.kind, before), normalise(oid.kind, after)
+        found = field_changes(b_norm, a_norm)
+        if found:
+            modified.append(ObjectDiff(oid, source(oid), sources.get(oid, ""), found, b_norm, a_norm,
+                                       service=service(oid), refs=references(b_norm) + references(a_norm)))
+
+    def snapshot(oid: ObjectId, body: dict[str, Any], where: str) -> ObjectSnapshot:
+        norm = normalise(oid.kind, body)
+        return ObjectSnapshot(oid, where, body, norm, service(oid), references(norm))
+
+    removed = [snapshot(o, plain_e[o], sources.get(o, "")) for o in sorted(expected.keys() - actual.keys())]
+    added = [snapshot(o, plain_a[o], actual_sources.get(o, "")) for o in sorted(actual.keys() - expected.keys())]
+    full_e.update((s.id, defaults.apply(s.body)) for s in removed)
+    full_a.update((s.id, defaults.apply(s.body)) for s in added)
+
+    touched = {i.service for i in [*added, *removed] if i.service and i.id.kind in MAP_KINDS}
+    touched |= {d.service for d in modified if d.service and d.id.kind in MAP_KINDS}
+    maps = {s: (_map(s, full_e, service), _map(s, full_a, service)) for s in sorted(touched)}
+    changes = ChangeSet(_side_info(expected_label, "bundle"), _side_info(actual_label, "live"),
+                        {env: EnvChanges(env, production, env_source, tuple(added), tuple(removed),
+                                         tuple(modified), (), maps)}, notes=tuple(notes))
+    base = Side(changes.base, {env: object_view(env, full_e, sources, {o: service(o) for o in full_e},
+                                                production, env_source)})
+    head = Side(changes.head, {env: object_view(env, full_a, {o: source(o) for o in full_a},
+                                                {o: service(o) for o in full_a}, production, env_source)})
+    return Comparison(changes, (base, head))
+
+
+def _map(name: str, bodies: Mapping[ObjectId, Body], service: Any) -> ServiceMap | None:
+    mine = [(oid, body) for oid, body in sorted(bodies.items()) if oid.kind in MAP_KINDS and service(oid) == name]
+    if not mine:
+        return None
+    namespace = next((oid.namespace for oid, _ in mine if oid.kind == "ServiceEntry"), mine[0][0].namespace)
+    return service_map(name, namespace, [body for _, body in mine])
+
+
+def compare_objects(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectId, Body],
+                    expected_label: str | SideInfo = "expected", actual_label: str | SideInfo = "actual",
+                    sources: Mapping[ObjectId, str] | None = None, *,
+                    actual_sources: Mapping[ObjectId, str] | None = None,
+                    services: Mapping[ObjectId, str] | None = None,
+                    defaults: Defaults | None = None, production: bool = False, env_source: str = "",
+                    notes: Iterable[str] = ()) -> ChangeSet:
+    """The objects of `expected` and `actual` matched by identity, as one environment `env` of a
+    `ChangeSet` (base = expected, head = actual).
+
+    * `expected`, `actual`: bodies keyed by their `ObjectId`; neither is mutated. Bodies may carry
+      the API server's fields, CRD defaults, GitOps bookkeeping, another version of the same API
+      group: all normalised away (module docstring; `defaults` = the shipped CRD schemas when None,
+      `Defaults.none()` for none).
+    * an identity only in `expected` is `removed` (its snapshot body normalised, without defaults),
+      only in `actual` is `added`, in both with different normalised bodies is `modified` with
+      `meshc diff`'s field changes (paths such as ``spec.ports[number=80].name``); no renames.
+    * `sources` / `actual_sources`: the file:line each object came from (a declaration, a live
+      file position), shown beside it; `services`: the declared service an object belongs to (else
+      its meshc.dev/service label), which groups the review by cause and draws its map.
+    * the labels name the sides in the reports (`SideInfo` kinds "bundle" and "live" unless a
+      `SideInfo` is given); `production` and `env_source` as `meshc diff` reads them from an index.
+    * `changes.empty` is true exactly when nothing differs. No ignore file, risk flag or masking
+      is applied: `review(compare(...), root, salt)` does that.
+    """
+    return compare(env, expected, actual, expected_label, actual_label, sources, actual_sources=actual_sources,
+                   services=services, defaults=defaults, production=production, env_source=env_source,
+                   notes=notes).changes
+
+
+def review(comparison: Comparison, root: Path, salt: str = "") -> ChangeSet:
+    """What `meshc diff` does after comparing: the ignore file of the repository at `root`
+    (.meshc-diffignore or meshc.yaml diff.ignoreFile), risk flags over both sides, then masking
+    (built-in rules and meshc.yaml diff.mask). Raises meshc.diff.sides.DiffError for a bad ignore
+    file or diff: section."""
+    changes = apply_ignore(comparison.changes, load_ignore(root))
+    changes = changes.with_envs(changes.envs, risks=find_risks(changes, comparison.sides))
+    return mask_changeset(changes, load_mask_rules(root), salt)
