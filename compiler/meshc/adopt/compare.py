@@ -301,6 +301,7 @@ def normalise_live(body: Body, defaults: Defaults | None = None) -> dict[str, An
         if where in meta and not meta[where]:
             del meta[where]
     out["metadata"] = meta
+    out = canonical(out)  # emit's key order, so that snapshots print as bundles do
     return defaults.apply(out) if defaults is not None else _copy(out)
 
 

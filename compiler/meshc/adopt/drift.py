@@ -1,0 +1,222 @@
+"""`meshc drift`: the compiled bundle of one environment against the objects live in a cluster.
+
+Input: a `DriftRequest`: the repository, the environment, the live objects (`kubectl get ... -A -o
+yaml` output: files, folders, "-" for stdin, read by meshc.adopt.live), the namespace of live
+objects that name none. Output: a `DriftResult`: a `ChangeSet` in `meshc diff`'s model (base = the
+bundle, head = the cluster), reviewed like a diff (ignore file, risk flags, masking), the
+diagnostics of reading the live input, the live objects left out of scope.
+Scope:
+* the bundle's Kubernetes objects (index.json's objects; its Envoy and iptables files are the
+  proxies' configuration, never applied to the API server, so never compared);
+* a bundle object missing live is `removed` (deleted, or never applied); a live object the bundle
+  lacks is `added` when it carries `app.kubernetes.io/managed-by: meshc` (left behind), and, not
+  being meshc's, is left out and counted in a note unless `include_unmanaged`;
+* an object on both sides is `modified` by its field changes after meshc.adopt.compare's
+  normalisation (server-set fields, GitOps bookkeeping, CRD defaults, API versions of one group).
+Failures raise `DiffError` (the CLI prints it and exits 2): an unknown environment (the known ones
+are named), a repository that does not compile, live input of which nothing usable was read, a
+bad ignore file or diff: section, an unreadable `crds:` file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from meshc.adopt.compare import Defaults, compare, managed_by_meshc, review
+from meshc.adopt.live import LiveSet, read_objects
+from meshc.api import compile_repo
+from meshc.diff.model import ChangeSet, SideInfo
+from meshc.diff.sides import DiffError
+from meshc.files.tree import DiskTree
+from meshc.front.load import list_envs
+from meshc.front.project import load_project
+from meshc.model.bundle import Bundle, content
+from meshc.model.diagnostics import Diagnostic, has_errors
+from meshc.model.ids import ObjectId
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# The resources `kubectl get` needs for the kinds meshc emits, by (API group, kind); the
+# networking.istio.io and security.istio.io ones are always asked for (left-behind objects of a
+# kind the bundle no longer has are found too), the Gateway API ones when the bundle has them
+# (a cluster without the Gateway API CRDs would refuse the whole command).
+RESOURCES: dict[tuple[str, str], str] = {
+    ("networking.istio.io", "ServiceEntry"): "serviceentries.networking.istio.io",
+    ("networking.istio.io", "WorkloadEntry"): "workloadentries.networking.istio.io",
+    ("networking.istio.io", "DestinationRule"): "destinationrules.networking.istio.io",
+    ("networking.istio.io", "Gateway"): "gateways.networking.istio.io",
+    ("networking.istio.io", "VirtualService"): "virtualservices.networking.istio.io",
+    ("networking.istio.io", "Sidecar"): "sidecars.networking.istio.io",
+    ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies.security.istio.io",
+    ("gateway.networking.k8s.io", "Gateway"): "gateways.gateway.networking.k8s.io",
+    ("gateway.networking.k8s.io", "BackendTLSPolicy"): "backendtlspolicies.gateway.networking.k8s.io",
+}
+ALWAYS = tuple(r for (group, _), r in RESOURCES.items() if group.endswith(".istio.io"))
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    env: str
+    live: tuple[str, ...]                # paths, "-" for stdin
+    root: Path = Path(".")
+    namespace: str = "default"           # of live objects without metadata.namespace
+    include_unmanaged: bool = False
+    kinds: tuple[str, ...] = ()          # compare only these kinds (case-insensitive); () = all
+    salt: str = ""
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    changes: ChangeSet
+    diagnostics: tuple[Diagnostic, ...] = ()          # reading the live input (F001-F003, Y0xx)
+    unmanaged: tuple[ObjectId, ...] = ()              # live, not in the bundle, not meshc's
+    live_objects: int = 0
+    bundle_objects: int = 0
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The Kubernetes objects of one environment's bundle, with their declarations."""
+
+    objects: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[ObjectId, str] = field(default_factory=dict)
+    services: dict[ObjectId, str] = field(default_factory=dict)
+    groups: dict[ObjectId, str] = field(default_factory=dict)
+    production: bool = False
+    env_source: str = ""
+
+
+def bundle_objects(bundle: Bundle) -> Expected:
+    """The objects index.json lists (never the Envoy or iptables files), each file parsed once."""
+    index = orjson.loads(content(bundle.files["index.json"]))
+    listed = {(str(o["kind"]), str(o.get("namespace", "")), str(o["name"])): o for o in index.get("objects", [])}
+    out = Expected(production=bool(index.get("production", False)),
+                   env_source=str(index.get("environmentSource", "")))
+    for rel in sorted({str(o["file"]) for o in listed.values()}):
+        for doc in yaml.load_all(content(bundle.files[rel]), Loader=_Loader):
+            if not isinstance(doc, dict):
+                continue
+            oid = ObjectId.of(doc)
+            raw = listed.get(oid)
+            if raw is None:
+                continue
+            out.objects[oid] = doc
+            out.sources[oid] = str(raw.get("source", ""))
+            out.services[oid] = str(raw.get("service", ""))
+            out.groups[oid] = str(raw.get("apiVersion", "")).rpartition("/")[0]
+    return out
+
+
+def kubectl_command(groups_kinds: Sequence[tuple[str, str]] = ()) -> str:
+    """`kubectl get` for the live side: every Istio kind meshc emits, and the Gateway API kinds
+    among `groups_kinds` (the bundle's)."""
+    wanted = list(ALWAYS) + sorted({RESOURCES[gk] for gk in groups_kinds if gk in RESOURCES} - set(ALWAYS))
+    return f"kubectl get {','.join(wanted)} -A -o yaml"
+
+
+def _known_envs(root: Path) -> list[str]:
+    return list_envs(DiskTree(root)) if (root / "environments").is_dir() else []
+
+
+def compile_expected(root: Path, env: str) -> Expected:
+    """ENV's bundle compiled in memory (DiffError: unknown environment, or it does not compile)."""
+    known = _known_envs(root)
+    if env not in known:
+        raise DiffError(f"unknown environment {env!r}; known: {', '.join(known) or 'none'} "
+                        f"(environments/<name>/env.yaml under {root})")
+    _, result = compile_repo(root, [env])
+    if has_errors(result.diagnostics):
+        raise DiffError(f"environment {env} does not compile", result.diagnostics)
+    bundle = result.envs[env].bundle
+    assert bundle is not None
+    expected = bundle_objects(bundle)
+    source = result.envs[env].settings.source
+    where = str(source.position).removeprefix("./") if source is not None else expected.env_source
+    return Expected(expected.objects, expected.sources, expected.services, expected.groups,
+                    result.envs[env].settings.production, where)
+
+
+def read_live(paths: Sequence[str], namespace: str, command: str | None = None) -> LiveSet:
+    """The live objects (DiffError when nothing usable was read and something was wrong)."""
+    live = read_objects(paths, namespace)
+    if not live.objects and (live.skipped or has_errors(live.diagnostics)):
+        raise DiffError("nothing usable was read from the live input "
+                        f"({', '.join('<stdin>' if p == '-' else p for p in paths)}): give it the output of "
+                        f"`{command or kubectl_command()}`", live.diagnostics)
+    return live
+
+
+def _label(paths: Sequence[str]) -> str:
+    return "live " + ", ".join("<stdin>" if p == "-" else p for p in paths)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def drift(request: DriftRequest) -> DriftResult:
+    """The whole command: compile ENV, read the live objects, compare them, review the change."""
+    expected = compile_expected(request.root, request.env)
+    command = kubectl_command(sorted({(g, oid.kind) for oid, g in expected.groups.items()}))
+    live = read_live(request.live, request.namespace, command)
+    project, problems = load_project(request.root)
+    if has_errors(problems):
+        raise DiffError(f"cannot read {request.root / 'meshc.yaml'}", problems)
+    try:
+        defaults = Defaults.load(project.crd_file())
+    except (OSError, ValueError) as exc:
+        raise DiffError(f"cannot read the CRDs for their defaults: {exc}") from None
+
+    wanted = {k.lower() for k in request.kinds}
+
+    def in_scope(oid: ObjectId) -> bool:
+        return not wanted or oid.kind.lower() in wanted
+
+    exp = {oid: body for oid, body in expected.objects.items() if in_scope(oid)}
+    actual: dict[ObjectId, Mapping[str, Any]] = {}
+    positions: dict[ObjectId, str] = {}
+    unmanaged: list[ObjectId] = []
+    for oid, obj in sorted(live.objects.items()):
+        if not in_scope(oid):
+            continue
+        if oid not in exp and not managed_by_meshc(obj.body):
+            unmanaged.append(oid)
+            if not request.include_unmanaged:
+                continue
+        actual[oid] = obj.body
+        positions[oid] = str(obj.position)
+    notes = _notes(request, exp, unmanaged, live, command)
+    comparison = compare(request.env, exp, actual, SideInfo(f"bundle {request.env}", "bundle"),
+                         SideInfo(_label(request.live), "live"), expected.sources, actual_sources=positions,
+                         services=expected.services, defaults=defaults, production=expected.production,
+                         env_source=expected.env_source, notes=notes)
+    changes = review(comparison, request.root, request.salt)
+    return DriftResult(changes, tuple(live.diagnostics), tuple(unmanaged), len(live.objects), len(exp))
+
+
+def _notes(request: DriftRequest, expected: Mapping[ObjectId, Any], unmanaged: Sequence[ObjectId],
+           live: LiveSet, command: str) -> list[str]:
+    notes: list[str] = []
+    if unmanaged and not request.include_unmanaged:
+        notes.append(f"{_plural(len(unmanaged), 'live object')} not in the bundle and not managed by meshc "
+                     "(no app.kubernetes.io/managed-by: meshc label) left out; --include-unmanaged lists them")
+    elif unmanaged:
+        notes.append(f"{_plural(len(unmanaged), 'live object')} not managed by meshc listed as added "
+                     "(--include-unmanaged)")
+    live_kinds = {oid.kind for oid in live.objects}
+    missing: dict[str, int] = {}
+    for oid in expected:
+        if oid.kind not in live_kinds:
+            missing[oid.kind] = missing.get(oid.kind, 0) + 1
+    for kind, n in sorted(missing.items()):
+        notes.append(f"the live input holds no {kind} at all: the bundle's {_plural(n, kind)} show as removed; "
+                     f"was the kind in the kubectl get command? (`{command}`)")
+    if not live.objects:
+        notes.append("the live input holds no object (an empty List is how kubectl prints none)")
+    return notes
