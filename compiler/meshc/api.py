@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from meshc.emit.write import why as _why
 from meshc.emit.write import write_bundles
 from meshc.expand.templating import BUILTIN_TEMPLATES, template_fingerprint
 from meshc.files.confine import ConfinementError, list_files
-from meshc.files.tree import DiskTree
+from meshc.files.tree import DiskTree, MemoryTree
 from meshc.front.load import list_envs
 from meshc.front.project import Project, load_project
 from meshc.model.diagnostics import Diagnostic, Position, Severity, has_errors
@@ -75,6 +75,14 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
     if cache is not None:
         result.cache = cache
     return project, result
+
+
+def compile_files(project: Project, files: Mapping[str, bytes], envs: Sequence[str] = (),
+                  proxy: ProxyOptions | None = None) -> CompileResult:
+    """An estate held in memory (repository path -> bytes) compiled with `project`'s templates,
+    without a cache: what `meshc import` proposes, compiled before anything is written."""
+    return compile_estate(MemoryTree(files), envs or None, _templates(project), None,
+                          proxy=proxy or ProxyOptions())
 
 
 def _input_files(project: Project) -> list[str]:

@@ -1,0 +1,569 @@
+"""`meshc import`: Istio YAML per environment -> layered declarations and pass-through, with a proof.
+
+Input: per environment, paths of Istio YAML (files, folders, `-`), the repository to import into,
+`force`. Output: `ImportOutcome`: the files written (or that would be), per environment the
+services imported and the objects kept verbatim with their reasons, diagnostics, and the
+round-trip `ChangeSet` (the input against what `meshc build` makes of the written estate).
+
+Stages, in order:
+
+    read (adopt.live) -> propose (adopt.convert, one declaration per ServiceEntry with its
+    WorkloadEntries and DestinationRules folded in) -> verify (compile every proposal with meshc;
+    a proposal meshc refuses or that emits anything but its input falls back: its
+    DestinationRules kept verbatim, then the whole service) -> layer (base + smallest overlays) ->
+    write out (declarations, pass-through, env.yaml, meshc.yaml into an empty folder) -> prove
+    (compile the estate as written, compare with the input by `meshc diff`'s semantic diff).
+
+Invariants: nothing is dropped silently (every object of the input is declared, kept verbatim
+with its reason, or reported); the output is a function of the input (sorted, no clock); an
+existing file is never overwritten without `force`; nothing is written when the input gives
+nothing to import. Codes: F001-F003 (adopt.live), F004 an object kept as pass-through (with the
+reason), F005 a file import would overwrite, F006 a service the estate already declares,
+F007 the round trip differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshc import api
+from meshc.adopt.compare import compare_objects
+from meshc.adopt.convert import Unsupported, comparable, semantic, service_of, strip_meshc_metadata
+from meshc.adopt.live import LiveObject, LiveSet, read_objects
+from meshc.diff.model import ChangeSet, EnvChanges, SideInfo
+from meshc.files.tree import DiskTree
+from meshc.files.yamlout import dump
+from meshc.front.load import BASE, ENV_FILE, ROOT, list_envs
+from meshc.front.passthrough import FOLDER
+from meshc.front.project import Project, load_project
+from meshc.model.diagnostics import Diagnostic, Position, Severity, has_errors
+from meshc.model.ids import ObjectId
+from meshc.model.release import DEFAULT_ISTIO
+
+#: keyed lists of a declaration (docs/declarations.md, Overlay rules): path -> key
+KEYED = {("ports",): "number", ("endpoints",): "address", ("subsets",): "name",
+         ("trafficPolicy", "portLevel"): "port"}
+_MISSING = object()
+_ENV_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+@dataclass(frozen=True)
+class Kept:
+    env: str
+    obj: LiveObject
+    reason: str
+
+
+@dataclass
+class ImportOutcome:
+    files: dict[str, bytes] = field(default_factory=dict)        # repository path -> content
+    services: dict[str, list[str]] = field(default_factory=dict)  # env -> imported service names
+    kept: list[Kept] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    changes: ChangeSet | None = None                             # the round trip (None: not run)
+    written: bool = False
+    read: int = 0                                                # objects read
+
+    @property
+    def proven(self) -> bool:
+        return self.changes is not None and all(e.empty for e in self.changes.envs.values())
+
+
+@dataclass
+class _Unit:
+    """One ServiceEntry of one environment and what it claims; `attempt` 0: everything folded in,
+    1: its DestinationRules kept verbatim, 2: all of it kept verbatim."""
+
+    env: str
+    se: LiveObject
+    wes: list[LiveObject]
+    drs: list[LiveObject]
+    attempt: int = 0
+    decl: dict[str, Any] | None = None
+    reasons: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.se.id.name
+
+    def claimed(self) -> list[LiveObject]:
+        return [self.se, *self.wes, *(self.drs if self.attempt == 0 else [])] if self.attempt < 2 else []
+
+    def fall_back(self, reason: str) -> None:
+        self.reasons[self.attempt] = reason
+        self.attempt = 1 if self.attempt == 0 and self.drs else 2
+        self.decl = None
+
+
+def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: bool = False,
+               namespace: str = "default", dry_run: bool = False,
+               progress: Callable[[str], None] = lambda _m: None) -> ImportOutcome:
+    """The whole command (module docstring); `inputs` = (environment, paths) pairs."""
+    out = ImportOutcome()
+    project, problems = load_project(root)
+    out.diagnostics.extend(problems)
+    if has_errors(problems):
+        return out
+    for env, _ in inputs:
+        if not _ENV_NAME.match(env) or env == BASE:
+            out.diagnostics.append(Diagnostic("L001", Severity.ERROR, f"{env!r} cannot name an environment",
+                                              Position(ROOT), hint="a DNS-1123 label other than 'base'"))
+    if has_errors(out.diagnostics):
+        return out
+    progress("reading the input")
+    live: dict[str, LiveSet] = {}
+    for env, paths in inputs:
+        got = read_objects(paths, namespace)
+        out.diagnostics.extend(got.diagnostics)
+        if env in live:  # the same environment named twice: one input
+            for oid, obj in got.objects.items():
+                live[env].objects.setdefault(oid, obj)
+        else:
+            live[env] = got
+    out.read = sum(len(s.objects) for s in live.values())
+    if not out.read:
+        out.diagnostics.append(Diagnostic("F001", Severity.ERROR, "nothing to import: the input holds no Istio object",
+                                          Position(inputs[0][1][0] if inputs and inputs[0][1] else "-"),
+                                          hint="pass files or folders of Istio YAML, "
+                                               "or `kubectl get se,we,dr -A -o yaml`"))
+        return out
+    tree = DiskTree(root)
+    existing = _existing(tree)
+    envs_after = sorted(set(list_envs(tree)) | set(live))
+    units, kept = _propose(live)
+    settings = {env: _env_settings(tree, env, live[env], units) for env in live}
+    progress(f"verifying {sum(len(u) for u in units.values())} services")
+    _verify(project, units, settings)
+    taken = _taken(existing, units, out.diagnostics)
+    for env in sorted(units):
+        for unit in units[env]:
+            if unit.attempt == 2 or unit.name in taken.get(env, ()):
+                kept.extend(Kept(env, o, _why_kept(unit, o)) for o in [unit.se, *unit.wes, *unit.drs]
+                            if unit.attempt == 2)
+            elif unit.attempt == 1:
+                kept.extend(Kept(env, o, unit.reasons[0]) for o in unit.drs)
+    for item in kept:
+        out.diagnostics.append(Diagnostic("F004", Severity.INFO, f"kept verbatim (pass-through): {item.reason}",
+                                          item.obj.position, env=item.env, object=item.obj.id,
+                                          hint="it is written to environments/<env>/passthrough/ and applied as it "
+                                               "is; declare it by hand to manage it with meshc"))
+    out.kept = sorted(kept, key=lambda k: (k.env, k.obj.id))
+    decls = {env: [u for u in units[env] if u.attempt < 2 and u.decl is not None and u.name not in taken.get(env, ())]
+             for env in units}
+    out.services = {env: sorted(u.name for u in decls[env]) for env in sorted(decls)}
+    files = _layout(decls, out.kept, settings, envs_after, tree, project)
+    if not (root / "meshc.yaml").exists() and not tree.list(ROOT):
+        files["meshc.yaml"] = (f'# meshc project settings (docs/declarations.md#project-settings)\n'
+                               f'istio: "{DEFAULT_ISTIO}"\n').encode()
+    out.files = dict(sorted(files.items()))
+    clash = sorted(p for p in out.files if (root / p).exists() and (root / p).read_bytes() != out.files[p])
+    if clash and not force:
+        for path in clash:
+            out.diagnostics.append(Diagnostic("F005", Severity.ERROR, "import would overwrite this existing file",
+                                              Position(path), hint="move it away, or pass --force to overwrite it"))
+        return out
+    progress("proving the round trip")
+    out.changes = _prove(project, tree, out.files, live, decls, out.kept)
+    for env, changes in sorted(out.changes.envs.items()):
+        if not changes.empty:
+            out.diagnostics.append(Diagnostic(
+                "F007", Severity.ERROR, f"the imported estate does not reproduce the input of {env}: "
+                f"{_count(changes)} object(s) differ (listed below)", Position(f"{ROOT}/{env}"), env=env,
+                hint="the differences name each field; declare those objects by hand, or keep them verbatim "
+                     "in the pass-through folder"))
+    if not dry_run:
+        _write(root, out.files)
+        out.written = True
+    return out
+
+
+def _count(changes: EnvChanges) -> int:
+    return len(changes.added) + len(changes.removed) + len(changes.modified) + len(changes.renamed)
+
+
+def _why_kept(unit: _Unit, obj: LiveObject) -> str:
+    reason = unit.reasons.get(1) or unit.reasons.get(0) or "it cannot be declared"
+    if obj.id == unit.se.id:
+        return reason
+    return f"its ServiceEntry {unit.se.id.name} is kept verbatim ({reason})"
+
+
+# ----------------------------------------------------------------------------- propose
+
+def _propose(live: Mapping[str, LiveSet]) -> tuple[dict[str, list[_Unit]], list[Kept]]:
+    units: dict[str, list[_Unit]] = {}
+    kept: list[Kept] = []
+    for env, got in sorted(live.items()):
+        objects = sorted(got.objects.values(), key=lambda o: o.id)
+        ours = set(o.id for o in got.declared())
+        wes = [o for o in objects if o.id in ours and o.id.kind == "WorkloadEntry"]
+        drs = [o for o in objects if o.id in ours and o.id.kind == "DestinationRule"]
+        claimed: set[ObjectId] = set()
+        units[env] = []
+        for se in (o for o in objects if o.id in ours and o.id.kind == "ServiceEntry"):
+            raw = se.body.get("spec")
+            spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            selector = ((spec.get("workloadSelector") or {}).get("labels") or {}) if isinstance(
+                spec.get("workloadSelector"), dict) else {}
+            hosts = set(h for h in (spec.get("hosts") or []) if isinstance(h, str))
+            mine_w = [w for w in wes if w.id not in claimed and w.id.namespace == se.id.namespace and selector
+                      and _selects(selector, (w.body.get("spec") or {}).get("labels"))]
+            mine_d = [d for d in drs if d.id not in claimed and d.id.namespace == se.id.namespace
+                      and isinstance(d.body.get("spec"), dict) and d.body["spec"].get("host") in hosts]
+            claimed.update(o.id for o in (se, *mine_w, *mine_d))
+            units[env].append(_Unit(env, se, mine_w, mine_d))
+        for obj in objects:
+            if obj.id in claimed:
+                continue
+            if obj.id not in ours:
+                kept.append(Kept(env, obj, f"{obj.id.kind} is not a kind meshc declares (ServiceEntry, "
+                                           "WorkloadEntry, DestinationRule): applied as written"))
+            elif obj.id.kind == "WorkloadEntry":
+                kept.append(Kept(env, obj, "no ServiceEntry of its namespace selects it"))
+            else:
+                kept.append(Kept(env, obj, "its host is no host of a ServiceEntry of its namespace"))
+    for env_units in units.values():
+        for unit in env_units:
+            _convert(unit)
+    return units, kept
+
+
+def _selects(selector: Mapping[str, Any], labels: Any) -> bool:
+    return isinstance(labels, dict) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _convert(unit: _Unit) -> None:
+    while unit.attempt < 2 and unit.decl is None:
+        try:
+            unit.decl = service_of(unit.se, unit.wes, unit.drs if unit.attempt == 0 else [])
+        except Unsupported as exc:
+            unit.fall_back(str(exc))
+
+
+# ----------------------------------------------------------------------------- verify
+
+def _unit_file(env: str, name: str) -> str:
+    return f"{ROOT}/{env}/{name}.yaml"
+
+
+def _verify(project: Project, units: Mapping[str, list[_Unit]], settings: Mapping[str, bytes]) -> None:
+    """Compile every proposal; fall back where meshc refuses one or emits anything else."""
+    for _ in range(8):
+        files: dict[str, bytes] = {f"{ROOT}/{env}/{ENV_FILE}": data for env, data in settings.items()}
+        by_file: dict[str, _Unit] = {}
+        for env, env_units in units.items():
+            for unit in env_units:
+                if unit.decl is not None:
+                    path = _unit_file(env, unit.name)
+                    by_file[path] = unit
+                    files[path] = dump({"services": [unit.decl]}).encode()
+        result = api.compile_files(project, files, sorted(units))
+        failed: dict[str, str] = {}
+        for diag in result.diagnostics:
+            if diag.severity is Severity.ERROR and diag.position is not None and diag.position.file in by_file:
+                failed.setdefault(diag.position.file,
+                                  f"meshc refuses the declaration: {diag.code} {diag.message}"
+                                  + (f" ({diag.path})" if diag.path else ""))
+        if not failed and has_errors(result.diagnostics):
+            raise RuntimeError("import: the proposed estate does not compile:\n"
+                               + "\n".join(f"{d.position}: {d.code} {d.message}" for d in result.diagnostics
+                                           if d.severity is Severity.ERROR))
+        if not failed:
+            for env, env_units in units.items():
+                made: dict[str, dict[ObjectId, Any]] = {}
+                for art in result.envs[env].artifacts:
+                    made.setdefault(art.service, {})[art.identity] = art.body
+                for unit in env_units:
+                    if unit.decl is None:
+                        continue
+                    why = _difference({o.id: o.body for o in unit.claimed()}, made.get(unit.name, {}))
+                    if why:
+                        failed[_unit_file(env, unit.name)] = why
+        if not failed:
+            return
+        for path, why in failed.items():
+            unit = by_file[path]
+            unit.fall_back(why)
+            _convert(unit)
+    raise RuntimeError("import: the proposals did not settle")  # each round moves a unit on: cannot happen
+
+
+def _difference(want: Mapping[ObjectId, Any], made: Mapping[ObjectId, Any]) -> str:
+    """Why `made` is not `want` (the first difference), or "" when they are the same."""
+    for oid in sorted(want.keys() | made.keys()):
+        if oid not in made:
+            return f"meshc would not emit {oid}"
+        if oid not in want:
+            return f"meshc would also emit {oid}"
+        a, b = comparable(want[oid]), comparable(made[oid])
+        if a != b:
+            return f"meshc would write {oid} otherwise: {_first_change(a, b)}"
+    return ""
+
+
+def _first_change(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(a.keys() | b.keys(), key=str):
+            if a.get(key, _MISSING) != b.get(key, _MISSING):
+                if key not in a:
+                    return f"{path}{key} added"
+                if key not in b:
+                    return f"{path}{key} dropped"
+                return _first_change(a[key], b[key], f"{path}{key}.")
+    return f"{path.rstrip('.')} {_short(a)} -> {_short(b)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ----------------------------------------------------------------------------- env.yaml
+
+def _env_settings(tree: DiskTree, env: str, got: LiveSet, units: Mapping[str, list[_Unit]]) -> bytes:
+    """The environment's env.yaml: the repository's when it has one, else what the input shows."""
+    path = f"{ROOT}/{env}/{ENV_FILE}"
+    if path in tree.list(f"{ROOT}/{env}"):
+        return tree.read(path)
+    spaces = Counter(u.se.id.namespace for u in units.get(env, ()))
+    namespace = min(spaces, key=lambda n: (-spaces[n], n)) if spaces else "default"
+    networks = sorted({str(e.get("network")) for u in units.get(env, ()) for e in _endpoint_specs(u)
+                       if isinstance(e, dict) and e.get("network")})
+    lines = ["# written by meshc import: the settings the input shows (docs/declarations.md#envyaml)",
+             f"name: {env}", f"namespace: {namespace}"]
+    if networks:
+        lines.append(f"networks: [{', '.join(networks)}]")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _endpoint_specs(unit: _Unit) -> Iterable[Any]:
+    spec = unit.se.body.get("spec") or {}
+    yield from (spec.get("endpoints") or []) if isinstance(spec, dict) else []
+    for we in unit.wes:
+        yield we.body.get("spec") or {}
+
+
+# ----------------------------------------------------------------------------- layers
+
+def _existing(tree: DiskTree) -> dict[str, set[str]]:
+    """Service names each layer of the repository declares ("base" and environments)."""
+    out: dict[str, set[str]] = {}
+    for path in tree.list(ROOT):
+        parts = path.split("/")
+        if len(parts) != 3 or not path.endswith((".yaml", ".yml")) or parts[2] == ENV_FILE:
+            continue
+        try:
+            data = list(yaml.safe_load_all(tree.read(path)))
+        except (OSError, yaml.YAMLError):
+            continue  # the build reports it
+        for doc in data:
+            if isinstance(doc, dict):
+                for item in doc.get("services") or []:
+                    if isinstance(item, dict) and isinstance(item.get("name"), str):
+                        out.setdefault(parts[1], set()).add(item["name"])
+    return out
+
+
+def _taken(existing: Mapping[str, set[str]], units: Mapping[str, list[_Unit]],
+           diags: list[Diagnostic]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for env, env_units in units.items():
+        have = existing.get(BASE, set()) | existing.get(env, set())
+        for unit in env_units:
+            if unit.attempt < 2 and unit.name in have:
+                out.setdefault(env, set()).add(unit.name)
+                diags.append(Diagnostic(
+                    "F006", Severity.WARNING, f"service {unit.name} is already declared in this estate; "
+                    "the existing declaration is kept (the round trip compares it with the input)",
+                    unit.se.position, env=env, object=unit.se.id,
+                    hint="remove or rename the existing declaration to import this one"))
+    return out
+
+
+def _layout(decls: Mapping[str, list[_Unit]], kept: Sequence[Kept], settings: Mapping[str, bytes],
+            envs_after: Sequence[str], tree: DiskTree, project: Project) -> dict[str, bytes]:
+    """The files of the import: base and overlay declarations, pass-through, new env.yaml files."""
+    files: dict[str, bytes] = {}
+    for env, data in settings.items():
+        path = f"{ROOT}/{env}/{ENV_FILE}"
+        if path not in tree.list(f"{ROOT}/{env}"):
+            files[path] = data
+    by_name: dict[str, dict[str, _Unit]] = {}
+    for env, env_units in decls.items():
+        for unit in env_units:
+            by_name.setdefault(unit.name, {})[env] = unit
+    base: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    services: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {}
+    overrides: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {}
+    for name in sorted(by_name):
+        per_env = by_name[name]
+        where = "; ".join(f"{env}: {per_env[env].se.position}" for env in sorted(per_env))
+        if len(envs_after) > 1 and set(per_env) == set(envs_after):
+            values = [per_env[env].decl for env in sorted(per_env)]
+            common = _consensus(values, ())
+            ns = str(common.get("namespace", ""))
+            base.setdefault(ns, []).append((f"imported from {where}", common))
+            for env in sorted(per_env):
+                diff = _overlay(common, per_env[env].decl, ())
+                if diff is not _MISSING and diff:
+                    overrides.setdefault(env, {}).setdefault(ns, []).append(
+                        (f"{env}: {per_env[env].se.position}", {"name": name, **diff}))
+        else:
+            for env in sorted(per_env):
+                decl = per_env[env].decl
+                assert decl is not None
+                ns = str(decl.get("namespace", ""))
+                services.setdefault(env, {}).setdefault(ns, []).append((f"imported from {per_env[env].se.position}",
+                                                                         decl))
+    for ns, items in base.items():
+        files[f"{ROOT}/{BASE}/{ns}.yaml"] = _decl_file(items, [])
+    for env in sorted(set(services) | set(overrides)):
+        for ns in sorted(set(services.get(env, {})) | set(overrides.get(env, {}))):
+            files[f"{ROOT}/{env}/{ns}.yaml"] = _decl_file(services.get(env, {}).get(ns, []),
+                                                          overrides.get(env, {}).get(ns, []))
+    for env in sorted({k.env for k in kept}):
+        by_ns: dict[str, list[Kept]] = {}
+        for one in kept:
+            if one.env == env:
+                by_ns.setdefault(one.obj.id.namespace, []).append(one)
+        for ns, group in sorted(by_ns.items()):
+            files[f"{ROOT}/{env}/{FOLDER}/{ns}.yaml"] = _kept_file(group)
+    return files
+
+
+def _header() -> str:
+    return "# written by meshc import (docs/import.md); edit freely: meshc build proves nothing else changed\n"
+
+
+Entries = Sequence[tuple[str, dict[str, Any]]]  # (comment, declaration)
+
+
+def _decl_file(services: Entries, overrides: Entries) -> bytes:
+    parts = [_header()]
+    for key, items in (("services", services), ("overrides", overrides)):
+        if not items:
+            continue
+        parts.append(f"{key}:\n")
+        for note, decl in sorted(items, key=lambda i: i[1]["name"]):
+            parts.append(f"# {note}\n" + dump([decl]))
+    return "".join(parts).encode()
+
+
+def _kept_file(items: Sequence[Kept]) -> bytes:
+    parts = [_header()]
+    for item in sorted(items, key=lambda k: k.obj.id):
+        reason = item.reason.replace("\n", " ")
+        parts.append(f"---\n# from {item.obj.position}\n# kept verbatim: {reason}\n" + dump(item.obj.body))
+    return "".join(parts).encode()
+
+
+def _path_key(path: tuple[str, ...]) -> str | None:
+    return KEYED.get(path)
+
+
+def _consensus(values: Sequence[Any], path: tuple[str, ...]) -> Any:
+    """The base value of one declaration path over the environments' values (all present):
+    a mapping keeps the keys every environment has (an overlay cannot delete a key), a keyed list
+    the items every environment has (by key, in the first environment's order), anything else the
+    value most environments have (the first environment's on a tie)."""
+    if all(isinstance(v, dict) for v in values):
+        keys = [k for k in values[0] if all(k in v for v in values[1:])]
+        return {k: _consensus([v[k] for v in values], (*path, k)) for k in keys}
+    key = _path_key(path)
+    if key is not None and all(isinstance(v, list) for v in values):
+        index = [{item.get(key): item for item in v if isinstance(item, dict)} for v in values]
+        common = [k for k in index[0] if all(k in i for i in index[1:])]
+        return [_consensus([i[k] for i in index], path) for k in common]
+    counts = Counter(_freeze(v) for v in values)
+    best = max(counts.values())
+    return next(v for v in values if counts[_freeze(v)] == best)
+
+
+def _overlay(base: Any, value: Any, path: tuple[str, ...]) -> Any:
+    """What an override must say so that `base` merges into `value` (_MISSING: nothing)."""
+    if isinstance(base, dict) and isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k not in base:
+                out[k] = v
+                continue
+            d = _overlay(base[k], v, (*path, k))
+            if d is not _MISSING:
+                out[k] = d
+        return out if out else _MISSING
+    key = _path_key(path)
+    if key is not None and isinstance(base, list) and isinstance(value, list):
+        have = {item.get(key): item for item in base if isinstance(item, dict)}
+        items = []
+        for item in value:
+            k = item.get(key)
+            if k not in have:
+                items.append(item)
+                continue
+            d = _overlay(have[k], item, path)
+            if d is not _MISSING:
+                items.append({key: k, **d})
+        return items if items else _MISSING
+    return _MISSING if _freeze(base) == _freeze(value) else value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+# ----------------------------------------------------------------------------- prove
+
+def _prove(project: Project, tree: DiskTree, new: Mapping[str, bytes], live: Mapping[str, LiveSet],
+           decls: Mapping[str, list[_Unit]], kept: Sequence[Kept]) -> ChangeSet:
+    """Compile the estate as it will be on disk and hold each imported environment's objects
+    against the input, by identity, in `meshc diff`'s change model."""
+    files = {p: tree.read(p) for p in tree.list(ROOT)}
+    if (project.root / "meshc.yaml").is_file():
+        files["meshc.yaml"] = (project.root / "meshc.yaml").read_bytes()
+    files.update(new)
+    result = api.compile_files(project, files, sorted(live))
+    envs: dict[str, EnvChanges] = {}
+    notes: list[str] = []
+    errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        notes.extend(f"{d.position}: {d.code} {d.message}" for d in errors[:20])
+    for env, got in sorted(live.items()):
+        ours = {u.name for u in decls.get(env, ())}
+        mine = {k.obj.id for k in kept if k.env == env}
+        expected = {oid: semantic(o.body) for oid, o in got.objects.items()}
+        built = result.envs.get(env)
+        actual: dict[ObjectId, Any] = {}
+        if built is not None:
+            for art in built.artifacts:
+                if art.service in ours or art.identity in mine or art.identity in expected or not art.service:
+                    actual[art.identity] = semantic(strip_meshc_metadata(art.body))
+        sources = {oid: str(o.position) for oid, o in got.objects.items()}
+        changes = compare_objects(env, expected, actual, SideInfo("input", "live"),
+                                  SideInfo("imported estate", "bundle"), sources)
+        envs[env] = changes.envs[env]
+    info = SideInfo("input", "live")
+    return ChangeSet(info, SideInfo("imported estate", "bundle"), envs, notes=tuple(notes))
+
+
+# ----------------------------------------------------------------------------- write
+
+def _write(root: Path, files: Mapping[str, bytes]) -> None:
+    """Each file through a temporary beside it and a rename: a reader sees the old file or the new."""
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.meshc-import")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
