@@ -39,6 +39,7 @@ from meshc.front.project import load_project
 from meshc.model.bundle import Bundle, content
 from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.ids import ObjectId
+from meshc.model.release import schema_release
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -162,16 +163,28 @@ def _plural(n: int, word: str) -> str:
 
 def drift(request: DriftRequest) -> DriftResult:
     """The whole command: compile ENV, read the live objects, compare them, review the change."""
-    expected = compile_expected(request.root, request.env)
+    return drift_against(compile_expected(request.root, request.env), request)
+
+
+def crd_defaults(root: Path) -> Defaults:
+    """The defaults of the CRDs the estate validates against: meshc.yaml `crds:` when it names a
+    file (the cluster's own), else the shipped schemas of the target release."""
+    project, problems = load_project(root)
+    if has_errors(problems):
+        raise DiffError(f"cannot read {root / 'meshc.yaml'}", problems)
+    if project.crds is None:
+        return Defaults.shipped(schema_release(project.istio))
+    try:
+        return Defaults.load(project.crd_file())
+    except (OSError, ValueError) as exc:
+        raise DiffError(f"cannot read the CRDs named by meshc.yaml crds: for their defaults: {exc}") from None
+
+
+def drift_against(expected: Expected, request: DriftRequest) -> DriftResult:
+    """`drift` with ENV's bundle already compiled (`compile_expected`)."""
     command = kubectl_command(sorted({(g, oid.kind) for oid, g in expected.groups.items()}))
     live = read_live(request.live, request.namespace, command)
-    project, problems = load_project(request.root)
-    if has_errors(problems):
-        raise DiffError(f"cannot read {request.root / 'meshc.yaml'}", problems)
-    try:
-        defaults = Defaults.load(project.crd_file())
-    except (OSError, ValueError) as exc:
-        raise DiffError(f"cannot read the CRDs for their defaults: {exc}") from None
+    defaults = crd_defaults(request.root)
 
     wanted = {k.lower() for k in request.kinds}
 
