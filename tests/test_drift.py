@@ -615,3 +615,18 @@ def test_modified_objects_keep_meshc_diff_sources(bundles: dict[str, Expected], 
     for diff in changes.envs["prod"].modified:
         assert isinstance(diff, ObjectDiff)
         assert diff.source == bundles["prod"].sources[diff.id]
+
+
+def test_bundle_namespaces_leave_out_other_environments(bundles: dict[str, Expected], tmp_path: Path) -> None:
+    """Two environments in one cluster: dev's meshc objects are not prod's left-behind ones."""
+    expected = bundles["prod"]
+    live = served(expected)
+    other = copy.deepcopy(live[0])
+    other["metadata"]["namespace"] = "egress-dev"
+    path = write_live(tmp_path / "live.yaml", [*live, other])
+    assert found(run(expected, path, "prod")).added == {ObjectId.of(other)}
+    changes = run(expected, path, "prod", bundle_namespaces=True)
+    assert changes.empty
+    assert [n for n in changes.notes if "outside the bundle's namespaces" in n] == [
+        "1 live object outside the bundle's namespaces (checkout, egress, istio-system, logistics) left out "
+        "(--bundle-namespaces)"]

@@ -56,8 +56,8 @@ from meshc.diff.maps import ServiceMap, service_map
 from meshc.diff.model import ChangeSet, EnvChanges, ObjectDiff, ObjectSnapshot, SideInfo
 from meshc.diff.objects import normalise
 from meshc.diff.risk import find_risks
-from meshc.diff.run import MAP_KINDS, field_changes, references
-from meshc.diff.sides import EnvData, MemView, Side, load_mask_rules
+from meshc.diff.run import MAP_KINDS, field_changes, references, same
+from meshc.diff.sides import EnvData, Side, load_mask_rules
 from meshc.emit.bundle import canonical
 from meshc.files.confine import CRD_LIMIT, read_regular
 from meshc.files.yamlout import dump
@@ -354,26 +354,45 @@ def _side_info(label: str | SideInfo, kind: str) -> SideInfo:
     return label if isinstance(label, SideInfo) else SideInfo(label, kind)
 
 
+class ObjectView:
+    """Objects as the files of a bundle view: one manifest per object, written only when read
+    (risk flags read the few objects of the touched services; an estate holds tens of thousands)."""
+
+    def __init__(self, env: str, files: Mapping[str, Body], index: bytes) -> None:
+        self.env, self._files, self._index = env, files, index
+
+    def read(self, rel: str) -> bytes:
+        if rel == "index.json":
+            return self._index
+        try:
+            return ("---\n" + dump(canonical(self._files[rel]))).encode()
+        except KeyError:
+            raise FileNotFoundError(rel) from None
+
+    def list(self, prefix: str) -> list[str]:
+        top = prefix.rstrip("/") + "/"
+        return sorted(p for p in [*self._files, "index.json"] if p.startswith(top))
+
+
 def object_view(env: str, objects: Mapping[ObjectId, Body], sources: Mapping[ObjectId, str] | None = None,
                 services: Mapping[ObjectId, str] | None = None, production: bool = False,
                 env_source: str = "") -> EnvData:
-    """Objects as a bundle view of `env` (index.json listing each with its file, sha256, service and
+    """Objects as a bundle view of `env` (index.json listing each with its file, service and
     source; one manifest per object): what `meshc diff`'s readers (risk flags, maps) take."""
-    files: dict[str, bytes] = {}
+    files: dict[str, Body] = {}
     entries = []
     for oid in sorted(objects):
         body = objects[oid]
-        text = dump(canonical(body))
         rel = f"{oid.namespace or '_'}/{oid.kind.lower()}-{oid.name}.yaml"
-        files[rel] = ("---\n" + text).encode()
+        files[rel] = body
         entries.append({"apiVersion": str(body.get("apiVersion", "")), "kind": oid.kind,
                         "namespace": oid.namespace, "name": oid.name, "file": rel,
                         "sha256": "", "service": (services or {}).get(oid) or _service_label(body),
                         "source": (sources or {}).get(oid, "")})
     index = {"meshcBundle": 1, "environment": env, "production": production,
              "environmentSource": env_source, "objects": entries}
-    files["index.json"] = orjson.dumps(index, option=orjson.OPT_SORT_KEYS)
-    return EnvData(MemView(env, dict(sorted(files.items()))), production, env_source, index)
+    return EnvData(ObjectView(env, files, orjson.dumps(index, option=orjson.OPT_SORT_KEYS)),
+                   production, env_source, index)
 
 
 def compare(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectId, Body],
@@ -402,6 +421,8 @@ def compare(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectI
         before = defaults.apply(plain_e[oid])
         after = align(before, defaults.apply(plain_a[oid]))
         full_e[oid], full_a[oid] = before, after
+        if before == after and same(before, after):
+            continue
         b_norm, a_norm = normalise(oid.kind, before), normalise(oid.kind, after)
         found = field_changes(b_norm, a_norm)
         if found:

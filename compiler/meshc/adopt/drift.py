@@ -10,7 +10,9 @@ Scope:
   proxies' configuration, never applied to the API server, so never compared);
 * a bundle object missing live is `removed` (deleted, or never applied); a live object the bundle
   lacks is `added` when it carries `app.kubernetes.io/managed-by: meshc` (left behind), and, not
-  being meshc's, is left out and counted in a note unless `include_unmanaged`;
+  being meshc's, is left out and counted in a note unless `include_unmanaged`; with
+  `bundle_namespaces`, live objects outside the namespaces the bundle writes are left out and
+  counted (several environments in one cluster);
 * an object on both sides is `modified` by its field changes after meshc.adopt.compare's
   normalisation (server-set fields, GitOps bookkeeping, CRD defaults, API versions of one group).
 Failures raise `DiffError` (the CLI prints it and exits 2): an unknown environment (the known ones
@@ -70,6 +72,7 @@ class DriftRequest:
     include_unmanaged: bool = False
     kinds: tuple[str, ...] = ()          # compare only these kinds (case-insensitive); () = all
     salt: str = ""
+    bundle_namespaces: bool = False      # live objects outside the bundle's namespaces are out of scope
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class DriftResult:
     changes: ChangeSet
     diagnostics: tuple[Diagnostic, ...] = ()          # reading the live input (F001-F003, Y0xx)
     unmanaged: tuple[ObjectId, ...] = ()              # live, not in the bundle, not meshc's
+    elsewhere: tuple[ObjectId, ...] = ()              # live, outside the bundle's namespaces (bundle_namespaces)
     live_objects: int = 0
     bundle_objects: int = 0
 
@@ -192,11 +196,16 @@ def drift_against(expected: Expected, request: DriftRequest) -> DriftResult:
         return not wanted or oid.kind.lower() in wanted
 
     exp = {oid: body for oid, body in expected.objects.items() if in_scope(oid)}
+    namespaces = {oid.namespace for oid in expected.objects}
     actual: dict[ObjectId, Mapping[str, Any]] = {}
     positions: dict[ObjectId, str] = {}
     unmanaged: list[ObjectId] = []
+    elsewhere: list[ObjectId] = []
     for oid, obj in sorted(live.objects.items()):
         if not in_scope(oid):
+            continue
+        if request.bundle_namespaces and oid.namespace not in namespaces:
+            elsewhere.append(oid)
             continue
         if oid not in exp and not managed_by_meshc(obj.body):
             unmanaged.append(oid)
@@ -205,12 +214,16 @@ def drift_against(expected: Expected, request: DriftRequest) -> DriftResult:
         actual[oid] = obj.body
         positions[oid] = str(obj.position)
     notes = _notes(request, exp, unmanaged, live, command)
+    if elsewhere:
+        notes.append(f"{_plural(len(elsewhere), 'live object')} outside the bundle's namespaces "
+                     f"({', '.join(sorted(namespaces))}) left out (--bundle-namespaces)")
     comparison = compare(request.env, exp, actual, SideInfo(f"bundle {request.env}", "bundle"),
                          SideInfo(_label(request.live), "live"), expected.sources, actual_sources=positions,
                          services=expected.services, defaults=defaults, production=expected.production,
                          env_source=expected.env_source, notes=notes)
     changes = review(comparison, request.root, request.salt)
-    return DriftResult(changes, tuple(live.diagnostics), tuple(unmanaged), len(live.objects), len(exp))
+    return DriftResult(changes, tuple(live.diagnostics), tuple(unmanaged), tuple(elsewhere), len(live.objects),
+                       len(exp))
 
 
 def _notes(request: DriftRequest, expected: Mapping[ObjectId, Any], unmanaged: Sequence[ObjectId],

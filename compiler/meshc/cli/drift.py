@@ -56,6 +56,9 @@ def render(changes: ChangeSet, fmt: str, env: str, max_bytes: int, color: bool =
 @click.option("--include-unmanaged", is_flag=True,
               help="Also report live objects that the bundle lacks and that are not managed by meshc "
                    "(no app.kubernetes.io/managed-by: meshc label), as added.")
+@click.option("--bundle-namespaces", is_flag=True,
+              help="Leave out live objects outside the namespaces ENV's bundle writes (several environments "
+                   "in one cluster).")
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
               help="Compare only objects of this kind (repeatable; e.g. DestinationRule).")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
@@ -71,8 +74,8 @@ def render(changes: ChangeSet, fmt: str, env: str, max_bytes: int, color: bool =
               help="Repository holding environments/, meshc.yaml and .meshc-diffignore.")
 @click.pass_context
 def drift_command(ctx: click.Context, env: str, live: tuple[str, ...], namespace: str, include_unmanaged: bool,
-                  kinds: tuple[str, ...], fmt: str, outputs: tuple[tuple[str, Path], ...], exit_code: bool,
-                  max_bytes: int, print_command: bool, root: Path) -> None:
+                  bundle_namespaces: bool, kinds: tuple[str, ...], fmt: str, outputs: tuple[tuple[str, Path], ...],
+                  exit_code: bool, max_bytes: int, print_command: bool, root: Path) -> None:
     """Compare ENV's compiled bundle with the objects live in a cluster.
 
     \b
@@ -98,7 +101,7 @@ def drift_command(ctx: click.Context, env: str, live: tuple[str, ...], namespace
             raise click.UsageError("--format prints to stdout; with --output name every format as "
                                    "--output FORMAT=PATH", ctx)
         result = drift(DriftRequest(env, live, root, namespace, include_unmanaged, kinds,
-                                    os.environ.get(SALT_ENV, "")))
+                                    os.environ.get(SALT_ENV, ""), bundle_namespaces))
     except DiffError as exc:
         text = render_diagnostics(exc.diagnostics)
         if text:
