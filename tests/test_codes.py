@@ -10,7 +10,7 @@
     asserts the code, its severity, its position (file:line:col) and a non-empty fix.
 
 A fixture (YAML) says:
-    run:      compile (default) | check | build | lint | run_checks | iptables (see `_run`)
+    run:      compile (default) | check | build | lint | import | run_checks | iptables (see `_run`)
     files:    path -> text, written into a fresh repository over DEFAULT_FILES (`bare: true`: not)
     links:    path -> target, symbolic links made after the files
     envs:     environments to compile (default: all); layers: check layers (check, run_checks)
@@ -42,6 +42,7 @@ import pytest
 import yaml
 
 from meshc import api
+from meshc.adopt.importer import run_import
 from meshc.check.common import CheckOptions
 from meshc.check.istio import ALL_RULES
 from meshc.check.envoy.validate import validate_bootstrap
@@ -489,6 +490,9 @@ def _run(case: dict[str, Any], root: Path) -> list[Diagnostic] | list[Finding]:
         project, result = api.compile_repo(root, envs, use_cache=False)
         assert result.ok, result.diagnostics
         return run_checks(result, CheckOptions(layers=tuple(layers), repo_root=root, **case.get("options", {})))
+    if run == "import":  # meshc import of files in the repository, one input per environment
+        return run_import(root, [(env, [str(root / p) for p in paths]) for env, paths in case["inputs"].items()],
+                          dry_run=case.get("dry_run", True)).diagnostics
     if run == "iptables":
         return validate_spec(_capture_spec(case["spec"]))
     if run == "envoy":  # the envoy layer's validator on a bootstrap meshc itself would not write

@@ -31,12 +31,11 @@ from meshc.expand.templating import make_environment
 from meshc.files.tree import SourceTree
 from meshc.front.load import Estate, load
 from meshc.front.merge import merge_estate
-from meshc.front.passthrough import PassDoc, with_namespace
+from meshc.front.passthrough import passthrough_artifacts
 from meshc.front.validate import build_service, cross_check, validate_service
 from meshc.model.bundle import ENVOY_CLUSTERS, Bundle, Spooled
 from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
-from meshc.model.diagnostics import Diagnostic, Severity, has_errors
-from meshc.model.ids import ObjectId
+from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
 from meshc.proxy.envoy.proxies import build_proxy_files, gateway_proxy
 from meshc.proxy.vmcapture import vm_rules
@@ -416,33 +415,6 @@ def shared_out(settings: EnvSettings, art: Artifact) -> UnitOut:
     else:
         source = settings.source.file if settings.source is not None else ""
     return UnitOut(True, [art], [], path, data, tuple(emit.index_entry(a, path, sha, source) for a, sha in shas))
-
-
-def passthrough_artifacts(settings: EnvSettings, made: Sequence[Artifact],
-                          docs: Sequence[PassDoc]) -> tuple[list[Artifact], list[Diagnostic]]:
-    """The environment's pass-through objects (base first) as artifacts of no service; an identity
-    that a declaration or an earlier pass-through document already gives is F011."""
-    taken = {a.identity: a for a in made}
-    where: dict[ObjectId, PassDoc] = {}
-    out: list[Artifact] = []
-    diags: list[Diagnostic] = []
-    for doc in docs:
-        body = with_namespace(doc.body, settings.namespace)
-        ident = ObjectId.of(body)
-        if ident in taken or ident in where:
-            other = taken.get(ident)
-            by = (f"service {other.service}'s declaration" if other is not None and other.service
-                  else "env.yaml's settings" if other is not None else f"{where[ident].position}")
-            diags.append(Diagnostic(
-                "F011", Severity.ERROR, f"{ident} is kept as pass-through, but {by} already makes it",
-                doc.position, env=settings.name, object=ident,
-                related=(where[ident].position,) if ident in where else (),
-                hint="an object is either declared or kept verbatim, once: delete the pass-through document, "
-                     "or the declaration that makes it"))
-            continue
-        where[ident] = doc
-        out.append(Artifact(ident, body, "", source=doc.position, node=doc.node))
-    return out, diags
 
 
 def bundle_for(env_result: EnvResult, outs: list[UnitOut],

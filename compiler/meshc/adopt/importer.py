@@ -19,7 +19,7 @@ with its reason, or reported); the output is a function of the input (sorted, no
 existing file is never overwritten without `force`; nothing is written when the input gives
 nothing to import. Codes: F001-F003 (adopt.live), F004 an object kept as pass-through (with the
 reason), F005 a file import would overwrite, F006 a service the estate already declares,
-F007 the round trip differs.
+F007 the round trip differs, F008 an input without any Istio object.
 """
 
 from __future__ import annotations
@@ -113,11 +113,8 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
     if has_errors(problems):
         return out
     for env, _ in inputs:
-        if not _ENV_NAME.match(env) or env == BASE:
-            out.diagnostics.append(Diagnostic("L001", Severity.ERROR, f"{env!r} cannot name an environment",
-                                              Position(ROOT), hint="a DNS-1123 label other than 'base'"))
-    if has_errors(out.diagnostics):
-        return out
+        if not valid_env_name(env):
+            raise ValueError(f"{env!r} cannot name an environment: a DNS-1123 label other than 'base'")
     progress("reading the input")
     live: dict[str, LiveSet] = {}
     for env, paths in inputs:
@@ -130,7 +127,7 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
             live[env] = got
     out.read = sum(len(s.objects) for s in live.values())
     if not out.read:
-        out.diagnostics.append(Diagnostic("F001", Severity.ERROR, "nothing to import: the input holds no Istio object",
+        out.diagnostics.append(Diagnostic("F008", Severity.ERROR, "nothing to import: the input holds no Istio object",
                                           Position(inputs[0][1][0] if inputs and inputs[0][1] else "-"),
                                           hint="pass files or folders of Istio YAML, "
                                                "or `kubectl get se,we,dr -A -o yaml`"))
@@ -183,6 +180,10 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         _write(root, out.files)
         out.written = True
     return out
+
+
+def valid_env_name(env: str) -> bool:
+    return bool(_ENV_NAME.match(env)) and env != BASE
 
 
 def _count(changes: EnvChanges) -> int:

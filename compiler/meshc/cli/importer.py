@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from meshc.adopt.importer import ImportOutcome, run_import
+from meshc.adopt.importer import ImportOutcome, run_import, valid_env_name
 from meshc.diff.render.plain import render_text as render_changes
-from meshc.model.diagnostics import has_errors, render_text
+from meshc.model.diagnostics import render_text
 
 
 @click.command("import")
@@ -42,15 +42,17 @@ def import_command(paths: tuple[str, ...], envs: tuple[str, ...], root: Path, na
     if len(envs) not in (1, len(paths)):
         raise click.UsageError(f"give --env once (for every path) or once per path: {len(paths)} path(s), "
                                f"{len(envs)} --env")
+    bad = [e for e in envs if not valid_env_name(e)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} cannot name an environment (a DNS-1123 label other than 'base')",
+                                 param_hint="--env")
     pairs = [(envs[0] if len(envs) == 1 else envs[i], [p]) for i, p in enumerate(paths)]
     if sum(p == "-" for p in paths) > 1:
         raise click.UsageError("- (standard input) can be given once")
     outcome = run_import(root, pairs, force=force, namespace=namespace, dry_run=dry_run)
     _report(outcome, verbose)
-    if has_errors([d for d in outcome.diagnostics if d.code not in ("F007",)]) and not outcome.files:
-        sys.exit(2)
-    if not outcome.written and has_errors(outcome.diagnostics):
-        sys.exit(2)
+    if outcome.changes is None or (not outcome.written and not dry_run):
+        sys.exit(2)  # nothing imported: no Istio object, a file in the way, an unreadable meshc.yaml
     sys.exit(0 if outcome.proven else 1)
 
 

@@ -18,12 +18,15 @@ metadata.name; another group; a `kind: List`), F011 an identity met twice in an 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from meshc.files.source import Document, node_position, parse
 from meshc.files.tree import SourceTree
+from meshc.model.core import Artifact, EnvSettings
 from meshc.model.diagnostics import Diagnostic, Position, Severity
+from meshc.model.ids import ObjectId
 from meshc.model.release import PASSTHROUGH_GROUPS
 
 FOLDER = "passthrough"
@@ -102,3 +105,30 @@ def with_namespace(body: dict[str, Any], namespace: str) -> dict[str, Any]:
     if meta.get("namespace"):
         return body
     return {**body, "metadata": {**meta, "namespace": namespace}}
+
+
+def passthrough_artifacts(settings: EnvSettings, made: Sequence[Artifact],
+                          docs: Sequence[PassDoc]) -> tuple[list[Artifact], list[Diagnostic]]:
+    """The environment's pass-through objects (base first) as artifacts of no service; an identity
+    that a declaration or an earlier pass-through document already gives is F011."""
+    taken = {a.identity: a for a in made}
+    where: dict[ObjectId, PassDoc] = {}
+    out: list[Artifact] = []
+    diags: list[Diagnostic] = []
+    for doc in docs:
+        body = with_namespace(doc.body, settings.namespace)
+        ident = ObjectId.of(body)
+        if ident in taken or ident in where:
+            other = taken.get(ident)
+            by = (f"service {other.service}'s declaration" if other is not None and other.service
+                  else "env.yaml's settings" if other is not None else f"{where[ident].position}")
+            diags.append(Diagnostic(
+                "F011", Severity.ERROR, f"{ident} is kept as pass-through, but {by} already makes it",
+                doc.position, env=settings.name, object=ident,
+                related=(where[ident].position,) if ident in where else (),
+                hint="an object is either declared or kept verbatim, once: delete the pass-through document, "
+                     "or the declaration that makes it"))
+            continue
+        where[ident] = doc
+        out.append(Artifact(ident, body, "", source=doc.position, node=doc.node))
+    return out, diags

@@ -52,10 +52,12 @@ class Code:
 
 FAMILIES: dict[str, Family] = {f.letter: f for f in (
     Family("Y", "YAML: a file meshc reads is not plain YAML text",
-           ("meshc.files.source", "meshc.front.load", "meshc.check.lint"), "docs/declarations.md"),
+           ("meshc.files.source", "meshc.front.load", "meshc.front.passthrough", "meshc.check.lint"),
+           "docs/declarations.md"),
     Family("D", "declaration schema: a key, type or value the declaration schemas refuse",
            ("meshc.front.declschema", "meshc.front.load"), "docs/declarations.md"),
-    Family("L", "loading: the shape of environments/", ("meshc.front.load",), "docs/declarations.md"),
+    Family("L", "loading: the shape of environments/", ("meshc.front.load", "meshc.front.passthrough"),
+           "docs/declarations.md"),
     Family("M", "merging: base services and environment overrides", ("meshc.front.merge",), "docs/declarations.md"),
     Family("V", "validation: a declaration that Istio would reject or that would not do what it says",
            ("meshc.front.validate", "meshc.front.validate_tls", "meshc.front.validate_egress",
@@ -80,6 +82,8 @@ FAMILIES: dict[str, Family] = {f.letter: f for f in (
     Family("B", "build: the output folder and meshc's working folders", ("meshc.api", "meshc.emit"),
            "docs/declarations.md"),
     Family("K", "the build cache", ("meshc.api",), "docs/declarations.md"),
+    Family("F", "foreign YAML: Istio objects read from outside the declarations (import, drift) or kept verbatim "
+                "(pass-through)", ("meshc.adopt", "meshc.front.passthrough"), "docs/import.md"),
 )}
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -348,6 +352,17 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     # K: the build cache (meshc.api, meshc.runtime.cache)
     ("K001", INFO, "a cache file meshc did not write is ignored (a planted `.meshc-cache/state.pickle`, or a state "
                 "file without this user's tag)"),
+    # F: foreign YAML (meshc.adopt.live, meshc.adopt.importer, meshc.front.passthrough)
+    ("F001", W, "a document that is not a Kubernetes object (no apiVersion, kind or metadata.name): not read"),
+    ("F002", E, "an object defined twice in the input (the first definition is kept)"),
+    ("F003", W, "an object outside Istio's and the Gateway API's groups: not read"),
+    ("F004", INFO, "meshc import: an object kept verbatim (pass-through), with the reason it cannot be declared"),
+    ("F005", E, "meshc import: a file the import would write exists (nothing is written; `--force` overwrites)"),
+    ("F006", W, "meshc import: a service the estate already declares (the existing declaration is kept)"),
+    ("F007", E, "meshc import: the imported estate does not reproduce the input (the differences are listed)"),
+    ("F008", E, "meshc import: the input holds no Istio object"),
+    ("F010", E, "a pass-through document that is not an object of a carried API group (or a `kind: List`)"),
+    ("F011", E, "a pass-through object whose identity another pass-through document or a declaration already has"),
 )
 
 #: Every code meshc can emit, in family order.
