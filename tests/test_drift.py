@@ -33,7 +33,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from meshc.adopt.compare import BOOKKEEPING, Defaults, compare_objects, normalise_live
-from meshc.adopt.drift import DriftRequest, Expected, compile_expected, drift_against, kubectl_command
+from meshc.adopt.drift import RESOURCES, DriftRequest, Expected, compile_expected, drift_against, kubectl_command
+from meshc.adopt.live import SERVER_METADATA
 from meshc.cli.drift import DRIFT_MARKER, drift_command
 from meshc.diff.model import ChangeSet, Masked, ObjectDiff
 from meshc.model.ids import ObjectId
@@ -630,3 +631,47 @@ def test_bundle_namespaces_leave_out_other_environments(bundles: dict[str, Expec
     assert [n for n in changes.notes if "outside the bundle's namespaces" in n] == [
         "1 live object outside the bundle's namespaces (checkout, egress, istio-system, logistics) left out "
         "(--bundle-namespaces)"]
+
+
+# --- docs/drift.md ------------------------------------------------------------------------------
+
+DOC = REPO / "docs" / "drift.md"
+
+
+def _cronjob_manifests() -> list[dict[str, Any]]:
+    block = re.search(r"```yaml\n(apiVersion: v1\nkind: Namespace.*?)```", DOC.read_text(), re.DOTALL)
+    assert block is not None
+    return [d for d in yaml.safe_load_all(block.group(1)) if d]
+
+
+def test_the_cronjob_reads_exactly_the_kinds_drift_asks_for() -> None:
+    docs = {d["kind"]: d for d in _cronjob_manifests()}
+    assert set(docs) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "CronJob"}
+    rules = docs["ClusterRole"]["rules"]
+    granted = {f"{r}.{rule['apiGroups'][0]}" for rule in rules for r in rule["resources"]}
+    assert all(rule["verbs"] == ["get", "list"] and len(rule["apiGroups"]) == 1 for rule in rules)
+    assert granted == set(RESOURCES.values())
+    binding = docs["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == docs["ClusterRole"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshc-drift", "namespace": "meshc-drift"}]
+    pod = docs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "meshc-drift"
+    script = " ".join(pod["containers"][0]["args"])
+    assert "$$(meshc drift prod -C /work/repo --print-command) > /work/live.yaml" in script
+    assert "meshc drift prod -C /work/repo --live /work/live.yaml --exit-code" in script
+
+
+def test_the_cronjob_manifests_validate() -> None:
+    validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate to run it")
+    for doc in _cronjob_manifests():
+        validate.validate(doc, "1.37.0", strict=True)
+
+
+def test_the_doc_lists_every_ignored_field() -> None:
+    text = DOC.read_text()
+    for entry in BOOKKEEPING:
+        assert f"`{entry.key}`" in text, entry.key
+    for key in SERVER_METADATA:
+        assert f"`{key}`" in text or f"`metadata.{key}`" in text, key
+    assert "`kubectl.kubernetes.io/last-applied-configuration`" in text
+    assert "[`meshc diff`](diff.md)" in text
