@@ -78,11 +78,11 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
 
 
 def compile_files(project: Project, files: Mapping[str, bytes], envs: Sequence[str] = (),
-                  proxy: ProxyOptions | None = None) -> CompileResult:
+                  until: str = "bundle") -> CompileResult:
     """An estate held in memory (repository path -> bytes) compiled with `project`'s templates,
-    without a cache: what `meshc import` proposes, compiled before anything is written."""
-    return compile_estate(MemoryTree(files), envs or None, _templates(project), None,
-                          proxy=proxy or ProxyOptions())
+    without a cache, up to the pass `until`: what `meshc import` proposes, compiled before
+    anything is written."""
+    return compile_estate(MemoryTree(files), envs or None, _templates(project), None, until=until)
 
 
 def _input_files(project: Project) -> list[str]:

@@ -316,9 +316,9 @@ PASSES: tuple[Pass[Any, Any], ...] = (
 render by `units` (`compile_unit`), check, waivers and write by meshc.api.build, in this order."""
 
 
-def compile_passes() -> tuple[Pass[Any, Any], ...]:
-    """The passes `compile_estate` runs, in order: those with a function, up to `bundle`."""
-    last = next(i for i, p in enumerate(PASSES) if p.name == "bundle")
+def compile_passes(until: str = "bundle") -> tuple[Pass[Any, Any], ...]:
+    """The passes `compile_estate` runs, in order: those with a function, up to `bundle` (or `until`)."""
+    last = next(i for i, p in enumerate(PASSES) if p.name == until)
     return tuple(p for p in PASSES[:last + 1] if p.run is not None)
 
 
@@ -345,13 +345,14 @@ def compile_estate(tree: SourceTree, envs: Sequence[str] | None = None,
                    templates: Sequence[Path] = (), cache: BuildCache | None = None,
                    workers: int | None = None,
                    progress: Callable[[str], None] = _quiet,
-                   proxy: ProxyOptions = ProxyOptions()) -> CompileResult:
-    """Every pass up to `bundle` for the chosen environments, with every diagnostic at once;
-    `cache` (when given) is read by the passes and then receives what they learned."""
+                   proxy: ProxyOptions = ProxyOptions(), until: str = "bundle") -> CompileResult:
+    """Every pass up to `bundle` (or `until`, e.g. "assemble": the objects without Envoy and
+    iptables) for the chosen environments, with every diagnostic at once; `cache` (when given)
+    is read by the passes and then receives what they learned."""
     executor = Executor(cache, workers, proxy.spool, proxy.check_envoy)
     ctx = Context(tree, tuple(envs) if envs else None, tuple(templates), executor, progress)
     progress("loading declarations")
-    value, diags, deltas = run_passes(ctx, compile_passes(), tree)
+    value, diags, deltas = run_passes(ctx, compile_passes(until), tree)
     if cache is not None:
         apply(cache, deltas)
     result = CompileResult()

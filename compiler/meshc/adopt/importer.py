@@ -266,7 +266,7 @@ def _verify(project: Project, units: Mapping[str, list[_Unit]], settings: Mappin
                     path = _unit_file(env, unit.name)
                     by_file[path] = unit
                     files[path] = dump({"services": [unit.decl]}).encode()
-        result = api.compile_files(project, files, sorted(units))
+        result = api.compile_files(project, files, sorted(units), until="assemble")
         failed: dict[str, str] = {}
         for diag in result.diagnostics:
             if diag.severity is Severity.ERROR and diag.position is not None and diag.position.file in by_file:
@@ -441,7 +441,7 @@ def _layout(decls: Mapping[str, list[_Unit]], kept: Sequence[Kept], settings: Ma
 
 
 def _header() -> str:
-    return "# written by meshc import (docs/import.md); edit freely: meshc build proves nothing else changed\n"
+    return "# written by meshc import (docs/import.md); from here on, these files are the source of truth\n"
 
 
 Entries = Sequence[tuple[str, dict[str, Any]]]  # (comment, declaration)
