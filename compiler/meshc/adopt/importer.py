@@ -543,7 +543,7 @@ def _prove(project: Project, tree: DiskTree, new: Mapping[str, bytes], live: Map
     for env, got in sorted(live.items()):
         ours = {u.name for u in decls.get(env, ())}
         mine = {k.obj.id for k in kept if k.env == env}
-        expected = {oid: semantic(o.body) for oid, o in got.objects.items()}
+        expected = {oid: semantic(strip_meshc_metadata(o.body)) for oid, o in got.objects.items()}
         built = result.envs.get(env)
         actual: dict[ObjectId, Any] = {}
         if built is not None:
