@@ -124,6 +124,7 @@ class _Node:
     properties: Mapping[str, _Node] = field(default_factory=dict)
     items: _Node | None = None
     additional: _Node | None = None
+    defaulting: bool = False    # a default anywhere at or below this node
 
     @property
     def has_default(self) -> bool:
@@ -135,10 +136,12 @@ def _node(schema: Any) -> _Node:
         return _Node()
     props = schema.get("properties")
     add = schema.get("additionalProperties")
+    properties = {str(k): _node(v) for k, v in props.items()} if isinstance(props, Mapping) else {}
+    items = _node(schema["items"]) if isinstance(schema.get("items"), Mapping) else None
+    additional = _node(add) if isinstance(add, Mapping) else None
+    below = [*properties.values(), *(n for n in (items, additional) if n is not None)]
     return _Node(schema["default"] if "default" in schema else _NO_DEFAULT, bool(schema.get("nullable")),
-                 {str(k): _node(v) for k, v in props.items()} if isinstance(props, Mapping) else {},
-                 _node(schema["items"]) if isinstance(schema.get("items"), Mapping) else None,
-                 _node(add) if isinstance(add, Mapping) else None)
+                 properties, items, additional, "default" in schema or any(n.defaulting for n in below))
 
 
 def _copy(value: Any) -> Any:
@@ -170,7 +173,7 @@ def _prune_nulls(value: Any, node: _Node | None) -> None:
 def _default(value: Any, node: _Node | None) -> None:
     """k8s structural defaulting (`Default`): defaults of missing or non-nullable null
     properties, then the same below every property, defaulted ones included."""
-    if node is None:
+    if node is None or not node.defaulting:
         return
     if isinstance(value, dict):
         for key, prop in node.properties.items():
@@ -249,14 +252,18 @@ class Defaults:
         return self._nodes[key]
 
     def apply(self, body: Body) -> dict[str, Any]:
-        out: dict[str, Any] = _copy(body)
+        return self.apply_in_place(_copy(body))
+
+    def apply_in_place(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`apply` on `body` itself (a body nothing else holds); returns it."""
         node = self.schema_node(str(body.get("apiVersion", "")), str(body.get("kind", "")))
         if node is not None:
-            _prune_nulls(out, node)
-            _default(out, node)
-            if "status" not in body:  # the controllers' part: a schema default there is no configuration
-                out.pop("status", None)
-        return out
+            had_status = "status" in body
+            _prune_nulls(body, node)
+            _default(body, node)
+            if not had_status:  # the controllers' part: a schema default there is no configuration
+                body.pop("status", None)
+        return body
 
 
 def _unwrap(docs: Iterable[Any]) -> Iterable[Any]:
@@ -302,7 +309,7 @@ def normalise_live(body: Body, defaults: Defaults | None = None) -> dict[str, An
             del meta[where]
     out["metadata"] = meta
     out = canonical(out)  # emit's key order, so that snapshots print as bundles do
-    return defaults.apply(out) if defaults is not None else _copy(out)
+    return defaults.apply_in_place(out) if defaults is not None else out   # _numbers made it anew
 
 
 def group_of(body: Body) -> str:
@@ -418,8 +425,9 @@ def compare(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectI
     full_a: dict[ObjectId, dict[str, Any]] = {}
     modified: list[ObjectDiff] = []
     for oid in sorted(expected.keys() & actual.keys()):
-        before = defaults.apply(plain_e[oid])
-        after = align(before, defaults.apply(plain_a[oid]))
+        # matched bodies serve no snapshot: defaulted where they are
+        before = defaults.apply_in_place(plain_e[oid])
+        after = align(before, defaults.apply_in_place(plain_a[oid]))
         full_e[oid], full_a[oid] = before, after
         if before == after and same(before, after):
             continue
@@ -440,7 +448,8 @@ def compare(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectI
 
     touched = {i.service for i in [*added, *removed] if i.service and i.id.kind in MAP_KINDS}
     touched |= {d.service for d in modified if d.service and d.id.kind in MAP_KINDS}
-    maps = {s: (_map(s, full_e, service), _map(s, full_a, service)) for s in sorted(touched)}
+    maps_e, maps_a = _maps(touched, full_e, service), _maps(touched, full_a, service)
+    maps = {s: (maps_e.get(s), maps_a.get(s)) for s in sorted(touched)}
     changes = ChangeSet(_side_info(expected_label, "bundle"), _side_info(actual_label, "live"),
                         {env: EnvChanges(env, production, env_source, tuple(added), tuple(removed),
                                          tuple(modified), (), maps)}, notes=tuple(notes))
@@ -451,12 +460,17 @@ def compare(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectI
     return Comparison(changes, (base, head))
 
 
-def _map(name: str, bodies: Mapping[ObjectId, Body], service: Any) -> ServiceMap | None:
-    mine = [(oid, body) for oid, body in sorted(bodies.items()) if oid.kind in MAP_KINDS and service(oid) == name]
-    if not mine:
-        return None
-    namespace = next((oid.namespace for oid, _ in mine if oid.kind == "ServiceEntry"), mine[0][0].namespace)
-    return service_map(name, namespace, [body for _, body in mine])
+def _maps(services: set[str], bodies: Mapping[ObjectId, Body], service: Any) -> dict[str, ServiceMap | None]:
+    """The map of each of `services` on one side (absent: no object of the service there)."""
+    mine: dict[str, list[ObjectId]] = {}
+    for oid in sorted(bodies):
+        if oid.kind in MAP_KINDS and (name := service(oid)) in services:
+            mine.setdefault(name, []).append(oid)
+    out: dict[str, ServiceMap | None] = {}
+    for name, oids in mine.items():
+        namespace = next((oid.namespace for oid in oids if oid.kind == "ServiceEntry"), oids[0].namespace)
+        out[name] = service_map(name, namespace, [bodies[oid] for oid in oids])
+    return out
 
 
 def compare_objects(env: str, expected: Mapping[ObjectId, Body], actual: Mapping[ObjectId, Body],
