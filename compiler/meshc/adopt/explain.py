@@ -33,7 +33,7 @@ from meshc.expand.services import MANAGED
 from meshc.files.source import child, node_position
 from meshc.front.declschema import did_you_mean
 from meshc.front.merge import LIST_KEYS
-from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_LISTENERS, content
+from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_GATEWAY, ENVOY_LISTENERS, content
 from meshc.model.core import Artifact, Layer, Service, ServiceDecl
 from meshc.model.diagnostics import DataPath, Diagnostic, Position, format_path, has_errors
 from meshc.model.ids import ObjectId
@@ -89,6 +89,7 @@ class Step:
     wins: bool = False
     layer: str = ""  # set/over/from: base, <env> overlay (overrides:) or <env> (the environment's services:)
     note: str = ""  # why (shown with the chain, left out of the one-line summary)
+    quiet: bool = False  # the value is the field's own: in JSON, not repeated in text
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "text": self.text}
@@ -598,7 +599,7 @@ class Context:
         transformed = value is not None and last.value != value and not isinstance(last.value, (Mapping, list))
         entry, layer = self.layer_of(last.layer)
         steps = [Step("set", entry + (f" {format_path(path)}" if note else ""), last.position, last.value,
-                      transformed, wins=True, layer=layer)]
+                      not isinstance(last.value, (Mapping, list)), wins=True, layer=layer, quiet=not transformed)]
         for w in reversed(found[:-1]):
             entry, layer = self.layer_of(w.layer)
             steps.append(Step("over", entry, w.position, w.value, True, layer=layer))
@@ -1198,7 +1199,9 @@ def envoy_summary(ctx: Context, item: Item, also: Sequence[str]) -> list[Step]:
             objects.insert(0, art.identity)
     steps += [_object_step(ctx, o, "made for") for o in objects]
     where_ = {ENVOY_CLUSTERS: "shared by every proxy (CDS file)", ENVOY_LISTENERS: "shared by every proxy (LDS file)",
-              ENVOY_BOOTSTRAP: "the egress proxy's own version"}.get(item.file, "one proxy view's own version")
+              ENVOY_BOOTSTRAP: "the egress proxy's own version",
+              ENVOY_GATEWAY: "the egress gateway's configuration (env.yaml egress.gateway)"}.get(
+        item.file, "the own version of the VM workload groups of one view (envoy/views/)")
     steps.append(Step("built", f"in {item.file}: {where_}" + (f"; also in {', '.join(also)}" if also else "")))
     if not objects and not found:
         steps.append(Step("built", "no declaration: a cluster or listener every proxy has (istiod's defaults)"))
@@ -1385,22 +1388,36 @@ def _attach(exp: Explanation, hits: Sequence[tuple[DataPath | None, CheckHit]], 
 
 # ----------------------------------------------------------------------------- entry point
 
-def explain(root: Path, env: str, object_text: str, field_text: str | None = None, *, namespace: str = "",
-            checks: bool = True, today: dt.date | None = None,
-            progress: Callable[[str], None] | None = None) -> Explanation:
-    """The explanation of one object of `env` (or of one field of it); raises ExplainError."""
+@dataclass
+class Session:
+    """One compiled environment (and its check findings) to explain objects of."""
+
+    ctx: Context
+    checks: CheckResult | None  # None: not run (--no-checks)
+
+
+def open_env(root: Path, env: str, *, checks: bool = True, today: dt.date | None = None,
+             progress: Callable[[str], None] | None = None) -> Session:
+    """Compile `env` in memory (with the build cache, like `meshc render`) and, unless `checks` is
+    False, run every check layer and the waivers on it; raises ExplainError."""
     project, result = api.compile_repo(root, [env], progress=progress, proxy=ProxyOptions(check_envoy=checks))
     if has_errors(result.diagnostics) or env not in result.envs:
         unknown = [d for d in result.diagnostics if d.code == "L001"]
         if unknown:
             raise ExplainError(unknown[0].message, unknown[0].hint)
-        raise ExplainError(f"{env} does not compile: fix the errors above first", "meshc check --env " + env,
+        raise ExplainError(f"{env} does not compile: fix the errors above first", f"meshc check --env {env}",
                            result.diagnostics)
     env_result = result.envs[env]
-    catalog = Catalog(env_result)
-    item, also = find_object(catalog, object_text, namespace)
-    templates = project.resolve(project.templates) if getattr(project, "templates", None) else None
-    ctx = Context(env_result, project.root, templates, catalog)
+    templates = project.resolve(project.templates) if project.templates is not None else None
+    ctx = Context(env_result, project.root, templates, Catalog(env_result))
+    return Session(ctx, run_checks(project, result, env, today) if checks else None)
+
+
+def explain_in(session: Session, object_text: str, field_text: str | None = None,
+               namespace: str = "") -> Explanation:
+    """The explanation of one object of the session's environment (or of one field of it)."""
+    ctx = session.ctx
+    item, also = find_object(ctx.catalog, object_text, namespace)
     asked: DataPath | None = None
     if field_text:
         try:
@@ -1413,13 +1430,31 @@ def explain(root: Path, env: str, object_text: str, field_text: str | None = Non
                 f"{format_path(exc.at)} is a value, not a map or list") from None
     exp = build(ctx, item, asked or (), also)
     exp.asked = next((f.shown for f in exp.fields if f.path == asked), format_path(asked)) if asked else ""
-    if checks:
-        ran = run_checks(project, result, env, today)
+    ran = session.checks
+    if ran is None:
+        exp.checks_note = "not run (--no-checks)"
+    else:
         exp.checks_ran, exp.checks_note = ran.ran, ran.note
         _attach(exp, ran.by_object.get(str(item.id), []) + _envoy_hits(ran, item), asked)
-    else:
-        exp.checks_note = "not run (--no-checks)"
+        for f in exp.fields:
+            if f.via is not None:
+                ident, inner = f.via
+                _attach_field(inner, ran.by_object.get(str(ident), []))
     return exp
+
+
+def explain(root: Path, env: str, object_text: str, field_text: str | None = None, *, namespace: str = "",
+            checks: bool = True, today: dt.date | None = None,
+            progress: Callable[[str], None] | None = None) -> Explanation:
+    """`meshc explain`: one object of `env` (or one field of it); raises ExplainError."""
+    return explain_in(open_env(root, env, checks=checks, today=today, progress=progress), object_text, field_text,
+                      namespace)
+
+
+def _attach_field(f: FieldExplanation, hits: Sequence[tuple[DataPath | None, CheckHit]]) -> None:
+    for path, hit in hits:
+        if path is not None and tuple(f.path[:len(path)]) == path:
+            f.checks.append(hit)
 
 
 def _envoy_hits(ran: CheckResult, item: Item) -> list[tuple[DataPath | None, CheckHit]]:
@@ -1478,7 +1513,7 @@ _LABELS = {"set": "set by", "over": "over", "env": "env.yaml", "default": "defau
 
 def _step_text(step: Step) -> str:
     text = step.text + (f" ({step.layer})" if step.layer else "") + (f" ({step.note})" if step.note else "")
-    return text + (f": {show_value(step.value)}" if step.has_value else "")
+    return text + (f": {show_value(step.value)}" if step.has_value and not step.quiet else "")
 
 
 def _step_line(step: Step, width: int) -> str:
@@ -1542,7 +1577,8 @@ def render_text(exp: Explanation) -> str:
         name_w = min(max((len(n) for n in names), default=0), 36)
         value_w = min(max((len(show_value(f.value)) for f in items), default=0), 36)
         for name, f in zip(names, items, strict=True):
-            out.append(f"  {name:<{name_w}} = {show_value(f.value):<{value_w}}  {_compact(f)}".rstrip())
+            line = _compact(f, exp.id.kind == "EnvoyListener")
+            out.append(f"  {name:<{name_w}} = {show_value(f.value):<{value_w}}  {line}".rstrip())
             out += _check_lines(f.checks, "      ", shown)
     out.append(_checks_footer(exp))
     return "\n".join(out) + "\n"
@@ -1567,13 +1603,15 @@ def _group(shown: str) -> str:
     return shown[:cut]
 
 
-def _compact(f: FieldExplanation) -> str:
-    """One line: where the value comes from (the winner, the layers it overrides, the default)."""
+def _compact(f: FieldExplanation, objects: bool = False) -> str:
+    """One line: where the value comes from (the winner, the layers it overrides, the default);
+    `objects`: name the Istio object an Envoy item's part was made for (listeners: one per chain)."""
     parts: list[str] = []
     for s in f.steps:
         pos = where(s.position)
         if s.role == "set":
-            parts.append(f"{pos} ({s.layer})" + (f" written {show_value(s.value)}" if s.has_value else ""))
+            parts.append(f"{pos} ({s.layer})" + (f" written {show_value(s.value)}" if s.has_value and not s.quiet
+                                                  else ""))
         elif s.role == "over":
             parts.append(f"over {pos} ({s.layer}: {show_value(s.value)})")
         elif s.role == "template" and len(f.steps) > 1:
@@ -1582,7 +1620,8 @@ def _compact(f: FieldExplanation) -> str:
             ident, inner = f.via
             parts.append(f"{ident} {inner.shown} <- {_compact(inner)}")
         elif s.role == "object" and len(f.steps) > 1:
-            continue  # the object an Envoy item was made for is in the object's summary
+            if objects:
+                parts.append(s.text)  # else it is in the object's summary
         elif s.role == "built":
             parts.append("built: " + s.text.split("; ")[0])
         else:
