@@ -66,7 +66,7 @@ def read_documents(paths: Sequence[str]) -> tuple[list[Document], list[Diagnosti
         if isinstance(data, Diagnostic):
             errors.append(data)
             continue
-        parsed, diags = parse(name, data, carried=False)
+        parsed, diags = parse(name, data, carried=False, scalar_keys=True)
         errors.extend(diags)
         docs.extend(_unwrap(parsed))
     return docs, errors
@@ -83,7 +83,7 @@ def read_inputs(paths: Sequence[str]) -> LintInput:
 
 
 def _add(out: LintInput, name: str, data: bytes) -> None:
-    docs, diags = parse(name, data, carried=False)
+    docs, diags = parse(name, data, carried=False, scalar_keys=True)
     out.errors.extend(diags)
     skipped: list[Document] = []
     for doc in _unwrap(docs):

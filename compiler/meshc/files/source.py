@@ -184,10 +184,13 @@ def decode(file: str, data: bytes) -> tuple[str | None, list[Diagnostic]]:
                              "save the file as UTF-8", line=line, col=col)]
 
 
-def parse(file: str, data: bytes, carried: bool = True) -> tuple[list[Document], list[Diagnostic]]:
+def parse(file: str, data: bytes, carried: bool = True,
+          scalar_keys: bool = False) -> tuple[list[Document], list[Diagnostic]]:
     """YAML documents of a file. `carried`: refuse strings Kubernetes' tooling cannot carry
     through a bundle (Y008, meshc.yamlout.kubernetes_problem); off for lint, which reads YAML
-    that exists already."""
+    that exists already. `scalar_keys`: a plain number or boolean as a mapping key is the string
+    it is written as (`8090:` is "8090"), as kubectl reads manifests (sigs.k8s.io/yaml turns YAML
+    into JSON, whose keys are strings); for YAML written elsewhere, not for declarations."""
     text, diags = decode(file, data)
     if text is None:
         return [], diags
@@ -206,7 +209,7 @@ def parse(file: str, data: bytes, carried: bool = True) -> tuple[list[Document],
         if node is None:
             continue
         try:
-            docs.append(Document(file, _Builder(file, carried).build(node), node))
+            docs.append(Document(file, _Builder(file, carried, scalar_keys).build(node), node))
         except LoadError as exc:
             diags.append(exc.diag)
     return docs, diags
@@ -215,9 +218,10 @@ def parse(file: str, data: bytes, carried: bool = True) -> tuple[list[Document],
 class _Builder:
     """Node tree -> plain values, with duplicate-key and alias-bomb detection."""
 
-    def __init__(self, file: str, carried: bool = True) -> None:
+    def __init__(self, file: str, carried: bool = True, scalar_keys: bool = False) -> None:
         self.file = file
         self.carried = carried
+        self.scalar_keys = scalar_keys
         self.seen: set[int] = set()
         self.built = 0
 
@@ -270,7 +274,8 @@ class _Builder:
             if knode.tag == "tag:yaml.org,2002:merge":
                 raise LoadError(_error("Y007", self.file, "YAML merge keys (<<) are not supported",
                                        "write the keys out, or use an environment overlay", knode))
-            if not isinstance(knode, ScalarNode) or knode.tag != _STR:
+            if not isinstance(knode, ScalarNode) or (knode.tag != _STR and not (
+                    self.scalar_keys and knode.tag in (_INT, _FLOAT, _BOOL))):
                 raise LoadError(_error("Y006", self.file, "mapping keys must be strings",
                                        "quote the key", knode))
             k = self._carried(knode.value, knode, key=True)

@@ -60,7 +60,7 @@ def load_passthrough(tree: SourceTree, layer_dir: str) -> tuple[tuple[PassDoc, .
             diags.append(Diagnostic("Y001", Severity.ERROR, f"cannot read file: {exc.strerror or type(exc).__name__}",
                                     Position(path), hint="check the file exists and is readable"))
             continue
-        parsed, problems = parse(path, raw)
+        parsed, problems = parse(path, raw, scalar_keys=True)
         diags.extend(problems)
         for doc in parsed:
             if doc.value is None:
