@@ -80,10 +80,9 @@ def drift_command(ctx: click.Context, env: str, live: tuple[str, ...], namespace
 
     \b
     Example:
-      kubectl get serviceentries,workloadentries,destinationrules,gateways.networking.istio.io,\\
-          virtualservices,sidecars,authorizationpolicies -A -o yaml > live.yaml
+      $(meshc drift prod --print-command) > live.yaml    # kubectl get <prod's kinds> -A -o yaml
       meshc drift prod --live live.yaml --exit-code
-      kubectl get $(meshc drift prod --print-command | cut -d' ' -f3) -A -o yaml | meshc drift prod --live -
+      kubectl get destinationrules.networking.istio.io -A -o yaml | meshc drift prod --live - --kind DestinationRule
       meshc drift prod --live live.yaml --format markdown > drift.md
     A bundle object missing live is removed; a live object labelled app.kubernetes.io/managed-by:
     meshc that the bundle lacks is added (left behind); others are counted, not reported, unless
