@@ -395,6 +395,36 @@ def test_a_tiny_estate_with_a_waiver_and_an_unwaived_finding(tmp_path: Path) -> 
     assert text.endswith("checks: ran, 1 finding(s) here\n")
 
 
+PASSTHROUGH = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ledger-timeout
+spec:
+  hosts: [ledger.example.com]
+  http:
+    - timeout: 5s
+      route:
+        - destination: {host: ledger.example.com}
+"""
+
+
+def test_a_pass_through_object_is_kept_verbatim_from_its_line(tmp_path: Path) -> None:
+    root = _tiny(tmp_path)
+    (root / "environments/dev/passthrough").mkdir()
+    (root / "environments/dev/passthrough/extra.yaml").write_text(PASSTHROUGH)
+    session = open_env(root, "dev", checks=False)
+    exp = explain_in(session, "vs/ledger-timeout")
+    assert [f"{s.role} {where(s.position)}" for s in exp.summary] == [
+        "verbatim environments/dev/passthrough/extra.yaml:1:1"]
+    timeout = one(session, "VirtualService/egress-dev/ledger-timeout", "spec.http[0].timeout")
+    assert (timeout.value, timeout.origin, chain(timeout)) == (
+        "5s", "verbatim", ["verbatim environments/dev/passthrough/extra.yaml:8:16"])
+    namespace = one(session, "vs/ledger-timeout", "metadata.namespace")  # filled in: the document has none
+    assert (namespace.origin, chain(namespace)) == ("env", ["env environments/dev/env.yaml:2:12",
+                                                            "verbatim environments/dev/passthrough/extra.yaml:1:1"])
+
+
 def test_checks_are_optional_and_say_so(prod: Session) -> None:
     exp = explain_in(prod, "se/payments-stripe", "spec.hosts[0]")
     assert not exp.checks_ran and render_text(exp).endswith("checks: not run (--no-checks)\n")

@@ -701,20 +701,8 @@ def _first(steps: Sequence[list[Step] | None]) -> list[Step] | None:
 
 def explain_istio_field(ctx: Context, art: Artifact, path: DataPath, shown: str, value: Any) -> FieldExplanation:
     out = FieldExplanation(path, shown, value, "derived")
-    passthrough = getattr(art, "source", None)
-    if isinstance(passthrough, Position):
-        out.origin = "verbatim"
-        node = getattr(art, "node", None)
-        pos = passthrough
-        if node is not None:
-            cur = node
-            for elem in path:
-                _, sub = child(cur, elem)
-                if sub is None:
-                    break
-                cur = sub
-            pos = node_position(passthrough.file, cur)
-        out.steps = [Step("verbatim", "kept verbatim from a pass-through file", pos)]
+    if art.source is not None:
+        _verbatim_field(ctx, art, art.source, out)
         return out
     if not art.service:
         _environment_field(ctx, art, out)
@@ -760,6 +748,34 @@ def _by_value(ctx: Context, svc: str, decl_path: DataPath, path: DataPath, value
         if value in numbers:
             return ("ports", numbers.index(value), "number")
     return decl_path
+
+
+def _verbatim_field(ctx: Context, art: Artifact, source: Position, out: FieldExplanation) -> None:
+    """A field of a pass-through object: the line it was read at (or env.yaml's namespace, filled in
+    when the document names none)."""
+    node, depth = art.node, 0
+    pos = source
+    for elem in out.path:
+        sub = child(node, elem)[1] if node is not None else None
+        if sub is None:
+            break
+        node, depth = sub, depth + 1
+        pos = node_position(source.file, node)
+    if depth == len(out.path):
+        out.origin = "verbatim"
+        out.steps = [Step("verbatim", f"kept verbatim from {_passthrough_scope(source.file, ctx.name)}", pos)]
+    elif out.path == ("metadata", "namespace"):
+        out.origin = "env"
+        out.steps = [ctx.env_step(("namespace",), why="the pass-through document names no namespace"),
+                     Step("verbatim", f"kept verbatim from {_passthrough_scope(source.file, ctx.name)}", source)]
+    else:
+        out.origin = "verbatim"
+        out.steps = [Step("verbatim", "kept verbatim (the field's line is not known)", source)]
+
+
+def _passthrough_scope(file: str, env: str) -> str:
+    return ("environments/base/passthrough/ (every environment)" if file.startswith("environments/base/")
+            else f"environments/{env}/passthrough/")
 
 
 def _origin_entry(art: Artifact, path: DataPath) -> tuple[DataPath | None, DataPath, bool]:
@@ -1486,9 +1502,9 @@ def build(ctx: Context, item: Item, under: DataPath = (), also: Sequence[str] = 
 
 
 def _istio_summary(ctx: Context, art: Artifact) -> list[Step]:
-    passthrough = getattr(art, "source", None)
-    if isinstance(passthrough, Position):
-        return [Step("verbatim", "kept verbatim from a pass-through file (no declaration, no template)", passthrough)]
+    if art.source is not None:
+        return [Step("verbatim", f"kept verbatim from {_passthrough_scope(art.source.file, ctx.name)} "
+                     "(no declaration, no template)", art.source)]
     if not art.service:
         names = sorted({s.name for s in ctx.env.services if s.name in _text(art.body)
                         or any(h in _text(art.body) for h in s.hosts)})
@@ -1624,6 +1640,8 @@ def _compact(f: FieldExplanation, objects: bool = False) -> str:
                 parts.append(s.text)  # else it is in the object's summary
         elif s.role == "built":
             parts.append("built: " + s.text.split("; ")[0])
+        elif s.role == "verbatim":
+            parts.append(f"verbatim {pos}")
         else:
             text = s.text + (f" ({s.layer})" if s.layer else "")
             if s.has_value and (s.role not in ("env", "from") or s.value != f.value):
