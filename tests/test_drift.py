@@ -40,7 +40,7 @@ from meshc.diff.model import ChangeSet, Masked, ObjectDiff
 from meshc.model.ids import ObjectId
 from meshc.model.release import shipped_crds
 
-from .conftest import REPO
+from .conftest import REPO, check_golden
 
 SEEDS = range(20)
 
@@ -675,3 +675,28 @@ def test_the_doc_lists_every_ignored_field() -> None:
         assert f"`{key}`" in text or f"`metadata.{key}`" in text, key
     assert "`kubectl.kubernetes.io/last-applied-configuration`" in text
     assert "[`meshc diff`](diff.md)" in text
+
+
+# --- goldens (tests/goldens/drift/; MESHC_UPDATE_GOLDENS=drift rewrites them) ----------------------
+
+GOLDENS = REPO / "tests" / "goldens" / "drift"
+
+
+def _edge_drifted(expected: Expected) -> str:
+    """edge served back with three hand edits: a DestinationRule's TLS mode, a ServiceEntry deleted,
+    a meshc ServiceEntry left behind."""
+    live = {ObjectId.of(b): b for b in served(expected)}
+    rule = next(o for o in sorted(live) if o.kind == "DestinationRule" and o.name == "payments-stripe")
+    live[rule]["spec"] = json.loads(json.dumps(live[rule]["spec"]).replace('"SIMPLE"', '"DISABLE"'))
+    gone = next(o for o in sorted(live) if o.kind == "ServiceEntry" and o.name == "legacy-billing")
+    del live[gone]
+    _copy_as(live, next(o for o in sorted(live) if o.kind == "ServiceEntry" and o.name == "partner-sftp"),
+             "partner-sftp-old")
+    return yaml.safe_dump(served_list(list(live.values())), sort_keys=True)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("text", "txt"), ("markdown", "md")])
+def test_golden_reports(bundles: dict[str, Expected], fmt: str, suffix: str) -> None:
+    result = invoke("edge", "--live", "-", "--format", fmt, stdin=_edge_drifted(bundles["edge"]))
+    assert result.exit_code == 0, result.output
+    check_golden(GOLDENS / f"edge.{suffix}", result.stdout.encode())
