@@ -97,19 +97,22 @@ def _take(out: LiveSet, doc: Document, default_namespace: str) -> None:
     if value is None:
         return  # an empty document (a trailing `---`)
     meta = value.get("metadata") if isinstance(value, dict) else None
-    if not (isinstance(value, dict) and isinstance(value.get("kind"), str) and isinstance(value.get("apiVersion"), str)
-            and isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]):
+    typed = isinstance(value, dict) and isinstance(value.get("kind"), str) and isinstance(value.get("apiVersion"), str)
+    if typed and value["apiVersion"].rpartition("/")[0] not in GROUPS:
+        meta = meta if isinstance(meta, dict) else {}
+    elif not (typed and isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]):
         out.skipped += 1
         out.diagnostics.append(Diagnostic(
             "F001", Severity.WARNING, "not a Kubernetes object (it needs apiVersion, kind and metadata.name); not read",
             _pos(doc), hint="give the document apiVersion, kind and metadata.name, or remove it from the input"))
         return
+    assert isinstance(value, dict) and isinstance(meta, dict)
     group = value["apiVersion"].rpartition("/")[0]
     if group not in GROUPS:
         out.skipped += 1
         out.diagnostics.append(Diagnostic(
             "F003", Severity.WARNING, f"{value['kind']} ({value['apiVersion']}) is not an Istio or Gateway API "
-            "object; not read", _pos(doc), object=f"{value['kind']}/{meta['name']}",
+            "object; not read", _pos(doc), object=f"{value['kind']}/{meta.get('name') or ''}".rstrip("/"),
             hint="meshc carries the objects of Istio's API groups and the Gateway API's; "
                  "apply other kinds with their own tooling"))
         return
