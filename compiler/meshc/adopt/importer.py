@@ -25,7 +25,6 @@ F007 the round trip differs, F008 an input without any Istio object.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import yaml
 from meshc import api
 from meshc.adopt.compare import compare_objects
 from meshc.adopt.convert import Unsupported, comparable, semantic, service_of, strip_meshc_metadata
-from meshc.adopt.live import LiveObject, LiveSet, read_objects
+from meshc.adopt.live import LiveObject, LiveSet, read_objects, valid_env_name
 from meshc.diff.model import ChangeSet, EnvChanges, SideInfo
 from meshc.files.tree import DiskTree
 from meshc.files.yamlout import dump
@@ -52,7 +51,6 @@ from meshc.model.release import DEFAULT_ISTIO
 KEYED = {("ports",): "number", ("endpoints",): "address", ("subsets",): "name",
          ("trafficPolicy", "portLevel"): "port"}
 _MISSING = object()
-_ENV_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)
@@ -180,10 +178,6 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         _write(root, out.files)
         out.written = True
     return out
-
-
-def valid_env_name(env: str) -> bool:
-    return bool(_ENV_NAME.match(env)) and env != BASE
 
 
 def _count(changes: EnvChanges) -> int:

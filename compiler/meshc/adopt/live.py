@@ -13,6 +13,7 @@ F002 an identity met twice, F003 a kind outside Istio's and the Gateway API's gr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from meshc.model.release import PASSTHROUGH_GROUPS
 GROUPS = PASSTHROUGH_GROUPS
 #: What meshc expresses as declarations; the rest of GROUPS is pass-through.
 DECLARED_KINDS = ("ServiceEntry", "WorkloadEntry", "DestinationRule")
+
+_ENV_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 #: metadata the API server sets (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/object-meta/)
 SERVER_METADATA = ("resourceVersion", "uid", "managedFields", "creationTimestamp", "generation", "selfLink",
@@ -59,6 +62,11 @@ class LiveSet:
 
     def declared(self) -> list[LiveObject]:
         return [o for o in self.objects.values() if o.group == "networking.istio.io" and o.id.kind in DECLARED_KINDS]
+
+
+def valid_env_name(env: str) -> bool:
+    """What can name an environment folder: a DNS-1123 label other than `base`."""
+    return bool(_ENV_NAME.match(env)) and env != "base"
 
 
 def strip_server_fields(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from meshc.adopt.drift import DriftRequest, compile_expected, drift, kubectl_command
 from meshc.cli.diff import FORMATS, SALT_ENV, _parse_outputs, _write_all, render_all
 from meshc.diff.model import ChangeSet
 from meshc.diff.render.markdown import DEFAULT_BUDGET, FULL_REPORT, MARKER, MIN_BUDGET
@@ -89,6 +88,7 @@ def drift_command(ctx: click.Context, env: str, live: tuple[str, ...], namespace
     --include-unmanaged. Server-set fields, GitOps bookkeeping and CRD defaults are ignored;
     Envoy and iptables files are not compared (docs/drift.md).
     """
+    from meshc.adopt.drift import DriftRequest, compile_expected, drift, kubectl_command  # deepdiff: lazily
     try:
         if print_command:
             expected = compile_expected(root, env)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from meshc.adopt.importer import ImportOutcome, run_import, valid_env_name
+from meshc.adopt.live import valid_env_name
 from meshc.diff.render.plain import render_text as render_changes
 from meshc.model.diagnostics import render_text
+
+if TYPE_CHECKING:
+    from meshc.adopt.importer import ImportOutcome
 
 
 @click.command("import")
@@ -49,6 +53,7 @@ def import_command(paths: tuple[str, ...], envs: tuple[str, ...], root: Path, na
     pairs = [(envs[0] if len(envs) == 1 else envs[i], [p]) for i, p in enumerate(paths)]
     if sum(p == "-" for p in paths) > 1:
         raise click.UsageError("- (standard input) can be given once")
+    from meshc.adopt.importer import run_import  # deepdiff (the round trip's comparison): lazily
     outcome = run_import(root, pairs, force=force, namespace=namespace, dry_run=dry_run)
     _report(outcome, verbose)
     if outcome.changes is None or (not outcome.written and not dry_run):

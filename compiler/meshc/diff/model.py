@@ -145,7 +145,7 @@ class RiskFlag:
 @dataclass(frozen=True, slots=True)
 class SideInfo:
     spec: str       # what the user passed, e.g. "origin/main", "out/", "working tree"
-    kind: str       # "git", "repo", "bundle" or "worktree"
+    kind: str       # "git", "repo", "bundle", "worktree", or "live" (meshc drift, meshc import's input)
     commit: str = ""
 
     @property
