@@ -425,6 +425,20 @@ def test_a_pass_through_object_is_kept_verbatim_from_its_line(tmp_path: Path) ->
                                                             "verbatim environments/dev/passthrough/extra.yaml:1:1"])
 
 
+def test_a_compile_warning_is_shown_at_the_declared_field_without_the_checks(tmp_path: Path) -> None:
+    root = _tiny(tmp_path)
+    base = root / "environments/base/billing.yaml"
+    base.write_text(base.read_text().replace("        weight: 1\n", "        weight: 1\n        serviceAccount: billing\n", 1))
+    session = open_env(root, "dev", checks=False)
+    exp = explain_in(session, "se/billing", "spec.endpoints[address=10.0.0.1]")
+    assert exp.asked == "spec.endpoints[address=10.0.0.1]"
+    (account,) = [f for f in exp.fields if f.path[-1] == "serviceAccount"]
+    (hit,) = account.checks
+    assert (hit.code, hit.path, where(hit.position)) == ("V027", "endpoints[0].serviceAccount",
+                                                         "environments/base/billing.yaml:10:25")
+    assert render_text(exp).endswith("checks: not run (--no-checks); 1 compile finding(s) here\n")
+
+
 def test_checks_are_optional_and_say_so(prod: Session) -> None:
     exp = explain_in(prod, "se/payments-stripe", "spec.hosts[0]")
     assert not exp.checks_ran and render_text(exp).endswith("checks: not run (--no-checks)\n")

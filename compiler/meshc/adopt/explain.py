@@ -420,6 +420,24 @@ def leaves(kind: str, body: Any, under: DataPath = ()) -> list[tuple[DataPath, s
     return out
 
 
+def shown_prefix(kind: str, body: Any, path: DataPath) -> str:
+    """`path` (list positions) in the diff's syntax: keyed list items by key."""
+    norm: Any = normalise(kind, body)
+    cur: Any = body
+    shown: list[str | int] = []
+    for elem in path:
+        if isinstance(cur, list) and isinstance(elem, int):
+            keyed = isinstance(norm, dict) and len(norm) == len(cur) and all(isinstance(k, ItemKey) for k in norm)
+            key: str | int = list(norm)[elem] if keyed else elem
+            norm = norm[key] if keyed else (norm[elem] if isinstance(norm, list) and elem < len(norm) else None)
+            shown.append(key)
+        else:
+            norm = norm.get(elem) if isinstance(norm, dict) else None
+            shown.append(elem)
+        cur = _get(cur, elem)
+    return shown_path(tuple(shown))
+
+
 def show_value(value: Any) -> str:
     return value if isinstance(value, str) and value and value.strip() == value else _text(value)
 
@@ -1340,41 +1358,56 @@ def _vm_position(ctx: Context) -> Position | None:
 
 # ----------------------------------------------------------------------------- checks
 
+Hits = list[tuple[DataPath | None, CheckHit]]
+
+
 @dataclass
 class CheckResult:
+    """The findings of one environment by what they are about: an emitted object (`str(ObjectId)`,
+    path in its body), a service's declaration (`service NAME`, path in the declaration: compile
+    warnings), a VM's capture (`VM NAME`), or a place in the Envoy configuration (the bundle file,
+    None for the egress proxy's whole configuration, and the path in it)."""
+
     ran: bool
     note: str
-    found: list[CheckHit]
-    by_object: dict[str, list[tuple[DataPath | None, CheckHit]]]
+    by_object: dict[str, Hits] = field(default_factory=dict)
+    envoy: list[tuple[str | None, DataPath, CheckHit]] = field(default_factory=list)
+
+
+def sort_findings(diags: Sequence[Diagnostic], waived: Sequence[Diagnostic], env: str, waivers: Sequence[Waiver],
+                  today: dt.date, ran: bool = True, note: str = "") -> CheckResult:
+    """Findings of `env`, each with the waiver that accepted it (the first unexpired one that
+    matches, as check.waivers.apply_waivers picks it)."""
+    out = CheckResult(ran, note)
+    for is_waived, items in ((False, diags), (True, waived)):
+        for d in items:
+            if d.env != env or not d.object:
+                continue
+            waiver = next((w for w in waivers if w.expires >= today and w.matches(d)), None) if is_waived else None
+            hit = CheckHit(d.code, d.severity.label, d.message, d.path, d.position, waiver, is_waived)
+            if d.path.startswith("envoy: "):
+                rel, sep, rest = d.path[len("envoy: "):].partition(": ")
+                out.envoy.append((rel if sep else None, _finding_path(rest if sep else rel) or (), hit))
+                continue
+            out.by_object.setdefault(str(d.object), []).append((_finding_path(d.path), hit))
+    return out
 
 
 def run_checks(project: Any, result: Any, env: str, today: dt.date | None = None) -> CheckResult:
-    """Every check layer on one environment, then the waivers (api.check_compiled), each finding
-    with the waiver that matched it."""
-    opts = api.check_options(project)
-    outcome = api.check_compiled(project, result, opts, today)
+    """Every check layer on one environment, then the waivers (api.check_compiled)."""
+    outcome = api.check_compiled(project, result, api.check_options(project), today)
+    day = today or dt.date.today()
     if outcome.input_error:
         problems = [d for d in outcome.diagnostics if d.severity.label == "error"]
-        note = "; ".join(f"{d.code} {d.message}" for d in problems[:2]) or "the checks could not run"
-        return CheckResult(False, note, [], {})
+        note = "did not run: " + ("; ".join(f"{d.code} {d.message}" for d in problems[:2]) or "input error")
+        return sort_findings(result.diagnostics, (), env, (), day, False, note)
     waivers: list[Waiver] = []
     path = project.resolve(project.waivers)
     if path is not None and path.is_file():
         waivers, _ = load_waivers(path, str(project.waivers))
-    day = today or dt.date.today()
-    by_object: dict[str, list[tuple[DataPath | None, CheckHit]]] = {}
-    found: list[CheckHit] = []
-    for waived, diags in ((False, outcome.diagnostics), (True, outcome.waived)):
-        for d in diags:
-            if d.env != env or not d.object:
-                continue
-            waiver = next((w for w in waivers if w.expires >= day and w.matches(d)), None) if waived else None
-            hit = CheckHit(d.code, d.severity.label, d.message, d.path, d.position, waiver, waived)
-            found.append(hit)
-            by_object.setdefault(str(d.object), []).append((_finding_path(d.path), hit))
     if result.cache is not None:
         result.cache.save()
-    return CheckResult(True, "", found, by_object)
+    return sort_findings(outcome.diagnostics, outcome.waived, env, waivers, day)
 
 
 def _finding_path(text: str) -> DataPath | None:
@@ -1386,30 +1419,56 @@ def _finding_path(text: str) -> DataPath | None:
     return tuple(out)
 
 
-def _attach(exp: Explanation, hits: Sequence[tuple[DataPath | None, CheckHit]], asked: DataPath | None) -> None:
+def _attach(exp: Explanation, hits: Hits, asked: DataPath | None, declared: bool = False) -> None:
+    """Each finding to the fields below its path (a path in the body, or with `declared` in the
+    service's declaration); the rest to the object: all of them for the whole object, for one
+    field those without a path and those inside the field asked for."""
     used: set[int] = set()
     for n, (path, hit) in enumerate(hits):
         if path is None:
             continue
         for f in exp.fields:
-            if tuple(f.path[:len(path)]) == path:
+            own = f.decl_path if declared else f.path
+            if own is not None and tuple(own[:len(path)]) == path:
                 f.checks.append(hit)
                 used.add(n)
     for n, (path, hit) in enumerate(hits):
-        if n in used:
+        if n in used or any(h is hit for h in exp.object_checks):
             continue
-        if asked is None or path is None or tuple(path[:len(asked)]) == asked:
+        if asked is None or path is None or (not declared and tuple(path[:len(asked)]) == asked):
             exp.object_checks.append(hit)
+
+
+def _envoy_findings(ctx: Context, ran: CheckResult, item: Item) -> Hits:
+    """The envoy layer's findings inside this cluster or listener (they name a path in the egress
+    proxy's whole configuration or in one file's static part)."""
+    out: Hits = []
+    section = "clusters" if item.id.kind == "EnvoyCluster" else "listeners"
+    for rel, path, hit in ran.envoy:
+        if len(path) < 3 or path[:2] != ("static_resources", section) or not isinstance(path[2], int):
+            continue
+        if rel is None:
+            if item.file not in _ENVOY_ORDER:
+                continue
+            static = ctx.whole().get("static_resources") or {}
+        elif rel != item.file or ctx.env.envoy is None:
+            continue
+        else:
+            static = ctx.env.envoy.static_part(rel)
+        entries = static.get(section) or []
+        if path[2] < len(entries) and entries[path[2]].get("name") == item.id.name:
+            out.append((tuple(path[3:]), hit))
+    return out
 
 
 # ----------------------------------------------------------------------------- entry point
 
 @dataclass
 class Session:
-    """One compiled environment (and its check findings) to explain objects of."""
+    """One compiled environment (and its findings) to explain objects of."""
 
     ctx: Context
-    checks: CheckResult | None  # None: not run (--no-checks)
+    checks: CheckResult
 
 
 def open_env(root: Path, env: str, *, checks: bool = True, today: dt.date | None = None,
@@ -1426,7 +1485,11 @@ def open_env(root: Path, env: str, *, checks: bool = True, today: dt.date | None
     env_result = result.envs[env]
     templates = project.resolve(project.templates) if project.templates is not None else None
     ctx = Context(env_result, project.root, templates, Catalog(env_result))
-    return Session(ctx, run_checks(project, result, env, today) if checks else None)
+    if checks:
+        return Session(ctx, run_checks(project, result, env, today))
+    # the compile's own warnings (V0xx at the declaration) are known without the check layers
+    return Session(ctx, sort_findings(result.diagnostics, (), env, (), today or dt.date.today(), False,
+                                      "not run (--no-checks)"))
 
 
 def explain_in(session: Session, object_text: str, field_text: str | None = None,
@@ -1445,17 +1508,24 @@ def explain_in(session: Session, object_text: str, field_text: str | None = None
                 ("fields there: " + ", ".join(exc.choices[:20])) if exc.choices else
                 f"{format_path(exc.at)} is a value, not a map or list") from None
     exp = build(ctx, item, asked or (), also)
-    exp.asked = next((f.shown for f in exp.fields if f.path == asked), format_path(asked)) if asked else ""
+    exp.asked = shown_prefix(item.id.kind, item.body, asked) if asked else ""
     ran = session.checks
-    if ran is None:
-        exp.checks_note = "not run (--no-checks)"
-    else:
-        exp.checks_ran, exp.checks_note = ran.ran, ran.note
-        _attach(exp, ran.by_object.get(str(item.id), []) + _envoy_hits(ran, item), asked)
-        for f in exp.fields:
-            if f.via is not None:
-                ident, inner = f.via
-                _attach_field(inner, ran.by_object.get(str(ident), []))
+    exp.checks_ran, exp.checks_note = ran.ran, ran.note
+    by_object = ran.by_object
+    _attach(exp, by_object.get(str(item.id), []), asked)
+    if item.id.kind in ENVOY_KINDS:
+        _attach(exp, _envoy_findings(ctx, ran, item), asked)
+    if item.id.kind == CHAIN_KIND:
+        _attach(exp, [(None, h) for _, h in by_object.get(f"VM {_stem(item.file)}", [])], asked)
+    if exp.service:
+        _attach(exp, by_object.get(f"service {exp.service}", []), asked, declared=True)
+    for f in exp.fields:
+        if f.via is not None:
+            ident, inner = f.via
+            _attach_field(inner, by_object.get(str(ident), []))
+            art = ctx.artifact(ident)
+            if art is not None and art.service:
+                _attach_field(inner, by_object.get(f"service {art.service}", []), declared=True)
     return exp
 
 
@@ -1467,17 +1537,11 @@ def explain(root: Path, env: str, object_text: str, field_text: str | None = Non
                       namespace)
 
 
-def _attach_field(f: FieldExplanation, hits: Sequence[tuple[DataPath | None, CheckHit]]) -> None:
+def _attach_field(f: FieldExplanation, hits: Hits, declared: bool = False) -> None:
+    own = f.decl_path if declared else f.path
     for path, hit in hits:
-        if path is not None and tuple(f.path[:len(path)]) == path:
+        if path is not None and own is not None and tuple(own[:len(path)]) == path:
             f.checks.append(hit)
-
-
-def _envoy_hits(ran: CheckResult, item: Item) -> list[tuple[DataPath | None, CheckHit]]:
-    """Envoy findings name the bootstrap path, not the item: matched by the cluster's name in the message."""
-    if item.id.kind not in ENVOY_KINDS:
-        return []
-    return [(None, h) for h in ran.found if h.path.startswith("envoy:") and item.id.name in h.message]
 
 
 def build(ctx: Context, item: Item, under: DataPath = (), also: Sequence[str] = ()) -> Explanation:
@@ -1652,11 +1716,11 @@ def _compact(f: FieldExplanation, objects: bool = False) -> str:
 
 
 def _checks_footer(exp: Explanation) -> str:
+    hits = {id(h) for f in exp.fields for h in f.checks} | {id(h) for h in exp.object_checks}
+    hits |= {id(h) for f in exp.fields if f.via is not None for h in f.via[1].checks}
     if exp.checks_ran:
-        hits = {id(h) for f in exp.fields for h in f.checks} | {id(h) for h in exp.object_checks}
-        hits |= {id(h) for f in exp.fields if f.via is not None for h in f.via[1].checks}
         return f"checks: ran, {len(hits)} finding(s) here" if hits else "checks: ran, nothing found here"
-    return f"checks: {exp.checks_note or 'not run'}"
+    return f"checks: {exp.checks_note or 'not run'}" + (f"; {len(hits)} compile finding(s) here" if hits else "")
 
 
 def render_json(exp: Explanation) -> bytes:
