@@ -643,7 +643,7 @@ class Context:
         written, pos, value = env_setting(self.settings.source, path)
         key = format_path(path)
         if written:
-            return Step("env", key, pos, value, True, note=why)
+            return Step("env", key, pos, value, not isinstance(value, Mapping), note=why)
         source = self.settings.source.position if self.settings.source is not None else None
         return Step("default", f"env.yaml has no {key}: meshc's default",
                     replace(source, line=0, col=0) if source is not None else None, default, default is not None,
@@ -982,7 +982,12 @@ def _environment_field(ctx: Context, art: Artifact, out: FieldExplanation) -> No
             steps = [s for svc in ctx.env.services if svc.egress == "gateway" and svc.consumers
                      for s in ctx.made_from(svc.name, ("consumers",), f"consumers of {svc.name}")]
     elif kind == "Gateway" and egress.waypoint is not None:
-        steps = [ctx.env_step(("egress", "waypoint"), why="managed: meshc emits the waypoint")]
+        if path in (("metadata", "name"), ("metadata", "namespace")):
+            steps = [ctx.env_step(("egress", "waypoint", str(path[1])))]
+        else:
+            out.origin = "template"
+            steps = [Step("default", "the waypoint's fixed shape (Istio's egress waypoint)"),
+                     ctx.env_step(("egress", "waypoint", "managed"), why="meshc emits the waypoint")]
     if kind == "Sidecar" and path == ("metadata", "name"):
         steps = [Step("default", "the name of every consumer namespace's Sidecar (expand/egress.py SIDECAR_NAME)")]
     if not steps:
