@@ -307,3 +307,48 @@ def test_every_profile_of_the_bench_estate_round_trips(tmp_path: Path) -> None:
     assert outcome.proven, outcome.changes
     assert not outcome.kept, [(k.obj.id, k.reason) for k in outcome.kept][:5]
     assert [d.code for d in outcome.diagnostics] == ["F003"] * 3  # each bundle's kustomization.yaml
+
+
+HOSTILE: list[Any] = ["../../etc/passwd", "a\nb: c", "x: [1", 12, -1, 2.5, [], {}, None, True, "", "*", "{{ 7*7 }}",
+                      "ünïcode", "x" * 300, {"$patch": "delete"}, ["a", 1], "DNS", "MESH_INTERNAL", "0.0.0.0/0"]
+
+
+def _mutate(rng: Any, value: Any, depth: int = 0) -> Any:
+    if isinstance(value, dict) and value and depth < 6:
+        key = rng.choice(sorted(value))
+        out = dict(value)
+        if rng.random() < 0.15:
+            out[rng.choice(["bogus", "$patch", "subjectAltNames", "0"])] = rng.choice(HOSTILE)
+        else:
+            out[key] = _mutate(rng, value[key], depth + 1)
+        return out
+    if isinstance(value, list) and value and depth < 6:
+        i = rng.randrange(len(value))
+        return [*value[:i], _mutate(rng, value[i], depth + 1), *value[i + 1:]]
+    return rng.choice(HOSTILE)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hostile_input_never_crashes_nor_escapes(seed: int, tmp_path: Path) -> None:
+    """Random values of random types anywhere in otherwise real objects: import reports, keeps
+    verbatim or declares, never raises, never writes outside the repository, and a written
+    estate holds every object it read."""
+    import random
+    rng = random.Random(seed)
+    objects = [o for env in live_estate(12, envs=("a",), seed=seed).values() for o in env]
+    for _ in range(6):
+        i = rng.randrange(len(objects))
+        objects[i] = _mutate(rng, objects[i])
+    live = tmp_path / "live.yaml"
+    live.write_text(yaml.safe_dump_all(objects))
+    root = tmp_path / "estate"
+    outcome = _import(root, {"a": [live]})
+    for rel in outcome.files:
+        assert (root / rel).resolve().is_relative_to(root.resolve()), rel
+    if outcome.written:
+        read = read_objects([str(live)]).objects
+        assert outcome.changes is not None
+        kept = {k.obj.id for k in outcome.kept}
+        assert kept <= set(read)
+        if not outcome.proven:
+            assert any(d.code == "F007" for d in outcome.diagnostics)

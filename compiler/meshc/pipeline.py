@@ -16,6 +16,7 @@ rest (check, waivers, write: meshc.check, meshc.emit.write).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 import orjson
 
 from meshc.check.envoy.layer import validate_config
+from meshc.check.schema.crd import CrdSet
 from meshc.emit import bundle as emit
 from meshc.expand.services import Expander, TemplateLoadError
 from meshc.expand.templating import make_environment
@@ -35,7 +37,8 @@ from meshc.front.passthrough import passthrough_artifacts
 from meshc.front.validate import build_service, cross_check, validate_service
 from meshc.model.bundle import ENVOY_CLUSTERS, Bundle, Spooled
 from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
-from meshc.model.diagnostics import Diagnostic, has_errors
+from meshc.model.diagnostics import Diagnostic, Finding, has_errors
+from meshc.model.release import DEFAULT_ISTIO, schema_release, shipped_crds
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
 from meshc.proxy.envoy.proxies import build_proxy_files, gateway_proxy
 from meshc.proxy.vmcapture import vm_rules
@@ -243,9 +246,10 @@ def assemble_pass(ctx: Context, units: Units) -> Step[Assembled]:
         diags.extend(problems)
         env_result.artifacts.extend(shared)
         env_result.shared.extend(shared_out(settings, art) for art in shared)
-        kept, problems = passthrough_artifacts(settings, env_result.artifacts,
-                                               [*prepared.merged.estate.passthrough.get("base", ()),
-                                                *prepared.merged.estate.passthrough.get(name, ())])
+        kept_docs = [*prepared.merged.estate.passthrough.get("base", ()),
+                     *prepared.merged.estate.passthrough.get(name, ())]
+        kept, problems = passthrough_artifacts(settings, env_result.artifacts, kept_docs,
+                                               _passthrough_schema() if kept_docs else lambda _b: ())
         diags.extend(problems)
         env_result.artifacts.extend(kept)
         env_result.shared.extend(shared_out(settings, art) for art in kept)
@@ -404,6 +408,13 @@ def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
         findings, learned = validate_config(built.bootstrap, config, checks)
         return replace(config, findings=findings), used, learned
     return config, used, {}
+
+
+@functools.cache
+def _passthrough_schema() -> Callable[[Mapping[str, Any]], Sequence[Finding]]:
+    """The shipped CRD schemas (every release validates against them; docs/declarations.md), for
+    pass-through objects before the proxy pass reads them (front.passthrough)."""
+    return CrdSet.load(shipped_crds(schema_release(DEFAULT_ISTIO)), eager=False).validate
 
 
 def shared_out(settings: EnvSettings, art: Artifact) -> UnitOut:

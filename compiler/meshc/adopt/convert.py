@@ -83,11 +83,11 @@ def _meta(obj: LiveObject, service: str, allowed_annotations: Sequence[str] = ()
     extra = sorted(set(meta) - {"name", "namespace", "labels", "annotations"})
     if extra:
         raise Unsupported(f"metadata.{extra[0]} has no declaration key")
-    for key, value in (meta.get("labels") or {}).items():
+    for key, value in _strings("metadata.labels", meta.get("labels") or {}).items():
         if MANAGED_LABELS.get(key) == value or (key == SERVICE_LABEL and value == service):
             continue
         raise Unsupported(f"label {key}={value} has no declaration key (meshc writes only its own labels)")
-    notes = dict(meta.get("annotations") or {})
+    notes = _strings("metadata.annotations", meta.get("annotations") or {})
     for key in notes:
         if key not in allowed_annotations:
             raise Unsupported(f"annotation {key} has no declaration key")
@@ -104,6 +104,12 @@ def _mapping(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Unsupported(f"{where} is not a mapping")
     return value
+
+
+def _string_list(where: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Unsupported(f"{where} is not a list of strings")
+    return list(value)
 
 
 def _strings(where: str, value: Any) -> dict[str, str]:
@@ -127,9 +133,9 @@ def service_of(se: LiveObject, wes: Sequence[LiveObject], drs: Sequence[LiveObje
         decl["owner"] = notes[OWNER]
     if DESCRIPTION in notes:
         decl["description"] = notes[DESCRIPTION]
-    decl["hosts"] = list(spec.get("hosts") or [])
+    decl["hosts"] = _string_list("spec.hosts", spec.get("hosts"))
     if spec.get("addresses"):
-        decl["addresses"] = list(spec["addresses"])
+        decl["addresses"] = _string_list("spec.addresses", spec["addresses"])
     location = spec.get("location", "MESH_EXTERNAL")
     if location not in _LOCATIONS:
         raise Unsupported(f"spec.location {location!r} is not an Istio location")
@@ -144,7 +150,7 @@ def service_of(se: LiveObject, wes: Sequence[LiveObject], drs: Sequence[LiveObje
         raise Unsupported("spec.ports is empty: a meshc service declares at least one port")
     decl["ports"] = [_port(i, p) for i, p in enumerate(spec["ports"])]
     if spec.get("exportTo") is not None:
-        decl["exportTo"] = list(spec["exportTo"])
+        decl["exportTo"] = _string_list("spec.exportTo", spec["exportTo"])
     if "workloadSelector" in spec:
         ws = _mapping("spec.workloadSelector", spec["workloadSelector"])
         _keys("spec.workloadSelector", ws, ("labels",))

@@ -136,7 +136,10 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
     units, kept = _propose(live)
     settings = {env: _env_settings(tree, env, live[env], units) for env in live}
     progress(f"verifying {sum(len(u) for u in units.values())} services")
-    _verify(project, units, settings)
+    stuck = _verify(project, units, settings)
+    if stuck:
+        out.diagnostics.extend(stuck)
+        return out
     taken = _taken(existing, units, out.diagnostics)
     for env in sorted(units):
         for unit in units[env]:
@@ -204,15 +207,14 @@ def _propose(live: Mapping[str, LiveSet]) -> tuple[dict[str, list[_Unit]], list[
         claimed: set[ObjectId] = set()
         units[env] = []
         for se in (o for o in objects if o.id in ours and o.id.kind == "ServiceEntry"):
-            raw = se.body.get("spec")
-            spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            selector = ((spec.get("workloadSelector") or {}).get("labels") or {}) if isinstance(
-                spec.get("workloadSelector"), dict) else {}
-            hosts = set(h for h in (spec.get("hosts") or []) if isinstance(h, str))
+            spec = _dict(se.body.get("spec"))
+            selector = _dict(_dict(spec.get("workloadSelector")).get("labels"))
+            hosts = set(h for h in spec.get("hosts") or [] if isinstance(h, str)) if isinstance(
+                spec.get("hosts"), list) else set()
             mine_w = [w for w in wes if w.id not in claimed and w.id.namespace == se.id.namespace and selector
-                      and _selects(selector, (w.body.get("spec") or {}).get("labels"))]
+                      and _selects(selector, _dict(w.body.get("spec")).get("labels"))]
             mine_d = [d for d in drs if d.id not in claimed and d.id.namespace == se.id.namespace
-                      and isinstance(d.body.get("spec"), dict) and d.body["spec"].get("host") in hosts]
+                      and _dict(d.body.get("spec")).get("host") in hosts]
             claimed.update(o.id for o in (se, *mine_w, *mine_d))
             units[env].append(_Unit(env, se, mine_w, mine_d))
         for obj in objects:
@@ -231,6 +233,10 @@ def _propose(live: Mapping[str, LiveSet]) -> tuple[dict[str, list[_Unit]], list[
     return units, kept
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _selects(selector: Mapping[str, Any], labels: Any) -> bool:
     return isinstance(labels, dict) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -241,6 +247,9 @@ def _convert(unit: _Unit) -> None:
             unit.decl = service_of(unit.se, unit.wes, unit.drs if unit.attempt == 0 else [])
         except Unsupported as exc:
             unit.fall_back(str(exc))
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a shape Istio's schema refuses
+            unit.fall_back(f"a value of an unexpected type ({type(exc).__name__}: {exc}); the schema check "
+                           "of the build reports where")
 
 
 # ----------------------------------------------------------------------------- verify
@@ -249,8 +258,9 @@ def _unit_file(env: str, name: str) -> str:
     return f"{ROOT}/{env}/{name}.yaml"
 
 
-def _verify(project: Project, units: Mapping[str, list[_Unit]], settings: Mapping[str, bytes]) -> None:
-    """Compile every proposal; fall back where meshc refuses one or emits anything else."""
+def _verify(project: Project, units: Mapping[str, list[_Unit]], settings: Mapping[str, bytes]) -> list[Diagnostic]:
+    """Compile every proposal; fall back where meshc refuses one or emits anything else. Returns
+    the errors no proposal explains (an env.yaml the estate has that does not load)."""
     for _ in range(8):
         files: dict[str, bytes] = {f"{ROOT}/{env}/{ENV_FILE}": data for env, data in settings.items()}
         by_file: dict[str, _Unit] = {}
@@ -268,9 +278,7 @@ def _verify(project: Project, units: Mapping[str, list[_Unit]], settings: Mappin
                                   f"meshc refuses the declaration: {diag.code} {diag.message}"
                                   + (f" ({diag.path})" if diag.path else ""))
         if not failed and has_errors(result.diagnostics):
-            raise RuntimeError("import: the proposed estate does not compile:\n"
-                               + "\n".join(f"{d.position}: {d.code} {d.message}" for d in result.diagnostics
-                                           if d.severity is Severity.ERROR))
+            return [d for d in result.diagnostics if d.severity is Severity.ERROR]  # not of one proposal
         if not failed:
             for env, env_units in units.items():
                 made: dict[str, dict[ObjectId, Any]] = {}
@@ -283,12 +291,12 @@ def _verify(project: Project, units: Mapping[str, list[_Unit]], settings: Mappin
                     if why:
                         failed[_unit_file(env, unit.name)] = why
         if not failed:
-            return
+            return []
         for path, why in failed.items():
             unit = by_file[path]
             unit.fall_back(why)
             _convert(unit)
-    raise RuntimeError("import: the proposals did not settle")  # each round moves a unit on: cannot happen
+    return []  # not reached: each round moves a proposal on, and a proposal falls back twice at most
 
 
 def _difference(want: Mapping[ObjectId, Any], made: Mapping[ObjectId, Any]) -> str:
@@ -332,11 +340,11 @@ def _env_settings(tree: DiskTree, env: str, got: LiveSet, units: Mapping[str, li
     namespace = min(spaces, key=lambda n: (-spaces[n], n)) if spaces else "default"
     networks = sorted({str(e.get("network")) for u in units.get(env, ()) for e in _endpoint_specs(u)
                        if isinstance(e, dict) and e.get("network")})
-    lines = ["# written by meshc import: the settings the input shows (docs/declarations.md#envyaml)",
-             f"name: {env}", f"namespace: {namespace}"]
+    settings: dict[str, Any] = {"name": env, "namespace": namespace}
     if networks:
-        lines.append(f"networks: [{', '.join(networks)}]")
-    return ("\n".join(lines) + "\n").encode()
+        settings["networks"] = networks
+    return ("# written by meshc import: the settings the input shows (docs/declarations.md#envyaml)\n"
+            + dump(settings)).encode()
 
 
 def _endpoint_specs(unit: _Unit) -> Iterable[Any]:

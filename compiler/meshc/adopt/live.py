@@ -21,7 +21,7 @@ from typing import Any
 from meshc.check.lint import read_documents
 from meshc.files.source import Document, node_position
 from meshc.model.diagnostics import Diagnostic, Position, Severity
-from meshc.model.ids import ObjectId
+from meshc.model.ids import ObjectId, identity_problem
 from meshc.model.release import PASSTHROUGH_GROUPS
 
 #: API groups whose objects meshc carries (declared, or kept verbatim as pass-through).
@@ -125,8 +125,16 @@ def _take(out: LiveSet, doc: Document, default_namespace: str) -> None:
                  "apply other kinds with their own tooling"))
         return
     namespace = meta.get("namespace")
+    problem = identity_problem(value["kind"], namespace if namespace is not None else default_namespace,
+                               meta["name"])
+    if problem:
+        out.skipped += 1
+        out.diagnostics.append(Diagnostic(
+            "F001", Severity.WARNING, f"not a Kubernetes object: {problem}; not read", _pos(doc),
+            hint="the API server refuses such an object; correct it, or remove it from the input"))
+        return
     body = strip_server_fields(value)
-    if not isinstance(namespace, str) or not namespace:
+    if not namespace:
         body["metadata"] = {**body["metadata"], "namespace": default_namespace}
     oid = ObjectId.of(body)
     seen = out.objects.get(oid)

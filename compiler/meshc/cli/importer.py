@@ -11,6 +11,7 @@ import click
 from meshc.adopt.live import valid_env_name
 from meshc.diff.render.plain import render_text as render_changes
 from meshc.model.diagnostics import render_text
+from meshc.model.ids import identity_problem
 
 if TYPE_CHECKING:
     from meshc.adopt.importer import ImportOutcome
@@ -50,6 +51,8 @@ def import_command(paths: tuple[str, ...], envs: tuple[str, ...], root: Path, na
     if bad:
         raise click.BadParameter(f"{bad[0]!r} cannot name an environment (a DNS-1123 label other than 'base')",
                                  param_hint="--env")
+    if identity_problem("ServiceEntry", namespace, "x"):
+        raise click.BadParameter(f"{namespace!r} is not a namespace (a DNS-1123 label)", param_hint="--namespace")
     pairs = [(envs[0] if len(envs) == 1 else envs[i], [p]) for i, p in enumerate(paths)]
     if sum(p == "-" for p in paths) > 1:
         raise click.UsageError("- (standard input) can be given once")

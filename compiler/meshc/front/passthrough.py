@@ -18,15 +18,15 @@ metadata.name; another group; a `kind: List`), F011 an identity met twice in an 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshc.files.source import Document, node_position, parse
+from meshc.files.source import Document, locate, node_position, parse
 from meshc.files.tree import SourceTree
 from meshc.model.core import Artifact, EnvSettings
-from meshc.model.diagnostics import Diagnostic, Position, Severity
-from meshc.model.ids import ObjectId
+from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity, format_path
+from meshc.model.ids import ObjectId, identity_problem
 from meshc.model.release import PASSTHROUGH_GROUPS
 
 FOLDER = "passthrough"
@@ -94,9 +94,8 @@ def _problem(doc: Document) -> str:
         return (f"{value['kind']} ({value['apiVersion']}) is not an object meshc carries: "
                 f"only the groups {', '.join(PASSTHROUGH_GROUPS)}")
     namespace = meta.get("namespace")
-    if namespace is not None and not isinstance(namespace, str):
-        return "metadata.namespace must be a string"
-    return ""
+    problem = identity_problem(value["kind"], namespace if namespace is not None else "default", meta["name"])
+    return f"not a Kubernetes object: {problem}" if problem else ""
 
 
 def with_namespace(body: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -107,10 +106,14 @@ def with_namespace(body: dict[str, Any], namespace: str) -> dict[str, Any]:
     return {**body, "metadata": {**meta, "namespace": namespace}}
 
 
-def passthrough_artifacts(settings: EnvSettings, made: Sequence[Artifact],
-                          docs: Sequence[PassDoc]) -> tuple[list[Artifact], list[Diagnostic]]:
+def passthrough_artifacts(settings: EnvSettings, made: Sequence[Artifact], docs: Sequence[PassDoc],
+                          validate: Callable[[Mapping[str, Any]], Sequence[Finding]] = lambda _b: ()
+                          ) -> tuple[list[Artifact], list[Diagnostic]]:
     """The environment's pass-through objects (base first) as artifacts of no service; an identity
-    that a declaration or an earlier pass-through document already gives is F011."""
+    that a declaration or an earlier pass-through document already gives is F011. `validate` (the
+    CRD schema) runs before an object joins: the passes after assemble (Envoy, iptables) read
+    objects as their schema types them, and a hand-written file is not held to it otherwise until
+    the check layers; its errors are reported at their lines and the object is left out."""
     taken = {a.identity: a for a in made}
     where: dict[ObjectId, PassDoc] = {}
     out: list[Artifact] = []
@@ -130,5 +133,12 @@ def passthrough_artifacts(settings: EnvSettings, made: Sequence[Artifact],
                      "or the declaration that makes it"))
             continue
         where[ident] = doc
+        errors = [f for f in validate(body) if f.severity is Severity.ERROR]
+        if errors:
+            diags.extend(Diagnostic(f.code, f.severity, f.message,
+                                    locate(doc.position.file, doc.node, f.path)[0] if doc.node is not None
+                                    else doc.position, format_path(f.path), f.hint, settings.name, ident,
+                                    f.istio_code) for f in errors)
+            continue
         out.append(Artifact(ident, body, "", source=doc.position, node=doc.node))
     return out, diags
