@@ -32,7 +32,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from meshc.adopt.compare import BOOKKEEPING, Defaults, compare_objects, normalise_live
+from meshc.adopt.compare import BOOKKEEPING, compare_objects, normalise_live
+from meshc.check.schema.defaults import Defaults
 from meshc.adopt.drift import RESOURCES, DriftRequest, Expected, compile_expected, drift_against, kubectl_command
 from meshc.adopt.live import SERVER_METADATA
 from meshc.cli.drift import DRIFT_MARKER, drift_command

@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 import yaml
 
-from meshc.adopt.compare import Defaults, compare, managed_by_meshc, review
+from meshc.adopt.compare import compare, managed_by_meshc, review
 from meshc.adopt.live import LiveSet, read_objects
 from meshc.api import compile_repo
+from meshc.check.schema.defaults import Defaults
 from meshc.diff.model import ChangeSet, SideInfo
 from meshc.diff.sides import DiffError
 from meshc.files.tree import DiskTree

@@ -19,7 +19,8 @@ with its reason, or reported); the output is a function of the input (sorted, no
 existing file is never overwritten without `force`; nothing is written when the input gives
 nothing to import. Codes: F001-F003 (adopt.live), F004 an object kept as pass-through (with the
 reason), F005 a file import would overwrite, F006 a service the estate already declares,
-F007 the round trip differs, F008 an input without any Istio object.
+F007 the round trip differs, F008 an input without any Istio object, F009 an object of a kind or
+version the estate's CRDs do not serve (not imported).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from meshc import api
 from meshc.adopt.compare import compare_objects
 from meshc.adopt.convert import Unsupported, comparable, semantic, service_of, strip_meshc_metadata
 from meshc.adopt.live import LiveObject, LiveSet, read_objects, valid_env_name
+from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.diff.model import ChangeSet, EnvChanges, SideInfo
 from meshc.files.tree import DiskTree
 from meshc.files.yamlout import dump
@@ -130,6 +132,7 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
                                           hint="pass files or folders of Istio YAML, "
                                                "or `kubectl get se,we,dr -A -o yaml`"))
         return out
+    _unserved(project, live, out.diagnostics)
     tree = DiskTree(root)
     existing = _existing(tree)
     envs_after = sorted(set(list_envs(tree)) | set(live))
@@ -181,6 +184,25 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         _write(root, out.files)
         out.written = True
     return out
+
+
+def _unserved(project: Project, live: Mapping[str, LiveSet], diags: list[Diagnostic]) -> None:
+    """Leave out (and report) objects of a kind or version the estate's CRDs do not serve: the
+    schema check of every build would refuse them (an experimental Gateway API kind, an old
+    version the release dropped)."""
+    try:
+        served = CrdSet.load(project.crd_file(), eager=False).kinds()
+    except (CrdError, OSError):
+        return  # the build reports an unreadable CRD file (C002)
+    for env, got in live.items():
+        for oid, obj in list(got.objects.items()):
+            if (str(obj.body.get("apiVersion")), oid.kind) not in served:
+                del got.objects[oid]
+                diags.append(Diagnostic(
+                    "F009", Severity.WARNING, f"no CRD of this estate serves {obj.body.get('apiVersion')} "
+                    f"{oid.kind}: not imported", obj.position, env=env, object=oid,
+                    hint="write it with a served apiVersion, or name your cluster's CRDs in meshc.yaml `crds:` "
+                         "(docs/declarations.md#project-settings) and import again"))
 
 
 def _count(changes: EnvChanges) -> int:

@@ -32,16 +32,20 @@ from typing import Any, Protocol
 
 from meshc.check.schema.cel_ext import (
     GO_DURATION_FN,
+    IS_CIDR_FN,
+    IS_IP_FN,
     MATCHES_FN,
     PUBLIC_NAMES,
     SUBSTRING_FN,
     RegexCache,
+    cel_is_cidr,
+    cel_is_ip,
     cel_substring,
     go_duration,
     rewrite_calls,
 )
 
-EXTENSION_FUNCTIONS = frozenset({GO_DURATION_FN, MATCHES_FN, SUBSTRING_FN})
+EXTENSION_FUNCTIONS = frozenset({GO_DURATION_FN, MATCHES_FN, SUBSTRING_FN, IS_IP_FN, IS_CIDR_FN})
 # Functions and macros the Rust engine implements natively (operators are recognised by shape).
 RUST_NATIVE_FUNCTIONS = frozenset({
     "size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double", "string",
@@ -177,6 +181,7 @@ class CelCompiler:
         regex = RegexCache()
         self._functions: dict[str, Callable[..., Any]] = {
             GO_DURATION_FN: go_duration, SUBSTRING_FN: cel_substring, MATCHES_FN: regex.matches,
+            IS_IP_FN: cel_is_ip, IS_CIDR_FN: cel_is_cidr,
         }
         self._celpy: tuple[Any, Any, dict[str, Callable[..., Any]]] | None = None
         self._cache: dict[str, CelProgram | CompileFailure] = {}
@@ -224,7 +229,7 @@ class CelCompiler:
             module = importlib.import_module("celpy")
             types = module.celtypes
             wraps = {GO_DURATION_FN: types.DurationType, SUBSTRING_FN: types.StringType,
-                     MATCHES_FN: types.BoolType}
+                     MATCHES_FN: types.BoolType, IS_IP_FN: types.BoolType, IS_CIDR_FN: types.BoolType}
             functions = {name: _celpy_adapter(module, self._functions[name], wrap)
                          for name, wrap in wraps.items()}
             self._celpy = (module, module.Environment(), functions)

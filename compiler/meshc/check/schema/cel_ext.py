@@ -9,7 +9,11 @@ Output: rewritten sources, ``self`` field projections, and the extension functio
     ``time.ParseDuration`` grammar (units ns, us, µs, μs, ms, s, m, h; optional sign; "0";
     overflow beyond int64 nanoseconds is an error), parsed by `meshc.model.values`;
   * ``RegexCache.matches`` - ``matches()`` with RE2 semantics (the engine Kubernetes uses), each
-    pattern compiled once.
+    pattern compiled once;
+  * ``cel_is_ip`` / ``cel_is_cidr`` - ``isIP(<string>)`` and ``isCIDR(<string>)`` of the Kubernetes
+    CEL IP and CIDR libraries (k8s.io/apiserver pkg/cel/library/ip.go, cidr.go: an IPv4 or IPv6
+    address, no zone, no IPv4-mapped IPv6 form; a prefix in CIDR notation); Gateway API's CRDs call
+    isIP on hostnames.
 
 Invariants: the functions are pure and raise ``TypeError`` (no such overload) or ``ValueError``
 (evaluation error) instead of returning error values; string literals in sources are never
@@ -19,6 +23,7 @@ rewritten. No finding codes are produced here.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import re
 from typing import Any
 
@@ -27,6 +32,8 @@ import re2
 from meshc.model.values import parse_go_duration
 
 GO_DURATION_FN = "meshcGoDuration"
+IS_IP_FN = "isIP"
+IS_CIDR_FN = "isCIDR"
 MATCHES_FN = "meshcMatches"
 SUBSTRING_FN = "substring"
 # identifier in the source -> (replacement, also rewrite method-call form `x.name(...)`)
@@ -45,6 +52,36 @@ _REGEX_CACHE_LIMIT = 4096
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if "%" in text:
+        return None  # a zone is not allowed
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return None
+    return addr
+
+
+def cel_is_ip(text: object) -> bool:
+    """``isIP(<string>)``: an IPv4 or IPv6 address (Kubernetes CEL IP library)."""
+    if not isinstance(text, str):
+        raise TypeError("no such overload: isIP(string)")
+    return _address(text) is not None
+
+
+def cel_is_cidr(text: object) -> bool:
+    """``isCIDR(<string>)``: an address and a prefix length (Kubernetes CEL CIDR library)."""
+    if not isinstance(text, str):
+        raise TypeError("no such overload: isCIDR(string)")
+    addr, slash, bits = text.partition("/")
+    if not slash or not bits.isdigit() or (len(bits) > 1 and bits[0] == "0"):
+        return False
+    found = _address(addr)
+    return found is not None and int(bits) <= found.max_prefixlen
 
 
 def cel_substring(text: object, start: object, end: object = None) -> str:

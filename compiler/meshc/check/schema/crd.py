@@ -34,6 +34,7 @@ import orjson
 import yaml
 
 from meshc.check.schema.cel import CelCompiler
+from meshc.check.schema.defaults import apply_node, schema_node
 from meshc.check.schema.openapi import compile_validator, explain, to_json_schema
 from meshc.check.schema.sites import RuleMemo, SiteNode, build_sites, check
 from meshc.files.confine import CRD_LIMIT, read_regular
@@ -72,6 +73,7 @@ class CrdSet:
         self._compiled = dict(served)
         self._compiler = CelCompiler()
         self._memo = RuleMemo()
+        self._defaults: dict[tuple[str, str], Any] = {}
 
     @classmethod
     def load(cls, path: str | pathlib.Path, eager: bool = True) -> CrdSet:
@@ -112,6 +114,7 @@ class CrdSet:
             return [Finding("S003", Severity.ERROR, str(exc), ("kind",))]
         if served is None:
             return [self._unknown_kind(manifest)]
+        manifest = self._defaulted(manifest)
         try:
             valid = served.validator.is_valid(manifest)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -123,6 +126,17 @@ class CrdSet:
         if served.sites is not None:
             findings.extend(check(served.sites, manifest, blocked, self._memo))
         return sort_findings(findings)
+
+    def _defaulted(self, manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`manifest` as the API server validates it: with its schema's defaults (check.schema.defaults;
+        the kinds meshc emits have none, and are returned as they are)."""
+        identity = _identity(manifest)
+        if identity not in self._defaults:
+            entry = self._entries.get(identity)
+            node = schema_node(entry[2]) if entry is not None else None
+            self._defaults[identity] = node if node is not None and node.defaulting else None
+        node = self._defaults[identity]
+        return apply_node(manifest, node) if node is not None else manifest
 
     def _unknown_kind(self, manifest: Any) -> Finding:
         api_version, kind = _identity(manifest)
