@@ -12,7 +12,15 @@ import yaml
 
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.check.schema.cel import CelCompiler, Bindings, CelEvalError, CompileFailure
-from meshc.check.schema.cel_ext import cel_substring, go_parse_duration, python_equivalent, rewrite_calls
+from meshc.check.schema.cel_ext import (
+    cel_is_cidr,
+    cel_is_ip,
+    cel_substring,
+    go_parse_duration,
+    python_equivalent,
+    rewrite_calls,
+)
+from meshc.model.release import shipped_crds
 from meshc.model.diagnostics import Severity
 from meshc.model.release import shipped_crds
 
@@ -533,3 +541,32 @@ def test_kubectl_list_output(tmp_path: Path) -> None:
     crds = CrdSet.load(path)
     assert crds.kinds() == CrdSet.load(CRD_FILE).kinds()
     assert crds.validate(MONGO_SE) == []
+
+
+def test_cel_rules_see_the_crd_defaults_as_the_api_server_does() -> None:
+    """An HTTPRoute rule without `matches` gets the default match (`PathPrefix /`) before the API
+    server validates it; the rule counting matches must see it (it failed to evaluate before)."""
+    crds = CrdSet.load(shipped_crds(), eager=False)
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "r", "namespace": "default"},
+             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}]}}
+    assert crds.validate(route) == []
+
+
+@pytest.mark.parametrize(("hostname", "refused"), [("1.2.3.4", True), ("10.1.2.3", True), ("api.example.com", False)])
+def test_kubernetes_cel_isip(hostname: str, refused: bool) -> None:
+    """TLSRoute's `self.all(h, !isIP(h))` (Gateway API v1.5.1) needs the Kubernetes CEL IP library."""
+    crds = CrdSet.load(shipped_crds(), eager=False)
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TLSRoute",
+             "metadata": {"name": "r", "namespace": "default"},
+             "spec": {"hostnames": [hostname], "rules": [{"backendRefs": [{"name": "svc", "port": 443}]}]}}
+    found = crds.validate(route)
+    assert [f.message for f in found] == (["Hostnames cannot contain an IP"] if refused else [])
+
+
+@pytest.mark.parametrize(("text", "ip", "cidr"), [
+    ("10.0.0.1", True, False), ("10.0.0.0/8", False, True), ("::ffff:1.2.3.4", False, False),
+    ("fe80::1%eth0", False, False), ("2001:db8::/129", False, False), ("10.0.0.0/08", False, False),
+    ("2001:db8::/32", False, True), ("a.b", False, False)])
+def test_isip_iscidr(text: str, ip: bool, cidr: bool) -> None:
+    assert (cel_is_ip(text), cel_is_cidr(text)) == (ip, cidr)
