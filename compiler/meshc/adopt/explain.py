@@ -587,7 +587,6 @@ class Context:
         self.settings = self.env.settings
         self.name = self.settings.name
         self.services: dict[str, Service] = {s.name: s for s in self.env.services}
-        self._hosts: dict[str, Item] | None = None
         self._sources: dict[tuple[str, str, str], dict[DataPath, ObjectId]] = {}
         self._whole: dict[str, Any] | None = None
 
