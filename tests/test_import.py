@@ -56,9 +56,12 @@ def test_every_corpus_file_round_trips(path: Path, tmp_path: Path) -> None:
     (the negative test inputs): such an object is kept verbatim, the build's schema check refuses
     it at its line, and the round trip lists it as missing, never as something else."""
     outcome = _import(tmp_path, {"prod": [path]}, dry_run=True)
-    read = read_objects([str(path)]).objects
-    if not read:
-        assert outcome.changes is None
+    got = read_objects([str(path)])
+    read = got.objects
+    if not read or any(d.severity.name == "ERROR" for d in got.diagnostics):
+        # nothing to import, or input errors (an object defined twice): nothing is imported
+        assert outcome.changes is None and not outcome.files
+        assert any(d.code == "F008" for d in outcome.diagnostics)
         return
     assert outcome.changes is not None
     if not outcome.proven:
@@ -369,3 +372,93 @@ def test_hostile_input_never_crashes_nor_escapes(seed: int, tmp_path: Path) -> N
         assert kept <= set(read)
         if not outcome.proven:
             assert any(d.code == "F007" for d in outcome.diagnostics)
+
+
+# ----------------------------------------------------------------------------- found by a new user's trial
+
+def _se(name: str, host: str, protocol: str = "HTTPS", extra_meta: str = "") -> str:
+    return (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: egress"
+            f"{extra_meta}}}\nspec: {{hosts: [{host}], resolution: DNS, ports: [{{number: 443, name: https, "
+            f"protocol: {protocol}}}]}}\n")
+
+
+def test_an_input_error_imports_nothing(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/a.yaml").write_text(_se("a", "a.example.com"))
+    (tmp_path / "in/b.yaml").write_text("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: b\n")
+    outcome = _import(tmp_path / "estate", {"prod": [tmp_path / "in"]})
+    assert not outcome.written and not outcome.files and outcome.changes is None
+    assert [d.code for d in outcome.diagnostics if d.severity.name == "ERROR"] == ["Y003", "F008"]
+    assert not (tmp_path / "estate").exists()
+    cli = _cli(str(tmp_path / "in"), "--env", "prod", "-C", str(tmp_path / "estate"), cwd=tmp_path)
+    assert cli.returncode == 2 and "reproduces" not in cli.stdout
+
+
+def test_a_new_environment_does_not_inherit_base_services(tmp_path: Path) -> None:
+    for env, names in (("prod", "ab"), ("staging", "ab"), ("dev", "b")):
+        (tmp_path / f"{env}.yaml").write_text("---\n".join(_se(n, f"{n}.example.com") for n in names))
+    root = tmp_path / "estate"
+    first = _import(root, {"prod": [tmp_path / "prod.yaml"], "staging": [tmp_path / "staging.yaml"]})
+    assert first.proven and (root / "environments/base/egress.yaml").is_file()
+    second = _import(root, {"dev": [tmp_path / "dev.yaml"]})
+    assert second.proven, second.changes
+    deletes = yaml.safe_load((root / "environments/dev/not-in-this-environment.yaml").read_text())["overrides"]
+    assert deletes == [{"name": "a", "$patch": "delete"}]
+    _, result = api.compile_repo(root, ["dev"], use_cache=False)
+    assert sorted(a.identity.name for a in result.envs["dev"].artifacts) == ["b"]
+
+
+def test_gitops_bookkeeping_does_not_block_a_declaration(tmp_path: Path) -> None:
+    """Argo CD and Flux write tracking labels and annotations; they re-add them when they apply."""
+    meta = (", labels: {app.kubernetes.io/instance: egress, kustomize.toolkit.fluxcd.io/name: infra}, "
+            "annotations: {argocd.argoproj.io/tracking-id: 'egress:networking.istio.io/ServiceEntry:egress/a'}")
+    (tmp_path / "live.yaml").write_text(_se("a", "a.example.com", extra_meta=meta))
+    outcome = _import(tmp_path / "estate", {"prod": [tmp_path / "live.yaml"]})
+    assert outcome.services == {"prod": ["a"]} and not outcome.kept
+
+
+def test_protocol_case_makes_no_overlay(tmp_path: Path) -> None:
+    (tmp_path / "prod.yaml").write_text(_se("a", "a.example.com", "https"))
+    (tmp_path / "staging.yaml").write_text(_se("a", "a.example.com", "HTTPS"))
+    outcome = _import(tmp_path / "estate", {"prod": [tmp_path / "prod.yaml"], "staging": [tmp_path / "staging.yaml"]})
+    assert outcome.proven
+    assert not [p for p in outcome.files if p.startswith(("environments/prod/", "environments/staging/"))
+                and not p.endswith("env.yaml")]
+
+
+def test_dry_run_proves_what_it_would_overwrite(tmp_path: Path) -> None:
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: egress}\n"
+          "spec: {hosts: [a.example.com], http: [{timeout: 10s, route: [{destination: {host: a.example.com}}]}]}\n")
+    (tmp_path / "live.yaml").write_text(_se("a", "a.example.com") + "---\n" + vs)
+    root = tmp_path / "estate"
+    assert _import(root, {"prod": [tmp_path / "live.yaml"]}).proven
+    (tmp_path / "live.yaml").write_text(_se("a", "a.example.com") + "---\n" + vs.replace("10s", "15s"))
+    before = (root / "environments/prod/passthrough/egress.yaml").read_bytes()
+    check = _import(root, {"prod": [tmp_path / "live.yaml"]}, dry_run=True)
+    assert not check.written and check.proven
+    assert [str(d.position) for d in check.diagnostics if d.code == "F005"] == [
+        "./environments/prod/passthrough/egress.yaml"]
+    assert (root / "environments/prod/passthrough/egress.yaml").read_bytes() == before
+
+
+def test_an_estate_that_does_not_load_is_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "estate"
+    (root / "environments/prod").mkdir(parents=True)
+    (root / "environments/prod/env.yaml").write_text("name: prod\nnamespace: egress\n")
+    (root / "environments/base").mkdir()
+    (root / "environments/base/broken.yaml").write_text("services: [\n")
+    (tmp_path / "live.yaml").write_text(_se("a", "a.example.com"))
+    outcome = _import(root, {"prod": [tmp_path / "live.yaml"]})
+    assert not outcome.written and outcome.changes is None
+    assert {d.code for d in outcome.diagnostics if d.severity.name == "ERROR"} == {"Y003", "F008"}
+    assert sorted(p.name for p in (root / "environments").rglob("*.yaml")) == ["broken.yaml", "env.yaml"]
+
+
+def test_an_object_kept_alike_everywhere_goes_to_base(tmp_path: Path) -> None:
+    pa = ("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, "
+          "namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
+    for env in ("prod", "staging"):
+        (tmp_path / f"{env}.yaml").write_text(_se("a", "a.example.com") + "---\n" + pa)
+    outcome = _import(tmp_path / "estate", {e: [tmp_path / f"{e}.yaml"] for e in ("prod", "staging")})
+    assert outcome.proven
+    assert [p for p in outcome.files if "/passthrough/" in p] == ["environments/base/passthrough/istio-system.yaml"]

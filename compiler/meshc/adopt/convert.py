@@ -175,7 +175,8 @@ def _port(i: int, p: Any) -> dict[str, Any]:
     _keys(where, p, ("number", "protocol", "name", "targetPort"))
     if not p.get("protocol"):
         raise Unsupported(f"{where} has no protocol (meshc declares every port's protocol)")
-    out: dict[str, Any] = {"number": p.get("number"), "protocol": p["protocol"]}
+    protocol = p["protocol"].upper() if isinstance(p["protocol"], str) else p["protocol"]  # as meshc writes it
+    out: dict[str, Any] = {"number": p.get("number"), "protocol": protocol}
     derived = f"{str(p['protocol']).lower().replace('_', '-')}-{p.get('number')}"
     if p.get("name") != derived:
         if not p.get("name"):

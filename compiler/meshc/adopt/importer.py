@@ -20,7 +20,8 @@ existing file is never overwritten without `force`; nothing is written when the 
 nothing to import. Codes: F001-F003 (adopt.live), F004 an object kept as pass-through (with the
 reason), F005 a file import would overwrite, F006 a service the estate already declares,
 F007 the round trip differs, F008 an input without any Istio object, F009 an object of a kind or
-version the estate's CRDs do not serve (not imported).
+version the estate's CRDs do not serve (not imported), F012 an object kept verbatim that its CRD schema
+refuses.
 """
 
 from __future__ import annotations
@@ -28,24 +29,25 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from meshc import api
-from meshc.adopt.compare import compare_objects
+from meshc.adopt.compare import BOOKKEEPING, compare_objects
 from meshc.adopt.convert import Unsupported, comparable, semantic, service_of, strip_meshc_metadata
 from meshc.adopt.live import LiveObject, LiveSet, read_objects, valid_env_name
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.diff.model import ChangeSet, EnvChanges, SideInfo
+from meshc.files.source import locate
 from meshc.files.tree import DiskTree
 from meshc.files.yamlout import dump
-from meshc.front.load import BASE, ENV_FILE, ROOT, list_envs
+from meshc.front.load import BASE, ENV_FILE, ROOT, list_envs, load
 from meshc.front.passthrough import FOLDER
 from meshc.front.project import Project, load_project
-from meshc.model.diagnostics import Diagnostic, Position, Severity, has_errors
+from meshc.model.diagnostics import Diagnostic, Position, Severity, format_path, has_errors
 from meshc.model.ids import ObjectId
 from meshc.model.release import DEFAULT_ISTIO
 
@@ -126,6 +128,12 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         else:
             live[env] = got
     out.read = sum(len(s.objects) for s in live.values())
+    if has_errors(out.diagnostics):  # an unreadable file, a YAML error, an object defined twice
+        out.diagnostics.append(Diagnostic(
+            "F008", Severity.ERROR, "nothing imported: the input has errors (above), and an import of part of it "
+            "would prove only that part", Position(inputs[0][1][0] if inputs and inputs[0][1] else "-"),
+            hint="fix or leave out the files named above, then import again"))
+        return out
     if not out.read:
         out.diagnostics.append(Diagnostic("F008", Severity.ERROR, "nothing to import: the input holds no Istio object",
                                           Position(inputs[0][1][0] if inputs and inputs[0][1] else "-"),
@@ -134,8 +142,15 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         return out
     _unserved(project, live, out.diagnostics)
     tree = DiskTree(root)
+    broken = _broken_estate(root, project, tree)
+    if broken:
+        out.diagnostics.extend(broken)
+        out.diagnostics.append(Diagnostic("F008", Severity.ERROR, "nothing imported: the estate does not load "
+                                          "(above)", Position(ROOT), hint="fix the estate's files first"))
+        return out
     existing = _existing(tree)
     envs_after = sorted(set(list_envs(tree)) | set(live))
+    new_envs = sorted(set(live) - set(list_envs(tree)))
     units, kept = _propose(live)
     settings = {env: _env_settings(tree, env, live[env], units) for env in live}
     progress(f"verifying {sum(len(u) for u in units.values())} services")
@@ -157,22 +172,34 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
                                           hint="it is written to environments/<env>/passthrough/ and applied as it "
                                                "is; declare it by hand to manage it with meshc"))
     out.kept = sorted(kept, key=lambda k: (k.env, k.obj.id))
+    _refused(project, out.kept, out.diagnostics)
     decls = {env: [u for u in units[env] if u.attempt < 2 and u.decl is not None and u.name not in taken.get(env, ())]
              for env in units}
     out.services = {env: sorted(u.name for u in decls[env]) for env in sorted(decls)}
-    files = _layout(decls, out.kept, settings, envs_after, tree, project)
+    inputs_named = {env: {u.name for u in env_units} for env, env_units in units.items()}
+    files = _layout(decls, out.kept, settings, envs_after, tree, existing, new_envs, inputs_named)
     if not (root / "meshc.yaml").exists() and not tree.list(ROOT):
         files["meshc.yaml"] = (f'# meshc project settings (docs/declarations.md#project-settings)\n'
                                f'istio: "{DEFAULT_ISTIO}"\n').encode()
+        if not (root / ".gitignore").exists():
+            files[".gitignore"] = b"# meshc build output and its record of the last build\nout/\n.meshc-cache/\n"
     out.files = dict(sorted(files.items()))
     clash = sorted(p for p in out.files if (root / p).exists() and (root / p).read_bytes() != out.files[p])
     if clash and not force:
         for path in clash:
             out.diagnostics.append(Diagnostic("F005", Severity.ERROR, "import would overwrite this existing file",
                                               Position(path), hint="move it away, or pass --force to overwrite it"))
-        return out
+        if not dry_run:
+            return out  # a dry run goes on: it proves what it would write
     progress("proving the round trip")
-    out.changes = _prove(project, tree, out.files, live, decls, out.kept)
+    out.changes, errors = _prove(project, tree, out.files, live, decls, out.kept, new_envs)
+    out.diagnostics.extend(errors)
+    foreign = [d for d in errors if d.position is None or d.position.file not in out.files]
+    if foreign:
+        out.diagnostics.append(Diagnostic("F008", Severity.ERROR, "nothing imported: the estate does not "
+                                          "compile with the import (above)", Position(ROOT),
+                                          hint="fix the files named above first"))
+        return out
     for env, changes in sorted(out.changes.envs.items()):
         if not changes.empty:
             out.diagnostics.append(Diagnostic(
@@ -184,6 +211,37 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         _write(root, out.files)
         out.written = True
     return out
+
+
+def _refused(project: Project, kept: Sequence[Kept], diags: list[Diagnostic]) -> None:
+    """Objects kept verbatim that their CRD schema refuses, as the API server would: reported at
+    the input's line now (every build reports them at the pass-through file's until fixed)."""
+    try:
+        crds = CrdSet.load(project.crd_file(), eager=False)
+    except (CrdError, OSError):
+        return
+    seen: set[ObjectId] = set()
+    for item in kept:
+        if item.obj.id in seen:
+            continue
+        seen.add(item.obj.id)
+        for finding in crds.validate(item.obj.body):
+            if finding.severity is not Severity.ERROR:
+                continue
+            doc = item.obj.doc
+            pos = locate(doc.file, doc.node, finding.path)[0] if doc.node is not None else item.obj.position
+            diags.append(Diagnostic(
+                "F012", Severity.ERROR, f"the API server would refuse this object: {finding.message}", pos,
+                format_path(finding.path), "fix it in the pass-through file import writes (or in the input, and "
+                "import again): every build refuses it until then", item.env, item.obj.id))
+
+
+def _broken_estate(root: Path, project: Project, tree: DiskTree) -> list[Diagnostic]:
+    """The load errors of the estate import adds to (none for an empty folder)."""
+    if not tree.is_dir(ROOT) or not tree.list(ROOT):
+        return []
+    _, diags = load(tree)
+    return [d for d in diags if d.severity is Severity.ERROR and d.code != "L001"]
 
 
 def _unserved(project: Project, live: Mapping[str, LiveSet], diags: list[Diagnostic]) -> None:
@@ -222,7 +280,7 @@ def _propose(live: Mapping[str, LiveSet]) -> tuple[dict[str, list[_Unit]], list[
     units: dict[str, list[_Unit]] = {}
     kept: list[Kept] = []
     for env, got in sorted(live.items()):
-        objects = sorted(got.objects.values(), key=lambda o: o.id)
+        objects = sorted((_without_bookkeeping(o) for o in got.objects.values()), key=lambda o: o.id)
         ours = set(o.id for o in got.declared())
         wes = [o for o in objects if o.id in ours and o.id.kind == "WorkloadEntry"]
         drs = [o for o in objects if o.id in ours and o.id.kind == "DestinationRule"]
@@ -253,6 +311,22 @@ def _propose(live: Mapping[str, LiveSet]) -> tuple[dict[str, list[_Unit]], list[
         for unit in env_units:
             _convert(unit)
     return units, kept
+
+
+def _without_bookkeeping(obj: LiveObject) -> LiveObject:
+    """`obj` without what a GitOps tool wrote to track it (adopt.compare.BOOKKEEPING: Argo CD's
+    tracking annotation and instance label, Flux's owner labels): it re-adds them when it applies."""
+    meta = obj.body.get("metadata")
+    if not isinstance(meta, dict):
+        return obj
+    out = dict(meta)
+    for entry in BOOKKEEPING:
+        values = out.get(entry.where)
+        if isinstance(values, dict) and entry.key in values:
+            out[entry.where] = {k: v for k, v in values.items() if k != entry.key}
+            if not out[entry.where]:
+                del out[entry.where]
+    return obj if out == meta else replace(obj, body={**obj.body, "metadata": out})
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -414,8 +488,11 @@ def _taken(existing: Mapping[str, set[str]], units: Mapping[str, list[_Unit]],
 
 
 def _layout(decls: Mapping[str, list[_Unit]], kept: Sequence[Kept], settings: Mapping[str, bytes],
-            envs_after: Sequence[str], tree: DiskTree, project: Project) -> dict[str, bytes]:
-    """The files of the import: base and overlay declarations, pass-through, new env.yaml files."""
+            envs_after: Sequence[str], tree: DiskTree, existing: Mapping[str, set[str]],
+            new_envs: Sequence[str], named: Mapping[str, set[str]]) -> dict[str, bytes]:
+    """The files of the import: base and overlay declarations, pass-through, new env.yaml files. A
+    new environment does not inherit the base services its input lacks (a `$patch: delete`
+    override each); an object kept verbatim alike in every environment goes to base/passthrough."""
     files: dict[str, bytes] = {}
     for env, data in settings.items():
         path = f"{ROOT}/{env}/{ENV_FILE}"
@@ -448,20 +525,40 @@ def _layout(decls: Mapping[str, list[_Unit]], kept: Sequence[Kept], settings: Ma
                 ns = str(decl.get("namespace", ""))
                 services.setdefault(env, {}).setdefault(ns, []).append((f"imported from {per_env[env].se.position}",
                                                                          decl))
+    base_names = set(existing.get(BASE, set())) | {d["name"] for items in base.values() for _, d in items}
+    for env in new_envs:
+        for name in sorted(base_names - named.get(env, set())):
+            overrides.setdefault(env, {}).setdefault("_base", []).append(
+                (f"{env}: the input has no {name}", {"name": name, "$patch": "delete"}))
     for ns, items in base.items():
         files[f"{ROOT}/{BASE}/{ns}.yaml"] = _decl_file(items, [])
     for env in sorted(set(services) | set(overrides)):
         for ns in sorted(set(services.get(env, {})) | set(overrides.get(env, {}))):
-            files[f"{ROOT}/{env}/{ns}.yaml"] = _decl_file(services.get(env, {}).get(ns, []),
-                                                          overrides.get(env, {}).get(ns, []))
-    for env in sorted({k.env for k in kept}):
+            name = "not-in-this-environment" if ns == "_base" else ns
+            files[f"{ROOT}/{env}/{name}.yaml"] = _decl_file(services.get(env, {}).get(ns, []),
+                                                            overrides.get(env, {}).get(ns, []))
+    shared = _kept_everywhere(kept, envs_after) if set(decls) == set(envs_after) and len(envs_after) > 1 else set()
+    for layer in sorted({k.env for k in kept} | ({BASE} if shared else set())):
         by_ns: dict[str, list[Kept]] = {}
         for one in kept:
-            if one.env == env:
-                by_ns.setdefault(one.obj.id.namespace, []).append(one)
+            if (one.obj.id in shared) == (layer == BASE) and (layer == BASE or one.env == layer):
+                group = by_ns.setdefault(one.obj.id.namespace, [])
+                if not any(k.obj.id == one.obj.id for k in group):
+                    group.append(one)
         for ns, group in sorted(by_ns.items()):
-            files[f"{ROOT}/{env}/{FOLDER}/{ns}.yaml"] = _kept_file(group)
+            files[f"{ROOT}/{layer}/{FOLDER}/{ns}.yaml"] = _kept_file(group)
     return files
+
+
+def _kept_everywhere(kept: Sequence[Kept], envs: Sequence[str]) -> set[ObjectId]:
+    """Objects kept verbatim with the same body in every environment."""
+    bodies: dict[ObjectId, dict[str, Any]] = {}
+    count: Counter[ObjectId] = Counter()
+    for item in kept:
+        first = bodies.setdefault(item.obj.id, item.obj.body)
+        if first == item.obj.body:
+            count[item.obj.id] += 1
+    return {oid for oid, n in count.items() if n == len(envs)}
 
 
 def _header() -> str:
@@ -551,9 +648,12 @@ def _freeze(value: Any) -> Any:
 # ----------------------------------------------------------------------------- prove
 
 def _prove(project: Project, tree: DiskTree, new: Mapping[str, bytes], live: Mapping[str, LiveSet],
-           decls: Mapping[str, list[_Unit]], kept: Sequence[Kept]) -> ChangeSet:
+           decls: Mapping[str, list[_Unit]], kept: Sequence[Kept],
+           new_envs: Sequence[str]) -> tuple[ChangeSet, list[Diagnostic]]:
     """Compile the estate as it will be on disk and hold each imported environment's objects
-    against the input, by identity, in `meshc diff`'s change model."""
+    against the input, by identity, in `meshc diff`'s change model: a new environment's every
+    object; in an environment the estate had, the objects of the input and those the import
+    makes (its other services are not the input's business). Returns the compile's errors too."""
     files = {p: tree.read(p) for p in tree.list(ROOT)}
     if (project.root / "meshc.yaml").is_file():
         files["meshc.yaml"] = (project.root / "meshc.yaml").read_bytes()
@@ -572,14 +672,15 @@ def _prove(project: Project, tree: DiskTree, new: Mapping[str, bytes], live: Map
         actual: dict[ObjectId, Any] = {}
         if built is not None:
             for art in built.artifacts:
-                if art.service in ours or art.identity in mine or art.identity in expected or not art.service:
+                if (env in new_envs or art.service in ours or art.identity in mine or art.identity in expected
+                        or not art.service):
                     actual[art.identity] = semantic(strip_meshc_metadata(art.body))
         sources = {oid: str(o.position) for oid, o in got.objects.items()}
         changes = compare_objects(env, expected, actual, SideInfo("input", "live"),
                                   SideInfo("imported estate", "bundle"), sources)
         envs[env] = changes.envs[env]
     info = SideInfo("input", "live")
-    return ChangeSet(info, SideInfo("imported estate", "bundle"), envs, notes=tuple(notes))
+    return ChangeSet(info, SideInfo("imported estate", "bundle"), envs, notes=tuple(notes)), errors
 
 
 # ----------------------------------------------------------------------------- write

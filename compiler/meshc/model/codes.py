@@ -364,6 +364,7 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("F009", W, "meshc import: an object of a kind or version the estate's CRDs do not serve (not imported)"),
     ("F010", E, "a pass-through document that is not an object of a carried API group (or a `kind: List`)"),
     ("F011", E, "a pass-through object whose identity another pass-through document or a declaration already has"),
+    ("F012", E, "meshc import: an object kept verbatim that its CRD schema refuses, as the API server would"),
 )
 
 #: Every code meshc can emit, in family order.
