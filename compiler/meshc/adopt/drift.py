@@ -22,6 +22,7 @@ bad ignore file or diff: section, an unreadable `crds:` file.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from meshc.front.project import load_project
 from meshc.model.bundle import Bundle, content
 from meshc.model.diagnostics import Diagnostic, has_errors
 from meshc.model.ids import ObjectId
-from meshc.model.release import schema_release
+from meshc.model.release import schema_release, shipped_crds
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -120,10 +121,29 @@ def bundle_objects(bundle: Bundle) -> Expected:
 
 
 def kubectl_command(groups_kinds: Sequence[tuple[str, str]] = ()) -> str:
-    """`kubectl get` for the live side: every Istio kind meshc emits, and the Gateway API kinds
-    among `groups_kinds` (the bundle's)."""
-    wanted = list(ALWAYS) + sorted({RESOURCES[gk] for gk in groups_kinds if gk in RESOURCES} - set(ALWAYS))
+    """`kubectl get` for the live side: every Istio kind meshc emits, and every other kind among
+    `groups_kinds` (the bundle's: Gateway API kinds, and what pass-through files keep, such as a
+    PeerAuthentication), named by its CRD's plural."""
+    others = {RESOURCES.get(gk) or _resource_of(gk) for gk in groups_kinds}
+    wanted = list(ALWAYS) + sorted({r for r in others if r} - set(ALWAYS))
     return f"kubectl get {','.join(wanted)} -A -o yaml"
+
+
+@functools.cache
+def _plurals() -> dict[tuple[str, str], str]:
+    """(group, kind) -> `<plural>.<group>`, from the shipped CRD schemas."""
+    data = orjson.loads(shipped_crds().read_bytes())
+    out: dict[tuple[str, str], str] = {}
+    for crd in data.get("items") or []:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        if spec.get("group") and names.get("kind") and names.get("plural"):
+            out[(spec["group"], names["kind"])] = f"{names['plural']}.{spec['group']}"
+    return out
+
+
+def _resource_of(group_kind: tuple[str, str]) -> str:
+    return _plurals().get(group_kind, "")
 
 
 def _known_envs(root: Path) -> list[str]:

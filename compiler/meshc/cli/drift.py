@@ -5,7 +5,8 @@ suppressed by the ignore file do not count), 2 usage or input error (unknown env
 repository that does not compile, live input of which nothing usable was read, bad ignore file).
 The report goes to stdout (or --output files), everything else to stderr; diagnostics about the
 live input (F001-F003, unreadable files) are printed at their file:line and do not stop the run
-when something usable was read. Formats and the change model are `meshc diff`'s (docs/diff.md),
+when something usable was read, but an error among them (a YAML error, an object defined twice)
+makes the exit code 2 after the report: it is partial. Formats and the change model are `meshc diff`'s (docs/diff.md),
 with drift's title and marker (`<!-- meshc-drift -->`), so a drift comment never replaces the
 review comment.
 """
@@ -23,6 +24,7 @@ from meshc.cli.diff import FORMATS, SALT_ENV, _parse_outputs, _write_all, render
 from meshc.diff.model import ChangeSet
 from meshc.diff.render.markdown import DEFAULT_BUDGET, FULL_REPORT, MARKER, MIN_BUDGET
 from meshc.diff.sides import DiffError
+from meshc.model.diagnostics import Severity
 from meshc.model.diagnostics import render_text as render_diagnostics
 
 DRIFT_MARKER = "<!-- meshc-drift -->"
@@ -115,5 +117,7 @@ def drift_command(ctx: click.Context, env: str, live: tuple[str, ...], namespace
         _write_all([(path, render(changes, f, env, max_bytes)) for f, path in outputs])
     else:
         click.echo(render(changes, fmt, env, max_bytes, color=sys.stdout.isatty()), nl=False)
+    if any(d.severity is Severity.ERROR for d in result.diagnostics):
+        sys.exit(2)  # part of the live input was not read (a YAML error, a duplicate): the report is partial
     if exit_code and not changes.empty:
         sys.exit(1)
