@@ -29,7 +29,7 @@ import contextlib
 import functools
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import jinja2
@@ -147,6 +147,38 @@ def _template(source: str) -> jinja2.Template:
 
 def available() -> bool:
     return _pgv is not None
+
+
+FieldCheck = Callable[[Message], None]  # raises when the field's rules reject the message's value
+
+
+@functools.cache
+def field_rules(fd: FieldDescriptor) -> FieldCheck | None:
+    """The package's own check of one field's rules, as it writes it into the checker of the
+    field's message type (the same template text, the same helpers): called on a message, it
+    raises when the field's value breaks a rule. None when the field has no rules, or the package
+    is missing; a check that always raises when the package cannot render or compile it. The
+    fast path (`meshc.check.envoy.fast`) runs it on a message holding only that field; call it
+    inside `patched()`."""
+    if _pgv is None:
+        return None
+    try:
+        with patched(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # as in `_errors`
+            source = _pgv.rule_type(_FieldView(fd))
+        if not source.strip():
+            return None
+        scope: dict[str, Any] = {}
+        exec(compile(f"def generate_validate(p):\n    pass{source}\n    return None\n",
+                     f"<pgv {fd.full_name}>", "exec"), vars(_pgv), scope)
+        check: FieldCheck = scope["generate_validate"]
+        return check
+    except Exception:  # noqa: BLE001 - then every value of this field takes the reference path
+        return _refuse
+
+
+def _refuse(message: Message) -> None:
+    raise ValueError("no field check")
 
 
 def _errors(message: Message) -> list[str]:

@@ -51,6 +51,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from meshc.check.envoy.fast import Reference, item_findings
 from meshc.check.envoy.pgv import descriptor_of, patched, pgv_violations
 from meshc.model.diagnostics import Finding, Severity
 
@@ -175,30 +176,38 @@ def _validate_item(path: Path, data: Any, cls: type[Message]) -> list[tuple[Path
     return problems
 
 
-def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] | None = None) -> Located:
+def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] | None = None, *,
+                       fast: bool = True) -> Located:
     """Strict proto parse (E001), then PGV rules (E002) of everything that parsed.
 
     Each cluster and listener is validated on its own; with a `memo`, an item whose content was
-    seen before (in another environment, or an earlier run) is answered from it."""
+    seen before (in another environment, or an earlier run) is answered from it. With `fast` (the
+    default), an item of a shape validated before is checked leaf by leaf (`meshc.check.envoy.fast`),
+    with the same findings; `fast=False` runs the reference path on every item."""
     if not isinstance(bootstrap, dict):
         return [_finding("E001", (), "the bootstrap must be a JSON object")]
     out: list[tuple[Path, Finding]] = []
     with patched():  # once for the whole bootstrap, not per message
-        _validate_items(bootstrap, memo, out)
+        _validate_items(bootstrap, memo, out, fast)
     return out
 
 
 def _validate_items(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] | None,
-                    out: list[tuple[Path, Finding]]) -> None:
+                    out: list[tuple[Path, Finding]], fast: bool) -> None:
     for path, data, cls in _split(bootstrap):
+        check = item_findings if fast and path else _reference
         if memo is None:
-            out.extend(_validate_item(path, data, cls))
+            out.extend(check(path, data, cls, _validate_item))
             continue
         key = ("envoy-item", cls.DESCRIPTOR.full_name,
                hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest())
         if key not in memo:  # stored relative to the item, re-based below
-            memo[key] = [(p[len(path):], f) for p, f in _validate_item(path, data, cls)]
+            memo[key] = [(p[len(path):], f) for p, f in check(path, data, cls, _validate_item)]
         out.extend((path + rel, f) for rel, f in memo[key])
+
+
+def _reference(path: Path, data: Any, cls: type[Message], reference: Reference) -> Located:
+    return reference(path, data, cls)
 
 
 def envoy_validate_binary(bootstrap_path: str) -> list[Finding]:
