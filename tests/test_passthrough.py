@@ -129,3 +129,27 @@ def test_the_same_object_in_base_and_an_environment_is_refused(estate: Path) -> 
     (hit,) = [d for d in result.diagnostics if d.code == "F011"]
     assert str(hit.position) == "./environments/prod/passthrough/limits.yaml:1:1"
     assert [str(p) for p in hit.related] == ["./environments/base/passthrough/limits.yaml:1:1"]
+
+
+def test_review_names_the_pass_through_file_as_the_cause(estate: Path, tmp_path: Path) -> None:
+    from meshc.diff.causes import group_causes
+    _put(estate, "environments/prod/passthrough/limits.yaml", DR)
+    base = tmp_path / "base"
+    shutil.copytree(estate, base)
+    _put(estate, "environments/prod/passthrough/limits.yaml", DR.replace("maxConnections: 7", "maxConnections: 9"))
+    causes = group_causes(run(DiffRequest(str(base), str(estate), estate, ("prod",))))
+    titles = [c.title for c in causes]
+    assert "kept verbatim in environments/prod/passthrough/limits.yaml (prod)" in titles, titles
+    assert not any(t.startswith("derived configuration") for t in titles), titles
+
+
+def test_drift_reads_the_kinds_pass_through_brings(estate: Path) -> None:
+    from meshc.adopt.drift import compile_expected, kubectl_command
+    _put(estate, "environments/prod/passthrough/mtls.yaml", """apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+""")
+    expected = compile_expected(estate, "prod")
+    command = kubectl_command(sorted({(g, oid.kind) for oid, g in expected.groups.items()}))
+    assert "peerauthentications.security.istio.io" in command.split()[2].split(",")

@@ -29,6 +29,8 @@ from meshc.diff.risk import ORDER
 Item = ObjectSnapshot | ObjectDiff
 ISTIO_KINDS = ("ServiceEntry", "WorkloadEntry", "DestinationRule")
 DERIVED = "(derived only)"
+KEPT = "(kept) "  # a cause named after a pass-through file
+DERIVED_KINDS = ("EnvoyCluster", "EnvoyListener", "IptablesChain")
 _IP = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?:/\d+)?(?![\d.])")
 
 
@@ -62,6 +64,8 @@ class Cause:
             return f"derived configuration ({', '.join(self.envs)})"
         if self.service.startswith(ENV_KEY):
             return f"env.yaml of {self.service.removeprefix(ENV_KEY)}"
+        if self.service.startswith(KEPT):
+            return f"kept verbatim in {self.service.removeprefix(KEPT)} ({', '.join(self.envs)})"
         return f"{self.service} ({', '.join(self.envs)})"
 
 
@@ -100,6 +104,15 @@ def _names(item: Item) -> tuple[set[str], set[str]]:
     return set(item.refs) - ips, ips
 
 
+def _kept_file(item: Item) -> str:
+    """The pass-through file an object of no service was read from ("" for any other object)."""
+    if getattr(item, "service", "") or item.id.kind in DERIVED_KINDS:
+        return ""
+    source = str(getattr(item, "source", "") or getattr(item, "base_source", "") or "")
+    file = source.split(":", 1)[0].removeprefix("./")
+    return file if "/passthrough/" in file else ""
+
+
 def _service_of(item: Item) -> str:
     service = getattr(item, "service", "")
     return str(service or item.id.name)
@@ -125,6 +138,13 @@ def _group(cs: ChangeSet) -> tuple[Cause, ...]:
         sigs: dict[str, list[tuple[Any, ...]]] = {}
         istio: dict[str, list[tuple[str, Item]]] = {}
         for what, item in env.objects():
+            kept = _kept_file(item)
+            if kept:  # kept verbatim (front.passthrough): its file is its cause
+                acc = accs.setdefault((KEPT + kept,), _Acc(KEPT + kept))
+                if env_name not in acc.envs:
+                    acc.envs.append(env_name)
+                acc.objects.append((env_name, what, item))
+                continue
             if item.id.kind in ISTIO_KINDS:
                 service = _service_of(item)
                 istio.setdefault(service, []).append((what, item))
@@ -151,6 +171,10 @@ def _group(cs: ChangeSet) -> tuple[Cause, ...]:
     derived_acc = _Acc(DERIVED)
     index = {env_name: _Index(services, accs) for env_name, services in per_env.items()}
     owners = [index[env_name].owner(item) if env_name in index else None for env_name, _, item in leftovers]
+    for i, (_, _, item) in enumerate(leftovers):  # an Envoy cluster a kept DestinationRule shapes
+        source = str(getattr(item, "source", "") or "").split(":", 1)[0].removeprefix("./")
+        if owners[i] is None and "/passthrough/" in source and (KEPT + source,) in accs:
+            owners[i] = (KEPT + source,)
     by_file: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
     for (env_name, _, item), owner in zip(leftovers, owners, strict=True):
         if owner is not None:
