@@ -73,6 +73,7 @@ class ImportOutcome:
     changes: ChangeSet | None = None                             # the round trip (None: not run)
     written: bool = False
     read: int = 0                                                # objects read
+    unchanged: set[str] = field(default_factory=set)             # files that hold these bytes already
 
     @property
     def proven(self) -> bool:
@@ -184,7 +185,8 @@ def run_import(root: Path, inputs: Sequence[tuple[str, Sequence[str]]], force: b
         if not (root / ".gitignore").exists():
             files[".gitignore"] = b"# meshc build output and its record of the last build\nout/\n.meshc-cache/\n"
     out.files = dict(sorted(files.items()))
-    clash = sorted(p for p in out.files if (root / p).exists() and (root / p).read_bytes() != out.files[p])
+    out.unchanged = {p for p in out.files if (root / p).is_file() and (root / p).read_bytes() == out.files[p]}
+    clash = sorted(p for p in out.files if (root / p).exists() and p not in out.unchanged)
     if clash and not force:
         for path in clash:
             out.diagnostics.append(Diagnostic("F005", Severity.ERROR, "import would overwrite this existing file",

@@ -66,7 +66,7 @@ class LiveSet:
 
 def valid_env_name(env: str) -> bool:
     """What can name an environment folder: a DNS-1123 label other than `base`."""
-    return bool(_ENV_NAME.match(env)) and env != "base"
+    return bool(_ENV_NAME.match(env)) and len(env) <= 63 and env != "base"
 
 
 def strip_server_fields(body: Mapping[str, Any]) -> dict[str, Any]:

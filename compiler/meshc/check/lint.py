@@ -49,7 +49,9 @@ def _sources(paths: Sequence[str]) -> Iterator[tuple[str, bytes | Diagnostic]]:
             yield "<stdin>", sys.stdin.buffer.read()
             continue
         path = Path(raw)
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                       ) if path.is_dir() else [path]  # hidden files and folders (.git, .github) are not input
         for f in files:
             try:
                 yield f.as_posix(), f.read_bytes()

@@ -83,7 +83,8 @@ def _report(outcome: ImportOutcome, verbose: bool) -> None:
         for reason, count in sorted(reasons.items(), key=lambda r: (-r[1], r[0]))[:10]:
             click.echo(f"  {count:>4}  {reason}")
     verb = "would write" if not outcome.written else "wrote"
-    click.echo(f"{verb} {len(outcome.files)} file(s)")
+    changed = sum(1 for rel, data in outcome.files.items() if rel not in outcome.unchanged)
+    click.echo(f"{verb} {changed} file(s)" + (f", {len(outcome.unchanged)} unchanged" if outcome.unchanged else ""))
     if outcome.changes is not None:
         if outcome.proven:
             click.echo(f"round trip: meshc build of the imported estate reproduces the input "
