@@ -25,16 +25,16 @@ from typing import Any
 import orjson
 
 from meshc import api
-from meshc.check.waivers import Waiver, load_waivers
+from meshc.check.waivers import Waiver, load_waivers, waiver_index
 from meshc.diff.model import ItemKey
 from meshc.diff.model import format_path as shown_path
-from meshc.diff.objects import envoy_objects, iptables_objects, normalise
+from meshc.diff.objects import ISTIO_CONFIG, envoy_objects, iptables_objects, normalise
 from meshc.expand.services import MANAGED
 from meshc.files.source import child, node_position
 from meshc.front.declschema import did_you_mean
-from meshc.front.merge import LIST_KEYS
+from meshc.front.provenance import Writer, descend, in_layer, writers
 from meshc.model.bundle import ENVOY_BOOTSTRAP, ENVOY_CLUSTERS, ENVOY_GATEWAY, ENVOY_LISTENERS, content
-from meshc.model.core import Artifact, Layer, Service, ServiceDecl
+from meshc.model.core import Artifact, Layer, Service
 from meshc.model.diagnostics import DataPath, Diagnostic, Position, format_path, has_errors
 from meshc.model.ids import ObjectId
 from meshc.model.results import EnvResult
@@ -190,91 +190,20 @@ def where(pos: Position | None) -> str:
 
 
 # ----------------------------------------------------------------------------- provenance per layer
-# front/provenance.py finds the deepest layer that wrote a declaration path; explain needs every
-# layer that wrote it, in order, so it walks each layer the same way (keyed list items by key).
-
-_Keyed = tuple[str, Any, int]  # (key, value, n): the n-th item whose key has that value
-
-
-@dataclass(frozen=True)
-class Writer:
-    index: int  # of the layer in the declaration's layers (0 = where the service is declared)
-    layer: Layer
-    position: Position
-    value: Any
-
-
-def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
-    out: list[str | int | _Keyed] = []
-    parent: str | int | None = None
-    for elem in path:
-        if isinstance(elem, int) and isinstance(data, list) and parent in LIST_KEYS:
-            item = data[elem] if 0 <= elem < len(data) else None
-            key = LIST_KEYS[str(parent)]
-            if isinstance(item, Mapping):
-                value = item.get(key)
-                nth = sum(1 for it in data[:elem] if isinstance(it, Mapping) and it.get(key) == value)
-                out.append((key, value, nth))
-            else:
-                out.append(elem)
-        else:
-            out.append(elem)
-        data = _get(data, elem)
-        parent = elem
-    return out
-
-
-def _get(data: Any, elem: str | int) -> Any:
-    if isinstance(data, Mapping) and isinstance(elem, str):
-        return data.get(elem)
-    if isinstance(data, list) and isinstance(elem, int) and 0 <= elem < len(data):
-        return data[elem]
-    return None
+# every layer that wrote a declaration path, in order: front.provenance.writers
 
 
 def dig(data: Any, path: Sequence[str | int]) -> Any:
     for elem in path:
-        data = _get(data, elem)
+        data = descend(data, elem)
     return data
-
-
-def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[int, Position, Any]:
-    """(how much of the path the layer wrote, the position of the deepest part, its value there)."""
-    node = layer.node
-    data: Any = layer.data
-    best, depth = layer.position, 0
-    for n, elem in enumerate(kpath, start=1):
-        if isinstance(elem, tuple):
-            key, value, nth = elem
-            hits = [i for i, it in enumerate(data if isinstance(data, list) else [])
-                    if isinstance(it, Mapping) and it.get(key) == value]
-            if not hits:
-                break
-            elem = hits[min(nth, len(hits) - 1)]
-        _, vnode = child(node, elem)
-        if vnode is None:
-            break
-        node, data = vnode, _get(data, elem)
-        best, depth = node_position(layer.file, node), n
-    return depth, best, data
-
-
-def writers(decl: ServiceDecl, path: DataPath) -> list[Writer]:
-    """Every layer that wrote `path` (a path in the merged declaration), base first; the last wins."""
-    kpath = _key_path(decl.data, path)
-    out = []
-    for i, layer in enumerate(decl.layers):
-        depth, pos, value = _in_layer(layer, kpath)
-        if depth == len(kpath):
-            out.append(Writer(i, layer, pos, value))
-    return out
 
 
 def env_setting(settings_layer: Layer | None, path: DataPath) -> tuple[bool, Position | None, Any]:
     """(written?, its position, its value) of an env.yaml key."""
     if settings_layer is None:
         return False, None, None
-    depth, pos, value = _in_layer(settings_layer, list(path))
+    depth, pos, value = in_layer(settings_layer, list(path))
     return depth == len(path), (pos if depth == len(path) else None), value
 
 
@@ -434,7 +363,7 @@ def shown_prefix(kind: str, body: Any, path: DataPath) -> str:
         else:
             norm = norm.get(elem) if isinstance(norm, dict) else None
             shown.append(elem)
-        cur = _get(cur, elem)
+        cur = descend(cur, elem)
     return shown_path(tuple(shown))
 
 
@@ -1010,7 +939,6 @@ def _consumer_writers(svc: Service, namespace: str) -> list[Writer]:
 
 # ----------------------------------------------------------------------------- Envoy clusters and listeners
 
-_CONFIG = re.compile(r"/apis/networking\.istio\.io/[^/]+/namespaces/([^/]+)/destination-rule/([^/]+)")
 _W = None  # any key or index
 # Envoy cluster field -> (DestinationRule policy section, path inside it): meshc.proxy.envoy.policy
 _CLUSTER_FIELDS: tuple[tuple[tuple[Any, ...], str, DataPath], ...] = (
@@ -1126,7 +1054,7 @@ def explain_envoy_field(ctx: Context, item: Item, path: DataPath, shown: str, va
     sources = ctx.item_sources(item)
     made_by = _longest(sources, path)
     istio = dig(item.body, ("metadata", "filter_metadata", "istio")) or {}
-    found = _CONFIG.fullmatch(str(istio.get("config", "")))
+    found = ISTIO_CONFIG.fullmatch(str(istio.get("config", "")))
     rule_id = ObjectId("DestinationRule", found.group(1), found.group(2)) if found else None
     service_entry = None
     for svc in istio.get("services") or []:
@@ -1225,7 +1153,7 @@ def envoy_summary(ctx: Context, item: Item, also: Sequence[str]) -> list[Step]:
     sources = ctx.item_sources(item)
     objects = sorted(set(sources.values()))
     istio = dig(item.body, ("metadata", "filter_metadata", "istio")) or {}
-    found = _CONFIG.fullmatch(str(istio.get("config", "")))
+    found = ISTIO_CONFIG.fullmatch(str(istio.get("config", "")))
     steps: list[Step] = []
     if found:
         rule_id = ObjectId("DestinationRule", found.group(1), found.group(2))
@@ -1387,7 +1315,8 @@ def sort_findings(diags: Sequence[Diagnostic], waived: Sequence[Diagnostic], env
         for d in items:
             if d.env != env or not d.object:
                 continue
-            waiver = next((w for w in waivers if w.expires >= today and w.matches(d)), None) if is_waived else None
+            index = waiver_index(d, waivers, today) if is_waived else None
+            waiver = waivers[index] if index is not None else None
             hit = CheckHit(d.code, d.severity.label, d.message, d.path, d.position, waiver, is_waived)
             if d.path.startswith("envoy: "):
                 rel, sep, rest = d.path[len("envoy: "):].partition(": ")

@@ -105,6 +105,11 @@ def _date(value: object) -> tuple[dt.date | None, str]:
         return None, str(exc)
 
 
+def waiver_index(d: Diagnostic, waivers: Sequence[Waiver], today: dt.date) -> int | None:
+    """The waiver that accepts `d`: the first unexpired one that matches (None when none does)."""
+    return next((i for i, w in enumerate(waivers) if w.expires >= today and w.matches(d)), None)
+
+
 def apply_waivers(diags: Sequence[Diagnostic], waivers: Sequence[Waiver], today: dt.date,
                   complete: bool = True) -> tuple[list[Diagnostic], list[Diagnostic]]:
     """(remaining + waiver findings, waived). Unused waivers are reported only by a `complete`
@@ -113,7 +118,7 @@ def apply_waivers(diags: Sequence[Diagnostic], waivers: Sequence[Waiver], today:
     waived: list[Diagnostic] = []
     used: set[int] = set()
     for d in diags:
-        hit = next((i for i, w in enumerate(waivers) if w.expires >= today and w.matches(d)), None)
+        hit = waiver_index(d, waivers, today)
         if hit is None:
             kept.append(d)
         else:

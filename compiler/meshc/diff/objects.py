@@ -117,7 +117,7 @@ def artifact_objects(view: BundleView) -> dict[Key, tuple[Entry, dict[str, Any]]
     return out
 
 
-_ISTIO_CONFIG = re.compile(r"/apis/networking\.istio\.io/[^/]+/namespaces/([^/]+)/destination-rule/([^/]+)")
+ISTIO_CONFIG = re.compile(r"/apis/networking\.istio\.io/[^/]+/namespaces/([^/]+)/destination-rule/([^/]+)")
 
 
 def with_declared_sources(artifacts: dict[Key, tuple[Entry, dict[str, Any]]],
@@ -127,7 +127,7 @@ def with_declared_sources(artifacts: dict[Key, tuple[Entry, dict[str, Any]]],
     out = dict(artifacts)
     for key, (item, body) in artifacts.items():
         istio = ((body.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
-        found = _ISTIO_CONFIG.fullmatch(str(istio.get("config", "")))
+        found = ISTIO_CONFIG.fullmatch(str(istio.get("config", "")))
         raw = listing.get(("DestinationRule", found.group(1), found.group(2))) if found else None
         if raw is not None and raw.get("source"):
             out[key] = (replace(item, source=str(raw["source"])), body)

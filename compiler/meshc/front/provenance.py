@@ -9,6 +9,7 @@ path wins, later (overlay) layers winning ties.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from meshc.files.source import child, node_position
@@ -19,7 +20,8 @@ from meshc.model.diagnostics import DataPath, Position
 _Keyed = tuple[str, Any, int]  # (key, value, n): the n-th item (from 0) whose key has that value
 
 
-def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
+def key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
+    """`path` in the merged data, with each index into a keyed list as its item's key."""
     out: list[str | int | _Keyed] = []
     parent_key: str | int | None = None
     for elem in path:
@@ -34,37 +36,65 @@ def _key_path(data: Any, path: DataPath) -> list[str | int | _Keyed]:
                 out.append(elem)
         else:
             out.append(elem)
-        try:
-            data = data[elem]
-        except (KeyError, IndexError, TypeError):
-            data = None
+        data = descend(data, elem)
         parent_key = elem
     return out
 
 
-def _in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[Position, int]:
+def descend(data: Any, elem: str | int) -> Any:
+    """One step down a path: a mapping's key or a list's index (None where there is none)."""
+    if isinstance(data, Mapping) and isinstance(elem, str):
+        return data.get(elem)
+    if isinstance(data, list) and isinstance(elem, int) and 0 <= elem < len(data):
+        return data[elem]
+    return None
+
+
+def in_layer(layer: Layer, kpath: Sequence[str | int | _Keyed]) -> tuple[int, Position, Any]:
+    """(how much of `kpath` the layer wrote, the position of the deepest part, its value there)."""
     node = layer.node
     data: Any = layer.data  # descends through mappings and lists, like `node`
     best, depth = layer.position, 0
     for n, elem in enumerate(kpath, start=1):
         if isinstance(elem, tuple):
             key, value, nth = elem
-            hits = [i for i, it in enumerate(data or []) if isinstance(it, Mapping) and it.get(key) == value]
+            hits = [i for i, it in enumerate(data if isinstance(data, list) else [])
+                    if isinstance(it, Mapping) and it.get(key) == value]
             if not hits:
                 break
             elem = hits[min(nth, len(hits) - 1)]
         _, vnode = child(node, elem)
         if vnode is None:
             break
-        node = vnode
-        data = data[elem] if data is not None else None
+        node, data = vnode, descend(data, elem)
         best, depth = node_position(layer.file, node), n
-    return best, depth
+    return depth, best, data
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A layer that wrote a value of a merged declaration."""
+
+    index: int  # of the layer in the declaration's layers (0 = where the service is declared)
+    layer: Layer
+    position: Position
+    value: Any
+
+
+def writers(decl: ServiceDecl, path: DataPath) -> list[Writer]:
+    """Every layer that wrote `path` (a path in the merged declaration), base first; the last wins."""
+    kpath = key_path(decl.data, path)
+    out = []
+    for i, layer in enumerate(decl.layers):
+        depth, pos, value = in_layer(layer, kpath)
+        if depth == len(kpath):
+            out.append(Writer(i, layer, pos, value))
+    return out
 
 
 def locate_in_layer(layer: Layer, path: DataPath) -> Position:
     """The deepest position of `path` written in one layer (env.yaml, a declaration file entry)."""
-    return _in_layer(layer, list(path))[0]
+    return in_layer(layer, list(path))[1]
 
 
 def locate_decl(decl: ServiceDecl, path: DataPath) -> Position:
@@ -73,11 +103,11 @@ def locate_decl(decl: ServiceDecl, path: DataPath) -> Position:
 
 def _best(decl: ServiceDecl, path: DataPath) -> tuple[Position, int, list[Position]]:
     """(position, layer index, positions of earlier layers that wrote the same full path)."""
-    kpath = _key_path(decl.data, path)
+    kpath = key_path(decl.data, path)
     best, best_depth, best_layer = decl.position, -1, -1
     full: list[Position] = []
     for i, layer in enumerate(decl.layers):
-        pos, depth = _in_layer(layer, kpath)
+        depth, pos, _ = in_layer(layer, kpath)
         # a later layer wins a tie only when it wrote part of the path: a value no layer wrote
         # (a missing key) belongs where the service is declared, not to an overlay that left it alone
         if depth > best_depth or (depth == best_depth and depth > 0):

@@ -360,7 +360,8 @@ _ROWS: tuple[tuple[str, Severity, str], ...] = (
     ("F005", E, "meshc import: a file the import would write exists (nothing is written; `--force` overwrites)"),
     ("F006", W, "meshc import: a service the estate already declares (the existing declaration is kept)"),
     ("F007", E, "meshc import: the imported estate does not reproduce the input (the differences are listed)"),
-    ("F008", E, "meshc import: nothing imported (no Istio object in the input, errors in the input, an estate that does not load)"),
+    ("F008", E, "meshc import: nothing imported (no Istio object in the input, errors in the input, an estate "
+                "that does not load)"),
     ("F009", W, "meshc import: an object of a kind or version the estate's CRDs do not serve (not imported)"),
     ("F010", E, "a pass-through document that is not an object of a carried API group (or a `kind: List`)"),
     ("F011", E, "a pass-through object whose identity another pass-through document or a declaration already has"),
