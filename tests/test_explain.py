@@ -448,3 +448,18 @@ def test_explanation_is_deterministic(estate: Path) -> None:
     first = explain(estate, "prod", "dr/payments-stripe", checks=False)
     second = explain(estate, "prod", "dr/payments-stripe", checks=False)
     assert isinstance(first, Explanation) and first.to_json() == second.to_json()
+
+
+def test_a_name_in_another_namespace_says_where_it_is(estate: Path) -> None:
+    """Found by a new user's trial: `-n` with a wrong namespace suggested the very same name."""
+    result = CliRunner().invoke(explain_command, ["-C", str(estate), "--no-checks", "prod", "dr/payments-stripe",
+                                                  "-n", "wrongns"])
+    assert result.exit_code == 2
+    assert "it is in 'egress'" in result.output and "did you mean 'payments-stripe'" not in result.output
+
+
+def test_list_items_are_suggested_by_their_key_only(estate: Path) -> None:
+    result = CliRunner().invoke(explain_command, ["-C", str(estate), "--no-checks", "prod", "dr/payments-stripe",
+                                                  "spec.trafficPolicy.portLevelSettings[port=81]"])
+    assert result.exit_code == 2
+    assert "fields there: [0], [port.number=80]" in result.output, result.output

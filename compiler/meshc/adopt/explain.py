@@ -307,17 +307,23 @@ def _text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_NAMING_FIELDS = ("name", "number", "address", "host", "port.number", "mode")  # what list items are keyed by
+
+
 def _item_names(items: list[Any]) -> list[str]:
-    """How the items of a list can be named: by position, by a scalar field (or one a level down,
-    as `port.number=80`), by value for scalars."""
+    """How the items of a list are named in suggestions: by position, and by the field the diff
+    keys such lists by (`name`, `number`, `port.number`, ...), or by value for scalars. (Any
+    scalar field, or one a level down, still names an item when written: resolve_field.)"""
     out = [f"[{n}]" for n in range(len(items))]
     for item in items:
         if isinstance(item, Mapping):
-            for k, v in item.items():
-                if isinstance(v, Mapping):
-                    out += [f"[{k}.{k2}={_text(v2)}]" for k2, v2 in v.items() if not isinstance(v2, (dict, list))]
-                elif not isinstance(v, list):
-                    out.append(f"[{k}={_text(v)}]")
+            for field in _NAMING_FIELDS:
+                head, _, tail = field.partition(".")
+                value = item.get(head)
+                value = value.get(tail) if tail and isinstance(value, Mapping) else value
+                if value is not None and not isinstance(value, (dict, list)):
+                    out.append(f"[{field}={_text(value)}]")
+                    break
         elif not isinstance(item, list):
             out.append(f"[{_text(item)}]")
     return out
@@ -486,6 +492,11 @@ def find_object(catalog: Catalog, text: str, namespace: str = "") -> tuple[Item,
     kind, group = found
     items = catalog.of_kind(kind, group)
     hits = [i for i in items if _matches(i, rest, namespace)]
+    elsewhere = sorted({i.id.namespace for i in items if _matches(i, rest, "")}) if namespace else []
+    if not hits and elsewhere:
+        raise ExplainError(f"no {kind} {rest!r} in namespace {namespace!r} of {catalog.env.settings.name}; it is in "
+                           f"{', '.join(repr(n) for n in elsewhere)}",
+                           f"use -n {elsewhere[0]}, or name it {kind}/{elsewhere[0]}/{rest}")
     if not hits:
         names = sorted({f"{i.id.namespace}/{i.id.name}" for i in items} | {i.id.name for i in items})
         sample = ", ".join(f"{kind}/{i.id.namespace}/{i.id.name}" for i in sorted(items, key=lambda i: i.id)[:8])
