@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import measure
+from meshc.runtime.userstate import repo_state
 
 BENCH = Path(__file__).resolve().parent
 CACHE_DIR = ".meshc-cache"
@@ -114,10 +115,13 @@ def _first_error(stderr: str) -> str:
 
 
 def clean(root: Path, out: bool = True) -> None:
-    """Remove the bundle and meshc's cache of an estate: the next build starts from nothing."""
+    """Remove the bundle and meshc's caches of an estate: the next build starts from nothing. The
+    build cache lives outside the repository, in the per-user state folder of the estate
+    (meshc.runtime.userstate.repo_state): leaving it would time a warm build as a clean one."""
     if out:
         shutil.rmtree(root / "out", ignore_errors=True)
     shutil.rmtree(root / CACHE_DIR, ignore_errors=True)
+    shutil.rmtree(repo_state(root), ignore_errors=True)
 
 
 def ensure_built(b: Bench) -> None:

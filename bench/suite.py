@@ -24,7 +24,7 @@ def build(b: Bench) -> list[StepResult]:
     def body(res: StepResult) -> None:
         if timed(b, res, b.meshc_cmd("build", "-C", str(b.estate)), before=lambda _: clean(b.estate)):
             res.extra.update(bundle_stats(b.estate / "out"))
-    return [guarded("build", "meshc build, clean (out/ and .meshc-cache/ removed)", body)]
+    return [guarded("build", "meshc build, clean (out/, .meshc-cache/ and the per-user build cache removed)", body)]
 
 
 def build_nocheck(b: Bench) -> list[StepResult]:
