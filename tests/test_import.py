@@ -138,6 +138,14 @@ def test_a_drifted_estate_round_trips(drifted: tuple[dict[str, list[Path]], Path
         assert {o.name for o in kept if o.kind != "VirtualService"} == {"pinned-cert", "reviews"}
 
 
+def test_a_thousand_services_in_three_environments_round_trip(tmp_path: Path) -> None:
+    """The size the issue names: 1,000 services x 3 environments drifted apart at random."""
+    paths = write(tmp_path / "live", live_estate(1000, seed=7))
+    outcome = _import(tmp_path / "estate", {env: [p] for env, p in paths.items()}, dry_run=True)
+    assert outcome.proven, outcome.changes
+    assert sum(len(v) for v in outcome.services.values()) > 2700
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_drift_round_trips(seed: int, tmp_path: Path) -> None:
     paths = write(tmp_path / "live", live_estate(40, envs=("a", "b", "c", "d"), seed=seed, drift=0.6))
