@@ -37,6 +37,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ FULL_CRDS = Path(os.environ.get("MESHC_FULL_CRDS", REPO.parent / "shared" / "sch
 
 UPDATE_VAR = "MESHC_UPDATE_GOLDENS"
 GOLDENS = REPO / "tests" / "goldens"
+
+
+def copy_example_estate(root: Path) -> Path:
+    """The example estate (environments/, policies, templates, meshc.yaml, waivers.yaml) copied to `root`."""
+    for name in ("environments", "policies", "templates"):
+        shutil.copytree(REPO / name, root / name)
+    for name in ("meshc.yaml", "waivers.yaml"):
+        shutil.copy(REPO / name, root / name)
+    return root
 
 
 def update_patterns() -> list[str] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +30,14 @@ from meshc.adopt.explain import (
 from meshc.cli.explain import explain_command
 from meshc.diff.run import DiffRequest, run
 
-from .conftest import REPO
+from .conftest import copy_example_estate
 
 TODAY = dt.date(2026, 6, 1)  # the estate's waiver runs until 2027-06-30
 
 
-def _copy_estate(root: Path) -> Path:
-    for name in ("environments", "policies", "templates"):
-        shutil.copytree(REPO / name, root / name)
-    for name in ("meshc.yaml", "waivers.yaml"):
-        shutil.copy(REPO / name, root / name)
-    return root
-
-
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _copy_estate(tmp_path_factory.mktemp("explain") / "estate")
+    return copy_example_estate(tmp_path_factory.mktemp("explain") / "estate")
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +191,8 @@ def test_a_field_prefix_explains_the_leaves_under_it(prod: Session) -> None:
 def test_diff_names_and_paths_paste_into_explain(tmp_path: Path) -> None:
     """Every object and field path `meshc diff` prints (Istio objects, Envoy clusters, iptables
     chains) is accepted as written, and explains the value the diff shows on the head side."""
-    base = _copy_estate(tmp_path / "base")
-    head = _copy_estate(tmp_path / "head")
+    base = copy_example_estate(tmp_path / "base")
+    head = copy_example_estate(tmp_path / "head")
     services = head / "environments/prod/services.yaml"
     services.write_text(services.read_text().replace("tcp: {maxConnections: 1000,", "tcp: {maxConnections: 1500,"))
     env = head / "environments/prod/env.yaml"

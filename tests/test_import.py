@@ -8,7 +8,6 @@ build` of what import wrote reproduces the input, object for object, field for f
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from meshc.adopt import importer
 from meshc.adopt.importer import ImportOutcome, run_import
 from meshc.adopt.live import read_objects
 
-from .conftest import REPO
+from .conftest import REPO, copy_example_estate
 
 sys.path.insert(0, str(REPO / "bench"))
 from live_estate import live_estate, write  # noqa: E402
@@ -183,12 +182,7 @@ def test_the_imported_estate_builds_with_every_check(drifted: tuple[dict[str, li
 def test_meshcs_own_bundle_imports_back(tmp_path: Path) -> None:
     """The example estate's bundles (what meshc wrote) import back into declarations that build
     the same objects: owner and description come back from meshc's annotations."""
-    built = tmp_path / "example"
-    shutil.copytree(REPO / "environments", built / "environments")
-    for name in ("meshc.yaml", "waivers.yaml"):
-        shutil.copy(REPO / name, built / name)
-    for name in ("templates", "policies"):
-        shutil.copytree(REPO / name, built / name)
+    built = copy_example_estate(tmp_path / "example")
     assert api.build(built, use_cache=False, checks=False).ok
     inputs = {env: [p for p in sorted((built / "out" / env).rglob("*.yaml")) if p.name != "kustomization.yaml"]
               for env in ("dev", "staging", "prod")}

@@ -16,7 +16,7 @@ import pytest
 from meshc import api
 from meshc.diff.run import DiffRequest, run
 
-from .conftest import REPO
+from .conftest import copy_example_estate
 
 DR = """apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -32,13 +32,7 @@ spec:
 
 @pytest.fixture()
 def estate(tmp_path: Path) -> Path:
-    root = tmp_path / "estate"
-    shutil.copytree(REPO / "environments", root / "environments")
-    for name in ("meshc.yaml", "waivers.yaml"):
-        shutil.copy(REPO / name, root / name)
-    for name in ("templates", "policies"):
-        shutil.copytree(REPO / name, root / name)
-    return root
+    return copy_example_estate(tmp_path / "estate")
 
 
 def _put(root: Path, rel: str, text: str) -> None:
