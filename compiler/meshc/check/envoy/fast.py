@@ -1,50 +1,67 @@
-"""The envoy layer's fast path: a cluster or listener whose *shape* was validated before is checked
+"""The envoy layer's fast path: clusters and listeners of an already checked *shape* are checked
 leaf by leaf instead of by the strict proto parse and the PGV checker of the whole message.
 
 Input: one item of a bootstrap (a cluster or listener as JSON data, its message class, its path)
 and the reference check (`validate.py`: ``json_format.ParseDict``, then the PGV rules). Output:
-the item's findings, always exactly the reference check's.
+the item's findings, always exactly the reference check's: an item is answered here only when it
+is clean; everything else, any doubt included, goes through the reference path.
 
 **Shape** is everything of an item but its leaf values (strings and numbers): the keys of every
 object in their order (fields, map keys, Struct keys), the nesting, list lengths, the ``@type``
 of every Any, booleans and nulls. Items of one shape parse into the same message structure: the
 same fields present, the same oneof members, the same Any types, the same numbers of repeated
-items and map entries. So every check of the reference path depends either on the shape alone
-(unknown fields, required fields and oneofs, ``min_items``, map keys, ``any.in``, ...) or on one
-field's value (its JSON conversion, the PGV rules of that field: lengths, patterns, ranges, enum
-``defined_only``, durations, well-known formats, ...), or on the values of one repeated or map
-field together (``unique``, ``items``, ``values``).
+items and map entries.
 
-**How.** The first item of a shape goes through the reference path; when it is clean, a *plan*
-is made for its shape: for each leaf (or each repeated or map field of leaves) the check the
-reference path makes of it, done with the reference's own code on a message that holds only that
-field: the converter of ``json_format``'s parser (``_ConvertAndSetScalar``, ``ConvertMessage``
-for Duration, Timestamp, wrappers, FieldMask and Value, ``_ConvertFieldValuePair`` for repeated
-and map fields), then the PGV package's check of that field (`pgv.field_rules`: the text its
-template writes for the field into its message's checker). A later item of the same shape is
-clean when every leaf passes; any failing leaf, and any item the plan cannot answer (a shape
-seen for the first time, one whose first clean item the plan does not model: an extension, a
-``@type`` key inside a map, ...), goes through the reference path, so a finding's message and
-path are always the reference's. Each leaf check remembers its answer per value (timeouts,
-ports, enum names repeat across clusters).
+**Nodes.** What ParseDict and PGV check of a message is the conjunction of what they check of each
+of its messages on its own (its *nodes*: every message that is not a well-known type, an Any's
+content included): ParseDict parses each sub-message on its own and fails when one fails; PGV
+runs each message's own rules (its fields' rules, required oneofs and fields, item counts, map
+keys, Any types: none of them reads inside a sub-message) and descends into sub-messages and,
+here, into every Any. A node's own checks depend on its *node shape* (its shape with its
+sub-messages cut off: a sub-message's JSON replaced by ``{}``, an Any's by its ``@type``) and on
+its leaf values, one field at a time (or one repeated or map field at a time: ``unique``,
+``items``, ``values``).
+
+**How.** The first item of a shape is walked with its descriptors (`_Builder`): its *plan* (for
+each leaf, or each repeated or map field of leaves, the check the reference path makes of it) and
+its nodes. Each node shape not seen before is checked once with the reference's own code:
+ParseDict of the cut node, then the PGV package's checker of its type without the descent into
+sub-messages (`pgv.own_rules`); when every node holds, the shape keeps its plan. An item of a
+shape with a plan is clean when every leaf passes its check, which is again the reference's own
+code on a message holding only that field: the converter of ``json_format``'s parser
+(``_ConvertAndSetScalar``; ``ConvertMessage`` for Duration, Timestamp, wrappers, FieldMask and
+Value; ``_ConvertFieldValuePair`` for repeated and map fields), then the PGV package's check of
+that field (`pgv.field_rules`: the text its template writes for the field into the checker of
+its message). Each leaf check remembers its answer per value (timeouts, ports, enum names repeat
+across clusters). A failing leaf, a node that does not hold, and anything the walk does not model
+(an extension, a ``@type`` key in a map, an Any in an Any, data nested deeper than `_DEPTH`, ...)
+send the item through the reference path, so every finding's message and path are the
+reference's.
+
+The fast path is stricter than the reference path, never laxer: it checks every node's rules,
+also where PGV does not look (a sub-message under a ``skip`` rule, a type whose checker failed to
+compile, a message whose checker raised: the reference path then reports nothing for it); such
+items simply take the reference path.
 
 Invariants: a clean answer without the reference path only when the reference path would give
-none; the data is not mutated; the plans live for the process (like the PGV package's compiled
-checkers), at most `MAX_PLANS` of them.
+none; the data is not mutated; plans, node shapes and answers live for the process (like the PGV
+package's compiled checkers), bounded by `MAX_PLANS`, `MAX_NODES` and `MAX_ANSWERS`.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from meshc.check.envoy.pgv import FieldCheck, field_rules, patched
+from meshc.check.envoy.pgv import FieldCheck, field_rules, own_rules, patched
 
 _JSON: Any = json_format  # its parser's internals: the converters ParseDict itself runs
 Descriptor = Any  # google.protobuf.descriptor.Descriptor or upb's (the stubs tell them apart)
@@ -52,9 +69,12 @@ Path = tuple[Any, ...]
 Found = list[tuple[Path, Any]]
 Reference = Callable[[Path, Any, "type[Message]"], Found]
 
-MAX_PLANS = 20_000  # distinct shapes remembered per process
+MAX_PLANS = 20_000  # distinct item shapes remembered per process
+MAX_NODES = 100_000  # distinct node shapes remembered per process
 MAX_ANSWERS = 1 << 16  # answers one leaf check remembers before it starts again
-_DEPTH = 200  # deeper data goes through the reference path (which refuses it beyond 100 messages)
+# Deeper data goes through the reference path: ParseDict refuses more than 100 nested messages, and
+# one level of JSON is at most two (a Struct and its Value), so the nodes never meet that limit.
+_DEPTH = 45
 _END = Ellipsis  # closes an object or a list in a shape (keys are strings, leaves are types)
 _SCALAR_JSON = frozenset({"google.protobuf.Duration", "google.protobuf.Timestamp", "google.protobuf.FieldMask",
                           "google.protobuf.Value"})
@@ -68,10 +88,11 @@ class Counts:
 
     fast: int = 0  # clean from the plan of their shape
     reference: int = 0  # through the reference path
-    plans: int = 0  # shapes with a plan
+    plans: int = 0  # item shapes given a plan
+    nodes: int = 0  # node shapes checked
 
     def reset(self) -> None:
-        self.fast = self.reference = self.plans = 0
+        self.fast = self.reference = self.plans = self.nodes = 0
 
 
 COUNTS = Counts()
@@ -330,61 +351,68 @@ class Plan:
 
 
 class _Builder:
-    """Walks a clean item with its descriptors in the order of `_walk`, making its shape's plan."""
+    """Walks an item with its descriptors in the order of `_walk`: the plan of its shape (the check
+    of each leaf) and its *nodes*: each message of the item that is not a well-known type, as
+    ParseDict and PGV see it with its sub-messages cut off (a sub-message's JSON replaced by
+    ``{}``, an Any's by its ``@type`` alone; well-known types, written as JSON values, stay)."""
 
     def __init__(self) -> None:
         self.plan = Plan()
         self.index = 0
+        self.nodes: list[tuple[Descriptor, dict[str, Any]]] = []
 
     def single(self, check: _Check) -> None:
         self.plan.singles.append((self.index, check))
         self.index += 1
 
     def message(self, descriptor: Descriptor, data: Any, skip_type: bool = False) -> None:
+        """A node: a message of `descriptor` (an Any's content with `skip_type`)."""
         if type(data) is not dict:
             raise _Unmodelled
         fields = _fields(descriptor)
+        cut: dict[str, Any] = {}
         for key, value in data.items():
             if skip_type and key == "@type":
                 continue
             field = fields.get(key)
             if field is None:
                 raise _Unmodelled  # an extension ("[...]"), or not clean
-            if value is not None:
-                self.field(descriptor, field, value)
+            cut[key] = self.field(descriptor, field, value)
+        self.nodes.append((descriptor, cut))
 
-    def field(self, owner: Descriptor, field: FieldDescriptor, value: Any) -> None:
+    def field(self, owner: Descriptor, field: FieldDescriptor, value: Any) -> Any:
+        """The checks of a field's leaves (or its sub-messages walked); its JSON in the node."""
+        if value is None:
+            return None
         target = field.message_type
         if target is not None and target.GetOptions().map_entry:
             value_field = target.fields_by_name["value"]
             if type(value) is not dict:
                 raise _Unmodelled
             if value_field.message_type is not None and not _written_as_scalar(value_field.message_type):
-                for item in value.values():
-                    self.value(value_field.message_type, item)
-            elif "@type" in value:
+                return {key: self.child(value_field.message_type, item) for key, item in value.items()}
+            if "@type" in value:
                 raise _Unmodelled  # a shape token, not a leaf, in `_walk`
-            else:
-                self.group(owner, field, list(value.values()), tuple(value))
-        elif field.is_repeated:
+            self.group(owner, field, list(value.values()), tuple(value))
+            return value
+        if field.is_repeated:
             if type(value) is not list:
                 raise _Unmodelled
             if target is not None and not _written_as_scalar(target):
-                for item in value:
-                    self.value(target, item)
-            else:
-                self.group(owner, field, value, None)
-        elif target is not None:
-            if _is_leaf(value) and _written_as_scalar(target):
-                self.single(_field_check(_Wkt, owner, field))
-            elif type(value) is bool and _written_as_scalar(target):
-                pass  # a BoolValue or Value: part of the shape
-            else:
-                self.value(target, value)
-        elif _is_leaf(value):
+                return [self.child(target, item) for item in value]
+            self.group(owner, field, value, None)
+            return value
+        if target is not None:
+            if _written_as_scalar(target) and (_is_leaf(value) or type(value) is bool):
+                if type(value) is not bool:  # a BoolValue or Value's boolean is part of the shape
+                    self.single(_field_check(_Wkt, owner, field))
+                return value
+            return self.child(target, value)
+        if _is_leaf(value):
             self.single(_field_check(_Scalar, owner, field))
         elif type(value) is not bool:  # a boolean is part of the shape
             raise _Unmodelled
+        return value
 
     def group(self, owner: Descriptor, field: FieldDescriptor, items: list[Any],
               keys: tuple[str, ...] | None) -> None:
@@ -396,9 +424,40 @@ class _Builder:
         self.plan.groups.append((self.index, count, keys, _field_check(_Group, owner, field)))
         self.index += count
 
+    def child(self, descriptor: Descriptor, data: Any) -> Any:
+        """A message-typed value (a singular field's, a repeated item, a map value): a node of its
+        own, or (well-known types) part of this one. Its JSON in this node."""
+        if descriptor.full_name == _ANY:
+            return self.any(data)
+        if _special_json(descriptor):
+            self.value(descriptor, data)
+            return data
+        self.message(descriptor, data)
+        return {}
+
+    def any(self, data: Any) -> Any:
+        if type(data) is not dict:
+            raise _Unmodelled
+        if not data:
+            return data
+        type_url = data.get("@type")
+        if type(type_url) is not str:
+            raise _Unmodelled
+        try:
+            inner = descriptor_pool.Default().FindMessageTypeByName(type_url.split("/")[-1])
+        except KeyError:
+            raise _Unmodelled from None
+        if _special_json(inner):
+            if set(data) != {"@type", "value"}:
+                raise _Unmodelled  # ParseDict ignores the other keys: not modelled
+            self.value(inner, data["value"])
+            return data
+        self.message(inner, data, skip_type=True)
+        return {"@type": type_url}
+
     def value(self, descriptor: Descriptor, data: Any) -> None:
-        """A message-typed value outside a singular field: a repeated item, a map value, a Struct's
-        value, an Any's ``value``."""
+        """The content of a well-known type written as JSON (Struct, Value, ListValue, Duration,
+        Timestamp, FieldMask, wrappers), where only its JSON conversion applies."""
         name = descriptor.full_name
         if _is_leaf(data):
             if not _written_as_scalar(descriptor):
@@ -422,53 +481,61 @@ class _Builder:
         elif name == _VALUE:
             fields = descriptor.fields_by_name
             self.value((fields["struct_value"] if type(data) is dict else fields["list_value"]).message_type, data)
-        elif name == _ANY:
-            self.any(data)
-        elif name in _JSON._WKTJSONMETHODS or _written_as_scalar(descriptor):
-            raise _Unmodelled
         else:
-            self.message(descriptor, data)
-
-    def any(self, data: Any) -> None:
-        if type(data) is not dict:
-            raise _Unmodelled
-        if not data:
-            return
-        type_url = data.get("@type")
-        if type(type_url) is not str:
-            raise _Unmodelled
-        try:
-            inner = descriptor_pool.Default().FindMessageTypeByName(type_url.split("/")[-1])
-        except KeyError:
-            raise _Unmodelled from None
-        if _special_json(inner):
-            if set(data) != {"@type", "value"}:
-                raise _Unmodelled  # ParseDict ignores the other keys: not modelled
-            self.value(inner, data["value"])
-        else:
-            self.message(inner, data, skip_type=True)
+            raise _Unmodelled  # an Any in an Any, a Duration written as an object, ...
 
 
-def make_plan(data: Any, cls: type[Message], leaves: list[Any]) -> Plan | None:
-    """The plan of a clean item's shape; None when the item has parts the plan does not model (or,
-    as a safeguard, the plan does not accept the item it was made from)."""
+def make_plan(data: Any, cls: type[Message], leaves: list[Any]) -> tuple[Plan, list[tuple[Descriptor, Any]]] | None:
+    """The plan of an item's shape and the item's nodes; None when the item has parts the plan
+    does not model."""
     builder = _Builder()
     try:
         builder.message(cls.DESCRIPTOR, data)
     except Exception:  # noqa: BLE001 - _Unmodelled, or a descriptor this walk does not expect
         return None
-    plan = builder.plan
-    if builder.index != len(leaves) or not plan.accepts(leaves):
+    if builder.index != len(leaves):  # a safeguard: the walks disagree
         return None
-    return plan
+    return builder.plan, builder.nodes
 
 
-_PLANS: dict[tuple[str, tuple[Any, ...]], Plan | None] = {}
+_PLANS: dict[tuple[str, tuple[Any, ...]], Plan | None] = {}  # item shape -> its plan (None: unmodelled)
+_NODES: set[tuple[str, tuple[Any, ...]]] = set()  # node shapes whose own rules are known to hold
+
+
+def _node_holds(descriptor: Descriptor, cut: dict[str, Any]) -> bool:
+    """Whether a node (a message with its sub-messages cut off) parses strictly and keeps the
+    rules of its own fields: ParseDict, then the PGV package's checker of its type without the
+    descent into sub-messages (`pgv.own_rules`). Its shape is remembered when it does."""
+    seen = shape(cut)
+    if seen is None:
+        return False
+    key = (descriptor.full_name, seen[0])
+    if key in _NODES:
+        return True
+    try:
+        try:
+            copied = orjson.loads(orjson.dumps(cut))
+        except TypeError:
+            copied = copy.deepcopy(cut)
+        message = json_format.ParseDict(copied, _class(descriptor)(), ignore_unknown_fields=False)
+        rules = own_rules(descriptor)
+        if rules is not None:
+            rules(message)
+    except Exception:  # noqa: BLE001 - a parse error, a broken rule, a library bug: not known to hold
+        return False
+    if len(_NODES) < MAX_NODES:
+        _NODES.add(key)
+    COUNTS.nodes += 1
+    return True
 
 
 def item_findings(path: Path, data: Any, cls: type[Message], reference: Reference) -> Found:
     """The findings of one item: none when its shape has a plan and every leaf passes; else those
-    of `reference` (which makes the plan of a shape seen for the first time, when it finds none)."""
+    of `reference`.
+
+    A shape seen for the first time gets its plan when every node of the item holds (each node
+    shape is checked once, see `_node_holds`); the item is then clean, for the strict parse and
+    the PGV rules of a message are those of its nodes together."""
     seen = shape(data)
     if seen is None:
         COUNTS.reference += 1
@@ -477,19 +544,23 @@ def item_findings(path: Path, data: Any, cls: type[Message], reference: Referenc
     key = (cls.DESCRIPTOR.full_name, tokens)
     with patched():
         plan = _PLANS.get(key)
+        if plan is None and key not in _PLANS and len(_PLANS) < MAX_PLANS:
+            made = make_plan(data, cls, leaves)
+            if made is None:
+                _PLANS[key] = None  # unmodelled: the reference path, always
+            elif all(_node_holds(descriptor, cut) for descriptor, cut in made[1]):
+                plan = _PLANS[key] = made[0]
+                COUNTS.plans += 1
         if plan is not None and plan.accepts(leaves):
             COUNTS.fast += 1
             return []
-        COUNTS.reference += 1
-        found = reference(path, data, cls)
-        if not found and key not in _PLANS and len(_PLANS) < MAX_PLANS:
-            plan = _PLANS[key] = make_plan(data, cls, leaves)
-            COUNTS.plans += plan is not None
-    return found
+    COUNTS.reference += 1
+    return reference(path, data, cls)
 
 
 def forget() -> None:
-    """Drop every plan and remembered answer (tests)."""
+    """Drop every plan, node shape and remembered answer (tests, the micro-bench)."""
     _PLANS.clear()
+    _NODES.clear()
     for check in (_field_check, _bare_check):
         check.cache_clear()

@@ -181,6 +181,34 @@ def _refuse(message: Message) -> None:
     raise ValueError("no field check")
 
 
+@functools.cache
+def own_rules(descriptor: Descriptor) -> FieldCheck | None:
+    """The package's own checker of one message type (the text its template writes for the type,
+    in the form that stops at the first violation) with one change: it does not descend into
+    sub-messages (``validate`` is a no-op in its namespace). Called on a message, it raises when a
+    rule of the message itself is broken: its fields' rules, required oneofs and fields, item and
+    pair counts, map keys, Any types. None when the package is missing; a check that always raises
+    when the package cannot render or compile it. Call it inside `patched()`."""
+    if _pgv is None:
+        return None
+    try:
+        with patched(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            source = _pgv.file_template(_pgv.ValidatingMessage(message_factory.GetMessageClass(descriptor)()))
+        namespace = dict(vars(_pgv))
+        namespace["validate"] = _no_descent
+        scope: dict[str, Any] = {}
+        exec(compile(source, f"<pgv {descriptor.full_name}>", "exec"), namespace, scope)
+        check: FieldCheck = scope["generate_validate"]
+        return check
+    except Exception:  # noqa: BLE001 - then messages of this type take the reference path
+        return _refuse
+
+
+def _no_descent(message: Message) -> None:
+    return None
+
+
 def _errors(message: Message) -> list[str]:
     try:
         with warnings.catch_warnings():

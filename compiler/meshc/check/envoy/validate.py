@@ -58,6 +58,13 @@ from meshc.model.diagnostics import Finding, Severity
 Path = tuple[Any, ...]
 Located = list[tuple[Path, Finding]]  # findings with the path in the bootstrap of each
 _PREFIX = re.compile(r"^(Failed to parse \w+ field: )+")
+# What a parse can raise: ParseDict turns a field's ValueError and TypeError into a ParseError, but
+# not one of a message parsed whole (a wrapper out of range when a parse error is narrowed down),
+# nor an OverflowError (an integer too large for a Struct's number), nor the KeyError of an Any
+# of a well-known type without its "value", nor the SystemError upb raises (over a
+# UnicodeEncodeError) when an enum name is a string that is not UTF-8.
+_PARSE_ERRORS = (json_format.ParseError, TypeError, ValueError, AttributeError, OverflowError, KeyError,
+                 SystemError)
 _ITEMS: tuple[tuple[str, type[Message]], ...] = (
     ("clusters", cluster_pb2.Cluster), ("listeners", listener_pb2.Listener))
 
@@ -68,6 +75,14 @@ def _finding(code: str, path: Path, message: str) -> tuple[Path, Finding]:
 
 def _clean(error: str) -> str:
     return _PREFIX.sub("", error.split("\n", 1)[0]).strip()
+
+
+def _text(error: Exception) -> str:
+    if isinstance(error, SystemError) and isinstance(error.__cause__, UnicodeError):
+        error = error.__cause__
+    if isinstance(error, KeyError):
+        return f"missing key {error.args[0]!r}" if error.args else "missing key"
+    return _clean(str(error))
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
@@ -102,10 +117,10 @@ def _check_value(descriptor: Descriptor, value: Any, path: Path) -> tuple[Path, 
         descriptor, value = resolved, {k: v for k, v in value.items() if k != "@type"}
     try:
         _parse(value, _message_class(descriptor))
-    except json_format.ParseError as error:
+    except _PARSE_ERRORS as error:
         if descriptor.full_name.startswith("google.protobuf."):
-            return path, _clean(str(error))
-        return _locate(value, descriptor, path, _clean(str(error)))
+            return path, _text(error)
+        return _locate(value, descriptor, path, _text(error))
     return None
 
 
@@ -131,8 +146,8 @@ def _locate(value: Any, descriptor: Descriptor, path: Path, error: str) -> tuple
         try:
             _parse({key: sub}, cls)
             continue
-        except json_format.ParseError as field_error:
-            message = _clean(str(field_error))
+        except _PARSE_ERRORS as field_error:
+            message = _text(field_error)
         if fd.message_type is None:
             return path + (key,), message
         entry = fd.message_type
@@ -149,8 +164,8 @@ def _locate(value: Any, descriptor: Descriptor, path: Path, error: str) -> tuple
 def _parse_item(data: Any, cls: type[Message], path: Path) -> tuple[Message | None, list[tuple[Path, Finding]]]:
     try:
         return _parse(data, cls), []
-    except (json_format.ParseError, TypeError, AttributeError) as error:
-        where, message = _locate(data, descriptor_of(cls), path, _clean(str(error)))
+    except _PARSE_ERRORS as error:
+        where, message = _locate(data, descriptor_of(cls), path, _text(error))
         return None, [_finding("E001", where, message)]
 
 
@@ -196,14 +211,23 @@ def _validate_items(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] 
                     out: list[tuple[Path, Finding]], fast: bool) -> None:
     for path, data, cls in _split(bootstrap):
         check = item_findings if fast and path else _reference
-        if memo is None:
+        key = None if memo is None else _memo_key(data, cls)
+        if memo is None or key is None:
             out.extend(check(path, data, cls, _validate_item))
             continue
-        key = ("envoy-item", cls.DESCRIPTOR.full_name,
-               hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest())
         if key not in memo:  # stored relative to the item, re-based below
             memo[key] = [(p[len(path):], f) for p, f in check(path, data, cls, _validate_item)]
         out.extend((path + rel, f) for rel, f in memo[key])
+
+
+def _memo_key(data: Any, cls: type[Message]) -> tuple[str, ...] | None:
+    """The item's key in the memo: its type and content; None for data JSON cannot hold (an
+    integer beyond 64 bits, a non-string key), validated every time."""
+    try:
+        content = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return "envoy-item", cls.DESCRIPTOR.full_name, hashlib.sha256(content).hexdigest()
 
 
 def _reference(path: Path, data: Any, cls: type[Message], reference: Reference) -> Located:
