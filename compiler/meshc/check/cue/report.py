@@ -2,7 +2,9 @@
 
 Input: `Entry` values (compiler/meshc/cue_errors.py) from one `cue export -E` of a batch, the batch's
 `LineMap` and the document keys.
-Output: `Report(violations={key: [CueViolation]}, problems=[text])`. A problem is an error outside
+Output: `Report(violations={key: [CueViolation]}, problems=[text], errors={key: [error path]})`
+(`errors`: the path of each of CUE's errors inside the document, hidden labels kept, as CUE wrote
+it, before the merging below). A problem is an error outside
 every document (syntax, import) or one that means the policy itself is broken (cycle, reference
 not found, undefined field): the caller raises it, it is never a violation.
 
@@ -24,6 +26,7 @@ from meshc.check.cue.batch import LineMap
 from meshc.check.cue.errors import Entry, HiddenLabel, PathLabel, split_path
 
 DataPath = tuple[str | int, ...]
+ErrorPath = tuple[PathLabel, ...]  # a path as CUE wrote it: a hidden label is a HiddenLabel
 _RULE = re.compile(r"^\s*//\s*rule\s+([A-Za-z0-9_.-]+)\s*:\s*(.*\S)")
 _DISJUNCTION = re.compile(r"^\d+ errors in empty disjunction$")
 _CONFLICT = re.compile(r"^conflicting values (.+) and (.+)$")
@@ -48,6 +51,7 @@ class CueViolation:
 class Report:
     violations: dict[str, list[CueViolation]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    errors: dict[str, list[ErrorPath]] = field(default_factory=dict)
 
 
 def build_report(entries: list[Entry], lines: LineMap, keys: set[str]) -> Report:
@@ -71,7 +75,10 @@ def build_report(entries: list[Entry], lines: LineMap, keys: set[str]) -> Report
         out.setdefault(key, []).append(_violation(path, found, lines, rules))
     for found_list in out.values():
         found_list.sort(key=lambda v: (_path_key(v.path), v.policy_file, v.policy_line, v.policy_col))
-    return Report(violations=out)
+    errors: dict[str, list[ErrorPath]] = {}
+    for key, path in groups:
+        errors.setdefault(key, []).append(path)
+    return Report(violations=out, errors=errors)
 
 
 def _strip_prefixes(entries: list[Entry]) -> list[Entry]:
@@ -205,5 +212,5 @@ class RuleComments:
         return None
 
 
-__all__ = ["CueViolation", "Report", "RuleComments", "build_report", "condense", "constraint_position",
-           "describe", "where_is"]
+__all__ = ["CueViolation", "DataPath", "ErrorPath", "Report", "RuleComments", "build_report", "condense",
+           "constraint_position", "describe", "where_is"]
