@@ -334,6 +334,100 @@ def test_a_new_shape_of_known_nodes_needs_no_reference_path() -> None:
     assert (fast.COUNTS.fast, fast.COUNTS.reference) == (1, 0), fast.COUNTS
 
 
+# Items richer than meshc writes (health checks, protocol options, TLS certificates, Struct
+# metadata, HTTP routes, RBAC): more kinds of rules (header names, bytes, int64 strings, enums with
+# defined_only, ranges, durations, required messages and oneofs, map keys).
+_T = "type.googleapis.com/"
+_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+ZOO_CLUSTER = {
+    "name": "zoo", "type": "STRICT_DNS", "connect_timeout": "1s", "lb_policy": "RING_HASH",
+    "ring_hash_lb_config": {"minimum_ring_size": "1024", "maximum_ring_size": 8388608, "hash_function": "XX_HASH"},
+    "health_checks": [{
+        "timeout": "1s", "interval": "5s", "unhealthy_threshold": 3, "healthy_threshold": 2,
+        "http_health_check": {
+            "host": "h.example.com", "path": "/healthz", "expected_statuses": [{"start": "200", "end": "300"}],
+            "request_headers_to_add": [{"header": {"key": "x-check", "value": "1"},
+                                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+            "request_headers_to_remove": ["x-drop"], "codec_client_type": "HTTP2"}}],
+    "typed_extension_protocol_options": {_HTTP_OPTIONS: {
+        "@type": _T + _HTTP_OPTIONS,
+        "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 100}},
+        "common_http_protocol_options": {"idle_timeout": "60s", "max_headers_count": 100}}},
+    "outlier_detection": {"consecutive_5xx": 5, "interval": "10s", "base_ejection_time": "30s",
+                          "max_ejection_percent": 50, "success_rate_stdev_factor": 1900},
+    "upstream_bind_config": {"source_address": {"address": "10.0.0.1", "port_value": 0}},
+    "metadata": {"filter_metadata": {"x": {"a": [1, "b", {"c": 1.5}], "d": None, "e": True}}},
+    "dns_failure_refresh_rate": {"base_interval": "1s", "max_interval": "10s"},
+    "lb_subset_config": {"fallback_policy": "ANY_ENDPOINT", "subset_selectors": [{"keys": ["version", "zone"]}]},
+    "transport_socket": {"name": "tls", "typed_config": {
+        "@type": _T + _TLS, "sni": "x.example.com",
+        "common_tls_context": {
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "cipher_suites": ["ECDHE-RSA-AES128-GCM-SHA256"]},
+            "validation_context": {
+                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": "x.example.com"}}],
+                "trusted_ca": {"filename": "/etc/ca.pem"}},
+            "tls_certificates": [{"certificate_chain": {"inline_bytes": "aGVsbG8="},
+                                  "private_key": {"inline_string": "k"}}]}}},
+    "load_assignment": {
+        "cluster_name": "zoo",
+        "endpoints": [{"locality": {"region": "r", "zone": "z"}, "priority": 0, "lb_endpoints": [{
+            "endpoint": {"address": {"socket_address": {"address": "1.2.3.4", "port_value": 80, "protocol": "TCP"}},
+                         "hostname": "h"},
+            "health_status": "HEALTHY", "load_balancing_weight": 3}]}],
+        "policy": {"overprovisioning_factor": 140}}}
+ZOO_LISTENER = {
+    "name": "zoo-l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 8080}},
+    "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+        "@type": _T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+    "filter_chains": [{
+        "filter_chain_match": {"server_names": ["a.example.com"], "destination_port": 8080,
+                               "prefix_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}]},
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": _T + _HCM, "stat_prefix": "s", "codec_type": "AUTO",
+            "route_config": {"name": "r", "virtual_hosts": [{
+                "name": "vh", "domains": ["a.example.com", "*"],
+                "routes": [{
+                    "match": {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+                    "route": {"cluster": "zoo", "timeout": "15s",
+                              "retry_policy": {"retry_on": "5xx", "num_retries": 2, "per_try_timeout": "1s"},
+                              "hash_policy": [{"header": {"header_name": "x-user"}}]},
+                    "request_headers_to_add": [{"header": {"key": "x-a", "value": "b"}}]}]}]},
+            "http_filters": [
+                {"name": "envoy.filters.http.rbac", "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.rbac.v3.RBAC",
+                    "rules": {"action": "ALLOW", "policies": {"p": {
+                        "permissions": [{"any": True}],
+                        "principals": [{"direct_remote_ip": {"address_prefix": "10.0.0.0", "prefix_len": 8}}]}}}}},
+                {"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.router.v3.Router"}}],
+            "common_http_protocol_options": {"idle_timeout": "3600s"}, "stream_idle_timeout": "0s",
+            "server_name": "istio-envoy", "use_remote_address": True, "xff_num_trusted_hops": 1}}]}],
+    "traffic_direction": "OUTBOUND", "per_connection_buffer_limit_bytes": 1024}
+
+
+@pytest.mark.parametrize(("key", "item"), [("clusters", ZOO_CLUSTER), ("listeners", ZOO_LISTENER)],
+                         ids=["cluster", "listener"])
+@pytest.mark.parametrize("learned", [True, False], ids=["learned", "cold"])
+def test_rich_items_mutated(key: str, item: dict[str, Any], learned: bool) -> None:
+    """Each of 400 mutations of a rich item (its shape learned first, or learned from mutated
+    items only) has exactly the reference's findings."""
+    assert validate_bootstrap(_one(key, item), fast=False) == []
+    fast.forget()
+    if learned:
+        assert validate_bootstrap(_one(key, item)) == []
+    rng = random.Random(7 if learned else 8)
+    pool = [v for c, k in _places(item) if _leaf(v := c[k]) and k != "@type"]
+    answered = 0
+    for _ in range(400):
+        changed = mutate(rng, item, pool)
+        before = fast.COUNTS.fast
+        assert validate_bootstrap(_one(key, changed)) == validate_bootstrap(_one(key, changed), fast=False), changed
+        answered += fast.COUNTS.fast > before
+    assert answered >= 20, answered
+
+
 def test_data_that_is_not_plain_json_goes_the_reference_path() -> None:
     """Tuples, non-string keys, NaN: no shape, so the reference path answers."""
     assert fast.shape({"a": (1, 2)}) is None

@@ -11,6 +11,12 @@ Codes:
 * E002 - a protoc-gen-validate rule of Envoy's protos is violated (see `meshc.envoy_pgv`).
 * E003 - ``envoy --mode validate`` rejected the file (only when an ``envoy`` binary is on PATH).
 
+Each cluster and listener goes first to the fast path (`meshc.check.envoy.fast`: per item shape,
+leaf checks instead of the parse and PGV of the whole message), which answers only clean items;
+an item with a finding, or one the fast path does not model, goes through the reference path
+above, so the findings are the same either way (``validate_bootstrap(..., fast=False)`` runs the
+reference path alone).
+
 Invariants: the input is not mutated; findings come in bootstrap order.
 """
 
