@@ -204,7 +204,8 @@ class _Check:
             if len(self.answers) >= MAX_ANSWERS:
                 self.answers.clear()
             try:
-                self.run(value)
+                with patched():  # the PGV package as the reference path runs it
+                    self.run(value)
                 answer = True
             except Exception:  # noqa: BLE001 - any error (or a library bug): the reference path decides
                 answer = False
@@ -342,7 +343,9 @@ class Plan:
 
     def accepts(self, leaves: list[Any]) -> bool:
         for index, check in self.singles:
-            if not check(leaves[index]):
+            value = leaves[index]  # the remembered answer inline (most leaves), else the check
+            answer = check.answers.get(value if type(value) is str else (type(value), value))
+            if not (check(value) if answer is None else answer):
                 return False
         for start, count, keys, group in self.groups:
             if not group((keys, leaves[start:start + count])):
@@ -520,7 +523,8 @@ def _node_holds(descriptor: Descriptor, cut: dict[str, Any]) -> bool:
         message = json_format.ParseDict(copied, _class(descriptor)(), ignore_unknown_fields=False)
         rules = own_rules(descriptor)
         if rules is not None:
-            rules(message)
+            with patched():
+                rules(message)
     except Exception:  # noqa: BLE001 - a parse error, a broken rule, a library bug: not known to hold
         return False
     if len(_NODES) < MAX_NODES:
@@ -542,18 +546,17 @@ def item_findings(path: Path, data: Any, cls: type[Message], reference: Referenc
         return reference(path, data, cls)
     tokens, leaves = seen
     key = (cls.DESCRIPTOR.full_name, tokens)
-    with patched():
-        plan = _PLANS.get(key)
-        if plan is None and key not in _PLANS and len(_PLANS) < MAX_PLANS:
-            made = make_plan(data, cls, leaves)
-            if made is None:
-                _PLANS[key] = None  # unmodelled: the reference path, always
-            elif all(_node_holds(descriptor, cut) for descriptor, cut in made[1]):
-                plan = _PLANS[key] = made[0]
-                COUNTS.plans += 1
-        if plan is not None and plan.accepts(leaves):
-            COUNTS.fast += 1
-            return []
+    plan = _PLANS.get(key)
+    if plan is None and key not in _PLANS and len(_PLANS) < MAX_PLANS:
+        made = make_plan(data, cls, leaves)
+        if made is None:
+            _PLANS[key] = None  # unmodelled: the reference path, always
+        elif all(_node_holds(descriptor, cut) for descriptor, cut in made[1]):
+            plan = _PLANS[key] = made[0]
+            COUNTS.plans += 1
+    if plan is not None and plan.accepts(leaves):
+        COUNTS.fast += 1
+        return []
     COUNTS.reference += 1
     return reference(path, data, cls)
 

@@ -14,8 +14,8 @@ Codes:
 Each cluster and listener goes first to the fast path (`meshc.check.envoy.fast`: per item shape,
 leaf checks instead of the parse and PGV of the whole message), which answers only clean items;
 an item with a finding, or one the fast path does not model, goes through the reference path
-above, so the findings are the same either way (``validate_bootstrap(..., fast=False)`` runs the
-reference path alone).
+above, so the findings are the same either way (``validate_bootstrap(..., fast=False)``, or
+MESHC_ENVOY_REFERENCE=1 in the environment, runs the reference path alone).
 
 Invariants: the input is not mutated; findings come in bootstrap order.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -61,6 +62,7 @@ from meshc.check.envoy.fast import Reference, item_findings
 from meshc.check.envoy.pgv import descriptor_of, patched, pgv_violations
 from meshc.model.diagnostics import Finding, Severity
 
+REFERENCE_ENV = "MESHC_ENVOY_REFERENCE"  # =1: the reference path alone (debugging, comparing)
 Path = tuple[Any, ...]
 Located = list[tuple[Path, Finding]]  # findings with the path in the bootstrap of each
 _PREFIX = re.compile(r"^(Failed to parse \w+ field: )+")
@@ -198,13 +200,16 @@ def _validate_item(path: Path, data: Any, cls: type[Message]) -> list[tuple[Path
 
 
 def validate_bootstrap(bootstrap: dict[str, Any], memo: dict[tuple[str, ...], Any] | None = None, *,
-                       fast: bool = True) -> Located:
+                       fast: bool | None = None) -> Located:
     """Strict proto parse (E001), then PGV rules (E002) of everything that parsed.
 
     Each cluster and listener is validated on its own; with a `memo`, an item whose content was
     seen before (in another environment, or an earlier run) is answered from it. With `fast` (the
-    default), an item of a shape validated before is checked leaf by leaf (`meshc.check.envoy.fast`),
-    with the same findings; `fast=False` runs the reference path on every item."""
+    default unless MESHC_ENVOY_REFERENCE=1), clean items are answered by the fast path
+    (`meshc.check.envoy.fast`), with the same findings; `fast=False` runs the reference path on
+    every item."""
+    if fast is None:
+        fast = os.environ.get(REFERENCE_ENV, "").strip() in ("", "0")
     if not isinstance(bootstrap, dict):
         return [_finding("E001", (), "the bootstrap must be a JSON object")]
     out: list[tuple[Path, Finding]] = []
