@@ -448,3 +448,19 @@ def test_shapes_differ_in_structure_not_in_leaf_values() -> None:
                         ((*TLS, "@type"), "type.googleapis.com/nope.Nope"),
                         (("load_assignment", "endpoints", 0, "lb_endpoints"), [])]:
         assert (fast.shape(_set(CLUSTER, path, value)) or ((), []))[0] != a, path
+
+
+def test_the_reference_path_alone_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MESHC_ENVOY_REFERENCE=1 (or fast=False) leaves the fast path out; the findings are the same."""
+    bad = _set(CLUSTER, ("connect_timeout",), "-1s")
+    want = validate_bootstrap(_one("clusters", bad), fast=False)
+    fast.forget()
+    fast.COUNTS.reset()
+    monkeypatch.setenv("MESHC_ENVOY_REFERENCE", "1")
+    assert validate_bootstrap(_one("clusters", CLUSTER)) == []
+    assert validate_bootstrap(_one("clusters", bad)) == want
+    assert fast.COUNTS == fast.Counts()
+    monkeypatch.setenv("MESHC_ENVOY_REFERENCE", "0")
+    assert validate_bootstrap(_one("clusters", CLUSTER)) == []
+    assert validate_bootstrap(_one("clusters", bad)) == want
+    assert (fast.COUNTS.fast, fast.COUNTS.reference) == (1, 1)
