@@ -90,7 +90,8 @@ class _Pack:
 
 
 def evaluate(docs: Sequence[Doc], start: Callable[[], CueEngine] | None = None) -> dict[str, list[CueViolation]]:
-    """Vet `docs` (see the module docstring); CueEngineError when the engine cannot."""
+    """Vet `docs` (see the module docstring); CueEngineError when the engine cannot. `start`
+    replaces the engines (prestarted or new) by the caller's."""
     take = start or take_engine
     same: dict[tuple[tuple[Path, ...], str], str] = {}  # (files, digest) -> the key vetted
     alias: dict[str, str] = {}
@@ -206,7 +207,7 @@ def _run(units: Sequence[Unit], take: Callable[[], CueEngine]) -> Found:
     in calls of at most CALL_BYTES."""
     total = sum(u[3] for u in units)
     with _lock:
-        spare = len(_spare)
+        spare = len(_spare) if take is take_engine else 0
     lanes = max(1, min(len(units), max(spare, min(worker_count(), 1 + total // LANE_BYTES))))
     shares: list[list[Unit]] = [[] for _ in range(lanes)]
     done = 0
