@@ -43,8 +43,8 @@ Estate = tuple[int, list[dict[str, Any]]]  # (seed, every configuration the envo
 
 
 def _bootstraps(root: Path) -> list[dict[str, Any]]:
-    """Every configuration the envoy layer validates: each environment's egress proxy whole, and
-    each workload file's own static part."""
+    """Every configuration the envoy layer validates: each environment's egress proxy whole, each
+    workload file's own static part, the egress gateway's whole."""
     _, result = api.compile_repo(root, use_cache=False)
     assert result.envs, [str(d) for d in result.diagnostics][:5]
     out = []
@@ -176,7 +176,7 @@ def test_clean_estate_goes_mostly_the_fast_path(estate: Estate) -> None:
     assert counts.fast + counts.reference == total
     assert found == [[] for _ in bootstraps]
     assert counts.reference <= total // 100, counts
-    assert counts.plans < total // 4 and counts.nodes < counts.plans, counts  # shapes repeat; nodes more
+    assert counts.plans < total // 4 and counts.nodes < counts.plans, counts  # node shapes repeat even more
     assert found == [validate_bootstrap(b, fast=False) for b in bootstraps]
     fast.COUNTS.reset()
     assert [validate_bootstrap(b) for b in bootstraps] == found  # every shape known
@@ -204,7 +204,6 @@ def test_mutated_items_have_the_reference_findings(estate: Estate) -> None:
         fast_clean += fast.COUNTS.fast > before
         with_findings += bool(want)
         codes.update(f.code for _, f in want)
-    print("fast", fast_clean, "findings", with_findings)
     assert fast_clean >= 50 and with_findings >= 150, (fast_clean, with_findings)
     assert codes == {"E001", "E002"}
 
