@@ -463,3 +463,18 @@ def test_the_reference_path_alone_on_request(monkeypatch: pytest.MonkeyPatch) ->
     assert validate_bootstrap(_one("clusters", CLUSTER)) == []
     assert validate_bootstrap(_one("clusters", bad)) == want
     assert (fast.COUNTS.fast, fast.COUNTS.reference) == (1, 1)
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("per_connection_buffer_limit_bytes",), -1),  # a wrapper out of range, found while narrowing the error down
+    (("metadata", "typed_filter_metadata"), {"k": {"@type": _T + "google.protobuf.Duration"}}),  # no "value"
+    (("lb_policy",), "\ud800"),  # not UTF-8: upb raises SystemError over the UnicodeEncodeError
+    (("circuit_breakers", "thresholds", 0, "max_connections"), 2**64),  # no memo key (orjson: 64 bits)
+], ids=["wrapper-range", "any-without-value", "surrogate", "int-beyond-64-bits"])
+def test_the_reference_path_reports_what_it_used_to_crash_on(path: tuple[Any, ...], value: Any) -> None:
+    """An E001 finding, not an exception, with or without a memo, and the same from the fast path."""
+    item = _one("clusters", _set(CLUSTER, path, value))
+    want = validate_bootstrap(item, fast=False)
+    assert [f.code for _, f in want] == ["E001"], want
+    assert validate_bootstrap(item) == want
+    assert validate_bootstrap(item, {}) == want

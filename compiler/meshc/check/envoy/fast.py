@@ -322,7 +322,7 @@ def _written_as_scalar(descriptor: Descriptor) -> bool:
     return descriptor.full_name in _SCALAR_JSON or _JSON._IsWrapperMessage(descriptor)
 
 
-def _special_json(descriptor: Descriptor) -> bool:
+def special_json(descriptor: Descriptor) -> bool:
     """A type ParseDict reads from an Any's ``value`` key instead of its other keys."""
     return (_JSON._IsWrapperMessage(descriptor)
             or descriptor.full_name in _JSON._WKTJSONMETHODS)
@@ -432,7 +432,7 @@ class _Builder:
         own, or (well-known types) part of this one. Its JSON in this node."""
         if descriptor.full_name == _ANY:
             return self.any(data)
-        if _special_json(descriptor):
+        if special_json(descriptor):
             self.value(descriptor, data)
             return data
         self.message(descriptor, data)
@@ -450,7 +450,7 @@ class _Builder:
             inner = descriptor_pool.Default().FindMessageTypeByName(type_url.split("/")[-1])
         except KeyError:
             raise _Unmodelled from None
-        if _special_json(inner):
+        if special_json(inner):
             if set(data) != {"@type", "value"}:
                 raise _Unmodelled  # ParseDict ignores the other keys: not modelled
             self.value(inner, data["value"])

@@ -58,7 +58,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from meshc.check.envoy.fast import Reference, item_findings
+from meshc.check.envoy.fast import Reference, item_findings, special_json
 from meshc.check.envoy.pgv import descriptor_of, patched, pgv_violations
 from meshc.model.diagnostics import Finding, Severity
 
@@ -119,10 +119,17 @@ def _resolve_any(value: dict[str, Any], path: Path) -> tuple[Descriptor | None, 
 def _check_value(descriptor: Descriptor, value: Any, path: Path) -> tuple[Path, str] | None:
     """None when `value` parses as `descriptor`, else the deepest failing place."""
     if descriptor.full_name == "google.protobuf.Any" and isinstance(value, dict):
+        if not value:
+            return None  # an empty Any
         resolved, problem = _resolve_any(value, path)
         if resolved is None:
             return problem
-        descriptor, value = resolved, {k: v for k, v in value.items() if k != "@type"}
+        if special_json(resolved):  # a well-known type: its JSON is the Any's "value"
+            if "value" not in value:
+                return path, f'an Any of {resolved.full_name} needs its "value"'
+            descriptor, value, path = resolved, value["value"], path + ("value",)
+        else:
+            descriptor, value = resolved, {k: v for k, v in value.items() if k != "@type"}
     try:
         _parse(value, _message_class(descriptor))
     except _PARSE_ERRORS as error:
