@@ -28,7 +28,7 @@ import pytest
 
 from meshc import api
 from meshc.check.common import CheckOptions, CheckRun
-from meshc.check.cue import fast
+from meshc.check.cue import fast, scope
 from meshc.check.cue import layer as cue_layer
 from meshc.check.cue.errors import HiddenLabel
 from meshc.check.cue.policy import CueEngine, CueViolation
@@ -55,6 +55,25 @@ env: trustDomain: =~"^(dev|prod)[.]"
 """
 SHARED_POLICY = """// rule strict-everywhere: every environment uses the strict profile.
 services: _profile: env.policyProfile & "strict"
+"""
+# Policies that read values whole (a struct's length, a struct unified elsewhere): the fields no
+# policy names can be left out of a document only where no such reading reaches them.
+WHOLE_POLICY = """// rule tls-small: a service's tls names at most four settings.
+services: [_]: {
+	tls?: {...}
+	if tls != _|_ {
+		_tlsSettings: len(tls) & <=4
+	}
+}
+
+// rule subsets-agree: a subset's traffic policy agrees with the service's.
+services: [_]: {
+	trafficPolicy?: {...}
+	subsets: [...{trafficPolicy?: {...}, ...}]
+	if trafficPolicy != _|_ {
+		subsets: [...{trafficPolicy?: trafficPolicy}]
+	}
+}
 """
 
 
@@ -127,13 +146,16 @@ class Estate:
     def options(self, policies: str = "policies") -> CheckOptions:
         return replace(self.opts, policies=self.root / policies)
 
-    def same(self, policies: str = "policies") -> list[Diagnostic]:
-        """The fast path's diagnostics, asserted equal to the reference path's (computed once)."""
-        opts = self.options(policies)
+    def reference(self, policies: str = "policies") -> list[Diagnostic]:
+        """The reference path's diagnostics (computed once)."""
         if policies not in self._reference:
-            self._reference[policies] = _diags(self.result, opts, True)
-        want = self._reference[policies]
-        got = _diags(self.result, opts, False)
+            self._reference[policies] = _diags(self.result, self.options(policies), True)
+        return self._reference[policies]
+
+    def same(self, policies: str = "policies") -> list[Diagnostic]:
+        """The fast path's diagnostics, asserted equal to the reference path's."""
+        want = self.reference(policies)
+        got = _diags(self.result, self.options(policies), False)
         assert len(got) == len(want)
         for a, b in zip(got, want, strict=True):
             assert a == b
@@ -147,6 +169,7 @@ def _estate(root: Path, seed: int) -> Estate:
     (extra / "objects.cue").write_text(OBJECTS_POLICY)
     (extra / "zz_env.cue").write_text(ENV_POLICY)
     (extra / "shared.cue").write_text(SHARED_POLICY)
+    (extra / "whole.cue").write_text(WHOLE_POLICY)
     project, result = api.compile_repo(root, use_cache=False)
     errors = [str(d) for d in result.diagnostics if d.severity >= 2]
     assert result.envs and not errors, errors[:5]
@@ -209,6 +232,21 @@ def test_extra_policies_objects_env_and_shared_errors(estate: Estate, monkeypatc
     assert {d.env for d in shared} == {"dev"} and len(shared) > 1
     keys = {key for call in calls for key in call}
     assert any("/pack-" in key for key in keys)
+    assert ("staging", "tls-small") in rules  # len(tls): tls is sent whole
+
+
+@pytest.mark.cue
+def test_the_comparison_has_teeth(first: Estate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving out fields that a policy reads whole (len(tls)) changes the findings: the
+    differential tests would see a scan that forgot such a reading."""
+    real = cue_layer.visibility
+
+    def careless(texts: Any) -> scope.Visibility | None:
+        found = real(texts)
+        return None if found is None else scope.Visibility(found.labels, frozenset())
+
+    monkeypatch.setattr(cue_layer, "visibility", careless)
+    assert _diags(first.result, first.options("policies-extra"), False) != first.reference("policies-extra")
 
 
 @pytest.mark.cue
@@ -346,3 +384,75 @@ def test_calls_are_bounded_and_large_documents_keep_the_collector(monkeypatch: p
     assert [([u[1] for u in call], gogc) for call, gogc in calls] == [
         (["a", "b"], "off"), (["c"], "off"), (["d"], None), (["e"], "off")]
     assert fast._memory(1 << 20) == 48 + fast.MEMORY_PER_BYTE and fast._memory(1 << 40) == fast.MAX_MEMORY
+
+
+# ---------------------------------------------------------------------------- what policies can see
+
+
+def _shipped(profile: str = "") -> list[str]:
+    files = sorted((REPO / "policies").glob("*.cue")) + (sorted((REPO / "policies" / profile).glob("*.cue"))
+                                                         if profile else [])
+    return [p.read_text() for p in files]
+
+
+def test_the_shipped_policies_see_few_fields() -> None:
+    for profile in ("", "strict"):
+        vis = scope.visibility(_shipped(profile))
+        assert vis is not None, profile
+        assert {"owner", "hosts", "tls", "mode", "insecureSkipVerify", "trafficPolicy", "portLevel",
+                "endpoints", "address", "subsets"} <= vis.labels
+        assert not {"description", "sni", "credentialName", "connectionPool", "labels", "locality",
+                    "weight", "loadBalancer", "endpointsAs"} & vis.labels
+        assert "tls" not in vis.whole and "trafficPolicy" not in vis.whole  # only tested for existence
+    strict = scope.visibility(_shipped("strict"))
+    assert strict is not None and {"ports", "portLevel"} <= strict.whole  # iterated; `{e}` copies entries
+
+
+@pytest.mark.parametrize("text", [
+    'services: [_]: tls?: close({mode: string})\n',
+    '#T: {mode: string}\nservices: [_]: tls?: #T\n',
+    '#T: {mode: string, sub: {x: int}, ...}\nservices: [_]: tls?: #T\n',
+    '#T: x: y: {a: int}\n',
+    '_#T: {mode: string}\nservices: [_]: tls?: _#T\n',
+    '#T: {for k, v in env {(k): v}, ...}\n',
+    '#T: {if env.name == "x" {a: 1}, ...}\n',
+    '#T: {a: int, ...}, #U: {b: int}\n',
+    '_m: string\n#T: {mode: _m, ...}\n',
+    'services: [_]: subsets: [...{labels: [string]: string, ...}]\n',
+    'services: [_]: S={owner: string}\n',
+    'services: [_]: {X=owner: string}\n',
+    'services: [_]: {let o = owner\n\t_x: o\n}\n',
+    'import "strings"\nservices: [_]: owner: strings.MinRunes(1)\n',
+    'services: [_]: {owner: string, _m: "\\(owner)"}\n',
+    'services: [_]: {owner: string, (owner): 1}\n',
+    'services: [_]: {hosts: [...string], _h: hosts[0:1]}\n',
+    'services: [_]: {owner: string, _x: [for owner in hosts {owner}]}\n',
+    'services: [_]: {owner: string @go(Owner)}\n',
+    'services: [_]: {_n: len(services)}\n',
+    'services: [_]: {raw: #"x"#}\n',
+])
+def test_what_the_scan_does_not_follow_leaves_documents_whole(text: str) -> None:
+    assert scope.visibility([text]) is None
+
+
+@pytest.mark.parametrize("text, whole", [
+    ('services: [_]: {tls?: {...}, if tls != _|_ {a: 1}}\n', set()),
+    ('services: [_]: {tls?: {...}, _n: len(tls)}\n', {"tls"}),
+    ('services: [_]: {trafficPolicy?: {...}, _x: trafficPolicy}\n', {"trafficPolicy"}),
+    ('services: [_]: {endpoints: [...], _e: [for e in endpoints {e}]}\n', {"endpoints"}),
+    ('services: [_]: {endpoints: [...], _e: [for e in endpoints {e.address}]}\n', {"endpoints", "address"}),
+    ('services: [_]: {tls?: {...}, if tls.mode == "x" {a: 1}}\n', {"mode"}),
+    ('_t: {a: 1}\nservices: [_]: {ports: [...], _k: [for p in ports if _t[p.name] != _|_ {1}]}\n',
+     {"ports", "_t", "name"}),
+    ('services: [Name=string]: {name: Name}\n', set()),
+])
+def test_values_read_whole(text: str, whole: set[str]) -> None:
+    vis = scope.visibility([text])
+    assert vis is not None and set(vis.whole) == whole
+
+
+def test_prune_keeps_what_is_named_and_whole_values() -> None:
+    vis = scope.Visibility(frozenset({"tls", "mode", "ports", "number"}), frozenset({"ports"}))
+    service = {"description": "d", "tls": {"mode": "simple", "sni": "a"},
+               "ports": [{"number": 80, "name": "http"}], "subsets": [{"name": "v1"}]}
+    assert scope.prune(service, vis) == {"tls": {"mode": "simple"}, "ports": [{"number": 80, "name": "http"}]}

@@ -43,7 +43,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,11 @@ class Doc:
     size: int
     digest: str
     service: str | None = None  # a per-service document: the service's name
+    lean: Mapping[str, Any] | None = None  # the document without what no policy can see (scope.prune)
+    lean_size: int = 0
+
+    def full(self) -> Doc:
+        return replace(self, lean=None, lean_size=0)
 
 
 Unit = tuple[tuple[Path, ...], str, Mapping[str, Any], int]  # policy files, key, document, size
@@ -106,7 +111,8 @@ def evaluate(docs: Sequence[Doc], start: Callable[[], CueEngine] | None = None) 
     units, packs = _packed(unique)
     found, errors = _run(units, take)
     out: dict[str, list[CueViolation]] = {}
-    redo: list[Doc] = []
+    redo: list[Doc] = []  # one document each, as the reference path vets them
+    again: list[Doc] = []  # lean documents with an error: vetted whole
     by_key = {d.key: d for d in unique}
     for unit in units:
         key = unit[1]
@@ -114,18 +120,28 @@ def evaluate(docs: Sequence[Doc], start: Callable[[], CueEngine] | None = None) 
         if pack is None:
             d = by_key[key]
             out[key] = _scoped(found[key]) if d.service is not None else found[key]
-        elif all(pack.member(path) is not None for path in errors.get(key, []) if path and path[0] in SCOPED):
-            for member in pack.keys():
+            continue
+        scoped = [path for path in errors.get(key, []) if path and path[0] in SCOPED]
+        owners = [pack.member(path) for path in scoped]
+        if None in owners:  # an error no single service owns
+            redo.extend(by_key[member].full() for member in pack.keys())
+            continue
+        failed = set(owners)
+        for member in pack.keys():
+            if member in failed and by_key[member].lean is not None:
+                again.append(by_key[member].full())
+            else:
                 out[member] = []
-            for v in found[key]:
-                if v.path and v.path[0] in SCOPED:
-                    out[str(pack.member(v.path))].append(v)
-        else:  # an error no single service owns: vet these services one by one
-            redo.extend(by_key[member] for member in pack.keys())
-    if redo:  # one document per service, as the reference path vets them
+        for v in found[key]:
+            member = str(pack.member(v.path)) if v.path and v.path[0] in SCOPED else ""
+            if member in out:
+                out[member].append(v)
+    if again:  # the messages name the values CUE read: a lean document's are not the document's
+        out.update(evaluate(again, start))
+    if redo:
         singles = [(d.files, d.key, d.doc, d.size) for d in redo]
-        again, _ = _run(singles, take)
-        out.update((key, _scoped(violations)) for key, violations in again.items())
+        vetted, _ = _run(singles, take)
+        out.update((key, _scoped(violations)) for key, violations in vetted.items())
     for key, first in alias.items():
         out[key] = out[first]
     return out
@@ -144,12 +160,13 @@ def _packed(docs: Sequence[Doc]) -> tuple[list[Unit], dict[str, _Pack]]:
         if d.service is None:
             order.append(d)
             continue
+        size = d.lean_size if d.lean is not None else d.size
         current = filling.get((d.files, d.env))
-        if current is None or current[1][0] + d.size > PACK_BYTES:
+        if current is None or current[1][0] + size > PACK_BYTES:
             current = filling[(d.files, d.env)] = ([], [0])
             order.append(current[0])
         current[0].append(d)
-        current[1][0] += d.size
+        current[1][0] += size
     units: list[Unit] = []
     packs: dict[str, _Pack] = {}
     for item in order:
@@ -161,10 +178,10 @@ def _packed(docs: Sequence[Doc]) -> tuple[list[Unit], dict[str, _Pack]]:
         doc: dict[str, Any] = {"env": item[0].doc["env"], "services": {}, "objects": {}}
         for d in item:
             for part, owners in (("services", pack.services), ("objects", pack.objects)):
-                for name, body in d.doc[part].items():
+                for name, body in (d.lean if d.lean is not None else d.doc)[part].items():
                     doc[part][name] = body
                     owners[name] = d.key
-        units.append((item[0].files, key, doc, sum(d.size for d in item)))
+        units.append((item[0].files, key, doc, sum(d.lean_size if d.lean is not None else d.size for d in item)))
     return units, packs
 
 

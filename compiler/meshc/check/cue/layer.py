@@ -27,11 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from meshc.check.common import CheckInputError, CheckKey, CheckOptions, CheckRun, Placer, body_bytes
 from meshc.check.cue import fast
 from meshc.check.cue.policy import CueEngine, CueEngineError, policy_files_for
 from meshc.check.cue.report import _path_key
-from meshc.check.cue.scope import per_service, reads_objects
+from meshc.check.cue.scope import Visibility, per_service, prune, reads_objects, visibility
 from meshc.files.confine import FILE_LIMIT, ConfinementError, read_file
 from meshc.front.provenance import locate_decl
 from meshc.model.diagnostics import Diagnostic, Finding, Position, Severity, format_path
@@ -104,7 +106,7 @@ def run_cue(result: CompileResult, run: CheckRun, reference: bool | None = None)
     fast_todo: list[fast.Doc] = []
     keys: dict[str, CheckKey] = {}
     parts: dict[str, list[str]] = {}  # environment -> its document keys, in order
-    scoped: dict[tuple[Path, ...], tuple[bytes, bool, bool]] = {}
+    scoped: dict[tuple[Path, ...], tuple[bytes, bool, bool, Visibility | None]] = {}
     for name, env in sorted(result.envs.items()):
         files = tuple(policy_files_for(opts.policies, env.settings.policy_profile))
         if not files:
@@ -120,8 +122,10 @@ def run_cue(result: CompileResult, run: CheckRun, reference: bool | None = None)
                     hint="replace the link with the policy file itself; meshc reads only regular files inside "
                          "the repository")]) from None
             decoded = [t.decode("utf-8", "replace") for t in texts]
-            scoped[files] = (b"".join(texts), per_service(decoded), reads_objects(decoded))
-        policy_bytes, split, with_objects = scoped[files]
+            split = per_service(decoded)
+            vis = visibility(decoded) if split and not reference else None
+            scoped[files] = (b"".join(texts), split, reads_objects(decoded), vis)
+        policy_bytes, split, with_objects, vis = scoped[files]
         docs = _split(env, with_objects) if split else {name: document(env, with_objects)}
         parts[name] = list(docs)
         for key, doc in docs.items():
@@ -133,9 +137,12 @@ def run_cue(result: CompileResult, run: CheckRun, reference: bool | None = None)
                 found[key] = known
             elif reference:
                 todo.append((files, key, doc, len(data)))
+            elif split and key != name:
+                lean = _lean(doc, vis) if vis is not None else None
+                fast_todo.append(fast.Doc(files, key, name, doc, len(data), digest, next(iter(doc["services"])),
+                                          lean, len(orjson.dumps(lean)) if lean is not None else 0))
             else:
-                service = next(iter(doc["services"])) if split and key != name else None
-                fast_todo.append(fast.Doc(files, key, name, doc, len(data), digest, service))
+                fast_todo.append(fast.Doc(files, key, name, doc, len(data), digest))
     if todo or fast_todo:
         vetted = _vet(todo, opts) if reference else _vet_fast(fast_todo, opts)
         for key, violations in vetted.items():
@@ -166,6 +173,14 @@ def prestart(opts: CheckOptions, cached: Mapping[CheckKey, Any] | None = None) -
     if cached and any(key[:2] == ("cue", "fast") for key in cached):
         return 0
     return fast.prestart()
+
+
+def _lean(doc: dict[str, Any], vis: Visibility) -> dict[str, Any] | None:
+    """A per-service document without the fields no policy can see (scope.prune), or None when
+    it has none."""
+    lean = {"env": doc["env"], "services": {k: prune(v, vis) for k, v in doc["services"].items()},
+            "objects": {k: prune(v, vis) for k, v in doc["objects"].items()}}
+    return None if lean == doc else lean
 
 
 def _vet_fast(docs: list[fast.Doc], opts: CheckOptions) -> dict[str, list[Any]]:

@@ -22,8 +22,11 @@ interpolated reference counts), and depth is the nesting of (), [] and {} outsid
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 SCOPED = ("services", "objects")
 _WORD = re.compile(r"[A-Za-z_$#][A-Za-z0-9_$#]*")
@@ -192,4 +195,337 @@ def _depth(code: str, end: int) -> int:
     return depth
 
 
-__all__ = ["per_service", "reads_objects", "SCOPED"]
+# ------------------------------------------------------------------ what the policies can see
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a set of policy files can see of a service or object (`visibility`).
+
+    `labels`: every name the files spell (identifiers, and the text of every string literal); a
+    data field whose label is not among them is never constrained, selected or iterated by the
+    policies. `whole`: the labels whose values the policies use as values (compare, embed, unify
+    elsewhere, iterate, measure with len, index with a computed key): those are kept whole."""
+
+    labels: frozenset[str]
+    whole: frozenset[str]
+
+
+_TOKEN = re.compile(r"""(?P<bottom>_\|_)|(?P<id>[A-Za-z_$#][A-Za-z0-9_$#]*)|(?P<num>[0-9][0-9A-Za-z_.]*)
+    |(?P<op>\.\.\.|==|!=|<=|>=|=~|!~|&&|\|\||::|[{}\[\]()<>:,.?!=&|*+\-/@^%~])""", re.X)
+_KEYWORDS = {"if", "for", "in", "let", "import", "package", "true", "false", "null", "_"}
+_TYPES = {"string", "int", "bool", "float", "number", "bytes", "uint", "rune", "int8", "int16", "int32", "int64",
+          "int128", "uint8", "uint16", "uint32", "uint64", "uint128", "float32", "float64"}
+_BUILTINS = {"len", "and", "or", "div", "mod", "quo", "rem"}
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # id, num, str, op
+    text: str
+    line: int
+
+
+def visibility(texts: Iterable[str]) -> Visibility | None:
+    """What the policy files can see (`Visibility`), or None when they use a construct this scan
+    does not follow: then nothing may be left out of the documents.
+
+    Only per-service policies are scanned (`per_service`: `services` and `objects` are never
+    referred to). Refused, besides what `per_service` refuses: raw strings and interpolations,
+    imports, `let`, aliases other than a pattern's label (`[Name=string]`), `close()`, dynamic
+    labels `(x):`, attributes, `::`, slices, pattern constraints other than right under the
+    top-level `services:` or `objects:`, a struct ellipsis with a type, and definitions (which close
+    the structs they make) with a struct lacking `...` or referring to anything but definitions
+    and basic types. Then a field with a label no file spells can be left out: no constraint,
+    selector, pattern, closed definition or iteration reaches it. A reference used other than
+    to select further or to test existence (`x != _|_`) makes its last label `whole`; a
+    comprehension variable stands for the elements of what it iterates."""
+    try:
+        streams = [_tokenize(text) for text in texts]
+        if not all(_declares_only(text) for text in texts):
+            return None
+        labels: set[str] = set()
+        uses: list[tuple[str, ...]] = []
+        sources: dict[str, set[str]] = {}
+        fields: set[str] = set()
+        for toks in streams:
+            _scan(toks, labels, uses, sources, fields)
+        if set(sources) & fields:  # a comprehension variable named like a field: not followed
+            return None
+        whole: set[str] = set()
+        todo: list[str] = []
+        for chain in uses:
+            if len(chain) == 1 and chain[0] in sources:
+                todo.append(chain[0])  # a variable used whole: so is what it iterates
+            else:
+                whole.add(chain[-1])
+        done: set[str] = set()
+        while todo:
+            var = todo.pop()
+            if var in done:
+                continue
+            done.add(var)
+            for src in sources[var]:
+                if src in sources:
+                    todo.append(src)
+                else:
+                    whole.add(src)
+        return Visibility(frozenset(labels), frozenset(whole))
+    except _Unsupported:
+        return None
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    code = _strip_comments(text)
+    out: list[_Tok] = []
+    i, line, n = 0, 1, len(code)
+    while i < n:
+        c = code[i]
+        if c == "\n":
+            line += 1
+            i += 1
+        elif c in " \t\r":
+            i += 1
+        elif c in "\"'":
+            j = _skip_string(code, i)
+            literal = code[i:j]
+            if "\\(" in literal:
+                raise _Unsupported("interpolation")
+            out.append(_Tok("str", literal, line))
+            line += literal.count("\n")
+            i = j
+        else:
+            m = _TOKEN.match(code, i)
+            if m is None:
+                raise _Unsupported(f"character {c!r}")
+            kind = m.lastgroup or "op"
+            out.append(_Tok(kind, m.group(0), line))
+            i = m.end()
+    return out
+
+
+def _string_texts(literal: str) -> set[str]:
+    """The text of a string literal, raw and decoded (a label may be written either way)."""
+    quote = literal[:3] if literal[:3] in ('"""', "\'\'\'") else literal[0]
+    raw = literal[len(quote):-len(quote)]
+    out = {raw}
+    try:
+        out.add(str(json.loads('"' + raw.replace('"', '\\"').replace('\\\\"', '\\"') + '"')))
+    except ValueError:
+        pass
+    return out
+
+
+def _is_label(toks: list[_Tok], i: int) -> bool:
+    nxt = toks[i + 1].text if i + 1 < len(toks) else ""
+    if nxt == ":":
+        return True
+    return nxt in ("?", "!") and i + 2 < len(toks) and toks[i + 2].text == ":"
+
+
+def _scan(toks: list[_Tok], labels: set[str], uses: list[tuple[str, ...]], sources: dict[str, set[str]],
+          fields: set[str]) -> None:
+    """Read one file: every name into `labels`, field labels also into `fields`, each reference
+    chain used as a value into `uses`, each comprehension variable's sources into `sources`."""
+    stack: list[tuple[str, int]] = []  # open brackets: (bracket, token index)
+    ellipsis: list[bool] = []  # per open `{`: has a `...` of its own
+    definition_until = -1  # index of the last token of the definition body being read
+    pattern_aliases: set[str] = set()
+    i, n = 0, len(toks)
+    while i < n:
+        tok = toks[i]
+        text = tok.text
+        in_def = i <= definition_until
+        if tok.kind == "str":
+            labels.update(_string_texts(text))
+            if _is_label(toks, i):
+                fields.update(_string_texts(text))
+            i += 1
+            continue
+        if tok.kind == "op":
+            if text in ("::", "@", "^", "%") or (text == "=" and not _pattern_alias(toks, i)):
+                raise _Unsupported(f"`{text}`")
+            if text == ":" and stack and stack[-1][0] == "[":
+                raise _Unsupported("a slice or a label inside brackets")
+            if text == ":" and i > 0 and toks[i - 1].text == ")":
+                raise _Unsupported("a dynamic label")
+            if text == ":" and i > 0 and toks[i - 1].text == "]" and not _top_pattern(toks, i - 1):
+                raise _Unsupported("a pattern constraint below services/objects")
+            if text == "...":
+                after = toks[i + 1].text if i + 1 < n else "}"
+                if stack and stack[-1][0] == "{":
+                    if after not in ("}", ",") and toks[i + 1].line == tok.line:
+                        raise _Unsupported("a typed struct ellipsis")
+                    ellipsis[-1] = True
+            if text in "([{":
+                stack.append((text, i))
+                if text == "{":
+                    ellipsis.append(False)
+            elif text in ")]}":
+                if not stack:
+                    raise _Unsupported("unbalanced")
+                opened = stack.pop()
+                if text == "}":
+                    closed_ok = ellipsis.pop()
+                    if opened[1] <= definition_until and not closed_ok:
+                        raise _Unsupported("a definition's struct without `...`")
+            i += 1
+            continue
+        if tok.kind in ("num", "bottom"):
+            i += 1
+            continue
+        # an identifier
+        labels.add(text)
+        if _is_label(toks, i):
+            fields.add(text)
+            if text.startswith(("#", "_#")) and definition_until < i:
+                definition_until = _field_end(toks, i)
+            i += 1
+            continue
+        if i > 0 and toks[i - 1].text == ".":
+            i += 1  # a selector: read with its chain
+            continue
+        if text in ("import", "let"):
+            raise _Unsupported(text)
+        if text == "close" and i + 1 < n and toks[i + 1].text == "(":
+            raise _Unsupported("close()")
+        if in_def and not (text in _TYPES or text in ("_", "true", "false", "null") or text.startswith(("#", "_#"))):
+            raise _Unsupported("a definition with a comprehension or a reference to a field")
+        if text == "for":
+            i = _binding(toks, i, labels, uses, sources)
+            continue
+        if text in _KEYWORDS or text in _TYPES or text.startswith(("#", "_#")):
+            i += 1
+            continue
+        if text in _BUILTINS and i + 1 < n and toks[i + 1].text == "(":
+            i += 1
+            continue
+        if text in pattern_aliases or (i > 0 and toks[i - 1].text == "[" and i + 1 < n and toks[i + 1].text == "="):
+            pattern_aliases.add(text)
+            sources.setdefault(text, set())  # a label's name: a string, nothing of the data
+            i += 1
+            continue
+        i = _reference(toks, i, uses)
+    if stack:
+        raise _Unsupported("unbalanced")
+
+
+def _pattern_alias(toks: list[_Tok], i: int) -> bool:
+    """`=` of `[Name=...]`."""
+    return i >= 2 and toks[i - 1].kind == "id" and toks[i - 2].text == "["
+
+
+def _top_pattern(toks: list[_Tok], close: int) -> bool:
+    """Is the `]` at `close` the end of a pattern label right after a top-level `services:` or
+    `objects:` (the only patterns the scan allows)?"""
+    depth, j = 0, close
+    while j >= 0:
+        mark = toks[j].text
+        if mark in ")]}":
+            depth += 1
+        elif mark in "([{":
+            depth -= 1
+            if depth == 0:
+                break
+        j -= 1
+    if j < 2 or toks[j - 1].text != ":":
+        return False
+    k = j - 2
+    if toks[k].text in ("?", "!"):
+        k -= 1
+    if k < 0 or toks[k].text not in SCOPED:
+        return False
+    before = 0  # the label must be at depth 0 of its file
+    for tok in toks[:k]:
+        before += tok.kind == "op" and tok.text in "([{"
+        before -= tok.kind == "op" and tok.text in ")]}"
+    return before == 0
+
+
+def _field_end(toks: list[_Tok], label: int) -> int:
+    """The last token of the field whose label is at `label`: up to the next field at the same
+    depth (a label first on its line or after a comma), or the bracket that closes the enclosing
+    struct. (Reading too far only makes the scan stricter.)"""
+    d = 0
+    j = label + 1
+    while j < len(toks):
+        t = toks[j]
+        if t.kind == "op" and t.text in "([{":
+            d += 1
+        elif t.kind == "op" and t.text in ")]}":
+            d -= 1
+            if d < 0:
+                return j - 1
+        elif (d == 0 and t.kind in ("id", "str") and _is_label(toks, j)
+              and (toks[j - 1].text == "," or toks[j - 1].line < t.line)):
+            return j - 1
+        j += 1
+    return len(toks) - 1
+
+
+def _chain(toks: list[_Tok], i: int) -> tuple[int, tuple[str, ...]]:
+    """The reference chain starting at i (`a.b["c"][0]`): (index after it, its names)."""
+    names = [toks[i].text]
+    j = i + 1
+    while j < len(toks):
+        if toks[j].text == "." and j + 1 < len(toks) and toks[j + 1].kind == "id":
+            names.append(toks[j + 1].text)
+            j += 2
+        elif (toks[j].text == "[" and j + 2 < len(toks) and toks[j + 1].kind in ("num", "str")
+              and toks[j + 2].text == "]"):
+            if toks[j + 1].kind == "str":
+                names.append(next(iter(_string_texts(toks[j + 1].text))))
+            j += 3
+        else:
+            break
+    return j, tuple(names)
+
+
+def _reference(toks: list[_Tok], i: int, uses: list[tuple[str, ...]]) -> int:
+    end, chain = _chain(toks, i)
+    after = toks[end].text if end < len(toks) else ""
+    exists = after in ("==", "!=") and end + 1 < len(toks) and toks[end + 1].text == "_|_"
+    if not exists:
+        uses.append(chain)  # used as a value (or measured, or indexed by a computed key)
+    return end
+
+
+def _binding(toks: list[_Tok], i: int, labels: set[str], uses: list[tuple[str, ...]],
+             sources: dict[str, set[str]]) -> int:
+    """`for [k,] v in <source>`: v stands for the elements of the source's last label."""
+    names: list[str] = []
+    j = i + 1
+    while j < len(toks) and toks[j].text != "in":
+        if toks[j].kind == "id":
+            names.append(toks[j].text)
+        elif toks[j].text != ",":
+            raise _Unsupported("a comprehension's variables")
+        j += 1
+    if not names or len(names) > 2 or j + 1 >= len(toks):
+        raise _Unsupported("a comprehension's variables")
+    labels.update(names)
+    value = names[-1]
+    j += 1
+    if toks[j].kind == "id" and toks[j].text not in _KEYWORDS and not toks[j].text.startswith(("#", "_#")):
+        end, chain = _chain(toks, j)
+        labels.update(chain)
+        uses.append(chain)  # iterated: its elements (or fields) are counted and read
+        sources.setdefault(value, set()).add(chain[-1])
+        if len(names) == 2:
+            sources.setdefault(names[0], set())
+        return end
+    sources.setdefault(value, set())
+    if len(names) == 2:
+        sources.setdefault(names[0], set())
+    return j
+
+
+def prune(value: Any, vis: Visibility) -> Any:
+    """`value` (a service's or an object's body) without the fields `vis` says no policy can see."""
+    if isinstance(value, dict):
+        return {k: (v if k in vis.whole else prune(v, vis)) for k, v in value.items() if k in vis.labels}
+    if isinstance(value, list):
+        return [prune(x, vis) for x in value]
+    return value
+
+
+__all__ = ["SCOPED", "Visibility", "per_service", "prune", "reads_objects", "visibility"]
