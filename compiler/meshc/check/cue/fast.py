@@ -56,7 +56,7 @@ PACK_BYTES = 96 << 10  # per-service documents merged into one pack document
 CALL_BYTES = 3 << 19  # documents of one engine call that runs without garbage collection
 MEMORY_PER_BYTE = 240  # its WebAssembly memory, per byte of documents
 MAX_MEMORY = 1024  # MiB
-LANE_BYTES = 384 << 10  # documents worth one more engine (about 0.5 s of CUE; starting one: 0.4-1 s)
+LANE_BYTES = 5 << 19  # documents worth one more engine (about 3 s of CUE; starting one costs 1.5 s of CPU)
 SCOPED = ("services", "objects")
 
 
@@ -97,7 +97,59 @@ class _Pack:
 def evaluate(docs: Sequence[Doc], start: Callable[[], CueEngine] | None = None) -> dict[str, list[CueViolation]]:
     """Vet `docs` (see the module docstring); CueEngineError when the engine cannot. `start`
     replaces the engines (prestarted or new) by the caller's."""
-    take = start or take_engine
+    engines = _Engines(start)
+    try:
+        return _evaluate(docs, engines)
+    finally:
+        engines.close()
+
+
+class _Engines:
+    """The engines of one `evaluate`: prestarted ones first, then new ones; an engine goes back
+    to the idle list after its share of a round (a round of lean documents is followed by one
+    of whole documents), and all are closed at the end. One whose helper failed is closed at once."""
+
+    def __init__(self, start: Callable[[], CueEngine] | None) -> None:
+        self.start = start
+        self.idle: list[CueEngine] = []
+        self.used: list[CueEngine] = []
+        self.lock = threading.Lock()
+
+    def available(self) -> int:
+        with self.lock:
+            ready = len(self.idle)
+        if self.start is None:
+            with _lock:
+                ready += len(_spare)
+        return ready
+
+    def take(self) -> CueEngine:
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+        engine = self.start() if self.start is not None else take_engine()
+        with self.lock:
+            self.used.append(engine)
+        return engine
+
+    def give(self, engine: CueEngine) -> None:
+        with self.lock:
+            self.idle.append(engine)
+
+    def drop(self, engine: CueEngine) -> None:
+        with self.lock:
+            if engine in self.used:
+                self.used.remove(engine)
+        engine.close()
+
+    def close(self) -> None:
+        with self.lock:
+            used, self.used, self.idle = self.used, [], []
+        for engine in used:
+            engine.close()
+
+
+def _evaluate(docs: Sequence[Doc], engines: _Engines) -> dict[str, list[CueViolation]]:
     same: dict[tuple[tuple[Path, ...], str], str] = {}  # (files, digest) -> the key vetted
     alias: dict[str, str] = {}
     unique: list[Doc] = []
@@ -109,7 +161,7 @@ def evaluate(docs: Sequence[Doc], start: Callable[[], CueEngine] | None = None) 
             unique.append(d)
 
     units, packs = _packed(unique)
-    found, errors = _run(units, take)
+    found, errors = _run(units, engines)
     out: dict[str, list[CueViolation]] = {}
     redo: list[Doc] = []  # one document each, as the reference path vets them
     again: list[Doc] = []  # lean documents with an error: vetted whole
@@ -137,10 +189,10 @@ def evaluate(docs: Sequence[Doc], start: Callable[[], CueEngine] | None = None) 
             if member in out:
                 out[member].append(v)
     if again:  # the messages name the values CUE read: a lean document's are not the document's
-        out.update(evaluate(again, start))
+        out.update(_evaluate(again, engines))
     if redo:
         singles = [(d.files, d.key, d.doc, d.size) for d in redo]
-        vetted, _ = _run(singles, take)
+        vetted, _ = _run(singles, engines)
         out.update((key, _scoped(violations)) for key, violations in vetted.items())
     for key, first in alias.items():
         out[key] = out[first]
@@ -218,14 +270,13 @@ def _groups(call: list[Unit]) -> list[tuple[tuple[Path, ...], dict[str, Mapping[
 Found = tuple[dict[str, list[CueViolation]], dict[str, list[ErrorPath]]]
 
 
-def _run(units: Sequence[Unit], take: Callable[[], CueEngine]) -> Found:
+def _run(units: Sequence[Unit], engines: _Engines) -> Found:
     """Every unit through the engines: contiguous shares of about equal size, one engine each
     (engines already started are used; more are started when the work is worth it), each share
     in calls of at most CALL_BYTES."""
     total = sum(u[3] for u in units)
-    with _lock:
-        spare = len(_spare) if take is take_engine else 0
-    lanes = max(1, min(len(units), max(spare, min(worker_count(), 1 + total // LANE_BYTES))))
+    ready = engines.available()
+    lanes = max(1, min(len(units), max(ready, min(worker_count(), 1 + total // LANE_BYTES))))
     shares: list[list[Unit]] = [[] for _ in range(lanes)]
     done = 0
     for unit in units:
@@ -234,7 +285,7 @@ def _run(units: Sequence[Unit], take: Callable[[], CueEngine]) -> Found:
     work = [share for share in shares if share]
 
     def lane(share: list[Unit]) -> Found:
-        engine = take()
+        engine = engines.take()
         try:
             found: dict[str, list[CueViolation]] = {}
             errors: dict[str, list[ErrorPath]] = {}
@@ -243,9 +294,11 @@ def _run(units: Sequence[Unit], take: Callable[[], CueEngine]) -> Found:
                 got, errs = engine.vet_report(_groups(call), gogc, _memory(size) if gogc else 0)
                 found.update(got)
                 errors.update(errs)
-            return found, errors
-        finally:
-            engine.close()
+        except BaseException:
+            engines.drop(engine)
+            raise
+        engines.give(engine)
+        return found, errors
 
     if len(work) == 1:
         parts = [lane(work[0])]
@@ -267,11 +320,11 @@ _lock = threading.Lock()
 _owner = os.getpid()
 
 
-def prestart(count: int | None = None) -> int:
-    """Spawn up to `count` engines (default: one per core) that get ready in the background; the
-    next cue layer run uses them. Returns how many are waiting. An engine that cannot start is
-    not an error here: the layer reports it when it needs one."""
-    want = worker_count() if count is None else count
+def prestart(count: int = 1) -> int:
+    """Spawn up to `count` engines that get ready in the background; the next cue layer run uses
+    them (and starts more itself when its documents are worth it). Returns how many are waiting.
+    An engine that cannot start is not an error here: the layer reports it when it needs one."""
+    want = count
     with _lock:
         while len(_spare) < want:
             try:
