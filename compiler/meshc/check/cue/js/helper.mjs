@@ -63,7 +63,11 @@ function withCallSettings() {
       const mem = instance.exports && instance.exports.mem;
       const want = Math.min(callMemory, 3072) * 1048576;
       if (mem && want > mem.buffer.byteLength) {
-        mem.grow(Math.ceil((want - mem.buffer.byteLength) / PAGE));
+        try {
+          mem.grow(Math.ceil((want - mem.buffer.byteLength) / PAGE));
+        } catch {
+          // no memory for it now: Go grows the memory itself, as without the request
+        }
       }
       return super.run(instance);
     }
