@@ -4,16 +4,16 @@ Input: compiled environments. Output: diagnostics at the declaration line behind
 Each environment is one document {env, services, objects} (docs/policies.md) or, when its policy
 files only ever look at one service at a time (meshc.cue_scope), the same cut into one document
 per service plus one for `env` alone: the errors are the same, and each part is cached on its own,
-so a change to one service re-vets that service only. Documents are split over one engine process
-per core, in calls of bounded size (the WASM engine's memory is bounded); a document whose
-policies and content are unchanged since the last check is answered from the cache, and when all
-are, the engine is not even started. Policy files are chosen by the environment's
-policyProfile: policies/*.cue for all, policies/<profile>/*.cue in addition.
-Two paths give the same findings: the fast path (default; meshc.check.cue.fast: per-service
-documents merged into packs, identical documents once, calls without garbage collection, engines
-started in advance by `prestart`) and the reference path (`reference=True`, or
-MESHC_CUE_REFERENCE=1: each document on its own, as the layer first did), which the tests and
-bench/cue_layer.py compare it with.
+so a change to one service re-vets that service only. A document whose policies and content are
+unchanged since the last check is answered from the cache, and when all are, the engine is not
+even started. Policy files are chosen by the environment's policyProfile: policies/*.cue for all,
+policies/<profile>/*.cue in addition.
+Two paths through the engine give the same findings. The fast path (default, meshc.check.cue.fast;
+docs/policies.md#the-fast-path): per-service documents merged into packs and sent lean first
+(without the fields no policy names, meshc.check.cue.scope.visibility), calls without garbage
+collection, one engine unless the work is worth more. The reference path (`reference=True`, or
+MESHC_CUE_REFERENCE=1): each document on its own, over one engine per core in calls of bounded
+size, as the layer first did; tests/test_cue_fast.py and bench/cue_layer.py compare the two.
 Codes: P001 policy violation (the policy's message; related position: the constraint in the
 .cue file), C003 engine unusable or policy file broken (input error).
 """

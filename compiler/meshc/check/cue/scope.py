@@ -1,5 +1,7 @@
-"""Does a set of CUE policy files look at one service at a time? (decides how the cue layer splits
-an environment's document).
+"""What a set of CUE policy files can see of the documents: does it look at one service at a
+time (`per_service`: decides how the cue layer splits an environment's document), does it read
+the emitted objects (`reads_objects`), and which fields of a service could it ever reach
+(`visibility`, `prune`: the fast path's lean documents; see `visibility`).
 
 Input: the text of policy files. Output: `per_service(texts)` is True when no file can see across
 services: the top-level fields `services` and `objects` are only ever *declared* (a line that
