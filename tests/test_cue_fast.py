@@ -6,12 +6,14 @@ then given deliberate violations before they are written: blank owners, wildcard
 `exportTo: ["*"]`, TLS disabled, dropped or with `insecureSkipVerify`, private endpoint addresses
 on external services, a port-level TLS mode that does not originate. Each estate is checked with
 the shipped policies and with extra ones: a policy on the emitted objects (so objects go into the
-documents and the packs), one on `env`, and one whose error belongs to no single service (so the
-fast path has to fall back to one document per service). Every diagnostic must be the same, in
-the same order: code, message, position, path, environment, object, related position. The fast
-path's own mechanics (packs, calls, engines) are also held to it with other sizes, and without an
-engine (a stand-in engine) where only the mapping back is at stake. No timing is asserted here
-(bench/cue_layer.py measures).
+documents and the packs), one on `env`, one whose error belongs to no single service (so the
+fast path has to fall back to one document per service), and policies that read values whole
+(`len(tls)`, a struct unified elsewhere: what lean documents may leave out). Every diagnostic must
+be the same, in the same order: code, message, position, path, environment, object, related
+position. The fast path's own mechanics (packs, calls, engines, the cache, a `cue` binary) are
+held to it too; a scan that forgot a whole reading is shown to be caught; the scan's refusals and
+the mapping back (with a stand-in engine) are checked without an engine. No timing is asserted
+here (bench/cue_layer.py measures).
 """
 
 from __future__ import annotations
