@@ -12,6 +12,13 @@ build. Passes never write shared state: what they learn for the next build comes
 nothing is expanded when loading or merging failed, nothing is bundled when a service failed.
 `compile_estate` runs the passes up to `bundle` and never writes; `meshc.api.build` runs the
 rest (check, waivers, write: meshc.check, meshc.emit.write).
+
+`compile_streamed` (what `meshc build` runs) drives the same passes one environment at a time:
+the estate passes once, then units -> assemble -> proxy -> bundle of one environment, whose
+result goes to the caller's sink (check and stage) and is released before the next environment
+is compiled, so nothing proportional to the whole estate's output is held at once. It gives the
+diagnostics `compile_estate` would give, in the same order, and the same gates (an environment
+bundled before a later one failed is void).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -35,19 +43,21 @@ from meshc.front.load import Estate, load
 from meshc.front.merge import merge_estate
 from meshc.front.passthrough import passthrough_artifacts
 from meshc.front.validate import build_service, cross_check, validate_service
-from meshc.model.bundle import ENVOY_CLUSTERS, Bundle, Spooled
+from meshc.model.bundle import ENVOY_CLUSTERS, Bundle, Spooled, SpooledFiles, bundle_entries
 from meshc.model.core import Artifact, EnvSettings, Service, ServiceDecl
 from meshc.model.diagnostics import Diagnostic, Finding, has_errors
 from meshc.model.release import DEFAULT_ISTIO, schema_release, shipped_crds
 from meshc.model.results import CompileResult, EnvoyConfig, EnvResult, UnitOut
-from meshc.proxy.envoy.proxies import build_proxy_files, gateway_proxy
+from meshc.proxy.envoy.proxies import Proxy, build_proxy_files, gateway_proxy
 from meshc.proxy.vmcapture import vm_rules
 from meshc.proxy.workloads import egress_proxy, unselected_credentials, workload_proxies
-from meshc.runtime.cache import BuildCache
+from meshc.runtime.cache import BuildCache, Spilled
 from meshc.runtime.executor import CacheDelta, Executor, apply
+from meshc.runtime.workers import Forkserver, Pending
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+T = TypeVar("T")
 Scope = Literal["estate", "unit", "env", "build"]
 
 
@@ -223,7 +233,8 @@ def units_pass(ctx: Context, prepared: Prepared) -> Step[Units]:
     for (env, _), key, out in zip(items, keys, done, strict=True):
         outs[env].append(out)
         table[env][key] = out
-    return Step(Units(prepared, outs), learned=CacheDelta(units=table))
+    learned: dict[str, Mapping[str, Any]] = dict(table)
+    return Step(Units(prepared, outs), learned=CacheDelta(units=learned))
 
 
 # ----------------------------------------------------------------------------- environment passes
@@ -259,15 +270,38 @@ def assemble_pass(ctx: Context, units: Units) -> Step[Assembled]:
 
 def proxy_pass(ctx: Context, assembled: Assembled) -> Step[Proxied]:
     """Per environment: the Envoy configuration and the VM iptables rules for its objects."""
+    return proxy_collect(ctx, assembled, proxy_start(ctx, assembled))
+
+
+ProxyOut = tuple[EnvoyConfig, Mapping[str, bytes], dict[tuple[str, ...], Any]]
+
+
+def proxy_start(ctx: Context, assembled: Assembled) -> list[Pending[ProxyOut]]:
+    """The first half of `proxy_pass`: each environment's Envoy configuration, under way. In a
+    streamed build a large environment's is made in a process of the fork server (the caller
+    may do other work meanwhile), a small one's here; otherwise all are made now (forked over
+    the cores when there are enough objects)."""
     ctx.progress("building Envoy and iptables configuration")
     envs = list(assembled.envs.values())
     executor = ctx.executor
     memo = executor.cache.envoy if executor.cache is not None else None
     checks = executor.cache.checks if executor.cache is not None else None
     options = ProxyOptions(executor.spool, executor.check_envoy)
+    if executor.server is not None:
+        return [executor.isolated(envoy_config, proxy_job(e, memo, options, _envoy_checks(checks), executor))
+                if len(e.artifacts) >= ISOLATE_FROM else Pending(value=envoy_config(
+                    proxy_job(e, memo, options, checks, executor))) for e in envs]
     big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
     configs = executor.map(lambda e: proxy_config(e, memo, options, checks), envs,
                            min_items=2 if big else len(envs) + 1)
+    return [Pending(value=config) for config in configs]
+
+
+def proxy_collect(ctx: Context, assembled: Assembled, pending: list[Pending[ProxyOut]]) -> Step[Proxied]:
+    """The second half of `proxy_pass`: the Envoy configurations, the VM iptables rules."""
+    envs = list(assembled.envs.values())
+    executor = ctx.executor
+    configs = [p.result() for p in pending]
     learned_checks: dict[tuple[str, ...], Any] = {}
     diags: list[Diagnostic] = []
     vm_files: dict[str, dict[str, bytes]] = {}
@@ -281,10 +315,34 @@ def proxy_pass(ctx: Context, assembled: Assembled) -> Step[Proxied]:
         diags.extend(unselected_credentials(env_result.settings, env_result.services,
                                             [egress_proxy(env_result.settings),
                                              *workload_proxies(env_result.settings, env_result.services)]))
-    delta = CacheDelta(envoy={k: v for _, used, _ in configs for k, v in used.items()} if memo is not None
-                       else None, checks=learned_checks if executor.cache is not None else None)
+    memo = executor.cache.envoy if executor.cache is not None else None
+    delta = CacheDelta(envoy=merged_memo([used for _, used, _ in configs]) if memo is not None else None,
+                       checks=learned_checks if executor.cache is not None else None)
     value = Proxied(replace(assembled, envs=out_envs), vm_files)
     return Step(value, tuple(diags), delta)
+
+
+ISOLATE_FROM = 1000  # objects: an environment this large gets its Envoy configuration from a process of its own
+
+
+def _envoy_checks(checks: Mapping[tuple[str, ...], Any] | None) -> dict[tuple[str, ...], Any] | None:
+    """The entries of the check cache the envoy layer reads (its keys start with "envoy"; CheckKey
+    in meshc.check.common): what a proxy job is sent instead of the whole check cache."""
+    if checks is None:
+        return None
+    return {k: v for k, v in checks.items() if str(k[0]).startswith("envoy")}
+
+
+def merged_memo(parts: Sequence[Mapping[str, bytes]]) -> Mapping[str, bytes]:
+    """The Envoy memo entries several environments used, as one cache section (spilled parts stay
+    on disk)."""
+    spilled = [p for p in parts if isinstance(p, Spilled)]
+    if parts and len(spilled) == len(parts):
+        return Spilled("envoy", None, [path for part in spilled for path in part.paths])
+    out: dict[str, bytes] = {}
+    for part in parts:
+        out.update(part)
+    return out
 
 
 def bundle_pass(ctx: Context, proxied: Proxied) -> Step[CompileResult]:
@@ -376,38 +434,213 @@ def _envs(value: Any, failed: bool) -> dict[str, EnvResult]:
     return {}
 
 
+# ----------------------------------------------------------------------------- streamed by environment
+
+@dataclass
+class Streamed(Generic[T]):
+    """What `compile_streamed` gives: the diagnostics `compile_estate` would give (same order), the
+    environments compiled, and what the sink returned for each environment it was given. When
+    `bundled` is False (an environment failed) what the sink returned is void: the caller undoes
+    what it did (staged bundles)."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    envs: list[str] = field(default_factory=list)
+    sunk: dict[str, T] = field(default_factory=dict)
+    bundled: bool = False
+
+
+def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs: Sequence[str] | None = None,
+                     templates: Sequence[Path] = (), cache: BuildCache | None = None,
+                     workers: int | None = None, progress: Callable[[str], None] = _quiet,
+                     proxy: ProxyOptions = ProxyOptions(), server: Forkserver | None = None,
+                     meanwhile: Callable[[str, EnvResult], None] | None = None) -> Streamed[T]:
+    """The passes of `compile_estate`, one environment at a time: load, merge and templates once;
+    then per environment units -> assemble -> proxy -> bundle, and `sink(name, env_result)` with its
+    bundle; the environment's values are released before the next one is compiled. Gates as
+    `run_passes`: after an assemble error no environment goes through proxy (and the proxy
+    diagnostics of those that did are dropped), after a proxy error none is bundled, so the
+    diagnostics are `compile_estate`'s.
+
+    A fork server (`server`, the caller's, started before it read the cache; else one started
+    here, before the estate is loaded) makes each large environment's Envoy configuration
+    (`Executor.isolated`); `meanwhile(name, env_result)`, when given, is called with the
+    assembled environment (no Envoy files yet) while that runs. What the passes learn for the
+    cache is spilled to disk as each environment is done (`Executor.spill`)."""
+    out: Streamed[T] = Streamed()
+    with Forkserver() if server is None else nullcontext(server) as running:
+        executor = Executor(cache, workers, proxy.spool, proxy.check_envoy, server=running)
+        ctx = Context(tree, tuple(envs) if envs else None, tuple(templates), executor, progress)
+        progress("loading declarations")
+        value, diags, deltas = run_passes(ctx, compile_passes("templates"), tree)
+        if not isinstance(value, Prepared) or has_errors(diags):
+            if cache is not None:
+                apply(cache, deltas)
+            out.diagnostics = diags
+            return out
+        out.envs = list(value.merged.estate.envs)
+        state = _EnvRun(ctx, value, meanwhile)
+        for number, name in enumerate(out.envs, start=1):
+            progress(f"environment {name} ({number}/{len(out.envs)})")
+            bundled = state.compile(name)
+            if bundled is not None:
+                out.sunk[name] = sink(name, bundled)
+                del bundled
+        out.diagnostics = diags + [d for part in state.assembled for d in part]
+        deltas.append(CacheDelta(units=state.units))
+        if state.failed != "assemble":
+            out.diagnostics += [d for part in state.proxied for d in part]
+            deltas.append(CacheDelta(envoy=merged_memo(state.memos) if cache is not None else None,
+                                     checks=state.checks if cache is not None else None))
+        out.bundled = not state.failed
+        if cache is not None:
+            apply(cache, deltas)
+    return out
+
+
+class _EnvRun:
+    """The per-environment passes of one streamed run, and what they leave for the run's end:
+    each environment's assemble and proxy diagnostics, what was learned for the cache, and the
+    first gate that closed ("assemble" or "proxy")."""
+
+    def __init__(self, ctx: Context, prepared: Prepared,
+                 meanwhile: Callable[[str, EnvResult], None] | None = None) -> None:
+        self.ctx, self.prepared, self.meanwhile = ctx, prepared, meanwhile
+        self.assembled: list[tuple[Diagnostic, ...]] = []
+        self.proxied: list[tuple[Diagnostic, ...]] = []
+        self.units: dict[str, Mapping[str, Any]] = {}
+        self.memos: list[Mapping[str, bytes]] = []
+        self.checks: dict[tuple[str, ...], Any] = {}
+        self.failed = ""
+
+    def compile(self, name: str) -> EnvResult | None:
+        """units -> assemble -> proxy -> bundle of one environment: its result with its bundle, or
+        None when a gate is closed."""
+        ctx, executor = self.ctx, self.ctx.executor
+        units = units_pass(ctx, _only(self.prepared, name))
+        assert units.value is not None and units.learned.units is not None
+        if executor.cache is not None:
+            # this build's units of the environment replace the last build's, which nothing reads again
+            executor.cache.units.pop(name, None)
+        self.units[name] = executor.spill("units", name, units.learned.units[name])
+        assembled = assemble_pass(ctx, units.value)
+        del units
+        self.assembled.append(assembled.diagnostics)
+        if has_errors(assembled.diagnostics):
+            self.failed = self.failed or "assemble"
+        if self.failed == "assemble" or assembled.value is None:
+            return None
+        pending = proxy_start(ctx, assembled.value)
+        if self.meanwhile is not None:
+            self.meanwhile(name, assembled.value.envs[name])
+        proxied = proxy_collect(ctx, assembled.value, pending)
+        del assembled, pending
+        self.proxied.append(proxied.diagnostics)
+        if proxied.learned.envoy is not None:
+            self.memos.append(proxied.learned.envoy)
+        self.checks.update(proxied.learned.checks or {})
+        if has_errors(proxied.diagnostics):
+            self.failed = self.failed or "proxy"
+        if self.failed or proxied.value is None:
+            return None
+        result = bundle_pass(ctx, proxied.value).value
+        assert result is not None
+        return result.envs[name]
+
+
+def _only(prepared: Prepared, name: str) -> Prepared:
+    """The estate's values restricted to one environment (the passes loop over what they get)."""
+    merged = prepared.merged
+    return Prepared(Merged(replace(merged.estate, envs={name: merged.estate.envs[name]}),
+                           {name: merged.decls[name]}),
+                    {name: prepared.settings[name]}, {name: prepared.expanders[name]})
+
+
 # ----------------------------------------------------------------------------- pass helpers
+
+@dataclass(frozen=True)
+class ProxyJob:
+    """What one environment's Envoy configuration is made of, sent as it is to the process that
+    makes it: the environment's objects, its proxies, the last build's cluster memo, the check
+    cache entries of the envoy layer, and where the memo entries used go (`memo_spill`: a file of
+    the build's spill folder; None: they come back with the configuration)."""
+
+    env: str
+    manifests: list[Mapping[str, Any]]
+    egress: Proxy
+    groups: list[Proxy]
+    gateway: Proxy | None = None
+    memo: Mapping[str, bytes] | None = None
+    options: ProxyOptions = ProxyOptions()
+    checks: Mapping[tuple[str, ...], Any] | None = None
+    memo_spill: Path | None = None
+
+
+def proxy_job(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
+              options: ProxyOptions = ProxyOptions(), checks: Mapping[tuple[str, ...], Any] | None = None,
+              executor: Executor | None = None) -> ProxyJob:
+    s = env_result.settings
+    spill = executor.spill_path(f"envoy-{s.name}") if executor is not None and memo is not None else None
+    return ProxyJob(s.name, [a.body for a in env_result.artifacts], egress_proxy(s),
+                    workload_proxies(s, env_result.services), gateway_proxy(s), memo, options, checks, spill)
+
 
 def proxy_config(env_result: EnvResult, memo: Mapping[str, bytes] | None = None,
                  options: ProxyOptions = ProxyOptions(),
                  checks: Mapping[tuple[str, ...], Any] | None = None
-                 ) -> tuple[EnvoyConfig, dict[str, bytes], dict[tuple[str, ...], Any]]:
+                 ) -> tuple[EnvoyConfig, Mapping[str, bytes], dict[tuple[str, ...], Any]]:
     """The Envoy files of an environment's proxies (the egress Envoy, each VM workload group and,
     when Gateways select it, the egress gateway) with their sources tables; the per-service
     cluster memo entries they used; and, with
     `options.check_envoy`, the check-cache entries the envoy layer computed reading `checks`
     (all for the cache)."""
+    return envoy_config(proxy_job(env_result, memo, options, checks))
 
-    s = env_result.settings
+
+SPOOL_FROM = 256 << 10  # bytes: with a spool folder, an Envoy file this large goes there
+
+
+def envoy_config(job: ProxyJob) -> tuple[EnvoyConfig, Mapping[str, bytes], dict[tuple[str, ...], Any]]:
+    """`proxy_config` of a job. With a spool folder, the shared clusters file (~130 MB of JSON at
+    10,000 services: written piece by piece as it is serialised) and every other file of at least
+    SPOOL_FROM bytes go there (the writer links them into the bundle; `EnvoyConfig.files` reads
+    them back on access), and each document is released once serialised: the largest files are
+    never held twice, nor sent back."""
     used: dict[str, bytes] = {}
-    built = build_proxy_files([a.body for a in env_result.artifacts], egress_proxy(s),
-                              workload_proxies(s, env_result.services), memo, used if memo is not None else None,
-                              gateway_proxy(s))
-    data = emit.json_bytes(built.files.pop(ENVOY_CLUSTERS))
-    files = {rel: emit.json_bytes(doc) for rel, doc in sorted(built.files.items())}
-    digest = hashlib.sha256(data)
-    for rel, blob in files.items():
+    built = build_proxy_files(job.manifests, job.egress, job.groups, job.memo,
+                              used if job.memo is not None else None, job.gateway)
+    spool = job.options.spool
+    digest = hashlib.sha256()
+    file: bytes | Spooled
+    if spool is None:
+        file = emit.json_bytes(built.files.pop(ENVOY_CLUSTERS))
+        digest.update(file)
+    else:  # written as it is serialised: never one buffer, not held while the dict is validated
+        file = emit.spool(spool, f"{job.env}-envoy.json", emit.json_pieces(built.files.pop(ENVOY_CLUSTERS)), "",
+                          digest)
+    files: dict[str, bytes | Spooled] = {}
+    for number, rel in enumerate(sorted(built.files)):
+        blob = emit.json_bytes(built.files.pop(rel))
         digest.update(f"\0{rel}\0{len(blob)}\0".encode() + blob)
+        if spool is not None and len(blob) >= SPOOL_FROM:
+            files[rel] = emit.spool(spool, f"{job.env}-{number}.json", blob, hashlib.sha256(blob).hexdigest())
+        else:
+            files[rel] = blob
+        del blob
     sha = digest.hexdigest()
-    file = data if options.spool is None else emit.spool(options.spool, f"{s.name}-envoy.json", data,
-                                                         hashlib.sha256(data).hexdigest())
-    del data  # on disk when spooled: not held while the dict is validated
     shadowed = emit.json_bytes(built.shadowed) if built.shadowed else b""
-    config = EnvoyConfig(file, sha, built.sources, None, files, built.workload_sources, shadowed)
-    if options.check_envoy:
-        findings, learned = validate_config(built.bootstrap, config, checks)
-        return replace(config, findings=findings), used, learned
-    return config, used, {}
+    kept: Mapping[str, bytes] = SpooledFiles(files) if any(isinstance(f, Spooled) for f in files.values()) \
+        else {rel: blob for rel, blob in files.items() if isinstance(blob, bytes)}
+    config = EnvoyConfig(file, sha, built.sources, None, kept, built.workload_sources, shadowed)
+    memo: Mapping[str, bytes] = used
+    if job.memo_spill is not None:
+        try:
+            memo = Spilled.write(job.memo_spill, "envoy", None, used.items())
+        except OSError:
+            pass  # kept in memory: saving the cache reports the folder
+    if job.options.check_envoy:
+        findings, learned = validate_config(built.bootstrap, config, job.checks)
+        return replace(config, findings=findings), memo, learned
+    return config, memo, {}
 
 
 @functools.cache
@@ -437,7 +670,7 @@ def bundle_for(env_result: EnvResult, outs: list[UnitOut],
     extra_files: dict[str, bytes | Spooled] = dict(vm_files or {})
     if env_result.envoy is not None:
         extra_files[ENVOY_CLUSTERS] = env_result.envoy.file
-        extra_files.update(env_result.envoy.files)
+        extra_files.update(bundle_entries(env_result.envoy.files))
     source = env_result.settings.source
     extra = {"production": env_result.settings.production,
              "environmentSource": source.file if source is not None else ""}
@@ -445,4 +678,4 @@ def bundle_for(env_result: EnvResult, outs: list[UnitOut],
 
 
 __all__ = ["PASSES", "CompileResult", "Context", "EnvResult", "EnvoyConfig", "Pass", "ProxyOptions", "Step",
-           "UnitOut", "compile_estate", "compile_passes", "run_passes"]
+           "Streamed", "UnitOut", "compile_estate", "compile_passes", "compile_streamed", "run_passes"]

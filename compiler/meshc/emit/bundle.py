@@ -5,9 +5,10 @@ service (ServiceEntry, WorkloadEntries, DestinationRules, in that order); `kusto
 lists every manifest file; `index.json` maps each object identity to its file, the sha256 of its
 YAML document and the declaration it came from. Emit alone decides formatting: canonical key
 order, kubectl-style YAML, LF line ends. Same input, same bytes.
-Writing is atomic: a new bundle is written beside the old one and exchanged with it in one
-rename (`outdir.swap_in`), so out/<env> is at every instant the whole previous or the whole new
-bundle, whatever interrupts the build.
+Writing is atomic: a new bundle is written beside the old one (`stage_bundle`) and exchanged
+with it in one rename (`swap_staged`, `outdir.swap_in`), so out/<env> is at every instant the
+whole previous or the whole new bundle, whatever interrupts the build; `meshc build` stages every
+environment's bundle as it is compiled and swaps them all in at the end (emit/write.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from meshc.model.bundle import Bundle, Spooled
 from meshc.model.core import Artifact
 from meshc.model.ids import ObjectId
 from meshc.runtime import faults
-from meshc.runtime.outdir import remove, swap_in
+from meshc.runtime.outdir import is_bundle, remove, swap_in
 
 KIND_ORDER = {"ServiceEntry": 0, "WorkloadEntry": 1, "DestinationRule": 2, "Gateway": 3, "VirtualService": 4,
               "AuthorizationPolicy": 5, "BackendTLSPolicy": 6, "Sidecar": 7}
@@ -38,11 +40,24 @@ _SPEC = ("host", "hosts", "addresses", "ports", "location", "resolution", "endpo
          "serviceAccount", "trafficPolicy", "subsets", "exportTo")
 
 
-def spool(directory: Path, name: str, data: bytes, sha256: str) -> Spooled:
-    """`data` written to directory/name; `sha256` is its digest, which the caller already has."""
+def spool(directory: Path, name: str, data: bytes | Iterable[bytes], sha256: str = "",
+          also: Any = None) -> Spooled:
+    """`data` (bytes, or pieces of them: `json_pieces`) written to directory/name; `sha256` is its
+    digest when the caller already has it, else it is computed here; `also`, a hash object, is
+    updated with the same bytes."""
     path = directory / name
     faults.point("spool.write")
-    path.write_bytes(data)
+    if isinstance(data, bytes) and sha256 and also is None:
+        path.write_bytes(data)
+    else:
+        digest = hashlib.sha256()
+        with open(path, "wb") as fh:
+            for piece in [data] if isinstance(data, bytes) else data:
+                fh.write(piece)
+                digest.update(piece)
+                if also is not None:
+                    also.update(piece)
+        sha256 = sha256 or digest.hexdigest()
     faults.point("spool.written")
     return Spooled(str(path), sha256)
 
@@ -95,8 +110,34 @@ def index_entry(art: Artifact, file: str, sha: str, source: str) -> dict[str, st
 
 
 
+_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+
+
 def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return orjson.dumps(value, option=_JSON) + b"\n"
+
+
+def json_pieces(value: Any, depth: int = 2, level: int = 0) -> Iterator[bytes]:
+    """`json_bytes(value)` in pieces whose concatenation is the same bytes: the objects and arrays
+    of the first `depth` levels are written here, each value below them by orjson on its own
+    (re-indented), so a large document (the shared clusters file) is never one buffer."""
+    if level == 0:
+        yield from json_pieces(value, depth, 1)
+        yield b"\n"
+        return
+    pad = b"  " * level
+    if depth <= 0 or not isinstance(value, (dict, list)) or not value:
+        yield orjson.dumps(value, option=_JSON).replace(b"\n", b"\n" + pad[2:])
+        return
+    if isinstance(value, dict):
+        items = [(orjson.dumps(key) + b": ", value[key]) for key in sorted(value)]
+    else:
+        items = [(b"", item) for item in value]
+    yield b"{\n" if isinstance(value, dict) else b"[\n"
+    for n, (head, item) in enumerate(items):
+        yield (b",\n" if n else b"") + pad + head
+        yield from json_pieces(item, depth - 1, level + 1)
+    yield b"\n" + pad[2:] + (b"}" if isinstance(value, dict) else b"]")
 
 
 def finish(env: str, files: dict[str, bytes], entries: Iterable[dict[str, str]],
@@ -126,18 +167,36 @@ def write_bundle(out_root: Path, bundle: Bundle,
 
 
 def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, str]]:
-    """Write out_root/<env>/ atomically: the new bundle is written beside the old one and swapped
-    in (`outdir.swap_in`); the final path and the sha256 of every file.
+    """Write out_root/<env>/ atomically: the new bundle is written beside the old one
+    (`stage_bundle`) and swapped in (`swap_staged`); the final path and the sha256 of every file."""
+    staged = stage_bundle(out_root, bundle)
+    return swap_staged(staged), staged.shas
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A bundle written beside out/<env> (`folder`: out/.<env>.new-<pid>), waiting to be swapped
+    in; `shas`: the sha256 of every file."""
+
+    env: str
+    folder: Path
+    final: Path
+    shas: dict[str, str]
+
+
+def stage_bundle(out_root: Path, bundle: Bundle) -> Staged:
+    """Write the bundle's files beside out_root/<env> (which is not touched); nothing is left when
+    this raises.
 
     A file whose bytes did not change is hard-linked from the previous bundle instead of written
     again, but only after its current content is compared with the new bytes (a bundle file
-    edited by hand is never carried over). Spooled files are linked from the spool."""
+    edited by hand is never carried over), and only from a folder meshc made. Spooled files are
+    linked from the spool."""
 
     env = bundle.env
     out_root.mkdir(parents=True, exist_ok=True)
     final = out_root / env
     tmp = out_root / f".{env}.new-{os.getpid()}"
-    old = out_root / f".{env}.old-{os.getpid()}"
     faults.point("bundle.begin", env)
     remove(tmp)
     after: dict[str, str] = {}
@@ -146,7 +205,8 @@ def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, 
         tmp.mkdir()
         # plain strings and fds below: ~4,000 files per environment at 1,000 services
         top = str(tmp) + os.sep
-        previous = str(final) + os.sep if final.is_dir() and not final.is_symlink() else None
+        ours = final.is_dir() and not final.is_symlink() and is_bundle(final)
+        previous = str(final) + os.sep if ours else None
         made = {""}
         for rel, data in bundle.files.items():
             folder = rel.rpartition("/")[0]
@@ -168,14 +228,31 @@ def write_bundle_files(out_root: Path, bundle: Bundle) -> tuple[Path, dict[str, 
             _write(path, data)
             faults.point("bundle.file.written", env)
         faults.point("bundle.files.done", env)
-        swap_in(tmp, final, old, env)
     except BaseException:
-        try:
-            remove(tmp)
-        except OSError:
-            pass  # a leftover for the next build to remove
+        discard_staged(tmp)
         raise
-    return final, after
+    return Staged(env, tmp, final, after)
+
+
+def swap_staged(staged: Staged) -> Path:
+    """Swap a staged bundle in at out_root/<env> (`outdir.swap_in`: out/<env> is at every instant
+    the whole previous or the whole new bundle); the final path. Nothing staged is left when
+    this raises."""
+    old = staged.final.parent / f".{staged.env}.old-{os.getpid()}"
+    try:
+        swap_in(staged.folder, staged.final, old, staged.env)
+    except BaseException:
+        discard_staged(staged.folder)
+        raise
+    return staged.final
+
+
+def discard_staged(folder: Path) -> None:
+    """Remove a staged folder (a bundle that will not be swapped in)."""
+    try:
+        remove(folder)
+    except OSError:
+        pass  # a leftover for the next build to remove
 
 
 def _write(path: str, data: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,32 @@ ENVOY_GATEWAY = "envoy/gateway.json"
 
 def content(data: bytes | Spooled) -> bytes:
     return data.read() if isinstance(data, Spooled) else data
+
+
+class SpooledFiles(Mapping[str, bytes]):
+    """Files by bundle path, some of them already on disk (`Spooled`): read as bytes like any
+    mapping of files (a spooled one from disk, on each access), handed to the writer as they
+    are (`entries`: spooled ones are linked into place)."""
+
+    def __init__(self, entries: Mapping[str, bytes | Spooled]) -> None:
+        self._entries = dict(entries)
+
+    def entries(self) -> dict[str, bytes | Spooled]:
+        return dict(self._entries)
+
+    def __getitem__(self, rel: str) -> bytes:
+        return content(self._entries[rel])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def bundle_entries(files: Mapping[str, bytes]) -> Mapping[str, bytes | Spooled]:
+    """What the writer gets for `files`: spooled files as `Spooled`, the others as bytes."""
+    return files.entries() if isinstance(files, SpooledFiles) else files
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ Envoy configuration (`EnvResult`), the whole compile (`CompileResult`), and one 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 class EnvoyConfig:
     """An environment's Envoy files: `file` is the large shared one (envoy/clusters.json: bytes, or
     spooled to disk by the worker that built it: ~130 MB of JSON at 10,000 services), `files` the
-    others (listeners.json, the egress bootstrap.json, workloads/<group>.json). `sources` maps paths
+    others (listeners.json, the egress bootstrap.json, workloads/<group>.json; a
+    `model.bundle.SpooledFiles` when the worker spooled the large ones). `sources` maps paths
     of the egress proxy's whole configuration (`bootstrap()`) to the Istio object each part came
     from, `workload_sources` the same for each workload file's own static part; when the worker
     that built them also ran the envoy check layer, `findings` holds its findings."""
@@ -31,7 +33,7 @@ class EnvoyConfig:
     sha256: str  # of every Envoy file of the environment
     sources: dict[tuple[Any, ...], ObjectId]  # bootstrap path prefix -> the Istio object it came from
     findings: list[tuple[tuple[Any, ...], Finding]] | None = None  # (path, finding); workload files' prefixed
-    files: dict[str, bytes] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)
     workload_sources: dict[str, dict[tuple[Any, ...], ObjectId]] = field(default_factory=dict)
     # the shared clusters and listeners the egress proxy shadows (no whole configuration holds
     # them), as a static part checked like a view's: {"static_resources": {...}} (JSON)

@@ -13,6 +13,12 @@ bundle, safe to delete at any time, authenticated before anything in them is loa
   hashing the inputs and the bundle files (`outdir.py` writes, verifies and invalidates it).
 A cache from another meshc version or other templates is discarded as a whole.
 
+A build that streams its environments (meshc.pipeline.compile_streamed) does not hold what it
+learns for the cache until the end: each environment's units and Envoy memo are pickled at once,
+in the parts `save` writes, to a folder of the build in the state folder (`Spilled`:
+`spill.tmp-<pid>`, removed after `save`, or by the next build when the process died), and `save`
+copies those bytes as they are.
+
 The state file (`<state home>/repos/<hash of the repository's real path>/state.pickle`) is
 `MAGIC`, an HMAC-SHA256 tag under the per-user key, then the pickles; the tag is checked over the
 whole file before a single pickle is loaded, so a file meshc did not write itself is ignored (a
@@ -30,7 +36,7 @@ import itertools
 import os
 import pickle
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,20 +49,86 @@ from meshc.runtime.userstate import TAG_BYTES, new_mac, repo_state, same, state_
 CACHE_DIR = ".meshc-cache"
 
 
+class Spilled(Mapping[Any, Any]):
+    """Entries of one cache section (`section`, and `env` for the units) already pickled to files,
+    as the parts `BuildCache.save` writes: nothing holds them in memory until the build saves the
+    cache, which copies the files' bytes as they are. Read (only tests do) they are loaded."""
+
+    def __init__(self, section: str, env: str | None, paths: Sequence[str] = ()) -> None:
+        self.section, self.env, self.paths = section, env, tuple(paths)
+        self._loaded: dict[Any, Any] | None = None
+
+    @classmethod
+    def write(cls, path: Path, section: str, env: str | None, items: Iterable[tuple[Any, Any]]) -> Spilled:
+        """`items` pickled to `path` in parts of at most CHUNK entries."""
+        with open(path, "wb") as fh:
+            for chunk in _chunks(list(items)):
+                fh.write(pickle.dumps((section, env, chunk), protocol=pickle.HIGHEST_PROTOCOL))
+        return cls(section, env, [str(path)])
+
+    def blobs(self) -> Iterator[bytes]:
+        """The files' bytes, in pieces of at most 1 MiB."""
+        for path in self.paths:
+            with open(path, "rb") as fh:
+                while piece := fh.read(1 << 20):
+                    yield piece
+
+    def _table(self) -> dict[Any, Any]:
+        if self._loaded is None:
+            self._loaded = {}
+            for path in self.paths:
+                with open(path, "rb") as fh:
+                    while fh.peek(1):
+                        self._loaded.update(pickle.load(fh)[2])
+        return self._loaded
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
 @dataclass
 class BuildCache:
     root: Path
     stamp: str
     parse: dict[str, Any] = field(default_factory=dict)
-    units: dict[str, dict[str, Any]] = field(default_factory=dict)
+    units: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     checks: dict[tuple[str, ...], Any] = field(default_factory=dict)  # meshc.check.common.CheckKey
     written: dict[str, dict[str, str]] = field(default_factory=dict)  # unused since the record (outdir.py)
-    envoy: dict[str, Any] = field(default_factory=dict)
+    envoy: Mapping[str, Any] = field(default_factory=dict)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (what happened, what to do)
+    _spill: tuple[Path, int] | None = field(default=None, repr=False, compare=False)  # folder, its claim
+    _spilled: int = field(default=0, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
         return repo_state(self.root) / "state.pickle"
+
+    def spill_path(self, name: str) -> Path:
+        """A new file name for `Spilled.write` in this build's spill folder (made, and held like a
+        spool folder, on first use); OSError when the state folder cannot be written."""
+        if self._spill is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder = self.path.parent / f"spill.tmp-{os.getpid()}"
+            folder.mkdir(exist_ok=True, mode=0o700)
+            fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+            _hold(fd)
+            self._spill = (folder, fd)
+        self._spilled += 1
+        return self._spill[0] / f"{self._spilled}-{name}"
+
+    def drop_spills(self) -> None:
+        """Remove the spill folder (after `save`, or when the build does not save)."""
+        if self._spill is not None:
+            folder, fd = self._spill
+            self._spill = None
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
 
     @classmethod
     def open(cls, root: Path, fingerprint: bytes) -> BuildCache:
@@ -98,8 +170,8 @@ class BuildCache:
                 _hold(fh.fileno())
                 mac = new_mac()
                 fh.write(MAGIC + bytes(TAG_BYTES))  # the tag, once known, goes in its place
-                for part in itertools.chain([("meshc-cache", FORMAT, self.stamp)], self._parts(), [None]):
-                    data = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+                for data in itertools.chain([_pickled(("meshc-cache", FORMAT, self.stamp))], self._blobs(),
+                                            [_pickled(None)]):
                     mac.update(data)
                     fh.write(data)
                     faults.point("cache.chunk")
@@ -111,18 +183,32 @@ class BuildCache:
             tmp.unlink(missing_ok=True)
             raise
         faults.point("cache.renamed")
+        self.drop_spills()
         prune()
 
-    def _parts(self) -> Iterator[tuple[str, str | None, list[tuple[Any, Any]]]]:
-        """(section, environment or None, up to CHUNK of its items)."""
-        flat: dict[str, dict[Any, Any]] = {"parse": self.parse, "checks": self.checks,
-                                           "written": self.written, "envoy": self.envoy}
-        sections: list[tuple[str, str | None, dict[Any, Any]]] = [(name, None, d) for name, d in flat.items()]
+    def _blobs(self) -> Iterator[bytes]:
+        """The pickled parts, (section, environment or None, up to CHUNK of its items) each; a
+        spilled section's as they were written."""
+        flat: dict[str, Mapping[Any, Any]] = {"parse": self.parse, "checks": self.checks,
+                                              "written": self.written, "envoy": self.envoy}
+        sections: list[tuple[str, str | None, Mapping[Any, Any]]] = [(name, None, d) for name, d in flat.items()]
         sections += [("units", env, d) for env, d in sorted(self.units.items())]
         for name, env, d in sections:
-            items = list(d.items())
-            for start in range(0, max(len(items), 1), CHUNK):
-                yield name, env, items[start:start + CHUNK]
+            if isinstance(d, Spilled):
+                yield from d.blobs()
+                continue
+            for chunk in _chunks(list(d.items())):
+                yield _pickled((name, env, chunk))
+
+
+def _pickled(part: Any) -> bytes:
+    return pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _chunks(items: list[tuple[Any, Any]]) -> Iterator[list[tuple[Any, Any]]]:
+    """Up to CHUNK items at a time; one empty chunk for no items (as the cache file has always had)."""
+    for start in range(0, max(len(items), 1), CHUNK):
+        yield items[start:start + CHUNK]
 
 
 def _hold(fd: int) -> None:

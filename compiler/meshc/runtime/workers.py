@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import socket
 import struct
+import traceback
 from collections.abc import Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,3 +113,140 @@ def _read_all(fd: int) -> bytes:
             return b""
         (size,) = struct.unpack("<Q", head)
         return fh.read(size)
+
+
+# ----------------------------------------------------------------------------- the fork server
+
+class Forkserver:
+    """A process forked while the build is still small (before the estate is loaded) that forks
+    one child per job (`submit`): the job's process holds the server's few pages, its input and
+    its own work, never the heap the build has grown since. The job's function travels by name
+    (module-level, as pickle names it), its input and its result are pickled through a socket
+    pair of its own. The server and its children die with the build (PR_SET_PDEATHSIG, as
+    `run_all`'s workers), and the server holds none of the build's descriptors (the output
+    folder's lock among them): it closes all but its socket when it starts."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._pid = 0
+        self.jobs = 0  # how many jobs were submitted (tests count them)
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None
+
+    def start(self) -> None:
+        if self._sock is not None or not hasattr(os, "fork"):
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent = os.getpid()
+        prctl = _prctl()
+        pid = os.fork()
+        if pid == 0:  # the server
+            _die_with(parent, prctl)
+            ours.close()
+            _serve(theirs, prctl)
+        theirs.close()
+        self._sock, self._pid = ours, pid
+
+    def submit(self, fn: Callable[[T], R], item: T) -> Pending[R]:
+        """fn(item) in a process forked by the server (in this process when none runs)."""
+        self.jobs += 1
+        if self._sock is None:
+            return Pending(value=fn(item))
+        mine, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            socket.send_fds(self._sock, [b"j"], [child.fileno()])
+        finally:
+            child.close()
+        data = pickle.dumps((fn, item), protocol=pickle.HIGHEST_PROTOCOL)
+        mine.sendall(struct.pack("<Q", len(data)))
+        mine.sendall(data)
+        del data
+        return Pending(sock=mine)
+
+    def close(self) -> None:
+        """Stop the server (its running jobs first finish) and wait for it."""
+        if self._sock is None:
+            return
+        self._sock.close()
+        self._sock = None
+        try:
+            os.waitpid(self._pid, 0)
+        except ChildProcessError:
+            pass
+
+    def __enter__(self) -> Forkserver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Pending(Generic[R]):
+    """A submitted job: `result()` waits for its value (RuntimeError with the job's traceback
+    when it failed)."""
+
+    def __init__(self, sock: socket.socket | None = None, value: R | None = None) -> None:
+        self._sock, self._value = sock, value
+
+    def result(self) -> R:
+        if self._sock is not None:
+            with self._sock, self._sock.makefile("rb") as fh:
+                head = fh.read(9)
+                payload = fh.read(struct.unpack("<Q", head[1:])[0]) if len(head) == 9 else b""
+            self._sock = None
+            if head[:1] != b"v" or not payload:
+                detail = payload.decode("utf-8", "replace") if head[:1] == b"e" else "no answer"
+                raise RuntimeError(f"a meshc worker failed: {detail}")
+            self._value = pickle.loads(payload)
+        return self._value  # type: ignore[return-value]  # set by the job or by the constructor
+
+
+def _serve(sock: socket.socket, prctl: Callable[..., int] | None) -> None:
+    """The server's loop: a job socket in, a child forked for it; ends when the build closes its
+    end (or dies)."""
+    keep = sock.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _max_fd())
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    server = os.getpid()
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+        except OSError:
+            fds = []
+        if not fds:
+            os._exit(0)
+        if os.fork() == 0:
+            _die_with(server, prctl)
+            sock.close()
+            _job(socket.socket(fileno=fds[0]))
+        os.close(fds[0])
+
+
+def _job(sock: socket.socket) -> None:
+    code = 0
+    try:
+        with sock.makefile("rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            fn, item = pickle.loads(fh.read(size))
+        try:
+            tag, data = b"v", pickle.dumps(fn(item), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - sent to the build, which raises it
+            tag, data = b"e", traceback.format_exc().encode()
+            code = 1
+        sock.sendall(tag + struct.pack("<Q", len(data)))
+        sock.sendall(data)
+        sock.close()
+    except BaseException:  # noqa: BLE001 - the build sees no answer and fails
+        code = 1
+    os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (ValueError, OSError):
+        return 1024
