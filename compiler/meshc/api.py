@@ -7,31 +7,40 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from meshc import __version__
+from meshc.check.common import CheckKey
 from meshc.check.layers import LAYERS, CheckInputError, CheckOptions, check_run, parse_layers
 from meshc.check.lint import lint_docs, read_inputs
 from meshc.check.schema.crd import CrdError, CrdSet
 from meshc.check.waivers import apply_waivers, load_waivers
+from meshc.emit.bundle import Staged, stage_bundle
 from meshc.emit.write import cache_error as _cache_error
+from meshc.emit.write import discard, write_error, write_staged
 from meshc.emit.write import why as _why
-from meshc.emit.write import write_bundles
 from meshc.expand.templating import BUILTIN_TEMPLATES, template_fingerprint
 from meshc.files.confine import ConfinementError, list_files
 from meshc.files.tree import DiskTree, MemoryTree
 from meshc.front.load import list_envs
 from meshc.front.project import Project, load_project
 from meshc.model.diagnostics import Diagnostic, Position, Severity, has_errors
-from meshc.pipeline import CompileResult, ProxyOptions, compile_estate
+from meshc.model.results import EnvResult
+from meshc.pipeline import CompileResult, ProxyOptions, compile_estate, compile_streamed
 from meshc.runtime import faults, outdir
 from meshc.runtime.cache import CACHE_DIR, BuildCache, inputs_key
+from meshc.runtime.workers import Forkserver
 
 
 @dataclass
 class BuildOutcome:
+    """A build's diagnostics and the folders it wrote; `result` holds the compile's diagnostics and
+    cache (a build does not keep its environments: each was checked, staged and released)."""
+
     result: CompileResult
     diagnostics: list[Diagnostic] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
@@ -66,15 +75,22 @@ def compile_repo(root: Path, envs: Sequence[str] = (), use_cache: bool = True,
         result.diagnostics.extend(diags)
         return project, result
     templates = _templates(project)
-    cache = BuildCache.open(root, code_fingerprint() + template_fingerprint(templates, root)) if use_cache else None
+    cache = _open_cache(root, project, use_cache)
     result = compile_estate(DiskTree(root), envs or None, templates, cache,
                             progress=progress or (lambda _m: None), proxy=proxy or ProxyOptions())
     if cache is not None:
-        result.diagnostics.extend(Diagnostic("K001", Severity.INFO, note, Position(CACHE_DIR), hint=fix)
-                                  for note, fix in cache.notes)
-    if cache is not None:
+        result.diagnostics.extend(_cache_notes(cache))
         result.cache = cache
     return project, result
+
+
+def _cache_notes(cache: BuildCache) -> list[Diagnostic]:
+    return [Diagnostic("K001", Severity.INFO, note, Position(CACHE_DIR), hint=fix) for note, fix in cache.notes]
+
+
+def _open_cache(root: Path, project: Project, use_cache: bool) -> BuildCache | None:
+    return BuildCache.open(root, code_fingerprint() + template_fingerprint(_templates(project), root)) \
+        if use_cache else None
 
 
 def compile_files(project: Project, files: Mapping[str, bytes], envs: Sequence[str] = (),
@@ -141,6 +157,12 @@ def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
         outcome.diagnostics.extend(exc.diags)
         outcome.input_error = True
         return outcome
+    return _waive(project, opts, outcome, list(result.envs), today)
+
+
+def _waive(project: Project, opts: CheckOptions, outcome: CheckOutcome, envs: Sequence[str],
+           today: dt.date | None) -> CheckOutcome:
+    """The waivers pass over a check's diagnostics (`envs`: the environments checked)."""
     waiver_path = project.resolve(project.waivers)
     if waiver_path is not None:
         waivers, problems = load_waivers(waiver_path, str(project.waivers))
@@ -148,7 +170,7 @@ def check_compiled(project: Project, result: CompileResult, opts: CheckOptions,
             outcome.diagnostics.extend(problems)
             outcome.input_error = True
             return outcome
-        complete = set(opts.layers) == set(LAYERS) and set(result.envs) == set(list_envs(DiskTree(project.root)))
+        complete = set(opts.layers) == set(LAYERS) and set(envs) == set(list_envs(DiskTree(project.root)))
         outcome.diagnostics, outcome.waived = apply_waivers(
             outcome.diagnostics, waivers, today or dt.date.today(), complete)
     return outcome
@@ -243,32 +265,168 @@ def _spool_parent(root: Path, use_cache: bool) -> Path | None:
 
 def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bool, use_cache: bool,
            progress: Callable[[str], None] | None, proxy: ProxyOptions) -> BuildOutcome:
-    """Compile, check, save the cache; then, with no error: delete the record of out_root, swap
-    each environment's bundle in, write the record. Killed anywhere, out/<env> is the whole old
-    or the whole new bundle and no record claims a bundle that is not there."""
-    project, result = compile_repo(root, envs, use_cache, progress, proxy)
-    faults.point("build.compiled")
-    outcome = BuildOutcome(result, list(result.diagnostics))
-    if outcome.ok and checks:
-        if progress:
-            progress("checking")
-        checked = check_compiled(project, result, check_options(project))
-        outcome.diagnostics = checked.diagnostics
-    faults.point("build.checked")
-    cache = result.cache
-    if cache is not None:
-        try:
-            cache.save()
-        except OSError as exc:
-            outcome.diagnostics.append(_cache_error(root, exc))
+    """Compile, check and stage one environment at a time (`pipeline.compile_streamed`: each is
+    released before the next is compiled), then waivers, save the cache; then, with no error:
+    delete the record of out_root, swap every staged bundle in, write the record. Killed
+    anywhere, out/<env> is the whole old or the whole new bundle and no record claims a bundle
+    that is not there; on any error no out/<env> changes (the staged bundles are removed)."""
+    project, problems = load_project(root)
+    if has_errors(problems):  # build() reports these before taking the lock
+        return BuildOutcome(CompileResult(diagnostics=list(problems)), list(problems))
+    with Forkserver() as server:  # forked before the cache is read: its jobs never hold it
+        cache = _open_cache(root, project, use_cache)
+        return _streamed_build(root, project, envs, out_root, key, checks, cache, progress, proxy, server)
+
+
+def _streamed_build(root: Path, project: Project, envs: Sequence[str], out_root: Path, key: str, checks: bool,
+                    cache: BuildCache | None, progress: Callable[[str], None] | None, proxy: ProxyOptions,
+                    server: Forkserver) -> BuildOutcome:
+    stager = _Stager(project, out_root, check_options(project) if checks else None, cache, progress)
+    try:
+        streamed = compile_streamed(DiskTree(root), stager, envs or None, _templates(project), cache,
+                                    progress=progress or (lambda _m: None), proxy=proxy, server=server,
+                                    meanwhile=stager.assembled)
+        if streamed.bundled:
+            stager.flush()
+        result = CompileResult(diagnostics=streamed.diagnostics + (_cache_notes(cache) if cache else []),
+                               cache=cache)
+        outcome = BuildOutcome(result, list(result.diagnostics))
+        if outcome.ok and checks:
+            outcome.diagnostics = stager.checked(result.diagnostics, streamed.envs).diagnostics
+        if cache is not None:
+            try:
+                cache.save()
+            except OSError as exc:
+                outcome.diagnostics.append(_cache_error(root, exc))
+                return outcome
+        if not outcome.ok:
             return outcome
-    if not outcome.ok:
+        if stager.failed is not None:
+            outcome.diagnostics.append(write_error(out_root, stager.failed, []))
+            return outcome
+        written, problems = write_staged(root, out_root, stager.take(), key if cache is not None else None,
+                                         progress)
+        outcome.written.extend(written)
+        outcome.diagnostics.extend(problems)
         return outcome
-    bundles = {env: result.envs[env].bundle for env in sorted(result.envs)}
-    written, problems = write_bundles(root, out_root, bundles, key if use_cache else None, progress)
-    outcome.written.extend(written)
-    outcome.diagnostics.extend(problems)
-    return outcome
+    finally:
+        stager.discard()  # what was staged and not swapped in (everything, after an error)
+        if cache is not None:
+            cache.drop_spills()
+
+
+BATCH_OBJECTS = 8000  # compiled objects a build holds for one check run before it checks and stages them
+ENVOY_LAYER = "envoy"  # the layer that checks the proxy pass's output; the others check the objects
+
+
+class _Stager:
+    """The sink of a streamed build. An environment of at least BATCH_OBJECTS objects is checked
+    on its own: the object layers while its Envoy configuration is being made (`assembled`), the
+    envoy layer when it is bundled; then its bundle is staged beside out/<env> and it is
+    released. Smaller ones are held until they reach BATCH_OBJECTS together (a small estate: all
+    of them, so the check layers' fixed costs, the CUE engines, are paid once), then checked
+    together, staged and released. The layers see environments in compile order. It keeps the
+    findings (per layer), what the checks learned for the cache and the staged folders."""
+
+    def __init__(self, project: Project, out_root: Path, opts: CheckOptions | None, cache: BuildCache | None,
+                 progress: Callable[[str], None] | None) -> None:
+        self.project, self.out_root, self.progress = project, out_root, progress or (lambda _m: None)
+        self.learned: dict[CheckKey, Any] = {}
+        if opts is not None and cache is not None and opts.cache is None:
+            # what this build learned first, then the last build's: as one check run reads them
+            opts = replace(opts, cache=ChainMap(self.learned, cache.checks))
+        self.opts, self.cache = opts, cache
+        self.held: dict[str, EnvResult] = {}
+        self.early: set[str] = set()  # environments whose object layers ran while their proxy pass did
+        self.found: dict[str, list[Diagnostic]] = {}  # layer -> findings, check run after check run
+        self.input_error: list[Diagnostic] | None = None
+        self.staged: dict[str, Staged] = {}
+        self.failed: OSError | None = None
+        self.runs: list[tuple[tuple[str, ...], tuple[str, ...]]] = []  # (environments, layers) of each check run
+
+    def assembled(self, name: str, env: EnvResult) -> None:
+        """An environment whose Envoy configuration is being made: when it is large, the held
+        environments (compiled before it) are checked and staged, then its object layers run."""
+        if self.opts is None or len(env.artifacts) < BATCH_OBJECTS:
+            return
+        self.flush()
+        self.progress(f"checking {name}")
+        self._check({name: env}, tuple(layer for layer in self.opts.layers if layer != ENVOY_LAYER))
+        self.early.add(name)
+
+    def __call__(self, name: str, env: EnvResult) -> None:
+        faults.point("build.compiled", name)
+        if name in self.early:
+            assert self.opts is not None
+            self._check({name: env}, tuple(layer for layer in self.opts.layers if layer == ENVOY_LAYER))
+            self._stage(name, env)
+            return
+        self.held[name] = env
+        if sum(len(e.artifacts) for e in self.held.values()) >= BATCH_OBJECTS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Check the environments held (every layer), stage their bundles, release them."""
+        if not self.held:
+            return
+        held, self.held = self.held, {}
+        if self.opts is not None:
+            self.progress(f"checking {', '.join(held)}")
+            self._check(held, self.opts.layers)
+        for name in list(held):
+            self._stage(name, held.pop(name))
+
+    def _stage(self, name: str, env: EnvResult) -> None:
+        faults.point("build.checked", name)
+        if self.input_error is None and self.failed is None and env.bundle is not None:
+            self.progress(f"staging {name}")
+            try:
+                self.staged[name] = stage_bundle(self.out_root, env.bundle)
+            except OSError as exc:  # reported only when the build has no other error, as a write's
+                self.failed = exc
+
+    def _check(self, envs: dict[str, EnvResult], layers: tuple[str, ...]) -> None:
+        assert self.opts is not None
+        if self.input_error is not None or not layers:
+            return
+        self.runs.append((tuple(envs), layers))
+        batch = CompileResult(envs=envs)
+        try:
+            for layer in layers:
+                run = check_run(batch, replace(self.opts, layers=(layer,)))
+                self.learned.update(run.learned)
+                self.found.setdefault(layer, []).extend(run.diagnostics)
+        except CheckInputError as exc:
+            self.input_error = exc.diags
+
+    def checked(self, compiled: list[Diagnostic], envs: Sequence[str], today: dt.date | None = None) -> CheckOutcome:
+        """What `check_compiled` gives for the whole build: the compile's diagnostics, every
+        layer's findings (layer by layer; within a layer, environments in the order the layer
+        reports them: by name for cue, which the batches keep with a stable sort, else as
+        compiled), then waivers."""
+        assert self.opts is not None
+        outcome = CheckOutcome(list(compiled))
+        if self.input_error is not None:
+            outcome.diagnostics.extend(self.input_error)
+            outcome.input_error = True
+            return outcome
+        for layer in self.opts.layers:
+            found = self.found.get(layer, [])
+            outcome.diagnostics.extend(sorted(found, key=lambda d: d.env) if layer == "cue" else found)
+        if self.cache is not None:
+            self.cache.checks.update(self.learned)  # the check pass's delta, kept for the next build
+        return _waive(self.project, self.opts, outcome, envs, today)
+
+    def take(self) -> dict[str, Staged]:
+        """The staged bundles, now the caller's to swap in."""
+        staged, self.staged = self.staged, {}
+        return staged
+
+    def discard(self) -> None:
+        self.held = {}
+        self.early.clear()
+        discard(self.staged.values())
+        self.staged = {}
 
 
 def _up_to_date(root: Path, key: str, out_root: Path) -> tuple[bool, str]:
