@@ -86,10 +86,11 @@ def service_views(estate: Path) -> dict[str, dict[str, Any]]:
             d.message for d in result.diagnostics[:3]))
     out: dict[str, dict[str, Any]] = {}
     for env, env_result in result.envs.items():
+        settings = env_result.settings
         out[env] = {svc.name: {
-            "se": se_view(svc),
+            "se": se_view(svc, settings),
             "wes": _by_name(we_views(svc) if svc.endpoints_as == "workloadEntries" else []),
-            "drs": _by_name([v for v in dr_views(svc) if v is not None])}
+            "drs": _by_name([v for v in dr_views(svc, settings) if v is not None])}
             for svc in env_result.services}
     return out
 
