@@ -170,8 +170,10 @@ def test_a_failure_in_a_later_environment_leaves_every_bundle_as_it_was(
     rec = _Recorder(monkeypatch, out)
     outcome = _build(estate, out)
     assert not outcome.ok and code in {d.code for d in outcome.diagnostics}, [str(d) for d in outcome.diagnostics]
-    assert [env for what, env in rec.events if what == "staged"] == ENVS[:3] + (["staging"] if failure == "check"
-                                                                               else [])
+    # staged before the failure was known: a failed compile stops at staging's assemble, while
+    # prod's proxy pass runs (a rebuild); a policy violation is known only once staging is staged
+    staged = ["dev", "edge"] if failure == "compile" else ENVS
+    assert [env for what, env in rec.events if what == "staged"] == staged
     assert _tree(out) == before  # same bytes, same inodes: no out/<env> was touched
     assert sorted(p.name for p in out.iterdir()) == ENVS  # and what was staged is gone
     assert not [p for p in repo_state(estate).iterdir() if p.name.startswith("spill")]
@@ -194,16 +196,25 @@ def test_a_streamed_build_gives_the_whole_estate_drivers_diagnostics(
     assert failed.diagnostics == api.compile_repo(estate, use_cache=False)[1].diagnostics
 
 
-def test_only_what_is_written_is_swapped_in_and_cached_builds_agree(
-        estate: Path, tmp_path: Path, streamed_small: None) -> None:
-    """A second build with nothing changed is up to date; after an edit, the cached build (units
-    and Envoy memo spilled, then read back) gives the clean build's bytes."""
+def test_a_rebuild_compiles_the_next_environment_while_a_proxy_pass_runs_and_agrees(
+        estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed_small: None) -> None:
+    """A second build with nothing changed is up to date. After an edit, the cache answers most
+    units: while an environment's proxy pass runs, the next environment is compiled (two at
+    most are held: the one before is staged first), and the bytes are the clean build's (units
+    and Envoy memo spilled, saved, then read back from the cache file)."""
     out = tmp_path / "out"
     assert _build(estate, out).ok
     assert _build(estate, out).up_to_date
     saas = estate / "environments/base/saas.yaml"
     saas.write_text(saas.read_text().replace("Stripe", "Stripe (edited)", 1))
+    rec = _Recorder(monkeypatch, out)
     assert _build(estate, out).ok
+    assert rec.events == [("units", "dev"), ("units", "edge"), ("staged", "dev"), ("units", "prod"),
+                          ("staged", "edge"), ("units", "staging"), ("staged", "prod"), ("staged", "staging")]
+    for number, env in enumerate(ENVS[1:], start=1):
+        # alive: the one whose proxy pass runs; every staged one is released
+        assert rec.alive_at_units[env] == [f"{ENVS[number - 1]} (assembled)"], env
+        assert rec.staged_at_units[env] == [f".{e}.new-{os.getpid()}" for e in ENVS[:number - 1]]
     clean = tmp_path / "clean"
     assert _build(estate, clean, use_cache=False).ok
     assert {env: read_bundle(out / env).files for env in ENVS} == {env: read_bundle(clean / env).files

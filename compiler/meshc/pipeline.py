@@ -127,6 +127,7 @@ class Prepared:
 class Units:
     prepared: Prepared
     outs: dict[str, list[UnitOut]]
+    cached: int = 0  # how many units the previous build's cache answered
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ def units_pass(ctx: Context, prepared: Prepared) -> Step[Units]:
         outs[env].append(out)
         table[env][key] = out
     learned: dict[str, Mapping[str, Any]] = dict(table)
-    return Step(Units(prepared, outs), learned=CacheDelta(units=learned))
+    cached = sum(1 for key in keys if key in known)
+    return Step(Units(prepared, outs, cached), learned=CacheDelta(units=learned))
 
 
 # ----------------------------------------------------------------------------- environment passes
@@ -478,13 +480,32 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
             out.diagnostics = diags
             return out
         out.envs = list(value.merged.estate.envs)
-        state = _EnvRun(ctx, value, meanwhile)
+        state = _EnvRun(ctx, value)
+
+        def finish(flight: _Flight) -> None:
+            bundled = state.finish(flight)
+            if bundled is not None:
+                out.sunk[flight.name] = sink(flight.name, bundled)
+
+        previous: _Flight | None = None
         for number, name in enumerate(out.envs, start=1):
             progress(f"environment {name} ({number}/{len(out.envs)})")
-            bundled = state.compile(name)
-            if bundled is not None:
-                out.sunk[name] = sink(name, bundled)
-                del bundled
+            flight = state.start(name)
+            if previous is not None:  # compiled while this one's proxy pass ran
+                finish(previous)
+                previous = None
+            if flight is None:
+                continue
+            if meanwhile is not None and flight.assembled is not None:
+                meanwhile(name, flight.assembled.envs[name])
+            if flight.overlap:
+                previous = flight
+            else:
+                finish(flight)
+            del flight
+        if previous is not None:
+            finish(previous)
+            del previous
         out.diagnostics = diags + [d for part in state.assembled for d in part]
         deltas.append(CacheDelta(units=state.units))
         if state.failed != "assemble":
@@ -497,14 +518,24 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
     return out
 
 
+@dataclass
+class _Flight:
+    """An environment whose proxy pass is under way; `overlap`: the next environment may be
+    compiled meanwhile."""
+
+    name: str
+    assembled: Assembled | None  # None once finished (released)
+    pending: list[Pending[ProxyOut]]
+    overlap: bool
+
+
 class _EnvRun:
     """The per-environment passes of one streamed run, and what they leave for the run's end:
     each environment's assemble and proxy diagnostics, what was learned for the cache, and the
     first gate that closed ("assemble" or "proxy")."""
 
-    def __init__(self, ctx: Context, prepared: Prepared,
-                 meanwhile: Callable[[str, EnvResult], None] | None = None) -> None:
-        self.ctx, self.prepared, self.meanwhile = ctx, prepared, meanwhile
+    def __init__(self, ctx: Context, prepared: Prepared) -> None:
+        self.ctx, self.prepared = ctx, prepared
         self.assembled: list[tuple[Diagnostic, ...]] = []
         self.proxied: list[tuple[Diagnostic, ...]] = []
         self.units: dict[str, Mapping[str, Any]] = {}
@@ -512,9 +543,12 @@ class _EnvRun:
         self.checks: dict[tuple[str, ...], Any] = {}
         self.failed = ""
 
-    def compile(self, name: str) -> EnvResult | None:
-        """units -> assemble -> proxy -> bundle of one environment: its result with its bundle, or
-        None when a gate is closed."""
+    def start(self, name: str) -> _Flight | None:
+        """units -> assemble of one environment, and its proxy pass started; None when the
+        assemble gate is closed. When the cache answered most of its units (a rebuild), its
+        proxy pass is most of its time: the next environment may be compiled meanwhile (it then
+        holds two environments; a clean build, whose units and checks already run beside each
+        proxy pass, holds one)."""
         ctx, executor = self.ctx, self.ctx.executor
         units = units_pass(ctx, _only(self.prepared, name))
         assert units.value is not None and units.learned.units is not None
@@ -522,6 +556,7 @@ class _EnvRun:
             # this build's units of the environment replace the last build's, which nothing reads again
             executor.cache.units.pop(name, None)
         self.units[name] = executor.spill("units", name, units.learned.units[name])
+        rebuilt = 2 * units.value.cached >= len(units.value.outs[name]) > 0
         assembled = assemble_pass(ctx, units.value)
         del units
         self.assembled.append(assembled.diagnostics)
@@ -530,10 +565,15 @@ class _EnvRun:
         if self.failed == "assemble" or assembled.value is None:
             return None
         pending = proxy_start(ctx, assembled.value)
-        if self.meanwhile is not None:
-            self.meanwhile(name, assembled.value.envs[name])
-        proxied = proxy_collect(ctx, assembled.value, pending)
-        del assembled, pending
+        overlap = rebuilt and executor.cores() > 1 and any(not p.done for p in pending)
+        return _Flight(name, assembled.value, pending, overlap)
+
+    def finish(self, flight: _Flight) -> EnvResult | None:
+        """The proxy pass's result collected, then bundle: the environment with its bundle, or
+        None when a gate is closed."""
+        assert flight.assembled is not None
+        proxied = proxy_collect(self.ctx, flight.assembled, flight.pending)
+        flight.assembled, flight.pending = None, []
         self.proxied.append(proxied.diagnostics)
         if proxied.learned.envoy is not None:
             self.memos.append(proxied.learned.envoy)
@@ -542,9 +582,9 @@ class _EnvRun:
             self.failed = self.failed or "proxy"
         if self.failed or proxied.value is None:
             return None
-        result = bundle_pass(ctx, proxied.value).value
+        result = bundle_pass(self.ctx, proxied.value).value
         assert result is not None
-        return result.envs[name]
+        return result.envs[flight.name]
 
 
 def _only(prepared: Prepared, name: str) -> Prepared:

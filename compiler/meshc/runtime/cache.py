@@ -13,11 +13,15 @@ bundle, safe to delete at any time, authenticated before anything in them is loa
   hashing the inputs and the bundle files (`outdir.py` writes, verifies and invalidates it).
 A cache from another meshc version or other templates is discarded as a whole.
 
-A build that streams its environments (meshc.pipeline.compile_streamed) does not hold what it
-learns for the cache until the end: each environment's units and Envoy memo are pickled at once,
-in the parts `save` writes, to a folder of the build in the state folder (`Spilled`:
-`spill.tmp-<pid>`, removed after `save`, or by the next build when the process died), and `save`
-copies those bytes as they are.
+The file is a sequence of parts, each a pickled head (section, environment, length) and a pickled
+chunk of up to CHUNK entries. The units and the Envoy memo stay in the file when it is read
+(`Packed`: where each chunk is, and its sha256) and are unpickled only when a build reads them:
+an environment's units when it is compiled (then released), the memo in the process that makes
+an Envoy configuration. A build that streams its
+environments (meshc.pipeline.compile_streamed) does not hold what it learns for the cache until
+the end either: each environment's units and Envoy memo are pickled at once, as parts, to a
+folder of the build in the state folder (`Spilled`: `spill.tmp-<pid>`, removed after `save`, or
+by the next build when the process died), and `save` copies those bytes as they are.
 
 The state file (`<state home>/repos/<hash of the repository's real path>/state.pickle`) is
 `MAGIC`, an HMAC-SHA256 tag under the per-user key, then the pickles; the tag is checked over the
@@ -49,10 +53,65 @@ from meshc.runtime.userstate import TAG_BYTES, new_mac, repo_state, same, state_
 CACHE_DIR = ".meshc-cache"
 
 
+class Packed(Mapping[Any, Any]):
+    """Entries of one cache section (`section`, and `env` for the units) left in the cache file when
+    it was read: where each chunk is in `path` (offset, length, sha256 of its bytes, taken while the
+    file was authenticated), unpickled only when the section is first read (an environment's
+    units when that environment is compiled; the Envoy memo by the process that makes an Envoy
+    configuration, to which it is sent as these references). A chunk whose bytes are no longer
+    those (the file was replaced by another build) is left out: a miss, never a wrong entry."""
+
+    def __init__(self, section: str, env: str | None, path: str, chunks: Sequence[tuple[int, int, str]] = ()) -> None:
+        self.section, self.env, self.path = section, env, path
+        self._chunks: list[tuple[int, int, str]] = list(chunks)
+        self._table: dict[Any, Any] | None = None
+
+    def _read(self) -> Iterator[bytes]:
+        """The chunks' bytes that are still what was authenticated."""
+        try:
+            with open(self.path, "rb") as fh:
+                for offset, size, sha in self._chunks:
+                    fh.seek(offset)
+                    chunk = fh.read(size)
+                    if len(chunk) == size and hashlib.sha256(chunk).hexdigest() == sha:
+                        yield chunk
+        except OSError:
+            return
+
+    def parts(self) -> Iterator[bytes]:
+        if self._table is None:
+            for chunk in self._read():
+                yield _part(self.section, self.env, chunk)
+        else:
+            yield from _parts(self.section, self.env, self._table)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._table is not None:
+            return dict, (self._table,)
+        return Packed, (self.section, self.env, self.path, self._chunks)
+
+    def _items(self) -> dict[Any, Any]:
+        if self._table is None:
+            self._table = {}
+            for chunk in self._read():
+                self._table.update(pickle.loads(chunk))
+            self._chunks = []
+        return self._table
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+
 class Spilled(Mapping[Any, Any]):
-    """Entries of one cache section (`section`, and `env` for the units) already pickled to files,
-    as the parts `BuildCache.save` writes: nothing holds them in memory until the build saves the
-    cache, which copies the files' bytes as they are. Read (only tests do) they are loaded."""
+    """Entries of one cache section already pickled to files, as the parts `BuildCache.save`
+    writes: nothing holds them in memory until the build saves the cache, which copies the files'
+    bytes as they are. Read (only tests do) they are loaded."""
 
     def __init__(self, section: str, env: str | None, paths: Sequence[str] = ()) -> None:
         self.section, self.env, self.paths = section, env, tuple(paths)
@@ -62,8 +121,8 @@ class Spilled(Mapping[Any, Any]):
     def write(cls, path: Path, section: str, env: str | None, items: Iterable[tuple[Any, Any]]) -> Spilled:
         """`items` pickled to `path` in parts of at most CHUNK entries."""
         with open(path, "wb") as fh:
-            for chunk in _chunks(list(items)):
-                fh.write(pickle.dumps((section, env, chunk), protocol=pickle.HIGHEST_PROTOCOL))
+            for part in _parts(section, env, dict(items)):
+                fh.write(part)
         return cls(section, env, [str(path)])
 
     def blobs(self) -> Iterator[bytes]:
@@ -79,7 +138,8 @@ class Spilled(Mapping[Any, Any]):
             for path in self.paths:
                 with open(path, "rb") as fh:
                     while fh.peek(1):
-                        self._loaded.update(pickle.load(fh)[2])
+                        _, _, size = pickle.load(fh)
+                        self._loaded.update(pickle.loads(fh.read(size)))
         return self._loaded
 
     def __getitem__(self, key: Any) -> Any:
@@ -187,8 +247,8 @@ class BuildCache:
         prune()
 
     def _blobs(self) -> Iterator[bytes]:
-        """The pickled parts, (section, environment or None, up to CHUNK of its items) each; a
-        spilled section's as they were written."""
+        """The parts (`_part`: section, environment or None, up to CHUNK of its items); a spilled
+        or packed section's as they were written."""
         flat: dict[str, Mapping[Any, Any]] = {"parse": self.parse, "checks": self.checks,
                                               "written": self.written, "envoy": self.envoy}
         sections: list[tuple[str, str | None, Mapping[Any, Any]]] = [(name, None, d) for name, d in flat.items()]
@@ -196,13 +256,25 @@ class BuildCache:
         for name, env, d in sections:
             if isinstance(d, Spilled):
                 yield from d.blobs()
-                continue
-            for chunk in _chunks(list(d.items())):
-                yield _pickled((name, env, chunk))
+            elif isinstance(d, Packed):
+                yield from d.parts()
+            else:
+                yield from _parts(name, env, d)
 
 
 def _pickled(part: Any) -> bytes:
     return pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _part(section: str, env: str | None, chunk: bytes) -> bytes:
+    """One part of the cache file: a pickled head (section, environment or None, length), then
+    `chunk`, the pickled list of up to CHUNK items (read only when the section is)."""
+    return _pickled((section, env, len(chunk))) + chunk
+
+
+def _parts(section: str, env: str | None, table: Mapping[Any, Any]) -> Iterator[bytes]:
+    for chunk in _chunks(list(table.items())):
+        yield _part(section, env, _pickled(chunk))
 
 
 def _chunks(items: list[tuple[Any, Any]]) -> Iterator[list[tuple[Any, Any]]]:
@@ -254,17 +326,32 @@ def prune() -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-FORMAT = 3
+FORMAT = 4
 CHUNK = 5000
 _SECTIONS = ("parse", "units", "checks", "written", "envoy")
+PACKED = ("units", "envoy")  # sections kept as read until a build reads them (`Packed`)
 
 
 def _read_parts(fh: Any) -> dict[str, Any]:
     out: dict[str, Any] = {name: {} for name in _SECTIONS}
-    while (part := pickle.load(fh)) is not None:
-        name, env, items = part
+    packed: dict[tuple[str, str | None], list[tuple[int, int, str]]] = {}
+    while (head := pickle.load(fh)) is not None:
+        name, env, size = head
+        offset = fh.tell()
+        chunk = fh.read(size)
+        if len(chunk) != size:
+            raise EOFError("cut off")
+        if name in PACKED:
+            packed.setdefault((name, env), []).append((offset, size, hashlib.sha256(chunk).hexdigest()))
+            continue
         target = out[name] if env is None else out[name].setdefault(env, {})
-        target.update(items)
+        target.update(pickle.loads(chunk))
+    for (name, env), chunks in packed.items():
+        table = Packed(name, env, fh.name, chunks)
+        if env is None:
+            out[name] = table
+        else:
+            out[name][env] = table
     return out
 
 

@@ -74,6 +74,10 @@ class Executor:
         table: dict[str, Mapping[str, Any]] = getattr(self.cache, section)
         return table.get(part, {})
 
+    def cores(self) -> int:
+        """How many processes this run may keep busy at once."""
+        return pool.worker_count() if self.workers is None else self.workers
+
     def isolated(self, fn: Callable[[T], R], item: T) -> pool.Pending[R]:
         """fn(item) in a process of the fork server (here when there is none); `.result()` waits."""
         if self.server is None:

@@ -159,10 +159,8 @@ class Forkserver:
             socket.send_fds(self._sock, [b"j"], [child.fileno()])
         finally:
             child.close()
-        data = pickle.dumps((fn, item), protocol=pickle.HIGHEST_PROTOCOL)
-        mine.sendall(struct.pack("<Q", len(data)))
-        mine.sendall(data)
-        del data
+        with mine.makefile("wb") as fh:  # pickled straight into the socket: never one buffer here
+            pickle.dump((fn, item), fh, protocol=pickle.HIGHEST_PROTOCOL)
         return Pending(sock=mine)
 
     def close(self) -> None:
@@ -191,16 +189,23 @@ class Pending(Generic[R]):
     def __init__(self, sock: socket.socket | None = None, value: R | None = None) -> None:
         self._sock, self._value = sock, value
 
+    @property
+    def done(self) -> bool:
+        """Whether the value is here (a job run in this process), not under way elsewhere."""
+        return self._sock is None
+
     def result(self) -> R:
         if self._sock is not None:
-            with self._sock, self._sock.makefile("rb") as fh:
-                head = fh.read(9)
-                payload = fh.read(struct.unpack("<Q", head[1:])[0]) if len(head) == 9 else b""
-            self._sock = None
-            if head[:1] != b"v" or not payload:
-                detail = payload.decode("utf-8", "replace") if head[:1] == b"e" else "no answer"
-                raise RuntimeError(f"a meshc worker failed: {detail}")
-            self._value = pickle.loads(payload)
+            sock, self._sock = self._sock, None
+            with sock, sock.makefile("rb") as fh:
+                tag = fh.read(1)
+                try:
+                    answer = pickle.load(fh) if tag in (b"v", b"e") else None
+                except (EOFError, pickle.UnpicklingError):
+                    tag, answer = b"", None
+            if tag != b"v":
+                raise RuntimeError(f"a meshc worker failed: {answer if tag == b'e' else 'no answer'}")
+            self._value = answer
         return self._value  # type: ignore[return-value]  # set by the job or by the constructor
 
 
@@ -227,18 +232,20 @@ def _serve(sock: socket.socket, prctl: Callable[..., int] | None) -> None:
 
 
 def _job(sock: socket.socket) -> None:
+    """In a child of the server: the job's function and input, read from its socket; its value
+    (tag "v") or its traceback (tag "e") written back, pickled straight into the socket."""
     code = 0
     try:
         with sock.makefile("rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            fn, item = pickle.loads(fh.read(size))
+            fn, item = pickle.load(fh)
         try:
-            tag, data = b"v", pickle.dumps(fn(item), protocol=pickle.HIGHEST_PROTOCOL)
+            tag, answer = b"v", fn(item)
         except Exception:  # noqa: BLE001 - sent to the build, which raises it
-            tag, data = b"e", traceback.format_exc().encode()
-            code = 1
-        sock.sendall(tag + struct.pack("<Q", len(data)))
-        sock.sendall(data)
+            tag, answer, code = b"e", traceback.format_exc(), 1
+        del fn, item
+        with sock.makefile("wb") as out:
+            out.write(tag)
+            pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
         sock.close()
     except BaseException:  # noqa: BLE001 - the build sees no answer and fails
         code = 1
