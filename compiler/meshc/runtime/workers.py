@@ -211,11 +211,25 @@ class Pending(Generic[R]):
 
 def _serve(sock: socket.socket, prctl: Callable[..., int] | None) -> None:
     """The server's loop: a job socket in, a child forked for it; ends when the build closes its
-    end (or dies)."""
+    end (or dies). Children are waited for as they end (so their peak memory counts in the
+    build's, as `time` reports it); at the end, any still running is abandoned (killed)."""
     keep = sock.fileno()
     os.closerange(3, keep)
     os.closerange(keep + 1, _max_fd())
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    running: set[int] = set()
+
+    def reap(*_: object) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            running.discard(pid)
+
+    signal.signal(signal.SIGCHLD, reap)
+    chld = {signal.SIGCHLD}
     server = os.getpid()
     while True:
         try:
@@ -223,11 +237,24 @@ def _serve(sock: socket.socket, prctl: Callable[..., int] | None) -> None:
         except OSError:
             fds = []
         if not fds:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for pid in running:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
             os._exit(0)
-        if os.fork() == 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, chld)  # reaped only once it is known as running
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, chld)
             _die_with(server, prctl)
             sock.close()
             _job(socket.socket(fileno=fds[0]))
+        running.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, chld)
         os.close(fds[0])
 
 
