@@ -5,12 +5,13 @@
 It runs meshc's own command line (`meshc build -C ROOT`) in a child process whose progress
 messages (the phases: loading, compiling, Envoy, checking, writing; one line per environment
 when the build streams them) come back through a pipe, and polls /proc every `--interval`
-seconds for that process and every process below it (forked workers, CUE engines): VmRSS now and
-VmHWM (the kernel's peak) of each. It prints, per phase, the largest RSS seen of the build
-process, of a single worker, of a single CUE engine and of the whole tree, then each process's
-peak (VmHWM; for the build process itself the exact ru_maxrss of wait4, which is what GNU time's
-%M reports for it). A worker that lives for less than one interval may be missed: its figures
-are lower bounds, the build process's overall peak is exact.
+seconds for that process and every process below it (forked workers, the fork server and its
+jobs, CUE engines): VmRSS now and VmHWM (the kernel's peak) of each. It prints the peak of the
+largest single process of the build (ru_maxrss of wait4 over the build and every process it
+waited for: what GNU time's %M reports), then per phase the largest RSS seen of the build
+process, of a single worker, of a single CUE engine and of the whole tree, then each kind of
+process's peak (VmHWM). A process that lives for less than one interval may be missed by the
+sampler: its figures are lower bounds; the overall peak is exact.
 
 A clean build (the default) removes the repository's per-user build cache
 (`meshc.runtime.userstate.repo_state(ROOT)`), the record of the last build and the output folder
@@ -118,11 +119,13 @@ def _tree(root: int) -> dict[int, tuple[int, int, int]]:
     return {pid: table[pid] for pid in keep}
 
 
-def _role(pid: int, root: int, comm: str) -> str:
+def _role(pid: int, ppid: int, root: int, comm: str) -> str:
+    """meshc (the build), worker (forked by it: compile units, the fork server), job (forked by
+    the fork server: an environment's Envoy configuration), cue engine, or the command's name."""
     if pid == root:
         return "meshc"
     if comm.startswith("python") or comm == "meshc":
-        return "worker"
+        return "worker" if ppid == root else "job"
     if comm in ("node", "cue"):
         return "cue engine"
     return comm
@@ -169,10 +172,10 @@ def measure(root: Path, args: list[str], interval: float, warm: bool, out: Path 
         tree = _tree(child.pid)
         phase = phases[-1]
         total = 0
-        for pid, (_, rss, hwm) in tree.items():
+        for pid, (ppid, rss, hwm) in tree.items():
             proc = procs.get(pid)
             if proc is None:
-                proc = procs[pid] = Proc(pid, _role(pid, child.pid, _comm(pid)))
+                proc = procs[pid] = Proc(pid, _role(pid, ppid, child.pid, _comm(pid)))
             proc.rss_kb = max(proc.rss_kb, rss)
             proc.hwm_kb = max(proc.hwm_kb, hwm)
             phase.peak[proc.role] = max(phase.peak.get(proc.role, 0), rss)
@@ -188,7 +191,6 @@ def measure(root: Path, args: list[str], interval: float, warm: bool, out: Path 
     stderr = errors.read().decode("utf-8", "replace")
     errors.close()
     assert rusage is not None
-    procs[child.pid].hwm_kb = max(procs[child.pid].hwm_kb, rusage.ru_maxrss)
     return {
         "command": cmd[3:],
         "exit": os.waitstatus_to_exitcode(status),
@@ -208,11 +210,11 @@ def _mb(kb: int) -> str:
 def table(report: dict[str, object]) -> str:
     phases = report["phases"]
     assert isinstance(phases, list)
-    roles = ["meshc", "worker", "cue engine"]
-    lines = [f"meshc build: exit {report['exit']}, {report['wall_s']} s, peak RSS of the build process "
-             f"{_mb(int(report['peak_kb']))} MB (ru_maxrss)", "",  # type: ignore[call-overload]
-             "| phase | from s | to s | meshc MB | largest worker MB | largest CUE engine MB | tree MB |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    roles = ["meshc", "worker", "job", "cue engine"]
+    lines = [f"meshc build: exit {report['exit']}, {report['wall_s']} s, peak RSS of its largest process "
+             f"{_mb(int(report['peak_kb']))} MB (ru_maxrss, as GNU time %M)", "",  # type: ignore[call-overload]
+             "| phase | from s | to s | meshc MB | largest worker MB | largest job MB | largest CUE engine MB "
+             "| tree MB |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for p in phases:
         peak = p["peak_kb"]
         cells = [_mb(peak[r]) if r in peak else "" for r in roles]
