@@ -466,10 +466,8 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
     A fork server (`server`, the caller's, started before it read the cache; else one started
     here, before the estate is loaded) makes each large environment's Envoy configuration
     (`Executor.isolated`); `meanwhile(name, env_result)`, when given, is called with the
-    assembled environment (no Envoy files yet) while that runs. Without `meanwhile`, or when the
-    cache answered most of an environment's units, the next environment is compiled while its
-    proxy pass runs (`_EnvRun.start`). What the passes learn for the cache is spilled to disk as
-    each environment is done (`Executor.spill`)."""
+    assembled environment (no Envoy files yet) while that runs. What the passes learn for the
+    cache is spilled to disk as each environment is done (`Executor.spill`)."""
     out: Streamed[T] = Streamed()
     with Forkserver() if server is None else nullcontext(server) as running:
         executor = Executor(cache, workers, proxy.spool, proxy.check_envoy, server=running)
@@ -482,7 +480,7 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
             out.diagnostics = diags
             return out
         out.envs = list(value.merged.estate.envs)
-        state = _EnvRun(ctx, value, idle=meanwhile is None)
+        state = _EnvRun(ctx, value)
 
         def finish(flight: _Flight) -> None:
             bundled = state.finish(flight)
@@ -536,8 +534,8 @@ class _EnvRun:
     each environment's assemble and proxy diagnostics, what was learned for the cache, and the
     first gate that closed ("assemble" or "proxy")."""
 
-    def __init__(self, ctx: Context, prepared: Prepared, idle: bool = False) -> None:
-        self.ctx, self.prepared, self.idle = ctx, prepared, idle
+    def __init__(self, ctx: Context, prepared: Prepared) -> None:
+        self.ctx, self.prepared = ctx, prepared
         self.assembled: list[tuple[Diagnostic, ...]] = []
         self.proxied: list[tuple[Diagnostic, ...]] = []
         self.units: dict[str, Mapping[str, Any]] = {}
@@ -547,11 +545,10 @@ class _EnvRun:
 
     def start(self, name: str) -> _Flight | None:
         """units -> assemble of one environment, and its proxy pass started; None when the
-        assemble gate is closed. When nothing else runs beside its proxy pass (`idle`: no
-        checks) or the cache answered most of its units (a rebuild), the proxy pass is most of
-        its time: the next environment may be compiled meanwhile, and its proxy pass started
-        (two environments are held then; a clean build whose checks run beside each proxy pass
-        holds one)."""
+        assemble gate is closed. When the cache answered most of its units (a rebuild), its
+        proxy pass is most of its time: the next environment may be compiled meanwhile (it then
+        holds two environments; a clean build, whose units and checks already run beside each
+        proxy pass, holds one)."""
         ctx, executor = self.ctx, self.ctx.executor
         units = units_pass(ctx, _only(self.prepared, name))
         assert units.value is not None and units.learned.units is not None
@@ -568,7 +565,7 @@ class _EnvRun:
         if self.failed == "assemble" or assembled.value is None:
             return None
         pending = proxy_start(ctx, assembled.value)
-        overlap = (rebuilt or self.idle) and executor.cores() > 1 and any(not p.done for p in pending)
+        overlap = rebuilt and executor.cores() > 1 and any(not p.done for p in pending)
         return _Flight(name, assembled.value, pending, overlap)
 
     def finish(self, flight: _Flight) -> EnvResult | None:
