@@ -20,6 +20,7 @@ import shutil
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -43,9 +44,10 @@ STAGING = "environments/staging/services.yaml"
 
 @pytest.fixture
 def streamed_small(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every environment of the example estate handled as a large one: checked on its own (object
-    layers while its Envoy configuration is made), its Envoy configuration made by the fork
-    server, every Envoy file spooled."""
+    """Every environment of the example estate handled as a large one: compiled alone, checked on
+    its own (object layers while its Envoy configuration is made), its Envoy configuration made
+    by the fork server, every Envoy file spooled."""
+    monkeypatch.setattr(pipeline, "BATCH_SERVICES", 1)
     monkeypatch.setattr(api, "BATCH_OBJECTS", 1)
     monkeypatch.setattr(pipeline, "ISOLATE_FROM", 0)
     monkeypatch.setattr(pipeline, "SPOOL_FROM", 1)
@@ -143,9 +145,19 @@ def test_small_environments_are_checked_together(estate: Path, tmp_path: Path,
     assert _build(estate, tmp_path / "together").ok
     assert runs[-1] == [(tuple(ENVS), api.LAYERS)]
     monkeypatch.setattr(api, "BATCH_OBJECTS", 1)
+    monkeypatch.setattr(pipeline, "BATCH_SERVICES", 1)
     assert _build(estate, tmp_path / "alone", use_cache=False).ok
     objects = tuple(layer for layer in api.LAYERS if layer != "envoy")
     assert runs[-1] == [run for env in ENVS for run in (((env,), objects), ((env,), ("envoy",)))]
+
+
+def test_environments_are_compiled_in_batches_of_bounded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive environments go through the passes together while their services add up to at
+    most BATCH_SERVICES; a larger one goes alone."""
+    monkeypatch.setattr(pipeline, "BATCH_SERVICES", 10)
+    sizes = {"a": 4, "b": 5, "c": 2, "d": 30, "e": 1, "f": 10}
+    prepared: Any = SimpleNamespace(merged=SimpleNamespace(decls={n: [None] * k for n, k in sizes.items()}))
+    assert list(pipeline._batches(prepared, list(sizes))) == [["a", "b"], ["c"], ["d"], ["e"], ["f"]]
 
 
 @pytest.mark.parametrize("failure", ["compile", "check"])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -280,19 +280,17 @@ ProxyOut = tuple[EnvoyConfig, Mapping[str, bytes], dict[tuple[str, ...], Any]]
 
 def proxy_start(ctx: Context, assembled: Assembled) -> list[Pending[ProxyOut]]:
     """The first half of `proxy_pass`: each environment's Envoy configuration, under way. In a
-    streamed build a large environment's is made in a process of the fork server (the caller
-    may do other work meanwhile), a small one's here; otherwise all are made now (forked over
-    the cores when there are enough objects)."""
+    streamed build a large environment compiled alone gets its own made in a process of the fork
+    server (the caller may do other work meanwhile); otherwise all are made now (forked over the
+    cores when there are enough objects)."""
     ctx.progress("building Envoy and iptables configuration")
     envs = list(assembled.envs.values())
     executor = ctx.executor
     memo = executor.cache.envoy if executor.cache is not None else None
     checks = executor.cache.checks if executor.cache is not None else None
     options = ProxyOptions(executor.spool, executor.check_envoy)
-    if executor.server is not None:
-        return [executor.isolated(envoy_config, proxy_job(e, memo, options, _envoy_checks(checks), executor))
-                if len(e.artifacts) >= ISOLATE_FROM else Pending(value=envoy_config(
-                    proxy_job(e, memo, options, checks, executor))) for e in envs]
+    if executor.server is not None and len(envs) == 1 and len(envs[0].artifacts) >= ISOLATE_FROM:
+        return [executor.isolated(envoy_config, proxy_job(envs[0], memo, options, _envoy_checks(checks), executor))]
     big = sum(len(e.artifacts) for e in envs) >= 3000  # else forking costs more than it saves
     configs = executor.map(lambda e: proxy_config(e, memo, options, checks), envs,
                            min_items=2 if big else len(envs) + 1)
@@ -451,6 +449,9 @@ class Streamed(Generic[T]):
     bundled: bool = False
 
 
+BATCH_SERVICES = 5000  # environments whose services add up to at most this are compiled together
+
+
 def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs: Sequence[str] | None = None,
                      templates: Sequence[Path] = (), cache: BuildCache | None = None,
                      workers: int | None = None, progress: Callable[[str], None] = _quiet,
@@ -458,16 +459,21 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
                      meanwhile: Callable[[str, EnvResult], None] | None = None) -> Streamed[T]:
     """The passes of `compile_estate`, one environment at a time: load, merge and templates once;
     then per environment units -> assemble -> proxy -> bundle, and `sink(name, env_result)` with its
-    bundle; the environment's values are released before the next one is compiled. Gates as
-    `run_passes`: after an assemble error no environment goes through proxy (and the proxy
-    diagnostics of those that did are dropped), after a proxy error none is bundled, so the
-    diagnostics are `compile_estate`'s.
+    bundle; the environment's values are released before the next one is compiled. Consecutive
+    environments whose services add up to at most BATCH_SERVICES go through the passes together
+    (a batch: memory is no concern at that size, and the passes keep their parallelism: one
+    round of forked units, their Envoy configurations side by side). Gates as `run_passes`:
+    after an assemble error no environment goes through proxy (and the proxy diagnostics of
+    those that did are dropped), after a proxy error none is bundled, so the diagnostics are
+    `compile_estate`'s.
 
     A fork server (`server`, the caller's, started before it read the cache; else one started
     here, before the estate is loaded) makes each large environment's Envoy configuration
     (`Executor.isolated`); `meanwhile(name, env_result)`, when given, is called with the
-    assembled environment (no Envoy files yet) while that runs. What the passes learn for the
-    cache is spilled to disk as each environment is done (`Executor.spill`)."""
+    assembled environment (no Envoy files yet) while that runs. When the cache answered most of
+    a batch's units, the next batch is compiled while its proxy pass runs (`_EnvRun.start`).
+    What the passes learn for the cache is spilled to disk as each batch is done
+    (`Executor.spill`)."""
     out: Streamed[T] = Streamed()
     with Forkserver() if server is None else nullcontext(server) as running:
         executor = Executor(cache, workers, proxy.spool, proxy.check_envoy, server=running)
@@ -483,21 +489,22 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
         state = _EnvRun(ctx, value)
 
         def finish(flight: _Flight) -> None:
-            bundled = state.finish(flight)
-            if bundled is not None:
-                out.sunk[flight.name] = sink(flight.name, bundled)
+            for name, bundled in state.finish(flight):
+                out.sunk[name] = sink(name, bundled)
+                del bundled
 
         previous: _Flight | None = None
-        for number, name in enumerate(out.envs, start=1):
-            progress(f"environment {name} ({number}/{len(out.envs)})")
-            flight = state.start(name)
+        for batch in _batches(value, out.envs):
+            progress(f"environment {', '.join(batch)} ({out.envs.index(batch[-1]) + 1}/{len(out.envs)})")
+            flight = state.start(batch)
             if previous is not None:  # compiled while this one's proxy pass ran
                 finish(previous)
                 previous = None
             if flight is None:
                 continue
             if meanwhile is not None and flight.assembled is not None:
-                meanwhile(name, flight.assembled.envs[name])
+                for name in batch:
+                    meanwhile(name, flight.assembled.envs[name])
             if flight.overlap:
                 previous = flight
             else:
@@ -518,12 +525,27 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
     return out
 
 
+def _batches(prepared: Prepared, names: Sequence[str]) -> Iterator[list[str]]:
+    """Consecutive environments, together while their services add up to at most BATCH_SERVICES."""
+    batch: list[str] = []
+    size = 0
+    for name in names:
+        count = len(prepared.merged.decls[name])
+        if batch and size + count > BATCH_SERVICES:
+            yield batch
+            batch, size = [], 0
+        batch.append(name)
+        size += count
+    if batch:
+        yield batch
+
+
 @dataclass
 class _Flight:
-    """An environment whose proxy pass is under way; `overlap`: the next environment may be
+    """A batch of environments whose proxy pass is under way; `overlap`: the next batch may be
     compiled meanwhile."""
 
-    name: str
+    names: list[str]
     assembled: Assembled | None  # None once finished (released)
     pending: list[Pending[ProxyOut]]
     overlap: bool
@@ -531,8 +553,8 @@ class _Flight:
 
 class _EnvRun:
     """The per-environment passes of one streamed run, and what they leave for the run's end:
-    each environment's assemble and proxy diagnostics, what was learned for the cache, and the
-    first gate that closed ("assemble" or "proxy")."""
+    each batch's assemble and proxy diagnostics, what was learned for the cache, and the first
+    gate that closed ("assemble" or "proxy")."""
 
     def __init__(self, ctx: Context, prepared: Prepared) -> None:
         self.ctx, self.prepared = ctx, prepared
@@ -543,20 +565,21 @@ class _EnvRun:
         self.checks: dict[tuple[str, ...], Any] = {}
         self.failed = ""
 
-    def start(self, name: str) -> _Flight | None:
-        """units -> assemble of one environment, and its proxy pass started; None when the
+    def start(self, names: list[str]) -> _Flight | None:
+        """units -> assemble of a batch of environments, and its proxy pass started; None when the
         assemble gate is closed. When the cache answered most of its units (a rebuild), its
-        proxy pass is most of its time: the next environment may be compiled meanwhile (it then
-        holds two environments; a clean build, whose units and checks already run beside each
-        proxy pass, holds one)."""
+        proxy pass is most of its time: the next batch may be compiled meanwhile (it then holds
+        two; a clean build, whose units and checks already run beside each proxy pass, holds
+        one)."""
         ctx, executor = self.ctx, self.ctx.executor
-        units = units_pass(ctx, _only(self.prepared, name))
+        units = units_pass(ctx, _only(self.prepared, names))
         assert units.value is not None and units.learned.units is not None
-        if executor.cache is not None:
-            # this build's units of the environment replace the last build's, which nothing reads again
-            executor.cache.units.pop(name, None)
-        self.units[name] = executor.spill("units", name, units.learned.units[name])
-        rebuilt = 2 * units.value.cached >= len(units.value.outs[name]) > 0
+        for name in names:
+            if executor.cache is not None:
+                # this build's units of the environment replace the last build's, which nothing reads again
+                executor.cache.units.pop(name, None)
+            self.units[name] = executor.spill("units", name, units.learned.units[name])
+        rebuilt = 2 * units.value.cached >= sum(len(outs) for outs in units.value.outs.values()) > 0
         assembled = assemble_pass(ctx, units.value)
         del units
         self.assembled.append(assembled.diagnostics)
@@ -566,33 +589,34 @@ class _EnvRun:
             return None
         pending = proxy_start(ctx, assembled.value)
         overlap = rebuilt and executor.cores() > 1 and any(not p.done for p in pending)
-        return _Flight(name, assembled.value, pending, overlap)
+        return _Flight(names, assembled.value, pending, overlap)
 
-    def finish(self, flight: _Flight) -> EnvResult | None:
-        """The proxy pass's result collected, then bundle: the environment with its bundle, or
-        None when a gate is closed."""
+    def finish(self, flight: _Flight) -> list[tuple[str, EnvResult]]:
+        """The proxy pass's results collected, then bundle: each environment with its bundle
+        (none when a gate is closed)."""
         assert flight.assembled is not None
         proxied = proxy_collect(self.ctx, flight.assembled, flight.pending)
         flight.assembled, flight.pending = None, []
         self.proxied.append(proxied.diagnostics)
-        if proxied.learned.envoy is not None:
-            self.memos.append(proxied.learned.envoy)
+        if proxied.learned.envoy is not None:  # (spilled by the job when it had a spill file)
+            memo = proxied.learned.envoy
+            self.memos.append(memo if isinstance(memo, Spilled) else self.ctx.executor.spill("envoy", None, memo))
         self.checks.update(proxied.learned.checks or {})
         if has_errors(proxied.diagnostics):
             self.failed = self.failed or "proxy"
         if self.failed or proxied.value is None:
-            return None
+            return []
         result = bundle_pass(self.ctx, proxied.value).value
         assert result is not None
-        return result.envs[flight.name]
+        return [(name, result.envs[name]) for name in flight.names]
 
 
-def _only(prepared: Prepared, name: str) -> Prepared:
-    """The estate's values restricted to one environment (the passes loop over what they get)."""
+def _only(prepared: Prepared, names: Sequence[str]) -> Prepared:
+    """The estate's values restricted to some environments (the passes loop over what they get)."""
     merged = prepared.merged
-    return Prepared(Merged(replace(merged.estate, envs={name: merged.estate.envs[name]}),
-                           {name: merged.decls[name]}),
-                    {name: prepared.settings[name]}, {name: prepared.expanders[name]})
+    return Prepared(Merged(replace(merged.estate, envs={n: merged.estate.envs[n] for n in names}),
+                           {n: merged.decls[n] for n in names}),
+                    {n: prepared.settings[n] for n in names}, {n: prepared.expanders[n] for n in names})
 
 
 # ----------------------------------------------------------------------------- pass helpers

@@ -142,10 +142,13 @@ class Forkserver:
         parent = os.getpid()
         prctl = _prctl()
         pid = os.fork()
-        if pid == 0:  # the server
-            _die_with(parent, prctl)
-            ours.close()
-            _serve(theirs, prctl)
+        if pid == 0:  # the server: never returns into the build's code
+            try:
+                _die_with(parent, prctl)
+                ours.close()
+                _serve(theirs, prctl)
+            finally:
+                os._exit(0)
         theirs.close()
         self._sock, self._pid = ours, pid
 
@@ -216,6 +219,7 @@ def _serve(sock: socket.socket, prctl: Callable[..., int] | None) -> None:
     keep = sock.fileno()
     os.closerange(3, keep)
     os.closerange(keep + 1, _max_fd())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle: it closes the server
     running: set[int] = set()
 
     def reap(*_: object) -> None:
