@@ -20,7 +20,7 @@ from typing import Any
 
 from meshc.model.ids import ObjectId
 from meshc.model.settings import ProxySettings
-from meshc.proxy.envoy.endpoints import load_assignment
+from meshc.proxy.envoy.endpoints import Assigner, load_assignment
 from meshc.proxy.envoy.istio import DNS_MODES, DestRule, Endpoint, Service, SvcPort
 from meshc.proxy.envoy.policy import (
     Policy,
@@ -150,34 +150,47 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
     return BuiltCluster(name, body, origin, origins, tls.uses_sds, tls.uses_ads)
 
 
-Inputs = tuple[list[Endpoint], SvcPort, Policy]
+@dataclass
+class Relocations:
+    """What `relocated` keeps between calls for the views of one environment: each cluster's
+    load assignments (`Assigner`: its endpoints, port and policy, each distinct outcome rendered
+    once), and each cluster as a client of a given locality and labels gets it."""
+
+    assigners: dict[str, Assigner] = field(default_factory=dict)
+    made: dict[tuple[str, str, tuple[tuple[str, str], ...]], BuiltCluster] = field(default_factory=dict)
 
 
 def relocated(built: BuiltCluster, service: Service, rule: DestRule | None,
-              settings: ProxySettings, inputs: dict[str, Inputs] | None = None) -> BuiltCluster:
+              settings: ProxySettings, seen: Relocations | None = None) -> BuiltCluster:
     """`built`, a cluster of `service` made for another client, as the client of `settings` gets
     it: of a cluster only the load assignment depends on the client (its locality and labels), so
-    only that is rebuilt (the same steps as `build_cluster`). `inputs` keeps each cluster's
-    endpoints, port and policy between calls for several clients."""
+    only that is rebuilt (the same steps as `build_cluster`). `seen` keeps what was made between
+    calls for several clients; it assumes one `built` (and service and rule) per cluster name, as
+    the first producer of a name wins."""
     if "load_assignment" not in built.body:
         return built
-    found = inputs.get(built.name) if inputs is not None else None
-    if found is None:
+    key = (built.name, settings.locality, tuple(settings.labels))
+    if seen is not None and key in seen.made:
+        return seen.made[key]
+    assigner = seen.assigners.get(built.name) if seen is not None else None
+    if assigner is None:
         _, port_number, subset_name, _ = built.name.split("|", 3)
         port = next(p for p in service.ports if p.number == int(port_number))
         subset = next((s for s in rule.subsets if s.get("name") == subset_name), None) \
             if subset_name and rule is not None else None
-        found = (_subset_endpoints(service, (subset or {}).get("labels") or {}), port,
-                 effective_policy(rule, port.number, subset))
-        if inputs is not None:
-            inputs[built.name] = found
-    endpoints, port, policy = found
-    assignment = load_assignment(built.name, endpoints, port, policy, settings.locality, settings.labels)
+        assigner = Assigner(built.name, _subset_endpoints(service, (subset or {}).get("labels") or {}), port,
+                            effective_policy(rule, port.number, subset))
+        if seen is not None:
+            seen.assigners[built.name] = assigner
+    assignment = assigner.for_client(settings.locality, settings.labels)
     lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items() if k != "locality_weighted_lb_config"}
     if assignment.locality_weighted:
         lb["locality_weighted_lb_config"] = {}
     body = {**built.body, "load_assignment": assignment.assignment, "common_lb_config": lb}
-    return replace(built, body=body, endpoint_origins=assignment.origins)
+    out = replace(built, body=body, endpoint_origins=assignment.origins)
+    if seen is not None:
+        seen.made[key] = out
+    return out
 
 
 def _add_optional(body: Json, policy: Policy, port: SvcPort, tls: TlsChoice) -> None:

@@ -16,6 +16,7 @@ client is known (its locality or its labels); they are renumbered to be contiguo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ def _group(endpoints: Sequence[Endpoint]) -> list[_Group]:
     return [_Group(locality, members) for locality, members in sorted(groups.items())]
 
 
+@functools.lru_cache(maxsize=4096)
 def _lb_priority(client: str, locality: str) -> int:
     mine, theirs = locality_parts(client), locality_parts(locality)
     if mine == theirs:
@@ -176,7 +178,33 @@ def load_assignment(cluster_name: str, endpoints: Sequence[Endpoint], port: SvcP
                     policy: Policy, client_locality: str,
                     proxy_labels: Sequence[tuple[str, str]] = ()) -> LoadAssignment:
     client = client_labels(client_locality, proxy_labels)
-    groups, prioritised, weighted = _shape(_group(endpoints), policy, client_locality, client)
+    return _render(cluster_name, port, *_shape(_group(endpoints), policy, client_locality, client))
+
+
+class Assigner:
+    """The load assignments of one cluster for several clients (the views of an environment):
+    its endpoints grouped once, and each distinct outcome of the client-dependent steps (which
+    endpoints in which group, with which priority and weight) rendered once: clients in other
+    localities often get the same one (endpoints without a locality rank alike for all of them)."""
+
+    def __init__(self, cluster_name: str, endpoints: Sequence[Endpoint], port: SvcPort, policy: Policy) -> None:
+        self.name, self.port, self.policy = cluster_name, port, policy
+        self.groups = _group(endpoints)  # read only: _shape makes new groups when it changes them
+        self.rendered: dict[tuple[Any, ...], LoadAssignment] = {}
+
+    def for_client(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]] = ()) -> LoadAssignment:
+        client = client_labels(client_locality, proxy_labels)
+        groups, prioritised, weighted = _shape(self.groups, self.policy, client_locality, client)
+        key = (prioritised, weighted,
+               tuple((g.locality, g.priority, g.weight, tuple(map(id, g.members))) for g in groups))
+        found = self.rendered.get(key)
+        if found is None:
+            found = self.rendered[key] = _render(self.name, self.port, groups, prioritised, weighted)
+        return found
+
+
+def _render(cluster_name: str, port: SvcPort, groups: list[_Group], prioritised: bool,
+            weighted: bool) -> LoadAssignment:
     rendered: list[Json] = []
     origins: list[tuple[int, int, ObjectId]] = []
     for g_index, group in enumerate(groups):

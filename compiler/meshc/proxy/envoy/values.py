@@ -11,6 +11,7 @@ bootstrap path instead of this module guessing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,7 @@ def whole_seconds(value: Any) -> Any:
     return value if nanos is None else nanos // 1_000_000_000
 
 
+@functools.lru_cache(maxsize=4096)  # a few localities, asked for per endpoint per client
 def locality_parts(locality: str) -> tuple[str, str, str]:
     """'region/zone/subzone' -> the three parts; further segments are ignored."""
     parts = (locality.split("/") + ["", "", ""])[:3] if locality else ["", "", ""]
