@@ -293,8 +293,9 @@ def test_cached_fast_findings_are_answered_without_the_engine(first: Estate,
 @pytest.mark.cue
 def test_prestarted_engines_are_used_and_the_rest_closed(first: Estate) -> None:
     result, opts = first.result, first.opts
-    assert cue_layer.prestart(opts, {("cue", "fast", "x"): []}) == 0  # a warm cache: nothing started
-    started = cue_layer.prestart(opts, None)
+    assert cue_layer.prestart(opts, None) == 0  # a clean build: the layer starts its own
+    assert cue_layer.prestart(opts, {("schema", "x"): []}) == 0  # no fast-path result cached: the same
+    started = cue_layer.prestart(opts, {("cue", "fast", "x"): []})  # a rebuild
     assert started >= 1 and len(fast._spare) == started
     spare = list(fast._spare)
     found = _diags(result, opts, False)

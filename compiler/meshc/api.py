@@ -15,6 +15,8 @@ from typing import Any
 
 from meshc import __version__
 from meshc.check.common import CheckKey
+from meshc.check.cue import fast as cue_fast
+from meshc.check.cue import layer as cue_layer
 from meshc.check.layers import LAYERS, CheckInputError, CheckOptions, check_run, parse_layers
 from meshc.check.lint import lint_docs, read_inputs
 from meshc.check.schema.crd import CrdError, CrdSet
@@ -275,7 +277,12 @@ def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bo
         return BuildOutcome(CompileResult(diagnostics=list(problems)), list(problems))
     with Forkserver() as server:  # forked before the cache is read: its jobs never hold it
         cache = _open_cache(root, project, use_cache)
-        return _streamed_build(root, project, envs, out_root, key, checks, cache, progress, proxy, server)
+        if checks and cache is not None:  # a rebuild leaves a core to start the CUE engine on
+            cue_layer.prestart(check_options(project), cache.checks)
+        try:
+            return _streamed_build(root, project, envs, out_root, key, checks, cache, progress, proxy, server)
+        finally:
+            cue_fast.discard()  # an engine started and not needed
 
 
 def _streamed_build(root: Path, project: Project, envs: Sequence[str], out_root: Path, key: str, checks: bool,

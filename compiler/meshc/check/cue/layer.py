@@ -165,14 +165,17 @@ def run_cue(result: CompileResult, run: CheckRun, reference: bool | None = None)
 def prestart(opts: CheckOptions, cached: Mapping[CheckKey, Any] | None = None) -> int:
     """Start a CUE engine now, so that it is ready when the layer runs: call it before the
     compile, which then runs beside the engine's start (WebAssembly compile and warm-up, about
-    1.5 s of CPU). Only when the last build's check results (`cached`) hold nothing of this
-    layer's fast path: a warm build rarely needs an engine, and the layer starts one then.
-    Returns how many engines are starting; `fast.discard()` closes them if the layer does not
-    run (the layer closes those it did not need)."""
+    1.5 s of CPU). Only for a rebuild, when the last build's check results (`cached`) hold this
+    layer's fast path: its compile reads most of its work from the cache and leaves a core free,
+    and the documents of what changed need an engine; a clean build's compile keeps every core
+    busy, and the layer starts its engines when it runs (bench/cue_layer.py: a prestart beside a
+    clean compile gains nothing on 2 cores). Returns how many engines are starting;
+    `fast.discard()` closes them if the layer does not run (the layer closes those it did not
+    need)."""
     if ("cue" not in opts.layers or opts.policies is None or not opts.policies.is_dir()
             or reference_default()):
         return 0
-    if cached and any(key[:2] == ("cue", "fast") for key in cached):
+    if not cached or not any(key[:2] == ("cue", "fast") for key in cached):
         return 0
     return fast.prestart()
 
