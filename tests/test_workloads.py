@@ -377,3 +377,42 @@ def test_a_credential_cluster_shared_by_views_does_not_give_the_egress_proxy_ads
     assert [c["name"] for c in hidden] == ["outbound|80||api.vendor.example.com"]
     assert "kubernetes://vendor-client" in orjson.dumps(hidden).decode()
     assert ENVOY_CLUSTERS in env.envoy.workload_sources
+
+
+UNIFORM_POLICIES = [
+    "      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n",
+    "      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n"
+    "      loadBalancer: {localityLbSetting: {failover: [{from: r1, to: r2}]}}\n",
+    "      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n"
+    "      loadBalancer: {localityLbSetting: {enabled: false}}\n",
+]
+
+
+@pytest.mark.parametrize("egress_locality", ["r1/z1", ""])
+@pytest.mark.parametrize("endpoints", ["{region: r2, zone: a}", ""])
+@pytest.mark.parametrize("policy", UNIFORM_POLICIES)
+def test_views_of_clusters_with_one_locality_group(policy: str, endpoints: str, egress_locality: str) -> None:
+    """A cluster whose endpoints are one locality group (or have none) ranks them alike for every
+    client with a locality or labels (endpoints.Assigner, `uniform`); the views reuse the egress
+    proxy's cluster when its client gets the same: every proxy's configuration is still exactly
+    what a build for it alone gives, with and without a locality of the egress proxy, for clients
+    in the endpoints' region, in others, with labels only and with neither."""
+    where = f", locality: {endpoints}" if endpoints else ""
+    db = DB.replace("      outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n", policy)
+    db = db.replace("      - {address: 10.2.0.1, name: z1, locality: {region: r1, zone: z1}}\n"
+                    "      - {address: 10.2.0.2, name: z2, locality: {region: r1, zone: z2}}\n",
+                    f"      - {{address: 10.2.0.1, name: a{where}}}\n      - {{address: 10.2.0.2, name: b{where}}}\n")
+
+    def vm(name: str, extra: str, address: str) -> str:
+        return (f"  - name: {name}\n    hosts: [{name}.internal.example.com]\n    location: internal\n"
+                "    resolution: static\n    endpointsAs: workloadEntries\n"
+                "    ports:\n      - {number: 8080, protocol: HTTP, name: http}\n"
+                f"    endpoints:\n      - {{address: {address}, name: a, {extra}serviceAccount: {name}}}\n")
+    vms = (vm("near", "labels: {app: near}, locality: {region: r1, zone: z2}, ", "10.1.0.1")
+           + vm("far", "labels: {app: far}, locality: {region: r2, zone: b}, ", "10.1.0.2")
+           + vm("other", "locality: {region: r3, zone: c}, ", "10.1.0.3")
+           + vm("labelled", "labels: {app: labelled}, ", "10.1.0.4")
+           + vm("bare", "", "10.1.0.5"))
+    env_yaml = "name: dev\nnamespace: egress\n" + (f"proxy:\n  locality: {egress_locality}\n" if egress_locality else "")
+    env = _estate(vms, db, env=env_yaml)
+    _assert_every_proxy_exact(env)

@@ -154,8 +154,10 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
 class Relocations:
     """What `relocated` keeps between calls for the views of one environment: each cluster's
     load assignments (`Assigner`: its endpoints, port and policy, each distinct outcome rendered
-    once), and each cluster as a client of a given locality and labels gets it."""
+    once), and each cluster as a client of a given locality and labels gets it. `home`: the
+    settings of the proxy the clusters were built for (the egress proxy)."""
 
+    home: ProxySettings | None = None
     assigners: dict[str, Assigner] = field(default_factory=dict)
     made: dict[tuple[str, str, tuple[tuple[str, str], ...]], BuiltCluster] = field(default_factory=dict)
 
@@ -166,7 +168,8 @@ def relocated(built: BuiltCluster, service: Service, rule: DestRule | None,
     it: of a cluster only the load assignment depends on the client (its locality and labels), so
     only that is rebuilt (the same steps as `build_cluster`). `seen` keeps what was made between
     calls for several clients; it assumes one `built` (and service and rule) per cluster name, as
-    the first producer of a name wins."""
+    the first producer of a name wins. When `seen.home` (the client `built` was made for) gets
+    the same load assignment, `built` itself is returned."""
     if "load_assignment" not in built.body:
         return built
     key = (built.name, settings.locality, tuple(settings.labels))
@@ -182,12 +185,18 @@ def relocated(built: BuiltCluster, service: Service, rule: DestRule | None,
                             effective_policy(rule, port.number, subset))
         if seen is not None:
             seen.assigners[built.name] = assigner
+            if seen.home is not None:
+                assigner.home = assigner.key(seen.home.locality, seen.home.labels)
     assignment = assigner.for_client(settings.locality, settings.labels)
-    lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items() if k != "locality_weighted_lb_config"}
-    if assignment.locality_weighted:
-        lb["locality_weighted_lb_config"] = {}
-    body = {**built.body, "load_assignment": assignment.assignment, "common_lb_config": lb}
-    out = replace(built, body=body, endpoint_origins=assignment.origins)
+    if assignment is None:
+        out = built  # what `build_cluster` made for the home client is what this client gets
+    else:
+        lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items()
+              if k != "locality_weighted_lb_config"}
+        if assignment.locality_weighted:
+            lb["locality_weighted_lb_config"] = {}
+        body = {**built.body, "load_assignment": assignment.assignment, "common_lb_config": lb}
+        out = replace(built, body=body, endpoint_origins=assignment.origins)
     if seen is not None:
         seen.made[key] = out
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,21 +185,43 @@ class Assigner:
     """The load assignments of one cluster for several clients (the views of an environment):
     its endpoints grouped once, and each distinct outcome of the client-dependent steps (which
     endpoints in which group, with which priority and weight) rendered once: clients in other
-    localities often get the same one (endpoints without a locality rank alike for all of them)."""
+    localities often get the same one.
+
+    An outcome is named by a key (`key`): equal keys, equal load assignments. A cluster whose
+    endpoints form one locality group, with neither `distribute` nor `failoverPriority`, is
+    *uniform*: every client with a locality or labels gets the same outcome (one group, renumbered
+    to priority 0; `weighted` does not depend on the client), so its key says only that."""
 
     def __init__(self, cluster_name: str, endpoints: Sequence[Endpoint], port: SvcPort, policy: Policy) -> None:
         self.name, self.port, self.policy = cluster_name, port, policy
         self.groups = _group(endpoints)  # read only: _shape makes new groups when it changes them
-        self.rendered: dict[tuple[Any, ...], LoadAssignment] = {}
+        setting = (policy.load_balancer or {}).get("localityLbSetting") or {}
+        self.uniform = len(self.groups) <= 1 and not setting.get("distribute") and not setting.get("failoverPriority")
+        self.rendered: dict[Hashable, LoadAssignment] = {}
+        self.home: Hashable | None = None  # the key of the client the cluster was first built for
 
-    def for_client(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]] = ()) -> LoadAssignment:
-        client = client_labels(client_locality, proxy_labels)
-        groups, prioritised, weighted = _shape(self.groups, self.policy, client_locality, client)
-        key = (prioritised, weighted,
-               tuple((g.locality, g.priority, g.weight, tuple(map(id, g.members))) for g in groups))
+    def _outcome(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]]
+                 ) -> tuple[Hashable, tuple[list[_Group], bool, bool] | None]:
+        if self.uniform:
+            return ("uniform", bool(client_locality or proxy_labels)), None
+        shaped = _shape(self.groups, self.policy, client_locality, client_labels(client_locality, proxy_labels))
+        groups, prioritised, weighted = shaped
+        return (prioritised, weighted,
+                tuple((g.locality, g.priority, g.weight, tuple(map(id, g.members))) for g in groups)), shaped
+
+    def key(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]] = ()) -> Hashable:
+        return self._outcome(client_locality, proxy_labels)[0]
+
+    def for_client(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]] = ()) -> LoadAssignment | None:
+        """The client's load assignment; None when it is the `home` client's outcome."""
+        key, shaped = self._outcome(client_locality, proxy_labels)
+        if self.home is not None and key == self.home:
+            return None
         found = self.rendered.get(key)
         if found is None:
-            found = self.rendered[key] = _render(self.name, self.port, groups, prioritised, weighted)
+            if shaped is None:
+                shaped = _shape(self.groups, self.policy, client_locality, client_labels(client_locality, proxy_labels))
+            found = self.rendered[key] = _render(self.name, self.port, *shaped)
         return found
 
 

@@ -160,7 +160,8 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
         mine = {built.name: built for found in produced.values() for built in found}
     removed = set(egress.clusters) - set(mine) if rules_differ else set()
     clusters = {name: built for name, built in mine.items()
-                if name not in egress.clusters or egress.clusters[name].body != built.body}
+                if name not in egress.clusters or (egress.clusters[name] is not built
+                                                   and egress.clusters[name].body != built.body)}
     listeners: dict[str, BuiltListener] = {}
     listeners_removed: set[str] = set()
     if rules_differ:
@@ -274,7 +275,7 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     owned: dict[int, list[str]] = {}
     for name, index in base.winner.items():
         owned.setdefault(index, []).append(name)
-    made = Relocations()
+    made = Relocations(home=settings)
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
                               g.settings, owned, made)
                 for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
