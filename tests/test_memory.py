@@ -130,6 +130,19 @@ def test_each_environment_is_staged_and_released_before_the_next_is_compiled(
         check_golden_dir(REPO / "tests" / "goldens" / "estate" / env, read_bundle(out / env).files)
 
 
+def test_without_checks_the_next_environment_is_compiled_while_a_proxy_pass_runs(
+        estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed_small: None) -> None:
+    """Nothing else runs beside a proxy pass when the checks are skipped: the next environment is
+    compiled meanwhile (two held at most), and the bytes are the goldens'."""
+    out = tmp_path / "out"
+    rec = _Recorder(monkeypatch, out)
+    assert _build(estate, out, checks=False).ok
+    assert rec.events == [("units", "dev"), ("units", "edge"), ("staged", "dev"), ("units", "prod"),
+                          ("staged", "edge"), ("units", "staging"), ("staged", "prod"), ("staged", "staging")]
+    for env in ENVS:
+        check_golden_dir(REPO / "tests" / "goldens" / "estate" / env, read_bundle(out / env).files)
+
+
 def test_small_environments_are_checked_together(estate: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Below the batch size, environments are held and checked in one run (the CUE engines start

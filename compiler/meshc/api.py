@@ -292,7 +292,7 @@ def _streamed_build(root: Path, project: Project, envs: Sequence[str], out_root:
     try:
         streamed = compile_streamed(DiskTree(root), stager, envs or None, _templates(project), cache,
                                     progress=progress or (lambda _m: None), proxy=proxy, server=server,
-                                    meanwhile=stager.assembled)
+                                    meanwhile=stager.assembled if checks else None)
         if streamed.bundled:
             stager.flush()
         result = CompileResult(diagnostics=streamed.diagnostics + (_cache_notes(cache) if cache else []),

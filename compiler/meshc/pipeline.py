@@ -470,8 +470,9 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
     A fork server (`server`, the caller's, started before it read the cache; else one started
     here, before the estate is loaded) makes each large environment's Envoy configuration
     (`Executor.isolated`); `meanwhile(name, env_result)`, when given, is called with the
-    assembled environment (no Envoy files yet) while that runs. When the cache answered most of
-    a batch's units, the next batch is compiled while its proxy pass runs (`_EnvRun.start`).
+    assembled environment (no Envoy files yet) while that runs. Without `meanwhile` (nothing else
+    runs beside a proxy pass), or when the cache answered most of a batch's units, the next batch
+    is compiled while its proxy pass runs (`_EnvRun.start`).
     What the passes learn for the cache is spilled to disk as each batch is done
     (`Executor.spill`)."""
     out: Streamed[T] = Streamed()
@@ -486,7 +487,7 @@ def compile_streamed(tree: SourceTree, sink: Callable[[str, EnvResult], T], envs
             out.diagnostics = diags
             return out
         out.envs = list(value.merged.estate.envs)
-        state = _EnvRun(ctx, value)
+        state = _EnvRun(ctx, value, idle=meanwhile is None)
 
         def finish(flight: _Flight) -> None:
             for name, bundled in state.finish(flight):
@@ -556,8 +557,8 @@ class _EnvRun:
     each batch's assemble and proxy diagnostics, what was learned for the cache, and the first
     gate that closed ("assemble" or "proxy")."""
 
-    def __init__(self, ctx: Context, prepared: Prepared) -> None:
-        self.ctx, self.prepared = ctx, prepared
+    def __init__(self, ctx: Context, prepared: Prepared, idle: bool = False) -> None:
+        self.ctx, self.prepared, self.idle = ctx, prepared, idle
         self.assembled: list[tuple[Diagnostic, ...]] = []
         self.proxied: list[tuple[Diagnostic, ...]] = []
         self.units: dict[str, Mapping[str, Any]] = {}
@@ -567,10 +568,10 @@ class _EnvRun:
 
     def start(self, names: list[str]) -> _Flight | None:
         """units -> assemble of a batch of environments, and its proxy pass started; None when the
-        assemble gate is closed. When the cache answered most of its units (a rebuild), its
-        proxy pass is most of its time: the next batch may be compiled meanwhile (it then holds
-        two; a clean build, whose units and checks already run beside each proxy pass, holds
-        one)."""
+        assemble gate is closed. When nothing else runs beside its proxy pass (`idle`: no
+        checks) or the cache answered most of its units (a rebuild), the proxy pass is most of
+        its time: the next batch may be compiled meanwhile (it then holds two; a clean build
+        whose checks run beside each proxy pass holds one)."""
         ctx, executor = self.ctx, self.ctx.executor
         units = units_pass(ctx, _only(self.prepared, names))
         assert units.value is not None and units.learned.units is not None
@@ -588,7 +589,7 @@ class _EnvRun:
         if self.failed == "assemble" or assembled.value is None:
             return None
         pending = proxy_start(ctx, assembled.value)
-        overlap = rebuilt and executor.cores() > 1 and any(not p.done for p in pending)
+        overlap = (rebuilt or self.idle) and executor.cores() > 1 and any(not p.done for p in pending)
         return _Flight(names, assembled.value, pending, overlap)
 
     def finish(self, flight: _Flight) -> list[tuple[str, EnvResult]]:
