@@ -152,54 +152,41 @@ def build_cluster(service: Service, port: SvcPort, rule: DestRule | None,
 
 @dataclass
 class Relocations:
-    """What `relocated` keeps between calls for the views of one environment: each cluster's
-    load assignments (`Assigner`: its endpoints, port and policy, each distinct outcome rendered
-    once), and each cluster as a client of a given locality and labels gets it. `home`: the
-    settings of the proxy the clusters were built for (the egress proxy)."""
+    """What `relocated` keeps between calls for the views of one environment: `home`, the
+    settings of the proxy the clusters were built for (the egress proxy), and each cluster's load
+    assignments (`Assigner`: its endpoints, port and policy, each distinct outcome rendered once)."""
 
-    home: ProxySettings | None = None
+    home: ProxySettings
     assigners: dict[str, Assigner] = field(default_factory=dict)
-    made: dict[tuple[str, str, tuple[tuple[str, str], ...]], BuiltCluster] = field(default_factory=dict)
 
 
 def relocated(built: BuiltCluster, service: Service, rule: DestRule | None,
-              settings: ProxySettings, seen: Relocations | None = None) -> BuiltCluster:
-    """`built`, a cluster of `service` made for another client, as the client of `settings` gets
-    it: of a cluster only the load assignment depends on the client (its locality and labels), so
-    only that is rebuilt (the same steps as `build_cluster`). `seen` keeps what was made between
-    calls for several clients; it assumes one `built` (and service and rule) per cluster name, as
-    the first producer of a name wins. When `seen.home` (the client `built` was made for) gets
-    the same load assignment, `built` itself is returned."""
+              settings: ProxySettings, seen: Relocations) -> BuiltCluster:
+    """`built`, a cluster of `service` made for the client `seen.home`, as the client of
+    `settings` gets it: of a cluster only the load assignment depends on the client (its locality
+    and labels), so only that is rebuilt (the same steps as `build_cluster`), and `built` itself
+    is returned when the client gets the home client's. `seen` keeps what was made between calls
+    for several clients; it assumes one `built` (and service and rule) per cluster name, as the
+    first producer of a name wins."""
     if "load_assignment" not in built.body:
         return built
-    key = (built.name, settings.locality, tuple(settings.labels))
-    if seen is not None and key in seen.made:
-        return seen.made[key]
-    assigner = seen.assigners.get(built.name) if seen is not None else None
+    assigner = seen.assigners.get(built.name)
     if assigner is None:
         _, port_number, subset_name, _ = built.name.split("|", 3)
         port = next(p for p in service.ports if p.number == int(port_number))
         subset = next((s for s in rule.subsets if s.get("name") == subset_name), None) \
             if subset_name and rule is not None else None
-        assigner = Assigner(built.name, _subset_endpoints(service, (subset or {}).get("labels") or {}), port,
-                            effective_policy(rule, port.number, subset))
-        if seen is not None:
-            seen.assigners[built.name] = assigner
-            if seen.home is not None:
-                assigner.home = assigner.key(seen.home.locality, seen.home.labels)
+        assigner = seen.assigners[built.name] = Assigner(
+            built.name, _subset_endpoints(service, (subset or {}).get("labels") or {}), port,
+            effective_policy(rule, port.number, subset), seen.home.locality, seen.home.labels)
     assignment = assigner.for_client(settings.locality, settings.labels)
-    if assignment is None:
-        out = built  # what `build_cluster` made for the home client is what this client gets
-    else:
-        lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items()
-              if k != "locality_weighted_lb_config"}
-        if assignment.locality_weighted:
-            lb["locality_weighted_lb_config"] = {}
-        body = {**built.body, "load_assignment": assignment.assignment, "common_lb_config": lb}
-        out = replace(built, body=body, endpoint_origins=assignment.origins)
-    if seen is not None:
-        seen.made[key] = out
-    return out
+    if assignment is None:  # what `build_cluster` made for the home client is what this client gets
+        return built
+    lb = {k: v for k, v in (built.body.get("common_lb_config") or {}).items() if k != "locality_weighted_lb_config"}
+    if assignment.locality_weighted:
+        lb["locality_weighted_lb_config"] = {}
+    body = {**built.body, "load_assignment": assignment.assignment, "common_lb_config": lb}
+    return replace(built, body=body, endpoint_origins=assignment.origins)
 
 
 def _add_optional(body: Json, policy: Policy, port: SvcPort, tls: TlsChoice) -> None:

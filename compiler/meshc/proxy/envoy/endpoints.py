@@ -187,21 +187,25 @@ class Assigner:
     endpoints in which group, with which priority and weight) rendered once: clients in other
     localities often get the same one.
 
-    An outcome is named by a key (`key`): equal keys, equal load assignments. A cluster whose
+    An outcome is named by a key: equal keys, equal load assignments. A cluster whose
     endpoints form one locality group, with neither `distribute` nor `failoverPriority`, is
     *uniform*: every client with a locality or labels gets the same outcome (one group, renumbered
     to priority 0; `weighted` does not depend on the client), so its key says only that."""
 
-    def __init__(self, cluster_name: str, endpoints: Sequence[Endpoint], port: SvcPort, policy: Policy) -> None:
+    def __init__(self, cluster_name: str, endpoints: Sequence[Endpoint], port: SvcPort, policy: Policy,
+                 home_locality: str, home_labels: Sequence[tuple[str, str]] = ()) -> None:
+        """`home_*`: the client the cluster was built for (`for_client` answers None for its outcome)."""
         self.name, self.port, self.policy = cluster_name, port, policy
         self.groups = _group(endpoints)  # read only: _shape makes new groups when it changes them
         setting = (policy.load_balancer or {}).get("localityLbSetting") or {}
         self.uniform = len(self.groups) <= 1 and not setting.get("distribute") and not setting.get("failoverPriority")
         self.rendered: dict[Hashable, LoadAssignment] = {}
-        self.home: Hashable | None = None  # the key of the client the cluster was first built for
+        self.home = self._outcome(home_locality, home_labels)[0]
 
     def _outcome(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]]
                  ) -> tuple[Hashable, tuple[list[_Group], bool, bool] | None]:
+        """The key of a client's outcome (equal keys, equal load assignments) and, unless the
+        cluster is uniform, the shaped groups."""
         if self.uniform:
             return ("uniform", bool(client_locality or proxy_labels)), None
         shaped = _shape(self.groups, self.policy, client_locality, client_labels(client_locality, proxy_labels))
@@ -209,13 +213,10 @@ class Assigner:
         return (prioritised, weighted,
                 tuple((g.locality, g.priority, g.weight, tuple(map(id, g.members))) for g in groups)), shaped
 
-    def key(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]] = ()) -> Hashable:
-        return self._outcome(client_locality, proxy_labels)[0]
-
     def for_client(self, client_locality: str, proxy_labels: Sequence[tuple[str, str]] = ()) -> LoadAssignment | None:
         """The client's load assignment; None when it is the `home` client's outcome."""
         key, shaped = self._outcome(client_locality, proxy_labels)
-        if self.home is not None and key == self.home:
+        if key == self.home:
             return None
         found = self.rendered.get(key)
         if found is None:

@@ -130,9 +130,9 @@ class _Variant:
 
 
 def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick: Any, settings: ProxySettings,
-             owned: Mapping[int, Sequence[str]], made: Relocations) -> _Variant:
+             owned: Mapping[int, Sequence[str]], relocations: Relocations) -> _Variant:
     """What a proxy with `settings` (and DR choice `pick`) has that differs from the egress proxy;
-    `owned`: service index -> the names of the egress clusters it produced and kept; `made`:
+    `owned`: service index -> the names of the egress clusters it produced and kept; `relocations`:
     what `relocated` made for the views so far."""
     produced: dict[int, list[BuiltCluster]] = {}
     rules_differ = False
@@ -144,7 +144,7 @@ def _variant(services: Sequence[Any], egress: BuiltProxy, egress_pick: Any, pick
             continue
         rules_differ = rules_differ or not same_rule
         if same_rule:  # only the load assignments differ: rebuild those, keep the rest
-            produced[index] = [relocated(egress.clusters[name], service, rule, settings, made)
+            produced[index] = [relocated(egress.clusters[name], service, rule, settings, relocations)
                                for name in owned.get(index, ())]
         else:
             produced[index] = clusters_of(service, rule, settings)
@@ -275,9 +275,9 @@ def build_proxy_files(manifests: Sequence[Mapping[str, Any]], egress: Proxy, gro
     owned: dict[int, list[str]] = {}
     for name, index in base.winner.items():
         owned.setdefault(index, []).append(name)
-    made = Relocations(home=settings)
+    relocations = Relocations(home=settings)
     variants = {key: _variant(services, base, egress_pick, rule_picker(g.settings, rules, selector_rules),
-                              g.settings, owned, made)
+                              g.settings, owned, relocations)
                 for key, g in sorted(views.items(), key=lambda kv: repr(kv[0]))}
     full = with_specials(base.clusters, settings)
     listeners = base.listeners
