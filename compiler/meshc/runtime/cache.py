@@ -53,7 +53,34 @@ from meshc.runtime.userstate import TAG_BYTES, new_mac, repo_state, same, state_
 CACHE_DIR = ".meshc-cache"
 
 
-class Packed(Mapping[Any, Any]):
+class _Unpickled(Mapping[Any, Any]):
+    """A read-only mapping whose entries are unpickled when it is first read: `_pieces` gives the
+    pickled dicts it is made of."""
+
+    _loaded: dict[Any, Any] | None = None
+
+    def _pieces(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def _entries(self) -> dict[Any, Any]:
+        if self._loaded is None:
+            loaded: dict[Any, Any] = {}
+            for piece in self._pieces():
+                loaded.update(pickle.loads(piece))
+            self._loaded = loaded
+        return self._loaded
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._entries()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+
+class Packed(_Unpickled):
     """Entries of one cache section (`section`, and `env` for the units) left in the cache file when
     it was read: where each chunk is in `path` (offset, length, sha256 of its bytes, taken while the
     file was authenticated), unpickled only when the section is first read (an environment's
@@ -64,7 +91,6 @@ class Packed(Mapping[Any, Any]):
     def __init__(self, section: str, env: str | None, path: str, chunks: Sequence[tuple[int, int, str]] = ()) -> None:
         self.section, self.env, self.path = section, env, path
         self._chunks: list[tuple[int, int, str]] = list(chunks)
-        self._table: dict[Any, Any] | None = None
 
     def _read(self) -> Iterator[bytes]:
         """The chunks' bytes that are still what was authenticated."""
@@ -78,44 +104,30 @@ class Packed(Mapping[Any, Any]):
         except OSError:
             return
 
+    def _pieces(self) -> Iterator[bytes]:
+        yield from self._read()
+        self._chunks = []
+
     def parts(self) -> Iterator[bytes]:
-        if self._table is None:
+        if self._loaded is None:
             for chunk in self._read():
                 yield _part(self.section, self.env, chunk)
         else:
-            yield from _parts(self.section, self.env, self._table)
+            yield from _parts(self.section, self.env, self._loaded)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        if self._table is not None:
-            return dict, (self._table,)
+        if self._loaded is not None:
+            return dict, (self._loaded,)
         return Packed, (self.section, self.env, self.path, self._chunks)
 
-    def _items(self) -> dict[Any, Any]:
-        if self._table is None:
-            self._table = {}
-            for chunk in self._read():
-                self._table.update(pickle.loads(chunk))
-            self._chunks = []
-        return self._table
 
-    def __getitem__(self, key: Any) -> Any:
-        return self._items()[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._items())
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-
-class Spilled(Mapping[Any, Any]):
+class Spilled(_Unpickled):
     """Entries of one cache section already pickled to files, as the parts `BuildCache.save`
     writes: nothing holds them in memory until the build saves the cache, which copies the files'
     bytes as they are. Read (only tests do) they are loaded."""
 
     def __init__(self, section: str, env: str | None, paths: Sequence[str] = ()) -> None:
         self.section, self.env, self.paths = section, env, tuple(paths)
-        self._loaded: dict[Any, Any] | None = None
 
     @classmethod
     def write(cls, path: Path, section: str, env: str | None, items: Iterable[tuple[Any, Any]]) -> Spilled:
@@ -132,24 +144,12 @@ class Spilled(Mapping[Any, Any]):
                 while piece := fh.read(1 << 20):
                     yield piece
 
-    def _table(self) -> dict[Any, Any]:
-        if self._loaded is None:
-            self._loaded = {}
-            for path in self.paths:
-                with open(path, "rb") as fh:
-                    while fh.peek(1):
-                        _, _, size = pickle.load(fh)
-                        self._loaded.update(pickle.loads(fh.read(size)))
-        return self._loaded
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._table()[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
+    def _pieces(self) -> Iterator[bytes]:
+        for path in self.paths:
+            with open(path, "rb") as fh:
+                while fh.peek(1):
+                    _, _, size = pickle.load(fh)
+                    yield fh.read(size)
 
 
 @dataclass
