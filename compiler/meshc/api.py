@@ -277,18 +277,20 @@ def _build(root: Path, envs: Sequence[str], out_root: Path, key: str, checks: bo
         return BuildOutcome(CompileResult(diagnostics=list(problems)), list(problems))
     with Forkserver() as server:  # forked before the cache is read: its jobs never hold it
         cache = _open_cache(root, project, use_cache)
-        if checks and cache is not None:  # a rebuild leaves a core to start the CUE engine on
-            cue_layer.prestart(check_options(project), cache.checks)
+        opts = check_options(project) if checks else None
+        if opts is not None and cache is not None:  # a rebuild leaves a core to start the CUE engine on
+            cue_layer.prestart(opts, cache.checks)
         try:
-            return _streamed_build(root, project, envs, out_root, key, checks, cache, progress, proxy, server)
+            return _streamed_build(root, project, envs, out_root, key, opts, cache, progress, proxy, server)
         finally:
             cue_fast.discard()  # an engine started and not needed
 
 
-def _streamed_build(root: Path, project: Project, envs: Sequence[str], out_root: Path, key: str, checks: bool,
-                    cache: BuildCache | None, progress: Callable[[str], None] | None, proxy: ProxyOptions,
-                    server: Forkserver) -> BuildOutcome:
-    stager = _Stager(project, out_root, check_options(project) if checks else None, cache, progress)
+def _streamed_build(root: Path, project: Project, envs: Sequence[str], out_root: Path, key: str,
+                    opts: CheckOptions | None, cache: BuildCache | None, progress: Callable[[str], None] | None,
+                    proxy: ProxyOptions, server: Forkserver) -> BuildOutcome:
+    checks = opts is not None
+    stager = _Stager(project, out_root, opts, cache, progress)
     try:
         streamed = compile_streamed(DiskTree(root), stager, envs or None, _templates(project), cache,
                                     progress=progress or (lambda _m: None), proxy=proxy, server=server,
